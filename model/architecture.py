@@ -1,0 +1,66 @@
+"""The reference BiLSTM topic classifier, with sizes that tests can shrink.
+
+`build` returns the *training* model (raw strings in, logits out). `end_to_end` wraps it
+with a softmax, which is the model every later part serves: keeping logits for
+training gives a numerically stable loss, and the softmax (with a temperature, for
+calibration) is baked in only at export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+
+from model.text import DEFAULT_LOCALE, make_vectorizer
+
+
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    """Sizes of the reference network; the defaults are the reference model."""
+
+    max_tokens: int = 100_000
+    sequence_length: int = 40
+    embedding_dim: int = 16
+    lstm_units: int = 256
+    dropout: float = 0.2
+    dense_units: int = 64
+    locale: str = DEFAULT_LOCALE
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build(
+    config: ArchitectureConfig,
+    n_classes: int,
+    vectorizer: keras.layers.TextVectorization | None = None,
+) -> keras.Model:
+    """Build the reference network: strings → TextVectorization → … → logits.
+
+    The embedding is sized by `max_tokens` (not by the adapted vocabulary) so the
+    parameter count is that of the reference, whatever the training data holds.
+    """
+    if vectorizer is None:
+        vectorizer = make_vectorizer(config.max_tokens, config.sequence_length, config.locale)
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    x = vectorizer(inputs)
+    x = keras.layers.Embedding(config.max_tokens, config.embedding_dim, name="embedding")(x)
+    x = keras.layers.Bidirectional(
+        keras.layers.LSTM(config.lstm_units, return_sequences=True), name="bilstm"
+    )(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
+    x = keras.layers.GlobalMaxPool1D(name="max_pool")(x)
+    logits = keras.layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="bilstm_classifier")
+
+
+def end_to_end(logits_model: keras.Model, temperature: float = 1.0) -> keras.Model:
+    """Raw text in, class probabilities out: the model the artifact stores."""
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    logits = logits_model(inputs, training=False)
+    if temperature != 1.0:
+        logits = keras.layers.Rescaling(1.0 / temperature, name="temperature")(logits)
+    probabilities = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, probabilities, name="complaint_classifier")

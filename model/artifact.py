@@ -1,0 +1,152 @@
+"""The model directory every later part loads: one end-to-end model plus its facts.
+
+Layout:
+    model.keras     raw strings in, class probabilities out (standardise + vectorise inside)
+    labels.json     list: index → category name
+    metadata.json   format version, model version, sizes, locale, data fingerprint, metrics …
+
+Files go through `tf.io.gfile`, so the same code reads a local directory or gs://.
+Importing this module registers the standardisation functions (via model.text),
+which is all `keras.models.load_model` needs: no pickled Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import model.text  # noqa: F401  (registers the standardisation functions for loading)
+from model.errors import UserError
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.json"
+METADATA_FILE = "metadata.json"
+REQUIRED_FILES = (MODEL_FILE, LABELS_FILE, METADATA_FILE)
+
+
+@dataclass
+class Artifact:
+    """A loaded model directory."""
+
+    model: keras.Model
+    labels: list[str]
+    metadata: dict
+    path: str
+
+    @property
+    def version(self) -> str:
+        return self.metadata["model_version"]
+
+    @property
+    def locale(self) -> str:
+        return self.metadata["locale"]
+
+    def predict(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        """Class probabilities for raw texts (the reference behaviour, Keras `predict`)."""
+        return self.model.predict(tf.constant(texts, dtype=tf.string), batch_size=batch_size, verbose=0)
+
+
+def join(directory: str, name: str) -> str:
+    return posixpath.join(directory, name) if "://" in directory else f"{directory.rstrip('/')}/{name}"
+
+
+def model_version(model: keras.Model, labels: list[str], locale: str) -> str:
+    """A content id: the same weights, vocabulary, labels and locale give the same id."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    for layer in _walk(model):
+        if isinstance(layer, keras.layers.TextVectorization):
+            digest.update("\n".join(layer.get_vocabulary()).encode("utf-8"))
+    digest.update(json.dumps(labels, ensure_ascii=False).encode("utf-8"))
+    digest.update(locale.encode("utf-8"))
+    return digest.hexdigest()[:12]
+
+
+def _walk(layer: keras.layers.Layer):
+    yield layer
+    for sub in getattr(layer, "layers", []):
+        yield from _walk(sub)
+
+
+def save(directory: str, model: keras.Model, labels: list[str], metadata: dict) -> dict:
+    """Write the artifact; `metadata` gains the format, version and environment facts."""
+    tf.io.gfile.makedirs(directory)
+    locale = metadata["locale"]
+    full = {
+        "format_version": FORMAT_VERSION,
+        "model_version": model_version(model, labels, locale),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "n_classes": len(labels),
+        **metadata,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    local_model = directory if "://" not in directory else None
+    if local_model is not None:
+        model.save(join(directory, MODEL_FILE))
+    else:  # Keras writes .keras files locally; copy up to remote filesystems.
+        tmp = f"/tmp/{full['model_version']}.keras"
+        model.save(tmp)
+        tf.io.gfile.copy(tmp, join(directory, MODEL_FILE), overwrite=True)
+    write_json(join(directory, LABELS_FILE), labels)
+    # metadata.json last: its presence marks a complete artifact.
+    write_json(join(directory, METADATA_FILE), full)
+    return full
+
+
+def write_json(path: str, value) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def _read_json(path: str):
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return json.loads(f.read())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}): re-export the model with `complaints train`") from None
+
+
+def read_metadata(directory: str) -> tuple[list[str], dict]:
+    """Labels and metadata, checked, without loading TensorFlow weights."""
+    if not tf.io.gfile.isdir(directory):
+        raise UserError(f"model directory {directory} does not exist: train one with `complaints train --out {directory}`")
+    missing = [n for n in REQUIRED_FILES if not tf.io.gfile.exists(join(directory, n))]
+    if missing:
+        raise UserError(
+            f"{directory} is not a complete model directory (missing {', '.join(missing)}): "
+            "point --model at the output of `complaints train`, or train again"
+        )
+    labels = _read_json(join(directory, LABELS_FILE))
+    metadata = _read_json(join(directory, METADATA_FILE))
+    version = metadata.get("format_version") if isinstance(metadata, dict) else None
+    if version != FORMAT_VERSION:
+        raise UserError(
+            f"{directory} has model format {version!r}, this version reads format {FORMAT_VERSION}: "
+            "retrain the model with this version of complaints"
+        )
+    if not isinstance(labels, list) or len(labels) != metadata.get("n_classes"):
+        raise UserError(f"{directory}/{LABELS_FILE} does not match metadata.json's class count: retrain the model")
+    return labels, metadata
+
+
+def load(directory: str) -> Artifact:
+    """Load a model directory, or raise a UserError that says what is wrong with it."""
+    labels, metadata = read_metadata(directory)
+    try:
+        model = keras.models.load_model(join(directory, MODEL_FILE), compile=False)
+    except Exception as exc:  # noqa: BLE001 (Keras raises many types for a broken file)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{directory}/{MODEL_FILE} does not load ({first}): retrain or re-copy the model") from None
+    outputs = model.outputs[0].shape[-1]
+    if outputs != len(labels):
+        raise UserError(f"{directory}: the model has {outputs} outputs but labels.json has {len(labels)} labels")
+    return Artifact(model=model, labels=labels, metadata=metadata, path=directory)

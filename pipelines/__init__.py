@@ -1,0 +1,1 @@
+"""The application: jobs, sources, sinks, options and the `complaints` command line."""

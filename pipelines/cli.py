@@ -1,0 +1,131 @@
+"""The `complaints` command line: thin click wrappers, no logic of their own."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from model.errors import UserError
+from pipelines.console import fail, quiet_tensorflow
+
+
+class _Group(click.Group):
+    """Turns UserError anywhere below into one `error:` line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            fail(str(exc))
+
+
+@click.group(cls=_Group)
+def cli() -> None:
+    """Train a complaint classifier and label archives (Parquet) or live streams (Pub/Sub)."""
+    quiet_tensorflow()
+
+
+@cli.command("sample-data")
+@click.option("--rows", default=5000, show_default=True, type=click.IntRange(1))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--unlabelled", is_flag=True, help="Leave out the category column.")
+def sample_data(rows: int, out_path: str, seed: int, unlabelled: bool) -> None:
+    """Write generated Turkish complaints over the 32 reference categories as Parquet."""
+    from pipelines.files import write_frame
+
+    from model.sample import generate
+
+    write_frame(generate(rows, seed=seed, labelled=not unlabelled), out_path)
+    click.echo(f"wrote {rows} complaints to {out_path}")
+
+
+def _data_options(f):
+    f = click.option("--label-column", default="category", show_default=True)(f)
+    f = click.option("--text-column", default="text", show_default=True)(f)
+    return click.option("--data", required=True, help="Parquet or CSV file, or a glob of them.")(f)
+
+
+@cli.command()
+@_data_options
+@click.option("--sequence-length", default=40, show_default=True)
+@click.option("--locale", default="tr", show_default=True, type=click.Choice(["tr", "unicode"]))
+def describe(data: str, text_column: str, label_column: str, sequence_length: int, locale: str) -> None:
+    """Class distribution and text lengths: how much of each text the model sees."""
+    from pipelines.reports import describe_data
+
+    click.echo(describe_data(data, text_column, label_column, sequence_length, locale))
+
+
+@cli.command()
+@_data_options
+@click.option("--out", "out_dir", required=True, help="Model directory to write.")
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--validation-split", default=0.1, show_default=True)
+@click.option("--test-split", default=0.1, show_default=True)
+@click.option("--seed", default=42, show_default=True)
+@click.option("--max-rows", type=click.IntRange(1), help="Train on a seeded random sample of this many rows.")
+@click.option("--locale", default="tr", show_default=True, type=click.Choice(["tr", "unicode"]),
+              help="Lower-casing rules: Turkish, or plain Unicode for other languages.")
+@click.option("--max-tokens", default=100_000, show_default=True, help="Vocabulary size.")
+@click.option("--sequence-length", default=40, show_default=True)
+@click.option("--embedding-dim", default=16, show_default=True)
+@click.option("--lstm-units", default=256, show_default=True)
+@click.option("--dense-units", default=64, show_default=True)
+@click.option("--patience", default=2, show_default=True, help="Early-stopping patience on validation loss.")
+@click.option("--learning-rate", default=1e-3, show_default=True)
+def train(data, text_column, label_column, out_dir, epochs, batch_size, validation_split, test_split, seed,
+          max_rows, locale, max_tokens, sequence_length, embedding_dim, lstm_units, dense_units, patience,
+          learning_rate) -> None:
+    """Train the BiLSTM classifier and export the end-to-end model directory."""
+    from pipelines.reports import train_and_report
+
+    from model.architecture import ArchitectureConfig
+    from model.train import TrainConfig
+
+    architecture = ArchitectureConfig(
+        max_tokens=max_tokens, sequence_length=sequence_length, embedding_dim=embedding_dim,
+        lstm_units=lstm_units, dense_units=dense_units, locale=locale,
+    )
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
+                         test_split=test_split, seed=seed, patience=patience,
+                         learning_rate=learning_rate)
+    click.echo(train_and_report(data, text_column, label_column, out_dir, architecture, config, max_rows))
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True)
+@_data_options
+@click.option("--report-dir", help="Where to write the report (default: MODEL/evaluation).")
+def evaluate(model_dir: str, data: str, text_column: str, label_column: str, report_dir: str | None) -> None:
+    """Score a model on labelled data: report, confusion matrix and metrics.json."""
+    from pipelines.reports import evaluate_model
+
+    click.echo(evaluate_model(model_dir, data, text_column, label_column, report_dir))
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True)
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="One JSON prediction per line.")
+@click.argument("texts", nargs=-1)
+def predict(model_dir: str, top_k: int, as_json: bool, texts: tuple[str, ...]) -> None:
+    """Label TEXTS (or lines on stdin): label, confidence and top-k."""
+    from pipelines.reports import predict_texts
+
+    lines = list(texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not lines:
+        raise UserError("no text to classify: pass texts as arguments or one per line on stdin")
+    for row in predict_texts(model_dir, lines, top_k):
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            alternatives = ", ".join(f"{t['label']} {t['confidence']:.2f}" for t in row["top_k"][1:])
+            click.echo(f"{row['label']} ({row['confidence']:.2f})  [{alternatives}]  {row['text'][:60]}")
+
+
+def main() -> None:
+    cli(prog_name="complaints")

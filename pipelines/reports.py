@@ -1,0 +1,96 @@
+"""What the model commands print: training, evaluation, description and quick predictions.
+
+Kept out of cli.py so the click layer stays a thin shell and these can be tested
+as plain functions.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from model import artifact, evaluate
+from model.architecture import ArchitectureConfig
+from model.data import describe, load_labelled, read_table, resolve_paths
+from model.errors import UserError
+from model.predict import top_k
+from model.train import TrainConfig, train
+
+
+def describe_data(data: str, text_column: str, label_column: str, sequence_length: int, locale: str) -> str:
+    from model.text import standardize
+
+    import pandas as pd
+
+    files = resolve_paths(data)
+    frames = [read_table(p, [text_column]) for p in files]
+    labelled = all(label_column in read_table(p).columns for p in files)
+    if labelled:
+        frames = [read_table(p, [text_column, label_column]) for p in files]
+    frame = pd.concat(frames, ignore_index=True)
+    texts = frame[text_column].fillna("").astype(str).to_numpy(dtype=object)
+    tokens = np.array([len(t.split()) for t in standardize(texts.tolist(), locale)]) if len(texts) else np.array([])
+    summary = describe(texts, frame[label_column].astype(str).to_numpy() if labelled else None, tokens, sequence_length)
+    lines = [f"{summary['rows']} rows in {len(files)} file(s)"]
+    for name in ("characters", "tokens"):
+        s = summary[name]
+        if s:
+            lines.append(f"{name:>10}: mean {s['mean']:.1f}  min {s['min']}  median {s['p50']:.0f}  "
+                         f"p95 {s['p95']:.0f}  max {s['max']}")
+    lines.append(f"longer than {sequence_length} tokens (truncated by the model): "
+                 f"{summary['share_longer_than_sequence']:.1%}")
+    if "classes" in summary:
+        lines.append(f"{len(summary['classes'])} classes:")
+        for name, c in summary["classes"].items():
+            lines.append(f"  {c['count']:>8}  {c['share']:6.1%}  {name}")
+    return "\n".join(lines)
+
+
+def train_and_report(
+    data: str, text_column: str, label_column: str, out_dir: str,
+    architecture: ArchitectureConfig, config: TrainConfig, max_rows: int | None,
+) -> str:
+    labelled = load_labelled(data, text_column, label_column, max_rows=max_rows, seed=config.seed)
+    if len(labelled) == 0:
+        raise UserError(f"{data} has no rows with both a text and a label")
+    result = train(labelled, out_dir, architecture, config)
+    m = result.metadata
+    return "\n".join([
+        f"skipped {labelled.skipped_rows} row(s) with empty text or missing label" if labelled.skipped_rows else
+        "no rows skipped",
+        evaluate.format_report(result.report),
+        f"model {m['model_version']} ({m['n_classes']} classes, vocabulary {m['vocabulary_size']}) "
+        f"written to {out_dir}; test accuracy {m['test_metrics']['accuracy']:.4f}, "
+        f"macro F1 {m['test_metrics']['macro_f1']:.4f}; report in {os.path.join(out_dir, 'report')}",
+    ])
+
+
+def evaluate_model(model_dir: str, data: str, text_column: str, label_column: str, report_dir: str | None) -> str:
+    loaded = artifact.load(model_dir)
+    labelled = load_labelled(data, text_column, label_column)
+    known = {label: i for i, label in enumerate(loaded.labels)}
+    unknown = sorted(set(labelled.labels) - set(known))
+    if unknown:
+        raise UserError(f"{data} has categories the model does not know: {', '.join(unknown[:5])}")
+    y_true = np.array([known[label] for label in labelled.labels])
+    probabilities = loaded.predict(labelled.texts.tolist())
+    report_dir = report_dir or os.path.join(model_dir, "evaluation")
+    report = evaluate.write_report(report_dir, y_true, probabilities, loaded.labels)
+    return f"{evaluate.format_report(report)}\nreport written to {report_dir}"
+
+
+def predict_texts(model_dir: str, texts: list[str], k: int = 3) -> list[dict]:
+    loaded = artifact.load(model_dir)
+    probabilities = loaded.predict(texts)
+    indices, values = top_k(probabilities, k)
+    return [
+        {
+            "text": text,
+            "label": loaded.labels[int(idx[0])],
+            "confidence": float(val[0]),
+            "top_k": [{"label": loaded.labels[int(i)], "confidence": float(v)} for i, v in zip(idx, val, strict=True)],
+            "model_version": loaded.version,
+        }
+        for text, idx, val in zip(texts, indices, values, strict=True)
+    ]

@@ -1,0 +1,25 @@
+"""Installs the complaint classifier; Dataflow stages this same file with --setup_file."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="complaints",
+    version="0.1.0",
+    description="Batch/stream complaint classification: BiLSTM topic model served by Apache Beam",
+    python_requires=">=3.11,<3.13",
+    packages=find_packages(include=["model", "model.*", "worker", "worker.*", "pipelines", "pipelines.*"]),
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3,<4",
+        "apache-beam[gcp]>=2.60,<3",
+        "pyarrow>=14",
+        "pandas>=2.0",
+        "numpy>=1.26",
+        "click>=8.1",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn>=1.4", "psutil>=5.9"],
+    },
+    entry_points={"console_scripts": ["complaints=pipelines.cli:main"]},
+)
