@@ -9,6 +9,7 @@ import click
 
 from model.errors import UserError
 from pipelines.console import fail, quiet_tensorflow
+from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
 
 
 class _Group(click.Group):
@@ -125,6 +126,61 @@ def predict(model_dir: str, top_k: int, as_json: bool, texts: tuple[str, ...]) -
         else:
             alternatives = ", ".join(f"{t['label']} {t['confidence']:.2f}" for t in row["top_k"][1:])
             click.echo(f"{row['label']} ({row['confidence']:.2f})  [{alternatives}]  {row['text'][:60]}")
+
+
+_BEAM_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+def _worker_options(f):
+    f = click.option("--max-batch-size", default=DEFAULT_MAX_BATCH_SIZE, show_default=True,
+                     type=click.IntRange(1))(f)
+    f = click.option("--min-batch-size", default=DEFAULT_MIN_BATCH_SIZE, show_default=True,
+                     type=click.IntRange(1))(f)
+    f = click.option("--review-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+                     help="needs_review is true below this confidence.")(f)
+    return click.option("--top-k", default=3, show_default=True, type=click.IntRange(1))(f)
+
+
+@cli.command(context_settings=_BEAM_ARGS)
+@click.option("--model", "model_dir", required=True, help="Model directory (local or gs://).")
+@click.option("--input", "input_pattern", required=True, help="Parquet file or glob (local or gs://).")
+@click.option("--output", required=True, help="Output directory: predictions, dead letters, summary, _SUCCESS.")
+@click.option("--id-column", default="id", show_default=True,
+              help="Left at the default and absent from a file, ids are derived as FILE_NAME:ROW.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--keep-columns", default="", help="Comma-separated input columns copied to the predictions.")
+@_worker_options
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "
+              "local credentials).")
+@click.pass_context
+def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_columns, top_k, review_threshold,
+          min_batch_size, max_batch_size, progress, skip_validation) -> None:
+    """Label a Parquet archive. Beam options (--runner, --project, ...) may follow."""
+    from pipelines.batch import run
+    from pipelines.options import BatchConfig
+    from pipelines.summary import render
+    from worker.transform import WorkerConfig
+
+    config = BatchConfig(
+        input_pattern=input_pattern, output=output, id_column=id_column, text_column=text_column,
+        keep_columns=tuple(c.strip() for c in keep_columns.split(",") if c.strip()),
+        derive_missing_id=ctx.get_parameter_source("id_column") == click.core.ParameterSource.DEFAULT,
+        progress=progress, validate=not skip_validation,
+        worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
+                            min_batch_size=min_batch_size, max_batch_size=max_batch_size),
+    )
+    click.echo(render(run(config, list(ctx.args))))
+
+
+@cli.command()
+@click.option("--workdir", default="demo", show_default=True, help="Where the demo writes its files.")
+@click.option("--rows", default=20_000, show_default=True, type=click.IntRange(100))
+def demo(workdir: str, rows: int) -> None:
+    """Built-in defaults end to end: sample archive → small model → labelled archive → summary."""
+    from pipelines.demo import run_demo
+
+    run_demo(workdir, rows, echo=click.echo)
 
 
 def main() -> None:

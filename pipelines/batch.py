@@ -1,0 +1,114 @@
+"""The nightly job: a Parquet archive in, labelled Parquet out, committed atomically.
+
+`build_batch(p, config)` only wires transforms; `run(config, beam_args)` does the
+pre-flight checks, runs the pipeline, commits the output and returns the summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from dataclasses import replace
+
+import apache_beam as beam
+
+from model import artifact
+from model.errors import UserError
+from pipelines import output as out
+from pipelines.options import BatchConfig, beam_options, is_local
+from pipelines.parquet import ReadComplaints, inspect_inputs, write_parquet
+from pipelines.progress import ReportProgress
+from pipelines.summary import ComputeRunStats, assemble
+from worker.records import DEAD_LETTER_SCHEMA, prediction_schema
+from worker.transform import DEAD_LETTERS, PREDICTIONS, ClassifyComplaints
+
+STATS_FILE = "_stats.json"
+
+
+def staging_of(config: BatchConfig, run_id: str) -> str:
+    return out.staging_dir(config.output, run_id)
+
+
+def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows: int | None = None) -> dict:
+    """Wire read → classify → write (predictions, dead letters, stats) under `staging`."""
+    records = p | "ReadArchive" >> ReadComplaints(
+        config.input_pattern, config.id_column, config.text_column, config.keep_columns, config.derive_missing_id
+    )
+    if config.progress:
+        records = records | "Progress" >> beam.ParDo(ReportProgress(total_rows))
+    results = records | "Classify" >> ClassifyComplaints(config.worker)
+    schema = prediction_schema(list(config.passthrough_fields))
+    write_parquet(results[PREDICTIONS], out.join(staging, "predictions"), schema, "WritePredictions")
+    write_parquet(results[DEAD_LETTERS], out.join(staging, "dead_letters"), DEAD_LETTER_SCHEMA, "WriteDeadLetters")
+    (
+        (records, results[PREDICTIONS], results[DEAD_LETTERS])
+        | "RunStats" >> ComputeRunStats()
+        | "WriteStats" >> beam.io.WriteToText(out.join(staging, STATS_FILE), shard_name_template="")
+    )
+    return results
+
+
+def preflight(config: BatchConfig) -> tuple[BatchConfig, list, dict]:
+    """Check model and inputs before any work; fill in the passthrough column types."""
+    _, metadata = artifact.read_metadata(config.worker.model_dir)
+    required = [config.text_column, *config.keep_columns]
+    if not config.derive_missing_id:
+        required.append(config.id_column)
+    files = inspect_inputs(config.input_pattern, required, config.id_column, config.text_column)
+    schema = files[0].schema
+    fields = tuple(schema.field(name) for name in config.keep_columns if name not in ("id", "text"))
+    return replace(config, passthrough_fields=fields), files, metadata
+
+
+def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
+    """Run the job to completion and commit its output; returns the summary."""
+    options = beam_options(beam_args)
+    if config.validate:
+        config, files, metadata = preflight(config)
+        artifact.load(config.worker.model_dir)  # fail fast, in one line, on a model that does not load
+        total_rows = sum(f.rows for f in files)
+        inputs = [{"path": f.path, "size_bytes": f.size_bytes, "rows": f.rows} for f in files]
+    else:
+        _, metadata = artifact.read_metadata(config.worker.model_dir)
+        total_rows, inputs = None, [{"path": config.input_pattern}]
+    if not is_local(options):
+        config = replace(config, progress=False)
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    staging = staging_of(config, run_id)
+    out.prepare(config.output, staging)
+    started, clock = dt.datetime.now(dt.UTC), time.monotonic()
+    try:
+        p = test_pipeline or beam.Pipeline(options=options)
+        build_batch(p, config, staging, total_rows)
+        result = p.run()
+        result.wait_until_finish()
+        stats = json.loads(out.read_text(out.join(staging, STATS_FILE)))
+    except UserError:
+        out.abort(staging)
+        raise
+    except Exception as exc:
+        out.abort(staging)
+        raise JobFailed(f"the labelling job failed ({_first_line(exc)}); nothing was committed to {config.output}") \
+            from exc
+    summary = assemble(
+        stats, model_version=metadata["model_version"], inputs=inputs, output=config.output, files=[],
+        started=started.isoformat(timespec="seconds"), finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        seconds=time.monotonic() - clock,
+    )
+    if not summary["balanced"]:
+        out.abort(staging)
+        raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
+    return out.commit(config.output, staging, summary)
+
+
+class JobFailed(UserError):
+    """The pipeline itself failed (bad data inside a file, a worker crash): reported in one line."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # Beam wraps worker errors; the last line names the original exception.
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:400]

@@ -1,0 +1,69 @@
+"""Config objects for the jobs, and the Beam options they run with.
+
+Pipeline construction is a pure function of these configs (`build_batch(p, config)`);
+turning command-line leftovers into PipelineOptions, with a local runner that never
+downloads anything, happens here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions
+
+from worker.transform import WorkerConfig
+
+# Beam 2.77's plain DirectRunner first tries Prism, whose binary it downloads. These
+# run in-process and never reach the network.
+LOCAL_BATCH_RUNNER = "FnApiRunner"
+LOCAL_STREAM_RUNNER = "BundleBasedDirectRunner"
+LOCAL_RUNNERS = {"FnApiRunner", "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner"}
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """The nightly job: which archive, which model, where the labels go."""
+
+    input_pattern: str
+    output: str
+    worker: WorkerConfig
+    id_column: str = "id"
+    text_column: str = "text"
+    keep_columns: tuple[str, ...] = ()
+    derive_missing_id: bool = True  # the id column is the default one and may be absent
+    progress: bool = True
+    validate: bool = True  # check input files before building the pipeline
+    passthrough_fields: tuple = field(default=())  # pyarrow fields of keep_columns, filled by the pre-flight
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """The live job: subscription in, topics out, optional Parquet archive."""
+
+    subscription: str
+    output_topic: str
+    worker: WorkerConfig
+    dead_letter_topic: str | None = None
+    archive_output: str | None = None
+    window_seconds: int = 60
+
+
+def beam_options(beam_args: list[str] | None, streaming: bool = False) -> PipelineOptions:
+    """PipelineOptions from leftover arguments, with our local runner as the default."""
+    options = PipelineOptions(beam_args or [])
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = LOCAL_STREAM_RUNNER if streaming else LOCAL_BATCH_RUNNER
+    if streaming:
+        standard.streaming = True
+    # Everything the job pickles imports from the installed package, not __main__.
+    options.view_as(SetupOptions).save_main_session = False
+    return options
+
+
+def is_local(options: PipelineOptions) -> bool:
+    return (options.view_as(StandardOptions).runner or "") in LOCAL_RUNNERS
+
+
+def worker_count(options: PipelineOptions) -> int:
+    return options.view_as(DirectOptions).direct_num_workers or 1

@@ -1,0 +1,157 @@
+"""Parquet in and out through Beam's filesystems (local paths, globs, gs://).
+
+Reading goes by row group: the driver-side pre-flight checks every file's footer
+(so a bad path or column fails in one line before any work), and the pipeline
+reads each row group as an Arrow table and turns its columns into records in one
+pass. Knowing the row offset of each row group gives stable derived ids
+(`<file name>:<row number>`) for archives without an id column.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+
+from model.errors import UserError
+
+TEXT_TYPES = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary())
+
+
+def is_data_file(path: str) -> bool:
+    """Hidden and underscore files (`_SUCCESS`, `.staging-…`) are markers, not data."""
+    return not posixpath.basename(path).startswith((".", "_"))
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    size_bytes: int
+    rows: int
+    schema: pa.Schema
+
+
+def _open_parquet(path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(FileSystems.open(path, compression_type="uncompressed"))
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(
+            f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]}): "
+            "remove it from the input or re-export it"
+        ) from None
+
+
+def inspect_inputs(pattern: str, required: list[str], id_column: str | None, text_column: str) -> list[InputFile]:
+    """Match the pattern and check each file's footer; UserError on the first problem."""
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception as exc:  # noqa: BLE001 (filesystems raise their own types)
+        raise UserError(f"cannot list {pattern}: {str(exc).splitlines()[0]}") from None
+    files = sorted((m for m in matches if is_data_file(m.path)), key=lambda m: m.path)
+    if not files:
+        raise UserError(f"no input file matches {pattern!r}: check the path or glob (quote it in the shell)")
+    out = []
+    for meta in files:
+        parquet = _open_parquet(meta.path)
+        schema = parquet.schema_arrow
+        missing = [c for c in required if c not in schema.names]
+        if missing:
+            raise UserError(
+                f"{meta.path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(schema.names)}): "
+                "pass --text-column/--id-column/--keep-columns to match the file"
+            )
+        text_type = schema.field(text_column).type
+        if text_type not in TEXT_TYPES:
+            raise UserError(f"{meta.path}: text column {text_column!r} is {text_type}, not a string column")
+        if id_column and id_column in schema.names:
+            id_type = schema.field(id_column).type
+            if not (pa.types.is_string(id_type) or pa.types.is_large_string(id_type) or pa.types.is_integer(id_type)):
+                raise UserError(f"{meta.path}: id column {id_column!r} is {id_type}; use a string or integer column")
+        out.append(InputFile(meta.path, meta.size_in_bytes, parquet.metadata.num_rows, schema))
+    return out
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One unit of reading work: a row group and the file row number it starts at."""
+
+    path: str
+    index: int
+    first_row: int
+
+
+class ListRowGroups(beam.DoFn):
+    """Expand each matched file into its row groups, so big files read in parallel."""
+
+    def process(self, file_metadata):
+        path = file_metadata.path
+        if not is_data_file(path):
+            return
+        metadata = _open_parquet(path).metadata
+        first = 0
+        for index in range(metadata.num_row_groups):
+            yield RowGroup(path, index, first)
+            first += metadata.row_group(index).num_rows
+
+
+class ReadRowGroupRecords(beam.DoFn):
+    """A row group as records `{id, text, kept…}`, converted column-wise from Arrow."""
+
+    def __init__(self, id_column: str, text_column: str, keep_columns: tuple[str, ...], derive_missing_id: bool):
+        self.id_column = id_column
+        self.text_column = text_column
+        self.keep_columns = keep_columns
+        self.derive_missing_id = derive_missing_id
+
+    def process(self, group: RowGroup):
+        parquet = _open_parquet(group.path)
+        names = parquet.schema_arrow.names
+        has_id = self.id_column in names
+        if not has_id and not self.derive_missing_id:
+            raise UserError(f"{group.path} has no id column {self.id_column!r}")
+        columns = [self.text_column, *self.keep_columns] + ([self.id_column] if has_id else [])
+        table = parquet.read_row_group(group.index, columns=list(dict.fromkeys(columns)))
+        values = {name: table.column(name).to_pylist() for name in table.column_names}
+        if has_id:
+            ids = values[self.id_column]
+        else:
+            base = posixpath.basename(group.path)
+            ids = [f"{base}:{group.first_row + i}" for i in range(table.num_rows)]
+        texts = values[self.text_column]
+        kept = [(name, values[name]) for name in self.keep_columns if name not in ("id", "text")]
+        for i in range(table.num_rows):
+            record = {"id": ids[i], "text": texts[i]}
+            for name, column in kept:
+                record[name] = column[i]
+            yield record
+
+
+class ReadComplaints(beam.PTransform):
+    """Parquet files matching a pattern → input records for the worker."""
+
+    def __init__(self, pattern: str, id_column: str, text_column: str, keep_columns: tuple[str, ...],
+                 derive_missing_id: bool):
+        super().__init__()
+        self.pattern = pattern
+        self.reader = ReadRowGroupRecords(id_column, text_column, keep_columns, derive_missing_id)
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Match" >> fileio.MatchFiles(self.pattern)
+            | "ListRowGroups" >> beam.ParDo(ListRowGroups())
+            | "Distribute" >> beam.Reshuffle()
+            | "ReadRecords" >> beam.ParDo(self.reader)
+        )
+
+
+def write_parquet(pcoll, prefix: str, schema: pa.Schema, label: str):
+    """Sharded Parquet files `<prefix>-SSSSS-of-NNNNN.parquet` with an explicit schema."""
+    return pcoll | label >> beam.io.WriteToParquet(
+        prefix, schema=schema, file_name_suffix=".parquet", codec="zstd"
+    )

@@ -1,0 +1,118 @@
+"""The records that leave the worker, their Arrow schemas, and input validation.
+
+An input record is a dict with an `id`, a `text` and any passthrough fields. Every
+record comes out exactly once: as a prediction or as a dead letter with a stable
+reason code, so `records in = predictions + dead letters` always holds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+# Dead-letter reason codes: stable strings that dashboards and alerts can rely on.
+MALFORMED_RECORD = "malformed_record"  # not a mapping at all
+MISSING_ID = "missing_id"
+MISSING_TEXT = "missing_text"
+TEXT_NOT_STRING = "text_not_string"
+INVALID_UTF8 = "invalid_utf8"
+EMPTY_TEXT = "empty_text"  # nothing left after standardisation
+INFERENCE_FAILED = "inference_failed"
+REASONS = (MALFORMED_RECORD, MISSING_ID, MISSING_TEXT, TEXT_NOT_STRING, INVALID_UTF8, EMPTY_TEXT, INFERENCE_FAILED)
+
+PAYLOAD_LIMIT = 4096  # characters of the original record kept in a dead letter
+ID = "id"
+TEXT = "text"
+
+TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float32())]))
+PREDICTION_FIELDS = [
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("label", pa.string(), nullable=False),
+    pa.field("label_id", pa.int32(), nullable=False),
+    pa.field("confidence", pa.float32(), nullable=False),
+    pa.field("top_k", TOP_K_TYPE, nullable=False),
+    pa.field("needs_review", pa.bool_(), nullable=False),
+    pa.field("model_version", pa.string(), nullable=False),
+]
+DEAD_LETTER_SCHEMA = pa.schema([
+    pa.field("id", pa.string()),
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("detail", pa.string(), nullable=False),
+    pa.field("payload", pa.string(), nullable=False),
+])
+
+
+def prediction_schema(passthrough: list[pa.Field] | None = None) -> pa.Schema:
+    """The prediction schema, with the passthrough columns (typed as in the input) appended."""
+    names = {f.name for f in PREDICTION_FIELDS}
+    extra = [f.with_nullable(True) for f in (passthrough or []) if f.name not in names]
+    return pa.schema(PREDICTION_FIELDS + extra)
+
+
+def payload_text(payload: Any) -> str:
+    """The original input as text for a dead letter, truncated to PAYLOAD_LIMIT characters."""
+    if isinstance(payload, bytes):
+        text = payload.decode("utf-8", errors="backslashreplace")
+    elif isinstance(payload, str):
+        text = payload
+    else:
+        try:
+            text = json.dumps(payload, ensure_ascii=False, default=_repr_default, sort_keys=True)
+        except ValueError:  # e.g. a lone surrogate
+            text = repr(payload)
+    text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return text if len(text) <= PAYLOAD_LIMIT else text[:PAYLOAD_LIMIT] + "…[truncated]"
+
+
+def _repr_default(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return repr(value)
+
+
+def dead_letter(record_id: str | None, reason: str, detail: str, payload: Any) -> dict:
+    return {"id": record_id, "reason": reason, "detail": detail, "payload": payload_text(payload)}
+
+
+def _record_id(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="backslashreplace")
+    value = str(value)
+    return value if value.strip() else None
+
+
+def validate(record: Any) -> tuple[dict, str] | dict:
+    """Split a record into (key fields, text), or return its dead letter.
+
+    The key fields are the record without its text (id stringified): they travel
+    alongside the text through inference and become the passthrough columns.
+    """
+    if not isinstance(record, dict):
+        return dead_letter(None, MALFORMED_RECORD, f"expected a mapping, got {type(record).__name__}", record)
+    record_id = _record_id(record.get(ID))
+    if record_id is None:
+        return dead_letter(None, MISSING_ID, "the record has no id", record)
+    text = record.get(TEXT)
+    if text is None or (isinstance(text, float) and text != text):
+        return dead_letter(record_id, MISSING_TEXT, "the record has no text", record)
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return dead_letter(record_id, INVALID_UTF8, f"text is not valid UTF-8: {exc.reason} at byte {exc.start}",
+                               record)
+    if not isinstance(text, str):
+        return dead_letter(record_id, TEXT_NOT_STRING, f"text is {type(text).__name__}, not a string", record)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return dead_letter(record_id, INVALID_UTF8, f"text has an unpaired surrogate at {exc.start}", record)
+    if not text.strip():
+        return dead_letter(record_id, EMPTY_TEXT, "the text is empty", record)
+    key = {k: v for k, v in record.items() if k != TEXT}
+    key[ID] = record_id
+    return key, text

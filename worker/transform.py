@@ -1,0 +1,101 @@
+"""ClassifyComplaints: validate → RunInference → prediction records, with dead letters.
+
+The only transform the pipelines use. Its output is a dict of two PCollections,
+`predictions` and `dead_letters`; every input record lands in exactly one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+
+from worker import records
+from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
+from worker.handler import ComplaintModelHandler, InferenceError
+
+PREDICTIONS = "predictions"
+DEAD_LETTERS = "dead_letters"
+NAMESPACE = "complaints"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker needs: which model and how to batch and decode."""
+
+    model_dir: str
+    top_k: int = 3
+    review_threshold: float = 0.5
+    min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_duration_secs: int | None = None  # set for streaming: batches form across bundles
+
+    def handler(self) -> ComplaintModelHandler:
+        return ComplaintModelHandler(
+            self.model_dir,
+            top_k=self.top_k,
+            review_threshold=self.review_threshold,
+            min_batch_size=self.min_batch_size,
+            max_batch_size=self.max_batch_size,
+            max_batch_duration_secs=self.max_batch_duration_secs,
+        )
+
+
+def _count_dead_letter(letter: dict) -> None:
+    beam.metrics.Metrics.counter(NAMESPACE, f"dead_lettered_{letter['reason']}").inc()
+    beam.metrics.Metrics.counter(NAMESPACE, "dead_lettered").inc()
+
+
+class ValidateRecords(beam.DoFn):
+    """Valid records become (key fields, text); the rest become dead letters."""
+
+    def process(self, record):
+        checked = records.validate(record)
+        if isinstance(checked, dict):
+            _count_dead_letter(checked)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, checked)
+        else:
+            yield checked
+
+
+class ToPredictionRecords(beam.DoFn):
+    """Merge each inference with its record's key fields into the output record."""
+
+    def __init__(self):
+        self.classified = beam.metrics.Metrics.counter(NAMESPACE, "classified")
+        self.needs_review = beam.metrics.Metrics.counter(NAMESPACE, "needs_review")
+
+    def process(self, element: tuple[dict, PredictionResult]):
+        key, result = element
+        inference = result.inference
+        if inference is None or isinstance(inference, InferenceError):
+            reason = records.EMPTY_TEXT if inference is None else records.INFERENCE_FAILED
+            detail = "nothing is left after standardisation" if inference is None else inference.detail
+            letter = records.dead_letter(key[records.ID], reason, detail, {**key, records.TEXT: result.example})
+            _count_dead_letter(letter)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+            return
+        self.classified.inc()
+        if inference["needs_review"]:
+            self.needs_review.inc()
+        yield {**key, **inference}
+
+
+class ClassifyComplaints(beam.PTransform):
+    """Records `{id, text, …}` in; `{"predictions": …, "dead_letters": …}` out."""
+
+    def __init__(self, config: WorkerConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, records_in):
+        checked = records_in | "Validate" >> beam.ParDo(ValidateRecords()).with_outputs(DEAD_LETTERS, main="valid")
+        inferred = checked.valid | "RunInference" >> RunInference(
+            KeyedModelHandler(self.config.handler()), metrics_namespace=NAMESPACE
+        )
+        decoded = inferred | "ToRecords" >> beam.ParDo(ToPredictionRecords()).with_outputs(
+            DEAD_LETTERS, main=PREDICTIONS
+        )
+        dead = (checked[DEAD_LETTERS], decoded[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
+        return {PREDICTIONS: decoded[PREDICTIONS], DEAD_LETTERS: dead}
