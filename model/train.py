@@ -39,6 +39,7 @@ class TrainResult:
     metadata: dict
     report: dict
     history: dict
+    model: keras.Model  # the in-memory end-to-end model that was saved
 
 
 def _dataset(texts: np.ndarray, label_ids: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
@@ -114,4 +115,4 @@ def train(
     }
     full = artifact.save(out_dir, served, labels, metadata)
     artifact.write_json(artifact.join(out_dir, "history.json"), history)
-    return TrainResult(artifact_dir=out_dir, metadata=full, report=report, history=history)
+    return TrainResult(artifact_dir=out_dir, metadata=full, report=report, history=history, model=served)
