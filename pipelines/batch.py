@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 import uuid
 from dataclasses import replace
@@ -108,7 +109,11 @@ class JobFailed(UserError):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    # Beam wraps worker errors; the last line names the original exception.
-    lines = [line for line in text.splitlines() if line.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:400]
+    """The original error from Beam's wrapped worker exception: `Type: message`, one line."""
+    text = re.sub(r"\s*\[while running '[^']*'\]", "", str(exc)).strip()
+    match = re.findall(r"^(?:\w+\.)*(\w+(?:Error|Exception|Input)): (.+)$", text, flags=re.MULTILINE)
+    if match:
+        name, message = match[-1]
+        return f"{name}: {message}"[:500]
+    lines = [line for line in text.splitlines() if line.strip() and not line.strip().startswith("[while")]
+    return (lines[0] if lines else type(exc).__name__)[:500]

@@ -8,7 +8,7 @@ import sys
 import click
 
 from model.errors import UserError
-from pipelines.console import fail, quiet_tensorflow
+from pipelines.console import fail, quiet_beam, quiet_tensorflow
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
 
 
@@ -23,9 +23,11 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-def cli() -> None:
+@click.option("--verbose", is_flag=True, help="Show Apache Beam's own log output.")
+def cli(verbose: bool) -> None:
     """Train a complaint classifier and label archives (Parquet) or live streams (Pub/Sub)."""
     quiet_tensorflow()
+    quiet_beam(verbose)
 
 
 @cli.command("sample-data")

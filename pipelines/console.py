@@ -35,6 +35,12 @@ def quiet_tensorflow() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
+def quiet_beam(verbose: bool) -> None:
+    """Beam logs every worker exception with its traceback at ERROR; the CLI reports the
+    cause in one line instead, and `--verbose` brings Beam's own logging back."""
+    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.CRITICAL)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one `error:` line to stderr and exit: the user-error contract."""
     print(f"error: {message}", file=sys.stderr)

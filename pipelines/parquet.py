@@ -76,6 +76,10 @@ def inspect_inputs(pattern: str, required: list[str], id_column: str | None, tex
     return out
 
 
+class CorruptInput(RuntimeError):
+    """A file whose footer was fine but whose data is not: the run fails, naming the file."""
+
+
 @dataclass(frozen=True)
 class RowGroup:
     """One unit of reading work: a row group and the file row number it starts at."""
@@ -115,7 +119,13 @@ class ReadRowGroupRecords(beam.DoFn):
         if not has_id and not self.derive_missing_id:
             raise UserError(f"{group.path} has no id column {self.id_column!r}")
         columns = [self.text_column, *self.keep_columns] + ([self.id_column] if has_id else [])
-        table = parquet.read_row_group(group.index, columns=list(dict.fromkeys(columns)))
+        try:
+            table = parquet.read_row_group(group.index, columns=list(dict.fromkeys(columns)))
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptInput(
+                f"{group.path}: row group {group.index} (rows from {group.first_row}) cannot be read: "
+                f"{' '.join(str(exc).split())}"
+            ) from exc
         values = {name: table.column(name).to_pylist() for name in table.column_names}
         if has_id:
             ids = values[self.id_column]
