@@ -14,11 +14,12 @@ import uuid
 from dataclasses import replace
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 
 from model import artifact
 from model.errors import UserError
 from pipelines import output as out
-from pipelines.options import BatchConfig, beam_options, is_local
+from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local
 from pipelines.parquet import ReadComplaints, inspect_inputs, write_parquet
 from pipelines.progress import ReportProgress
 from pipelines.summary import ComputeRunStats, assemble
@@ -66,6 +67,7 @@ def preflight(config: BatchConfig) -> tuple[BatchConfig, list, dict]:
 def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run the job to completion and commit its output; returns the summary."""
     options = beam_options(beam_args)
+    create_local_locations(options)
     if config.validate:
         config, files, metadata = preflight(config)
         artifact.load(config.worker.model_dir)  # fail fast, in one line, on a model that does not load
@@ -84,6 +86,9 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         p = test_pipeline or beam.Pipeline(options=options)
         build_batch(p, config, staging, total_rows)
         result = p.run()
+        if template_only(options):
+            return {"template_location": options.view_as(GoogleCloudOptions).template_location,
+                    "staging": staging}
         result.wait_until_finish()
         stats = json.loads(out.read_text(out.join(staging, STATS_FILE)))
     except UserError:
@@ -102,6 +107,12 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         out.abort(staging)
         raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
     return out.commit(config.output, staging, summary)
+
+
+def template_only(options) -> bool:
+    """`--template_location` or `--dry_run` build the Dataflow job without running it."""
+    dry_run = options.view_as(TestOptions).dry_run
+    return bool(options.view_as(GoogleCloudOptions).template_location) or dry_run not in (False, "False", None)
 
 
 class JobFailed(UserError):

@@ -172,7 +172,11 @@ def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_co
         worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
                             min_batch_size=min_batch_size, max_batch_size=max_batch_size),
     )
-    click.echo(render(run(config, list(ctx.args))))
+    summary = run(config, list(ctx.args))
+    if "template_location" in summary:
+        click.echo(f"Dataflow job built, not run: template at {summary['template_location']}")
+    else:
+        click.echo(render(summary))
 
 
 @cli.command()

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    GoogleCloudOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+)
 
 from worker.transform import WorkerConfig
 
@@ -59,6 +65,20 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False) -> Pipeli
     # Everything the job pickles imports from the installed package, not __main__.
     options.view_as(SetupOptions).save_main_session = False
     return options
+
+
+def create_local_locations(options: PipelineOptions) -> None:
+    """Create local --temp_location/--staging_location directories.
+
+    Beam's Dataflow stager retries a missing local staging directory with exponential
+    backoff for about eight minutes before failing; gs:// locations need no creation.
+    """
+    import os
+
+    cloud = options.view_as(GoogleCloudOptions)
+    for location in (cloud.temp_location, cloud.staging_location):
+        if location and "://" not in location:
+            os.makedirs(location, exist_ok=True)
 
 
 def is_local(options: PipelineOptions) -> bool:
