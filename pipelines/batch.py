@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 import uuid
 from dataclasses import replace
@@ -19,6 +18,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 from model import artifact
 from model.errors import UserError
 from pipelines import output as out
+from pipelines.errors import JobFailed, cause
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local
 from pipelines.parquet import ReadComplaints, inspect_inputs, write_parquet
 from pipelines.progress import ReportProgress
@@ -96,7 +96,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         raise
     except Exception as exc:
         out.abort(staging)
-        raise JobFailed(f"the labelling job failed ({_first_line(exc)}); nothing was committed to {config.output}") \
+        raise JobFailed(f"the labelling job failed ({cause(exc)}); nothing was committed to {config.output}") \
             from exc
     summary = assemble(
         stats, model_version=metadata["model_version"], inputs=inputs, output=config.output, files=[],
@@ -113,18 +113,3 @@ def template_only(options) -> bool:
     """`--template_location` or `--dry_run` build the Dataflow job without running it."""
     dry_run = options.view_as(TestOptions).dry_run
     return bool(options.view_as(GoogleCloudOptions).template_location) or dry_run not in (False, "False", None)
-
-
-class JobFailed(UserError):
-    """The pipeline itself failed (bad data inside a file, a worker crash): reported in one line."""
-
-
-def _first_line(exc: BaseException) -> str:
-    """The original error from Beam's wrapped worker exception: `Type: message`, one line."""
-    text = re.sub(r"\s*\[while running '[^']*'\]", "", str(exc)).strip()
-    match = re.findall(r"^(?:\w+\.)*(\w+(?:Error|Exception|Input)): (.+)$", text, flags=re.MULTILINE)
-    if match:
-        name, message = match[-1]
-        return f"{name}: {message}"[:500]
-    lines = [line for line in text.splitlines() if line.strip() and not line.strip().startswith("[while")]
-    return (lines[0] if lines else type(exc).__name__)[:500]

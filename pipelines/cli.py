@@ -179,6 +179,35 @@ def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_co
         click.echo(render(summary))
 
 
+@cli.command(context_settings=_BEAM_ARGS)
+@click.option("--model", "model_dir", required=True, help="Model directory (local or gs://).")
+@click.option("--subscription", required=True, help="projects/P/subscriptions/S to read complaints from.")
+@click.option("--output-topic", required=True, help="projects/P/topics/T for labelled complaints.")
+@click.option("--dead-letter-topic", help="projects/P/topics/D for messages that cannot be labelled.")
+@click.option("--archive-output", help="Also write predictions as Parquet per window under this prefix.")
+@click.option("--window-seconds", default=60, show_default=True, type=click.IntRange(1))
+@_worker_options
+@click.option("--max-batch-duration-secs", default=1, show_default=True, type=click.IntRange(1),
+              help="Longest a message waits for its batch to fill.")
+@click.pass_context
+def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archive_output, window_seconds, top_k,
+           review_threshold, min_batch_size, max_batch_size, max_batch_duration_secs) -> None:
+    """Label complaints from Pub/Sub as they arrive (--streaming implied). Beam options may follow."""
+    from pipelines.options import StreamConfig
+    from pipelines.stream import run
+    from worker.transform import WorkerConfig
+
+    config = StreamConfig(
+        subscription=subscription, output_topic=output_topic, dead_letter_topic=dead_letter_topic,
+        archive_output=archive_output, window_seconds=window_seconds,
+        worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
+                            min_batch_size=min_batch_size, max_batch_size=max_batch_size,
+                            max_batch_duration_secs=max_batch_duration_secs),
+    )
+    click.echo(f"labelling {subscription} → {output_topic} (Ctrl-C stops)", err=True)
+    run(config, list(ctx.args))
+
+
 @cli.command()
 @click.option("--workdir", default="demo", show_default=True, help="Where the demo writes its files.")
 @click.option("--rows", default=20_000, show_default=True, type=click.IntRange(100))

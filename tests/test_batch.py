@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from pipelines.batch import JobFailed, run
+from pipelines.batch import run
+from pipelines.errors import JobFailed
 from pipelines.cli import cli
 from pipelines.options import BatchConfig
 from tests.archives import BAD_TEXTS, corrupt_row_group, write_archive

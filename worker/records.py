@@ -25,6 +25,10 @@ REASONS = (MALFORMED_RECORD, MISSING_ID, MISSING_TEXT, TEXT_NOT_STRING, INVALID_
 PAYLOAD_LIMIT = 4096  # characters of the original record kept in a dead letter
 ID = "id"
 TEXT = "text"
+# A record may carry the message it came from under this key. The worker never reads
+# it and never puts it in a prediction; it comes back on the record's dead letter
+# (as `source`), so a streaming sink can republish the original message.
+SOURCE = "_source"
 
 TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float32())]))
 PREDICTION_FIELDS = [
@@ -73,7 +77,12 @@ def _repr_default(value: Any) -> str:
 
 
 def dead_letter(record_id: str | None, reason: str, detail: str, payload: Any) -> dict:
-    return {"id": record_id, "reason": reason, "detail": detail, "payload": payload_text(payload)}
+    letter = {"id": record_id, "reason": reason, "detail": detail}
+    if isinstance(payload, dict) and SOURCE in payload:
+        letter["source"] = payload[SOURCE]
+        payload = {k: v for k, v in payload.items() if k != SOURCE}
+    letter["payload"] = payload_text(payload)
+    return letter
 
 
 def _record_id(value: Any) -> str | None:

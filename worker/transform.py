@@ -79,7 +79,7 @@ class ToPredictionRecords(beam.DoFn):
         self.classified.inc()
         if inference["needs_review"]:
             self.needs_review.inc()
-        yield {**key, **inference}
+        yield {**{k: v for k, v in key.items() if k != records.SOURCE}, **inference}
 
 
 class ClassifyComplaints(beam.PTransform):
