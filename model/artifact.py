@@ -118,7 +118,9 @@ def _read_json(path: str):
 def read_metadata(directory: str) -> tuple[list[str], dict]:
     """Labels and metadata, checked, without loading TensorFlow weights."""
     if not tf.io.gfile.isdir(directory):
-        raise UserError(f"model directory {directory} does not exist: train one with `complaints train --out {directory}`")
+        raise UserError(
+            f"model directory {directory} does not exist: train one with `complaints train --out {directory}`"
+        )
     missing = [n for n in REQUIRED_FILES if not tf.io.gfile.exists(join(directory, n))]
     if missing:
         raise UserError(

@@ -127,8 +127,8 @@ def stratified_split(
     for class_id in np.unique(label_ids):
         rows = np.flatnonzero(label_ids == class_id)
         rng.shuffle(rows)
-        n_test = int(round(test_fraction * len(rows)))
-        n_val = int(round(validation_fraction * len(rows)))
+        n_test = round(test_fraction * len(rows))
+        n_val = round(validation_fraction * len(rows))
         test.append(rows[:n_test])
         validation.append(rows[n_test : n_test + n_val])
         train.append(rows[n_test + n_val :])
@@ -145,7 +145,7 @@ def describe(texts: np.ndarray, labels: np.ndarray | None, token_counts: np.ndar
     """Class distribution and length statistics, to judge data before training."""
     chars = np.array([len(t) for t in texts])
     summary = {
-        "rows": int(len(texts)),
+        "rows": len(texts),
         "characters": _stats(chars),
         "tokens": _stats(token_counts),
         "share_longer_than_sequence": float(np.mean(token_counts > sequence_length)) if len(texts) else 0.0,

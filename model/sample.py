@@ -143,7 +143,7 @@ def _mess_up(text: str, rng: np.random.Generator) -> str:
 
 
 def _complaint(category: str, brands: list[str], rng: np.random.Generator) -> str:
-    products, problems = _CATEGORIES[category]
+    products = _CATEGORIES[category][0]
     sentences = [str(rng.choice(_OPENERS))]
     for _ in range(int(rng.integers(1, 5))):
         # A share of sentences borrow a neighbour's vocabulary: the realistic overlap.

@@ -52,10 +52,12 @@ def _dataset(texts: np.ndarray, label_ids: np.ndarray, batch_size: int, shuffle_
 def train(
     data: LabelledData,
     out_dir: str,
-    architecture: ArchitectureConfig = ArchitectureConfig(),
-    config: TrainConfig = TrainConfig(),
+    architecture: ArchitectureConfig | None = None,
+    config: TrainConfig | None = None,
 ) -> TrainResult:
     """Train, evaluate on the held-out test split and save the artifact to `out_dir`."""
+    architecture = architecture or ArchitectureConfig()
+    config = config or TrainConfig()
     labels = sorted(set(data.labels.tolist()))
     if len(labels) < 2:
         raise UserError(
@@ -103,9 +105,9 @@ def train(
             "rows": len(data),
             "skipped_rows": data.skipped_rows,
             "split_rows": {
-                "train": int(len(split.train)),
-                "validation": int(len(split.validation)),
-                "test": int(len(split.test)),
+                "train": len(split.train),
+                "validation": len(split.validation),
+                "test": len(split.test),
             },
             "epochs_run": len(history.get("loss", [])),
             "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,

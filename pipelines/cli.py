@@ -37,9 +37,8 @@ def cli(verbose: bool) -> None:
 @click.option("--unlabelled", is_flag=True, help="Leave out the category column.")
 def sample_data(rows: int, out_path: str, seed: int, unlabelled: bool) -> None:
     """Write generated Turkish complaints over the 32 reference categories as Parquet."""
-    from pipelines.files import write_frame
-
     from model.sample import generate
+    from pipelines.files import write_frame
 
     write_frame(generate(rows, seed=seed, labelled=not unlabelled), out_path)
     click.echo(f"wrote {rows} complaints to {out_path}")
@@ -84,10 +83,9 @@ def train(data, text_column, label_column, out_dir, epochs, batch_size, validati
           max_rows, locale, max_tokens, sequence_length, embedding_dim, lstm_units, dense_units, patience,
           learning_rate) -> None:
     """Train the BiLSTM classifier and export the end-to-end model directory."""
-    from pipelines.reports import train_and_report
-
     from model.architecture import ArchitectureConfig
     from model.train import TrainConfig
+    from pipelines.reports import train_and_report
 
     architecture = ArchitectureConfig(
         max_tokens=max_tokens, sequence_length=sequence_length, embedding_dim=embedding_dim,
@@ -206,6 +204,17 @@ def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archiv
     )
     click.echo(f"labelling {subscription} → {output_topic} (Ctrl-C stops)", err=True)
     run(config, list(ctx.args))
+
+
+@cli.command("pubsub-demo")
+@click.option("--model", "model_dir", required=True)
+@click.option("--project", default="demo-project", show_default=True)
+@click.option("--messages", default=20, show_default=True, type=click.IntRange(1))
+def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
+    """Run the live job against a local Pub/Sub emulator and show what it labels."""
+    from pipelines.pubsub_demo import run_pubsub_demo
+
+    run_pubsub_demo(model_dir, project, messages, echo=click.echo)
 
 
 @cli.command()

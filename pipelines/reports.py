@@ -19,9 +19,9 @@ from model.train import TrainConfig, train
 
 
 def describe_data(data: str, text_column: str, label_column: str, sequence_length: int, locale: str) -> str:
-    from model.text import standardize
-
     import pandas as pd
+
+    from model.text import standardize
 
     files = resolve_paths(data)
     frames = [read_table(p, [text_column]) for p in files]

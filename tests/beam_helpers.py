@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 
@@ -9,7 +11,7 @@ from worker.transform import DEAD_LETTERS, PREDICTIONS, ClassifyComplaints, Work
 
 
 class _Collect(beam.DoFn):
-    store: dict[str, list] = {}
+    store: typing.ClassVar[dict[str, list]] = {}
 
     def __init__(self, name):
         self.name = name

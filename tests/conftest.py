@@ -6,12 +6,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest  # noqa: E402
+import pytest
 
-from model.architecture import ArchitectureConfig  # noqa: E402
-from model.data import LabelledData  # noqa: E402
-from model.sample import generate  # noqa: E402
-from model.train import TrainConfig, train  # noqa: E402
+from model.architecture import ArchitectureConfig
+from model.data import LabelledData
+from model.sample import generate
+from model.train import TrainConfig, train
 
 # Small enough to train in ~10 s on two cores, big enough to learn the sample data well.
 TINY_ARCHITECTURE = ArchitectureConfig(max_tokens=3000, embedding_dim=16, lstm_units=16, dense_units=32)

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.batch import run
-from pipelines.errors import JobFailed
 from pipelines.cli import cli
+from pipelines.errors import JobFailed
 from pipelines.options import BatchConfig
 from tests.archives import BAD_TEXTS, corrupt_row_group, write_archive
 from worker.records import DEAD_LETTER_SCHEMA, prediction_schema

@@ -86,7 +86,7 @@ def test_stream_labels_every_message_or_dead_letters_it(emulator_host, model_dir
         assert set(predictions) == {f"j{i}" for i in range(40)} | {"plain-with-attribute", ids[41]}
 
         probabilities = loaded.predict(texts)
-        for i, text in enumerate(texts):
+        for i in range(len(texts)):
             record, attributes = predictions[f"j{i}"]
             assert record["label"] == loaded.labels[int(probabilities[i].argmax())]
             assert record["confidence"] == pytest.approx(float(probabilities[i].max()), abs=1e-5)
@@ -119,3 +119,13 @@ def test_stream_labels_every_message_or_dead_letters_it(emulator_host, model_dir
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def test_pubsub_demo_command(emulator_host, model_dir):
+    from pipelines.pubsub_demo import run_pubsub_demo
+
+    lines = []
+    labelled, dead = run_pubsub_demo(model_dir, PROJECT, 5, echo=lines.append, timeout=150)
+    assert (labelled, dead) == (5, 2)
+    assert lines[-1] == "5 labelled, 2 dead-lettered"
+    assert any("malformed_json" in line for line in lines)

@@ -44,7 +44,7 @@ def test_artifact_layout_and_metadata(model_dir, trained):
 def test_reloaded_artifact_gives_the_same_probabilities(model_dir, trained):
     import tensorflow as tf
 
-    texts = generate(50, seed=99, labelled=False)["text"].tolist() + ["IŞIK", "?!"]
+    texts = [*generate(50, seed=99, labelled=False)["text"].tolist(), "IŞIK", "?!"]
     a = trained[1].model.predict(tf.constant(texts), verbose=0)
     b = artifact.load(model_dir).predict(texts)
     assert a.shape == (52, 32)
@@ -61,7 +61,8 @@ def test_stratified_split_keeps_every_class_and_is_seeded():
     labels = np.repeat(np.arange(4), [50, 30, 20, 10])
     a = stratified_split(labels, 0.1, 0.2, seed=1)
     b = stratified_split(labels, 0.1, 0.2, seed=1)
-    assert all((x == y).all() for x, y in zip((a.train, a.validation, a.test), (b.train, b.validation, b.test)))
+    for x, y in zip((a.train, a.validation, a.test), (b.train, b.validation, b.test), strict=True):
+        assert (x == y).all()
     assert set(labels[a.test]) == {0, 1, 2, 3}
     assert len(set(a.train) | set(a.validation) | set(a.test)) == 110
     assert np.bincount(labels[a.test]).tolist() == [10, 6, 4, 2]

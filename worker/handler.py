@@ -26,7 +26,6 @@ from model.text import standardizer
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
 
 
-
 class _DropBeamMemoryWarning(logging.Filter):
     """Beam 2.77 imports `resource` and its torch-only ModelManager in one try block,
     so without torch installed it logs "Resource module is not available" on every

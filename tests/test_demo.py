@@ -1,0 +1,15 @@
+"""The README's demo command, on fewer rows."""
+
+from click.testing import CliRunner
+
+from pipelines.cli import cli
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = CliRunner().invoke(cli, ["demo", "--workdir", str(tmp_path), "--rows", "600"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "rows in               300" in result.output
+    assert "accounted for  yes" in result.output
+    assert "empty_text 2, missing_text 1" in result.output
+    assert (tmp_path / "labelled" / "_SUCCESS").exists()
+    assert (tmp_path / "model" / "report" / "confusion_matrix.png").exists()
