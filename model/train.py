@@ -80,6 +80,7 @@ def train(
         _dataset(data.texts[split.train], label_ids[split.train], config.batch_size, config.seed),
         validation_data=_dataset(data.texts[split.validation], label_ids[split.validation], config.batch_size, None),
         epochs=config.epochs,
+        shuffle=False,  # the tf.data pipeline shuffles, seeded, each epoch
         callbacks=[
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
         ],

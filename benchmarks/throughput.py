@@ -1,0 +1,244 @@
+"""Reviews per second of the labelling job next to the raw model and the usual alternatives.
+
+One archive of N generated reviews (or a ../shared/data file), one reference-sized
+model, every variant in the same run, so the ratios are comparable on a noisy machine:
+
+    raw            the compiled serving function on in-memory batches (best batch size)
+    keras-predict  model.predict(texts) with Keras defaults
+    per-text       one model.predict([text]) per review, on a sample of 500
+    stock-runinference  Beam's TFModelHandlerTensor, if it can run the artifact
+    label          `complaints label`, Parquet in and out, local runner, defaults
+    label-mp       the same with --direct_running_mode=multi_processing --direct_num_workers=2
+
+    python -m benchmarks.throughput --rows 100000 --out benchmarks/results/throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from model.sample import generate  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_model(out: str, rows: int, small: bool) -> None:
+    """A reference-sized BiLSTM (or a tiny one for the CI smoke run), trained briefly."""
+    from model.architecture import ArchitectureConfig
+    from model.data import LabelledData
+    from model.train import TrainConfig, train
+
+    frame = generate(rows, seed=1)
+    data = LabelledData(frame["text"].to_numpy(dtype=object), frame["category"].to_numpy(dtype=object), 0, [])
+    architecture = ArchitectureConfig(max_tokens=2000, lstm_units=8) if small else ArchitectureConfig()
+    train(data, out, architecture, TrainConfig(epochs=1, verbose=0))
+
+
+def write_archive(path: str, rows: int, source: str | None) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if source:
+        table = pq.read_table(source, columns=["id", "text"])
+        repeats = -(-rows // table.num_rows)
+        table = pa.concat_tables([table] * repeats).slice(0, rows)
+        table = table.set_column(0, "id", pa.array([f"r{i}" for i in range(rows)]))
+    else:
+        table = pa.Table.from_pandas(generate(rows, seed=9, labelled=False), preserve_index=False)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pq.write_table(table, path, compression="zstd", row_group_size=10_000)
+    return table.column("text").to_pylist()
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, count: int) -> float:
+    started = time.perf_counter()
+    fn()
+    return count / (time.perf_counter() - started)
+
+
+def bench_raw(model_dir: str, texts: list[str]) -> tuple[float, dict]:
+    from model import artifact
+    from worker.handler import ServingModel
+
+    serving = ServingModel(artifact.load(model_dir))
+    serving(texts[:64])  # trace once
+    by_size = {}
+    sample = texts[: min(len(texts), 20_000)]
+    for size in (64, 256, 512, 1024):
+        def run(size=size):
+            for i in range(0, len(sample), size):
+                serving(sample[i : i + size])
+        by_size[size] = timed(run, len(sample))
+    best = max(by_size, key=by_size.get)
+
+    def run_all():
+        for i in range(0, len(texts), best):
+            serving(texts[i : i + best])
+    return timed(run_all, len(texts)), {"best_batch_size": best, "by_batch_size": by_size}
+
+
+def bench_keras_predict(model_dir: str, texts: list[str]) -> float:
+    import tensorflow as tf
+
+    from model import artifact
+
+    model = artifact.load(model_dir).model
+    model.predict(tf.constant(texts[:32]), verbose=0)
+    return timed(lambda: model.predict(tf.constant(texts), verbose=0), len(texts))
+
+
+def bench_per_text(model_dir: str, texts: list[str]) -> float:
+    import tensorflow as tf
+
+    from model import artifact
+
+    model = artifact.load(model_dir).model
+    sample = texts[:500]
+    model.predict(tf.constant(sample[:1]), verbose=0)
+    return timed(lambda: [model.predict(tf.constant([t]), verbose=0) for t in sample], len(sample))
+
+
+def bench_stock_runinference(model_dir: str, texts: list[str]) -> tuple[float | None, str]:
+    try:
+        import apache_beam as beam
+        import tensorflow as tf
+        from apache_beam.ml.inference.base import RunInference
+        from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
+    except ImportError as exc:
+        return None, f"cannot import Beam's TensorFlow handler: {exc}"
+    import model.text  # noqa: F401 (registers the standardisation for Keras loading)
+
+    handler = TFModelHandlerTensor(model_uri=os.path.join(model_dir, "model.keras"))
+    started = time.perf_counter()
+    try:
+        with beam.Pipeline(runner="FnApiRunner") as p:
+            _ = (p | beam.Create(texts) | beam.Map(lambda t: tf.constant(t))
+                 | RunInference(handler) | beam.combiners.Count.Globally())
+    except Exception as exc:  # noqa: BLE001 (report why the stock handler cannot serve it)
+        return None, f"failed: {str(exc).strip().splitlines()[-1][:200]}"
+    return len(texts) / (time.perf_counter() - started), "ok"
+
+
+def bench_label(model_dir: str, archive: str, out: str, extra: list[str]) -> tuple[float, float]:
+    """Rows/s measured by the job itself (summary.json) and the peak RSS of it and its workers.
+
+    RSS is sampled with psutil: a child's ru_maxrss on Linux carries the parent's
+    high-water mark across fork and exec, so it would report this benchmark's memory.
+    """
+    import psutil
+
+    command = [sys.executable, "-m", "pipelines", "label", "--model", model_dir, "--input", archive,
+               "--output", out, "--no-progress", *extra]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    watched = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    stderr = process.stderr.read().decode(errors="replace")
+    if process.returncode != 0:
+        raise RuntimeError(f"label failed: {stderr[-2000:]}")
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    return summary["rows_per_second"], peak / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--source", help="Take texts from this Parquet file (repeated to --rows)")
+    parser.add_argument("--model", help="Use this model directory instead of training one")
+    parser.add_argument("--small", action="store_true", help="Tiny model (CI smoke run)")
+    parser.add_argument("--skip-4n", action="store_true", help="Skip the peak-RSS run at 4N rows")
+    parser.add_argument("--out", default="benchmarks/results/throughput.json")
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="throughput-")
+    model_dir = args.model or os.path.join(work, "model")
+    if not args.model:
+        build_model(model_dir, 3000 if args.small else 20_000, args.small)
+    archive = os.path.join(work, "n", "archive.parquet")
+    texts = write_archive(archive, args.rows, args.source)
+
+    results: list[dict] = []
+
+    def add(name: str, rate: float | None, rss: float | None, note: str = "") -> None:
+        results.append({"variant": name, "reviews_per_s": rate, "peak_rss_mb": rss, "note": note})
+        print(f"  {name:<20} {rate or 0:>10,.0f} reviews/s  {note}", flush=True)
+
+    raw, raw_detail = bench_raw(model_dir, texts)
+    add("raw", raw, peak_rss_mb(), f"batch size {raw_detail['best_batch_size']}")
+    add("keras-predict", bench_keras_predict(model_dir, texts), peak_rss_mb(), "batch size 32 (Keras default)")
+    add("per-text", bench_per_text(model_dir, texts), peak_rss_mb(), "sample of 500")
+    rate, note = bench_stock_runinference(model_dir, texts[:2000])
+    add("stock-runinference", rate, None, note)
+    rate, rss = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
+    add("label", rate, rss, "complaints label, defaults")
+    rate, rss_mp = bench_label(model_dir, archive, os.path.join(work, "out2"),
+                               ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    add("label-mp", rate, rss_mp, "2 worker processes (RSS of all processes)")
+    memory = {"rows": args.rows, "label_peak_rss_mb": rss}
+    if not args.skip_4n:
+        archive4 = os.path.join(work, "n4", "archive.parquet")
+        write_archive(archive4, 4 * args.rows, args.source)
+        _, rss4 = bench_label(model_dir, archive4, os.path.join(work, "out4"), [])
+        memory.update({"rows_4n": 4 * args.rows, "label_peak_rss_mb_4n": rss4, "ratio": rss4 / rss})
+
+    for r in results:
+        r["ratio_to_raw"] = r["reviews_per_s"] / raw if r["reviews_per_s"] else None
+    label = next(r["reviews_per_s"] for r in results if r["variant"] == "label")
+    by = {r["variant"]: r["reviews_per_s"] for r in results}
+    targets = {
+        "label/raw": label / raw,
+        "label/keras-predict": label / by["keras-predict"],
+        "label/per-text": label / by["per-text"],
+        "rss(4N)/rss(N)": memory.get("ratio"),
+    }
+    machine = {"cores": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version()}
+    print(f"\n{args.rows:,} reviews; {machine['cores']} cores, {machine['cpu']}")
+    print(f"{'variant':<20} {'reviews/s':>11} {'ratio to raw':>13} {'peak RSS MB':>12}")
+    for r in results:
+        rate = f"{r['reviews_per_s']:,.0f}" if r["reviews_per_s"] else "n/a"
+        ratio = f"{r['ratio_to_raw']:.3f}" if r["ratio_to_raw"] else "n/a"
+        rss_text = f"{r['peak_rss_mb']:,.0f}" if r["peak_rss_mb"] else "n/a"
+        print(f"{r['variant']:<20} {rate:>11} {ratio:>13} {rss_text:>12}   {r['note']}")
+    print("targets: " + ", ".join(f"{k} = {v:.2f}" for k, v in targets.items() if v is not None))
+    if "ratio" in memory:
+        print(f"label peak RSS: {memory['label_peak_rss_mb']:,.0f} MB at {args.rows:,} rows, "
+              f"{memory['label_peak_rss_mb_4n']:,.0f} MB at {4 * args.rows:,} rows")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump({"results": results, "memory": memory, "targets": targets, "raw": raw_detail,
+                   "machine": machine}, f, indent=2)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
