@@ -20,11 +20,11 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from model import artifact  # noqa: E402
-from model.architecture import ArchitectureConfig  # noqa: E402
-from model.data import load_labelled, stratified_split  # noqa: E402
-from model.evaluate import classification_report, headline  # noqa: E402
-from model.train import TrainConfig, train  # noqa: E402
+from model import artifact
+from model.architecture import ArchitectureConfig
+from model.data import load_labelled, stratified_split
+from model.evaluate import classification_report, headline
+from model.train import TrainConfig, train
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
 LOCALES = {"sikayetvar_belediye_tr": "tr", "cfpb_narratives_en": "unicode"}

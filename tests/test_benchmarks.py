@@ -1,0 +1,19 @@
+"""Smoke runs of the benchmarks, so they keep working (the figures are not checked)."""
+
+import json
+import subprocess
+import sys
+
+
+def test_throughput_benchmark_smoke(tmp_path):
+    out = tmp_path / "throughput.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.throughput", "--rows", "200", "--small", "--skip-4n",
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    variants = {r["variant"]: r for r in report["results"]}
+    assert set(variants) == {"raw", "keras-predict", "per-text", "stock-runinference", "label", "label-mp"}
+    for name in ("raw", "keras-predict", "per-text", "label", "label-mp"):
+        assert variants[name]["reviews_per_s"] > 0
+        assert variants[name]["ratio_to_raw"] is not None
+    assert variants["raw"]["ratio_to_raw"] == 1.0
+    assert variants["stock-runinference"]["note"]  # either it ran, or why not
