@@ -1,9 +1,10 @@
-"""Model quality on the real archives in ../shared/data: reference BiLSTM vs TF-IDF + LR.
+"""Model quality on the real archives in ../shared/data: bilstm, linear and auto vs TF-IDF + LR.
 
-For each dataset (train.parquet, test.parquet): trains the reference BiLSTM with the
-project's own trainer (its seeded stratified train/validation split of train.parquet)
-and a TF-IDF word 1–2-gram logistic regression on exactly the same training rows,
-then scores both on the dataset's own test.parquet. Prints a table, writes JSON.
+For each dataset (train.parquet, test.parquet) and seed: trains each architecture with
+the project's own trainer (its seeded stratified split of train.parquet, calibration
+on the validation part), and a scikit-learn TF-IDF word 1–2-gram logistic regression
+on exactly the same training rows, then scores all on the dataset's own test.parquet
+(accuracy, macro/weighted F1, ECE). Prints a table, writes JSON.
 
     python -m benchmarks.quality --out benchmarks/results/quality.json
 """
@@ -22,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model import artifact
 from model.architecture import ArchitectureConfig
+from model.calibration import expected_calibration_error
 from model.data import load_labelled, stratified_split
 from model.evaluate import classification_report, headline
 from model.train import TrainConfig, train
@@ -43,29 +45,36 @@ def tfidf_baseline(train_texts, train_labels, test_texts, locale: str):
     return classifier.predict(vectorizer.transform(standardize(list(test_texts), locale)))
 
 
-def evaluate_dataset(name: str, directory: str, seed: int, epochs: int) -> list[dict]:
+def evaluate_dataset(name: str, directory: str, seed: int, epochs: int, architectures: list[str]) -> list[dict]:
     locale = LOCALES.get(name, "unicode")
     data = load_labelled(os.path.join(directory, "train.parquet"))
     test = load_labelled(os.path.join(directory, "test.parquet"))
-    config = TrainConfig(seed=seed, epochs=epochs, verbose=0)
     rows = []
-    with tempfile.TemporaryDirectory() as out:
-        started = time.monotonic()
-        result = train(data, out, ArchitectureConfig(locale=locale), config)
-        seconds = time.monotonic() - started
-        loaded = artifact.load(out)
-        index = {label: i for i, label in enumerate(loaded.labels)}
-        y_true = np.array([index[label] for label in test.labels])
-        predicted = loaded.predict(test.texts.tolist()).argmax(axis=1)
-        rows.append({"dataset": name, "model": "bilstm (reference)", "seed": seed,
-                     **headline(classification_report(y_true, predicted, loaded.labels)),
-                     "epochs_run": result.metadata["training"]["epochs_run"], "train_seconds": round(seconds, 1)})
+    for kind in architectures:
+        config = TrainConfig(seed=seed, epochs=epochs, verbose=0, architecture=kind)
+        with tempfile.TemporaryDirectory() as out:
+            started = time.monotonic()
+            result = train(data, out, ArchitectureConfig(locale=locale), config)
+            seconds = time.monotonic() - started
+            loaded = artifact.load(out)
+            index = {label: i for i, label in enumerate(loaded.labels)}
+            y_true = np.array([index[label] for label in test.labels])
+            probabilities = loaded.predict(test.texts.tolist())
+            rows.append({"dataset": name, "model": kind, "seed": seed,
+                         **headline(classification_report(y_true, probabilities.argmax(axis=1), loaded.labels)),
+                         "ece": expected_calibration_error(probabilities, y_true),
+                         "chosen": result.metadata["selection"]["chosen"],
+                         "temperature": result.metadata["calibration"]["temperature"],
+                         "epochs_run": result.metadata["training"]["epochs_run"],
+                         "train_seconds": round(seconds, 1)})
+        print(json.dumps(rows[-1]), flush=True)
     label_ids = np.searchsorted(np.array(loaded.labels, dtype=object), data.labels)
     split = stratified_split(label_ids, config.validation_split, config.test_split, seed)
     baseline = tfidf_baseline(data.texts[split.train], data.labels[split.train], test.texts, locale)
     y_base = np.array([index[label] for label in baseline])
-    rows.append({"dataset": name, "model": "tf-idf 1-2 gram + logistic regression", "seed": seed,
-                 **headline(classification_report(y_true, y_base, loaded.labels))})
+    rows.append({"dataset": name, "model": "sklearn tf-idf + LR", "seed": seed,
+                 **headline(classification_report(y_true, y_base, loaded.labels)), "ece": None})
+    print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -74,18 +83,20 @@ def main() -> None:
     parser.add_argument("--data", default=SHARED, help="Folder of datasets, each with train/test.parquet")
     parser.add_argument("--seeds", default="42", help="Comma-separated seeds")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--architectures", default="bilstm,linear,auto")
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     args = parser.parse_args()
     datasets = sorted(d for d in os.listdir(args.data) if os.path.exists(os.path.join(args.data, d, "train.parquet")))
     rows = []
     for name in datasets:
         for seed in (int(s) for s in args.seeds.split(",")):
-            rows += evaluate_dataset(name, os.path.join(args.data, name), seed, args.epochs)
-            print(json.dumps(rows[-2]), json.dumps(rows[-1]), sep="\n", flush=True)
-    print(f"\n{'dataset':<24} {'model':<40} {'seed':>4} {'accuracy':>9} {'macro F1':>9} {'weighted F1':>12}")
+            rows += evaluate_dataset(name, os.path.join(args.data, name), seed, args.epochs,
+                                     args.architectures.split(","))
+    print(f"\n{'dataset':<24} {'model':<20} {'seed':>4} {'accuracy':>9} {'macro F1':>9} {'weighted F1':>12} {'ECE':>7}")
     for r in rows:
-        print(f"{r['dataset']:<24} {r['model']:<40} {r['seed']:>4} {r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} "
-              f"{r['weighted_f1']:>12.4f}")
+        ece = f"{r['ece']:.4f}" if r["ece"] is not None else "n/a"
+        print(f"{r['dataset']:<24} {r['model']:<20} {r['seed']:>4} {r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} "
+              f"{r['weighted_f1']:>12.4f} {ece:>7}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=2)

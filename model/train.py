@@ -15,10 +15,19 @@ import numpy as np
 import tensorflow as tf
 
 from model import artifact, evaluate
-from model.architecture import ArchitectureConfig, build, end_to_end
+from model.architecture import ArchitectureConfig, LinearConfig, build, build_linear, end_to_end
+from model.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    reliability_diagram,
+    softmax,
+)
 from model.data import LabelledData, fingerprint, stratified_split
 from model.errors import UserError
 from model.text import make_vectorizer
+
+ARCHITECTURES = ("bilstm", "linear", "auto")
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,10 @@ class TrainConfig:
     patience: int = 2
     learning_rate: float = 1e-3
     verbose: int = 1
+    architecture: str = "bilstm"  # bilstm | linear | auto (both, the better by validation macro-F1)
+    calibrate: bool = True  # fit a temperature on the validation split and bake it in
+    linear_learning_rate: float = 0.1
+    linear_epochs: int = 60
 
 
 @dataclass
@@ -49,37 +62,40 @@ def _dataset(texts: np.ndarray, label_ids: np.ndarray, batch_size: int, shuffle_
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def train(
-    data: LabelledData,
-    out_dir: str,
-    architecture: ArchitectureConfig | None = None,
-    config: TrainConfig | None = None,
-) -> TrainResult:
-    """Train, evaluate on the held-out test split and save the artifact to `out_dir`."""
-    architecture = architecture or ArchitectureConfig()
-    config = config or TrainConfig()
-    labels = sorted(set(data.labels.tolist()))
-    if len(labels) < 2:
-        raise UserError(
-            f"the label column has a single class ({labels[0] if labels else 'none'}): "
-            "a classifier needs at least two categories"
-        )
+def _fit(
+    kind: str,
+    texts: np.ndarray,
+    label_ids: np.ndarray,
+    split,
+    n_classes: int,
+    architecture: ArchitectureConfig,
+    linear: LinearConfig,
+    config: TrainConfig,
+) -> tuple[keras.Model, dict, dict]:
+    """Build and fit one architecture on the training split; early stopping on validation."""
     keras.utils.set_random_seed(config.seed)
-    label_ids = np.searchsorted(np.array(labels, dtype=object), data.labels).astype(np.int32)
-    split = stratified_split(label_ids, config.validation_split, config.test_split, config.seed)
-
-    vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(data.texts[split.train].tolist()).batch(1024))
-    network = build(architecture, len(labels), vectorizer)
+    train_texts = texts[split.train]
+    if kind == "bilstm":
+        vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
+        vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.tolist()).batch(1024))
+        network = build(architecture, n_classes, vectorizer)
+        learning_rate, epochs = config.learning_rate, config.epochs
+        facts = {"name": "bilstm", **architecture.to_dict(), "vocabulary_size": int(vectorizer.vocabulary_size())}
+    else:
+        network = build_linear(linear, n_classes, train_texts.tolist())
+        learning_rate, epochs = config.linear_learning_rate, config.linear_epochs
+        vectorizers = [layer for layer in network.layers if isinstance(layer, keras.layers.TextVectorization)]
+        sizes = [layer.vocabulary_size() for layer in vectorizers]
+        facts = {"name": "linear", **linear.to_dict(), "vocabulary_size": int(sum(sizes))}
     network.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     fit = network.fit(
-        _dataset(data.texts[split.train], label_ids[split.train], config.batch_size, config.seed),
-        validation_data=_dataset(data.texts[split.validation], label_ids[split.validation], config.batch_size, None),
-        epochs=config.epochs,
+        _dataset(train_texts, label_ids[split.train], config.batch_size, config.seed),
+        validation_data=_dataset(texts[split.validation], label_ids[split.validation], config.batch_size, None),
+        epochs=epochs,
         shuffle=False,  # the tf.data pipeline shuffles, seeded, each epoch
         callbacks=[
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
@@ -87,19 +103,80 @@ def train(
         verbose=config.verbose,
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    return network, history, facts
 
-    served = end_to_end(network)
-    test_texts = data.texts[split.test].tolist()
-    probabilities = served.predict(tf.constant(test_texts, tf.string), batch_size=512, verbose=0)
+
+def _logits(network: keras.Model, texts: np.ndarray) -> np.ndarray:
+    return network.predict(tf.constant(texts.tolist(), tf.string), batch_size=512, verbose=0)
+
+
+def train(
+    data: LabelledData,
+    out_dir: str,
+    architecture: ArchitectureConfig | None = None,
+    config: TrainConfig | None = None,
+    linear: LinearConfig | None = None,
+) -> TrainResult:
+    """Train, calibrate, evaluate on the held-out test split and save the artifact to `out_dir`.
+
+    With `config.architecture == "auto"` both architectures are fitted on the same
+    training split and the one with the better validation macro-F1 is exported.
+    """
+    architecture = architecture or ArchitectureConfig()
+    config = config or TrainConfig()
+    linear = linear or LinearConfig(locale=architecture.locale)
+    if config.architecture not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {config.architecture!r}: use one of {', '.join(ARCHITECTURES)}")
+    labels = sorted(set(data.labels.tolist()))
+    if len(labels) < 2:
+        raise UserError(
+            f"the label column has a single class ({labels[0] if labels else 'none'}): "
+            "a classifier needs at least two categories"
+        )
+    label_ids = np.searchsorted(np.array(labels, dtype=object), data.labels).astype(np.int32)
+    split = stratified_split(label_ids, config.validation_split, config.test_split, config.seed)
+    y_val, y_test = label_ids[split.validation], label_ids[split.test]
+
+    kinds = ["bilstm", "linear"] if config.architecture == "auto" else [config.architecture]
+    candidates = {}
+    for kind in kinds:
+        network, history, facts = _fit(kind, data.texts, label_ids, split, len(labels), architecture, linear, config)
+        val_logits = _logits(network, data.texts[split.validation])
+        f1 = evaluate.classification_report(y_val, val_logits.argmax(axis=1), labels)["macro avg"]["f1"]
+        candidates[kind] = (network, history, facts, val_logits, f1)
+    chosen = max(kinds, key=lambda k: candidates[k][4])  # ties keep the first (the reference)
+    network, history, facts, val_logits, _ = candidates[chosen]
+
+    temperature = fit_temperature(val_logits, y_val) if config.calibrate else 1.0
+    served = end_to_end(network, temperature)
+    test_logits = _logits(network, data.texts[split.test])
+    before, after = softmax(test_logits), softmax(test_logits, temperature)
     report_dir = os.path.join(out_dir, "report")
-    report = evaluate.write_report(report_dir, label_ids[split.test], probabilities, labels, history)
+    report = evaluate.write_report(report_dir, y_test, after, labels, history)
+    reliability_diagram(os.path.join(report_dir, "reliability.png"), y_test,
+                        {"uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
 
     metadata = {
-        "architecture": {"name": "bilstm", **architecture.to_dict()},
+        "architecture": facts,
         "locale": architecture.locale,
-        "vocabulary_size": int(vectorizer.vocabulary_size()),
-        "sequence_length": architecture.sequence_length,
-        "max_tokens": architecture.max_tokens,
+        "vocabulary_size": facts["vocabulary_size"],
+        "sequence_length": architecture.sequence_length if chosen == "bilstm" else None,
+        "max_tokens": (architecture.max_tokens if chosen == "bilstm"
+                       else linear.word_max_tokens + linear.char_max_tokens),
+        "selection": {
+            "requested": config.architecture,
+            "chosen": chosen,
+            "validation_macro_f1": {k: candidates[k][4] for k in kinds},
+        },
+        "calibration": {
+            "temperature": temperature,
+            "validation_nll_before": negative_log_likelihood(val_logits, y_val, 1.0),
+            "validation_nll_after": negative_log_likelihood(val_logits, y_val, temperature),
+            "validation_ece_before": expected_calibration_error(softmax(val_logits), y_val),
+            "validation_ece_after": expected_calibration_error(softmax(val_logits, temperature), y_val),
+            "test_ece_before": expected_calibration_error(before, y_test),
+            "test_ece_after": expected_calibration_error(after, y_test),
+        },
         "training": {
             "data_fingerprint": fingerprint(data.texts, data.labels),
             "files": data.files,
@@ -114,7 +191,7 @@ def train(
             "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,
             "config": asdict(config),
         },
-        "test_metrics": evaluate.headline(report),
+        "test_metrics": {**evaluate.headline(report), "ece": expected_calibration_error(after, y_test)},
     }
     full = artifact.save(out_dir, served, labels, metadata)
     artifact.write_json(artifact.join(out_dir, "history.json"), history)

@@ -79,22 +79,27 @@ def describe(data: str, text_column: str, label_column: str, sequence_length: in
 @click.option("--dense-units", default=64, show_default=True)
 @click.option("--patience", default=2, show_default=True, help="Early-stopping patience on validation loss.")
 @click.option("--learning-rate", default=1e-3, show_default=True)
+@click.option("--architecture", default="bilstm", show_default=True, type=click.Choice(["bilstm", "linear", "auto"]),
+              help="bilstm: the reference; linear: TF-IDF word+character n-grams; auto: both, the better by "
+              "validation macro-F1.")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Fit a temperature on the validation split so confidences match accuracy.")
 def train(data, text_column, label_column, out_dir, epochs, batch_size, validation_split, test_split, seed,
           max_rows, locale, max_tokens, sequence_length, embedding_dim, lstm_units, dense_units, patience,
-          learning_rate) -> None:
+          learning_rate, architecture, calibrate) -> None:
     """Train the BiLSTM classifier and export the end-to-end model directory."""
     from model.architecture import ArchitectureConfig
     from model.train import TrainConfig
     from pipelines.reports import train_and_report
 
-    architecture = ArchitectureConfig(
+    network = ArchitectureConfig(
         max_tokens=max_tokens, sequence_length=sequence_length, embedding_dim=embedding_dim,
         lstm_units=lstm_units, dense_units=dense_units, locale=locale,
     )
     config = TrainConfig(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                          test_split=test_split, seed=seed, patience=patience,
-                         learning_rate=learning_rate)
-    click.echo(train_and_report(data, text_column, label_column, out_dir, architecture, config, max_rows))
+                         learning_rate=learning_rate, architecture=architecture, calibrate=calibrate)
+    click.echo(train_and_report(data, text_column, label_column, out_dir, network, config, max_rows))
 
 
 @cli.command()

@@ -56,10 +56,16 @@ def train_and_report(
         raise UserError(f"{data} has no rows with both a text and a label")
     result = train(labelled, out_dir, architecture, config)
     m = result.metadata
+    selection = m["selection"]
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in selection["validation_macro_f1"].items())
+    calibration = m["calibration"]
     return "\n".join([
         f"skipped {labelled.skipped_rows} row(s) with empty text or missing label" if labelled.skipped_rows else
         "no rows skipped",
         evaluate.format_report(result.report),
+        f"architecture: {selection['chosen']} (validation macro F1: {scores})",
+        f"calibration: temperature {calibration['temperature']:.3f}, test ECE {calibration['test_ece_before']:.4f}"
+        f" → {calibration['test_ece_after']:.4f}",
         f"model {m['model_version']} ({m['n_classes']} classes, vocabulary {m['vocabulary_size']}) "
         f"written to {out_dir}; test accuracy {m['test_metrics']['accuracy']:.4f}, "
         f"macro F1 {m['test_metrics']['macro_f1']:.4f}; report in {os.path.join(out_dir, 'report')}",

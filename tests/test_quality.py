@@ -1,0 +1,108 @@
+"""The linear TF-IDF model, architecture selection and temperature calibration."""
+
+import os
+
+import numpy as np
+import pytest
+
+from model import artifact
+from model.architecture import LinearConfig
+from model.calibration import expected_calibration_error, fit_temperature, softmax
+from model.train import TrainConfig, train
+from tests.beam_helpers import classify
+from tests.conftest import TINY_ARCHITECTURE, labelled
+from worker.transform import WorkerConfig
+
+SMALL_LINEAR = LinearConfig(word_max_tokens=3000, char_max_tokens=5000)
+FAST = TrainConfig(epochs=3, batch_size=64, learning_rate=0.01, seed=5, verbose=0, linear_epochs=15)
+
+
+@pytest.fixture(scope="module")
+def linear_model(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("linear") / "m")
+    result = train(labelled(2000, seed=12), out, TINY_ARCHITECTURE,
+                   TrainConfig(**{**FAST.__dict__, "architecture": "linear"}), SMALL_LINEAR)
+    return out, result
+
+
+def test_linear_learns_well_above_chance(linear_model):
+    _, result = linear_model
+    assert result.metadata["architecture"]["name"] == "linear"
+    assert result.metadata["sequence_length"] is None
+    assert result.report["accuracy"] > 0.6  # 32 classes: chance ~3%, majority ~12%
+
+
+def test_linear_artifact_runs_through_the_worker_unchanged(linear_model):
+    out, _ = linear_model
+    loaded = artifact.load(out)
+    texts = list(labelled(300, seed=31).texts)
+    rows = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
+    predictions, dead, _ = classify([*rows, {"id": "e", "text": "!?"}], WorkerConfig(out))
+    assert [d["reason"] for d in dead] == ["empty_text"]
+    expected = loaded.predict(texts)
+    for p in predictions:
+        i = int(p["id"])
+        assert p["label"] == loaded.labels[int(expected[i].argmax())]
+        assert p["confidence"] == pytest.approx(float(expected[i].max()), abs=1e-5)
+
+
+def test_auto_records_both_scores_and_picks_the_better(tmp_path):
+    result = train(labelled(1500, seed=13), str(tmp_path / "auto"), TINY_ARCHITECTURE,
+                   TrainConfig(**{**FAST.__dict__, "architecture": "auto"}), SMALL_LINEAR)
+    selection = result.metadata["selection"]
+    scores = selection["validation_macro_f1"]
+    assert set(scores) == {"bilstm", "linear"}
+    assert selection["requested"] == "auto"
+    assert selection["chosen"] == max(scores, key=scores.get)
+    assert result.metadata["architecture"]["name"] == selection["chosen"]
+    saved = artifact.load(str(tmp_path / "auto")).metadata
+    assert saved["selection"] == selection
+
+
+def test_seeded_runs_give_the_same_metrics(linear_model, tmp_path):
+    again = train(labelled(2000, seed=12), str(tmp_path / "again"), TINY_ARCHITECTURE,
+                  TrainConfig(**{**FAST.__dict__, "architecture": "linear"}), SMALL_LINEAR)
+    assert again.metadata["test_metrics"] == linear_model[1].metadata["test_metrics"]
+    assert again.metadata["model_version"] == linear_model[1].metadata["model_version"]
+
+
+def test_temperature_is_never_worse_than_none():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, size=500)
+    logits = rng.normal(0, 1, size=(500, 3)) + 2.0 * np.eye(3)[labels]
+    t = fit_temperature(logits, labels)
+    from model.calibration import negative_log_likelihood
+
+    assert negative_log_likelihood(logits, labels, t) <= negative_log_likelihood(logits, labels, 1.0)
+
+
+def test_calibration_lowers_the_ece_of_an_over_confident_model():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=4000)
+    # About 70% correct, but with logits scaled so the model claims ~100% confidence.
+    predicted = np.where(rng.random(4000) < 0.7, labels, rng.integers(0, 5, size=4000))
+    logits = 12.0 * np.eye(5)[predicted] + rng.normal(0, 1.0, size=(4000, 5))
+    before = expected_calibration_error(softmax(logits), labels)
+    temperature = fit_temperature(logits, labels)
+    after = expected_calibration_error(softmax(logits, temperature), labels)
+    assert temperature > 1.5  # softened
+    assert before > 0.2 and after < before / 3
+    assert (softmax(logits, temperature).argmax(1) == logits.argmax(1)).all()  # labels unchanged
+
+
+def test_ece_definition_on_a_hand_made_case():
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    labels = np.array([0, 1, 0, 1])
+    # bins: 0.9 → acc 0.5 (gap 0.4, weight 0.5); 0.6 → acc 1 (gap 0.4, 0.25); 0.7 → acc 1 (gap 0.3, 0.25)
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.5 * 0.4 + 0.25 * 0.4 + 0.25 * 0.3)
+
+
+def test_trained_artifact_bakes_in_its_temperature(trained):
+    _, result = trained
+    calibration = result.metadata["calibration"]
+    assert calibration["temperature"] > 0
+    # Temperature scaling minimises validation NLL; it need not lower ECE on a small set.
+    assert calibration["validation_nll_after"] <= calibration["validation_nll_before"] + 1e-9
+    assert os.path.getsize(os.path.join(trained[0], "report", "reliability.png")) > 0
+    assert "ece" in result.metadata["test_metrics"]
+
