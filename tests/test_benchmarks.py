@@ -17,3 +17,13 @@ def test_throughput_benchmark_smoke(tmp_path):
         assert variants[name]["ratio_to_raw"] is not None
     assert variants["raw"]["ratio_to_raw"] == 1.0
     assert variants["stock-runinference"]["note"]  # either it ran, or why not
+
+
+def test_stream_latency_benchmark_smoke(model_dir, tmp_path):
+    out = tmp_path / "latency.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.stream_latency", "--model", model_dir, "--rate", "5",
+                    "--seconds", "3", "--out", str(out)], check=True, capture_output=True, timeout=400)
+    report = json.loads(out.read_text())
+    assert report["received"] == report["messages"] == 15
+    assert report["batches"] > 0 and report["max_batch_size"] >= 1
+    assert 0 < report["latency_p50_s"] <= report["latency_p95_s"]
