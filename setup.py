@@ -19,7 +19,8 @@ setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn>=1.4", "psutil>=5.9"],
+        "ui": ["gradio>=6,<7"],
+        "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn>=1.4", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["complaints=pipelines.cli:main"]},
 )

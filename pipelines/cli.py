@@ -211,6 +211,19 @@ def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archiv
     run(config, list(ctx.args))
 
 
+@cli.command()
+@click.option("--model", "model_dir", required=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--review-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+def serve(model_dir: str, host: str, port: int, top_k: int, review_threshold: float) -> None:
+    """A web page to try the model on single complaints or a small batch (needs the ui extra)."""
+    from pipelines.web import serve as run_server
+
+    run_server(model_dir, host, port, top_k, review_threshold)
+
+
 @cli.command("pubsub-demo")
 @click.option("--model", "model_dir", required=True)
 @click.option("--project", default="demo-project", show_default=True)
