@@ -31,7 +31,7 @@ def test_classify_one_matches_the_model(predictor, loaded):
     probabilities = loaded.predict([text])[0]
     assert p.label == loaded.labels[int(probabilities.argmax())]
     assert p.confidence == pytest.approx(float(probabilities.max()), abs=1e-6)
-    assert [name for name, _ in p.top][0] == p.label and len(p.top) == 3
+    assert p.top[0][0] == p.label and len(p.top) == 3
     assert p.needs_review == (p.confidence < 0.5)
     assert verdict(p).startswith(f"**{p.label}**, confidence {p.confidence:.4f}")
 
