@@ -14,6 +14,7 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from worker import records
+from worker.transform import count_dead_letter
 
 MALFORMED_JSON = "malformed_json"
 DEAD_LETTERS = "dead_letters"
@@ -59,7 +60,7 @@ class DecodeMessages(beam.DoFn):
     def process(self, message: PubsubMessage):
         record, letter = decode(message)
         if letter is not None:
-            beam.metrics.Metrics.counter("complaints", f"dead_lettered_{letter['reason']}").inc()
+            count_dead_letter(letter)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
         else:
             yield record

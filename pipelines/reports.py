@@ -14,7 +14,6 @@ from model import artifact, evaluate
 from model.architecture import ArchitectureConfig
 from model.data import describe, load_labelled, read_table, resolve_paths
 from model.errors import UserError
-from model.predict import top_k
 from model.train import TrainConfig, train
 
 
@@ -87,16 +86,17 @@ def evaluate_model(model_dir: str, data: str, text_column: str, label_column: st
 
 
 def predict_texts(model_dir: str, texts: list[str], k: int = 3) -> list[dict]:
-    loaded = artifact.load(model_dir)
-    probabilities = loaded.predict(texts)
-    indices, values = top_k(probabilities, k)
+    from pipelines.predictor import Predictor
+
+    predictor = Predictor(model_dir, k)
     return [
         {
-            "text": text,
-            "label": loaded.labels[int(idx[0])],
-            "confidence": float(val[0]),
-            "top_k": [{"label": loaded.labels[int(i)], "confidence": float(v)} for i, v in zip(idx, val, strict=True)],
-            "model_version": loaded.version,
+            "text": p.text,
+            "label": p.label,
+            "confidence": p.confidence,
+            "top_k": [{"label": name, "confidence": value} for name, value in p.top],
+            "needs_review": p.needs_review,
+            "model_version": predictor.metadata["model_version"],
         }
-        for text, idx, val in zip(texts, indices, values, strict=True)
+        for p in predictor.predict(texts)
     ]

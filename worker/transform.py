@@ -42,7 +42,8 @@ class WorkerConfig:
         )
 
 
-def _count_dead_letter(letter: dict) -> None:
+def count_dead_letter(letter: dict) -> None:
+    """The dead-letter metrics: a total and one counter per reason."""
     beam.metrics.Metrics.counter(NAMESPACE, f"dead_lettered_{letter['reason']}").inc()
     beam.metrics.Metrics.counter(NAMESPACE, "dead_lettered").inc()
 
@@ -53,7 +54,7 @@ class ValidateRecords(beam.DoFn):
     def process(self, record):
         checked = records.validate(record)
         if isinstance(checked, dict):
-            _count_dead_letter(checked)
+            count_dead_letter(checked)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, checked)
         else:
             yield checked
@@ -73,7 +74,7 @@ class ToPredictionRecords(beam.DoFn):
             reason = records.EMPTY_TEXT if inference is None else records.INFERENCE_FAILED
             detail = "nothing is left after standardisation" if inference is None else inference.detail
             letter = records.dead_letter(key[records.ID], reason, detail, {**key, records.TEXT: result.example})
-            _count_dead_letter(letter)
+            count_dead_letter(letter)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
             return
         self.classified.inc()
