@@ -12,7 +12,7 @@ import pandas as pd
 
 from model import artifact
 from model.errors import UserError
-from model.predict import top_k
+from model.predict import decode
 
 MAX_BATCH_ROWS = 5_000
 EMPTY_INPUT = "Type or paste a complaint first."
@@ -40,14 +40,12 @@ class Predictor:
         return self.artifact.metadata
 
     def predict(self, texts: list[str]) -> list[Prediction]:
-        probabilities = self.artifact.predict(texts)
-        indices, values = top_k(probabilities, self.k)
         labels = np.array(self.artifact.labels, dtype=object)
+        rows = decode(self.artifact.predict(texts), labels, self.k, self.review_threshold)
         return [
-            Prediction(text, labels[idx[0]], float(val[0]),
-                       [(labels[i], float(v)) for i, v in zip(idx, val, strict=True)],
-                       bool(val[0] < self.review_threshold))
-            for text, idx, val in zip(texts, indices, values, strict=True)
+            Prediction(text, row["label"], row["confidence"], [(t["label"], t["confidence"]) for t in row["top_k"]],
+                       row["needs_review"])
+            for text, row in zip(texts, rows, strict=True)
         ]
 
     def classify_one(self, text: str | None) -> Prediction:

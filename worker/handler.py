@@ -21,9 +21,9 @@ import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model import artifact
-from model.predict import top_k
+from model.predict import decode
 from model.text import standardizer
-from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
+from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 
 
 class _DropBeamMemoryWarning(logging.Filter):
@@ -49,7 +49,6 @@ class ServingModel:
     """An artifact plus its compiled serving function: what one worker process holds."""
 
     def __init__(self, loaded: artifact.Artifact):
-        self.artifact = loaded
         self.labels = np.array(loaded.labels, dtype=object)
         self.version = loaded.version
         keras_model = loaded.model
@@ -109,26 +108,13 @@ class ComplaintModelHandler(ModelHandler[str, Any, ServingModel]):
         return self._decode(probabilities, empty, model)
 
     def _decode(self, probabilities: np.ndarray, empty: np.ndarray, model: ServingModel) -> list:
-        """Labels, confidences and top-k for the whole batch at once."""
-        indices, values = top_k(probabilities, self.top_k)
-        names = model.labels[indices]
-        out = []
-        for row_names, row_ids, row_values, is_empty in zip(names, indices, values.tolist(), empty, strict=True):
-            if is_empty:
-                out.append(None)
-                continue
-            out.append({
-                "label": row_names[0],
-                "label_id": int(row_ids[0]),
-                "confidence": row_values[0],
-                "top_k": [{"label": n, "confidence": v} for n, v in zip(row_names, row_values, strict=True)],
-                "needs_review": row_values[0] < self.review_threshold,
-                "model_version": model.version,
-            })
-        return out
+        """Labels, confidences and top-k for the whole batch at once; None for empty texts."""
+        decoded = decode(probabilities, model.labels, self.top_k, self.review_threshold)
+        return [None if is_empty else {**row, "model_version": model.version}
+                for row, is_empty in zip(decoded, empty, strict=True)]
 
     def get_metrics_namespace(self) -> str:
-        return "complaints"
+        return METRICS_NAMESPACE
 
     def get_num_bytes(self, batch: Sequence[str]) -> int:
         return sum(len(text) for text in batch)

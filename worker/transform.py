@@ -12,12 +12,11 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 from worker import records
-from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
+from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 from worker.handler import ComplaintModelHandler, InferenceError
 
 PREDICTIONS = "predictions"
 DEAD_LETTERS = "dead_letters"
-NAMESPACE = "complaints"
 
 
 @dataclass(frozen=True)
@@ -44,8 +43,8 @@ class WorkerConfig:
 
 def count_dead_letter(letter: dict) -> None:
     """The dead-letter metrics: a total and one counter per reason."""
-    beam.metrics.Metrics.counter(NAMESPACE, f"dead_lettered_{letter['reason']}").inc()
-    beam.metrics.Metrics.counter(NAMESPACE, "dead_lettered").inc()
+    beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"dead_lettered_{letter['reason']}").inc()
+    beam.metrics.Metrics.counter(METRICS_NAMESPACE, "dead_lettered").inc()
 
 
 class ValidateRecords(beam.DoFn):
@@ -64,8 +63,8 @@ class ToPredictionRecords(beam.DoFn):
     """Merge each inference with its record's key fields into the output record."""
 
     def __init__(self):
-        self.classified = beam.metrics.Metrics.counter(NAMESPACE, "classified")
-        self.needs_review = beam.metrics.Metrics.counter(NAMESPACE, "needs_review")
+        self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "classified")
+        self.needs_review = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "needs_review")
 
     def process(self, element: tuple[dict, PredictionResult]):
         key, result = element
@@ -93,7 +92,7 @@ class ClassifyComplaints(beam.PTransform):
     def expand(self, records_in):
         checked = records_in | "Validate" >> beam.ParDo(ValidateRecords()).with_outputs(DEAD_LETTERS, main="valid")
         inferred = checked.valid | "RunInference" >> RunInference(
-            KeyedModelHandler(self.config.handler()), metrics_namespace=NAMESPACE
+            KeyedModelHandler(self.config.handler()), metrics_namespace=METRICS_NAMESPACE
         )
         decoded = inferred | "ToRecords" >> beam.ParDo(ToPredictionRecords()).with_outputs(
             DEAD_LETTERS, main=PREDICTIONS
