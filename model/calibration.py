@@ -41,40 +41,35 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(candidates[int(np.argmin(losses))])
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Mean |accuracy − confidence| over equal-width confidence bins, weighted by bin size."""
+def confidence_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS):
+    """(share of rows, mean confidence, accuracy) for each non-empty equal-width confidence bin."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
     for b in range(bins):
         members = index == b
         if members.any():
-            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(ece)
+            yield float(members.mean()), float(confidence[members].mean()), float(correct[members].mean())
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Mean |accuracy − confidence| over equal-width confidence bins, weighted by bin size."""
+    return float(sum(share * abs(accuracy - confidence)
+                     for share, confidence, accuracy in confidence_bins(probabilities, labels, bins)))
 
 
 def reliability_diagram(path: str, labels: np.ndarray, curves: dict[str, np.ndarray], bins: int = ECE_BINS) -> None:
     """Accuracy against confidence per bin, one line per set of probabilities."""
-    import matplotlib
+    from model.evaluate import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-    edges = np.linspace(0.0, 1.0, bins + 1)
     for name, probabilities in curves.items():
-        confidence = probabilities.max(axis=1)
-        correct = probabilities.argmax(axis=1) == labels
-        index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-        xs, ys = [], []
-        for b in range(bins):
-            members = index == b
-            if members.any():
-                xs.append(confidence[members].mean())
-                ys.append(correct[members].mean())
+        per_bin = list(confidence_bins(probabilities, labels, bins))
+        xs = [confidence for _, confidence, _ in per_bin]
+        ys = [accuracy for _, _, accuracy in per_bin]
         ece = expected_calibration_error(probabilities, labels, bins)
         ax.plot(xs, ys, "o-", label=f"{name} (ECE {ece:.3f})")
     ax.set_xlabel("confidence")

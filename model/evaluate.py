@@ -120,17 +120,18 @@ def write_report(
     return report
 
 
-def _pyplot():
+def pyplot():
+    """pyplot on the file-only Agg backend: reports never open a window."""
     import matplotlib
 
-    matplotlib.use("Agg")  # files only, never a window
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
 def _plot_confusion(path: str, matrix: np.ndarray, labels: list[str]) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     size = max(6.0, 0.35 * len(labels) + 3)
     fig, ax = plt.subplots(figsize=(size, size))
     normalised = _safe_divide(matrix.astype(float), matrix.sum(axis=1, keepdims=True).astype(float))
@@ -147,7 +148,7 @@ def _plot_confusion(path: str, matrix: np.ndarray, labels: list[str]) -> None:
 
 
 def _plot_curves(path: str, history: dict) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
         for prefix, style in (("", "-"), ("val_", "--")):

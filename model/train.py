@@ -151,6 +151,7 @@ def train(
     served = end_to_end(network, temperature)
     test_logits = _logits(network, data.texts[split.test])
     before, after = softmax(test_logits), softmax(test_logits, temperature)
+    test_ece = expected_calibration_error(after, y_test)
     report_dir = os.path.join(out_dir, "report")
     report = evaluate.write_report(report_dir, y_test, after, labels, history)
     reliability_diagram(os.path.join(report_dir, "reliability.png"), y_test,
@@ -175,7 +176,7 @@ def train(
             "validation_ece_before": expected_calibration_error(softmax(val_logits), y_val),
             "validation_ece_after": expected_calibration_error(softmax(val_logits, temperature), y_val),
             "test_ece_before": expected_calibration_error(before, y_test),
-            "test_ece_after": expected_calibration_error(after, y_test),
+            "test_ece_after": test_ece,
         },
         "training": {
             "data_fingerprint": fingerprint(data.texts, data.labels),
@@ -191,7 +192,7 @@ def train(
             "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,
             "config": asdict(config),
         },
-        "test_metrics": {**evaluate.headline(report), "ece": expected_calibration_error(after, y_test)},
+        "test_metrics": {**evaluate.headline(report), "ece": test_ece},
     }
     full = artifact.save(out_dir, served, labels, metadata)
     artifact.write_json(artifact.join(out_dir, "history.json"), history)
