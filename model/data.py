@@ -60,15 +60,18 @@ def read_table(path: str, columns: list[str] | None = None) -> pd.DataFrame:
         raise UserError(
             f"cannot read {path}: {str(exc).splitlines()[0]} (is it a complete Parquet or CSV file?)"
         ) from None
-    if columns:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise UserError(
-                f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
-                f"{', '.join(map(str, frame.columns))}: pass --text-column/--label-column"
-            )
-        frame = frame[columns]
-    return frame
+    return select_columns(frame, path, columns) if columns else frame
+
+
+def select_columns(frame: pd.DataFrame, path: str, columns: list[str]) -> pd.DataFrame:
+    """The named columns of a file's frame, or a UserError naming the missing ones."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UserError(
+            f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
+            f"{', '.join(map(str, frame.columns))}: pass --text-column/--label-column"
+        )
+    return frame[columns]
 
 
 def load_labelled(

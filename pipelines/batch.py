@@ -53,8 +53,12 @@ def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows:
 
 
 def preflight(config: BatchConfig) -> tuple[BatchConfig, list, dict]:
-    """Check model and inputs before any work; fill in the passthrough column types."""
-    _, metadata = artifact.read_metadata(config.worker.model_dir)
+    """Check model and inputs before any work; fill in the passthrough column types.
+
+    The model is loaded here once, so a directory that does not load fails in one
+    line before any input is read; the workers load their own copy.
+    """
+    metadata = artifact.load(config.worker.model_dir).metadata
     required = [config.text_column, *config.keep_columns]
     if not config.derive_missing_id:
         required.append(config.id_column)
@@ -70,7 +74,6 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     create_local_locations(options)
     if config.validate:
         config, files, metadata = preflight(config)
-        artifact.load(config.worker.model_dir)  # fail fast, in one line, on a model that does not load
         total_rows = sum(f.rows for f in files)
         inputs = [{"path": f.path, "size_bytes": f.size_bytes, "rows": f.rows} for f in files]
     else:

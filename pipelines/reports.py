@@ -12,7 +12,7 @@ import numpy as np
 
 from model import artifact, evaluate
 from model.architecture import ArchitectureConfig
-from model.data import describe, load_labelled, read_table, resolve_paths
+from model.data import describe, load_labelled, read_table, resolve_paths, select_columns
 from model.errors import UserError
 from model.train import TrainConfig, train
 
@@ -23,11 +23,10 @@ def describe_data(data: str, text_column: str, label_column: str, sequence_lengt
     from model.text import standardize
 
     files = resolve_paths(data)
-    frames = [read_table(p, [text_column]) for p in files]
-    labelled = all(label_column in read_table(p).columns for p in files)
-    if labelled:
-        frames = [read_table(p, [text_column, label_column]) for p in files]
-    frame = pd.concat(frames, ignore_index=True)
+    whole = [read_table(p) for p in files]  # each file read once
+    labelled = all(label_column in f.columns for f in whole)
+    columns = [text_column, label_column] if labelled else [text_column]
+    frame = pd.concat([select_columns(f, p, columns) for f, p in zip(whole, files, strict=True)], ignore_index=True)
     texts = frame[text_column].fillna("").astype(str).to_numpy(dtype=object)
     tokens = np.array([len(t.split()) for t in standardize(texts.tolist(), locale)]) if len(texts) else np.array([])
     summary = describe(texts, frame[label_column].astype(str).to_numpy() if labelled else None, tokens, sequence_length)
