@@ -1,6 +1,7 @@
 """The linear TF-IDF model, architecture selection and temperature calibration."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ FAST = TrainConfig(epochs=3, batch_size=64, learning_rate=0.01, seed=5, verbose=
 def linear_model(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("linear") / "m")
     result = train(labelled(2000, seed=12), out, TINY_ARCHITECTURE,
-                   TrainConfig(**{**FAST.__dict__, "architecture": "linear"}), SMALL_LINEAR)
+                   replace(FAST, architecture="linear"), SMALL_LINEAR)
     return out, result
 
 
@@ -48,7 +49,7 @@ def test_linear_artifact_runs_through_the_worker_unchanged(linear_model):
 
 def test_auto_records_both_scores_and_picks_the_better(tmp_path):
     result = train(labelled(1500, seed=13), str(tmp_path / "auto"), TINY_ARCHITECTURE,
-                   TrainConfig(**{**FAST.__dict__, "architecture": "auto"}), SMALL_LINEAR)
+                   replace(FAST, architecture="auto"), SMALL_LINEAR)
     selection = result.metadata["selection"]
     scores = selection["validation_macro_f1"]
     assert set(scores) == {"bilstm", "linear"}
@@ -61,7 +62,7 @@ def test_auto_records_both_scores_and_picks_the_better(tmp_path):
 
 def test_seeded_runs_give_the_same_metrics(linear_model, tmp_path):
     again = train(labelled(2000, seed=12), str(tmp_path / "again"), TINY_ARCHITECTURE,
-                  TrainConfig(**{**FAST.__dict__, "architecture": "linear"}), SMALL_LINEAR)
+                  replace(FAST, architecture="linear"), SMALL_LINEAR)
     assert again.metadata["test_metrics"] == linear_model[1].metadata["test_metrics"]
     assert again.metadata["model_version"] == linear_model[1].metadata["model_version"]
 
