@@ -17,10 +17,12 @@ setup(
         "numpy>=1.26",
         "click>=8.1",
         "matplotlib>=3.8",
+        "scikit-learn>=1.4",  # fits the linear model's softmax layer (L-BFGS); see README "Dependencies"
+        "scipy>=1.10",
     ],
     extras_require={
         "ui": ["gradio>=6,<7"],
-        "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn>=1.4", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20"],
+        "dev": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["complaints=pipelines.cli:main"]},
 )

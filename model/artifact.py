@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import model.linear  # registers SublinearTfIdf for loading
 import model.text  # noqa: F401  (registers the standardisation functions for loading)
 from model.errors import UserError
 

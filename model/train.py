@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import artifact, evaluate
-from model.architecture import ArchitectureConfig, LinearConfig, build, build_linear, end_to_end
+from model.architecture import ArchitectureConfig, build, end_to_end
 from model.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -25,6 +25,7 @@ from model.calibration import (
 )
 from model.data import LabelledData, fingerprint, stratified_split
 from model.errors import UserError
+from model.linear import LinearConfig, train_linear
 from model.text import make_vectorizer
 
 ARCHITECTURES = ("bilstm", "linear", "auto")
@@ -42,8 +43,7 @@ class TrainConfig:
     verbose: int = 1
     architecture: str = "bilstm"  # bilstm | linear | auto (both, the better by validation macro-F1)
     calibrate: bool = True  # fit a temperature on the validation split and bake it in
-    linear_learning_rate: float = 0.1
-    linear_epochs: int = 60
+    calibration_folds: int = 5  # linear only: out-of-fold training predictions join the calibration set
 
 
 @dataclass
@@ -71,31 +71,36 @@ def _fit(
     architecture: ArchitectureConfig,
     linear: LinearConfig,
     config: TrainConfig,
-) -> tuple[keras.Model, dict, dict]:
-    """Build and fit one architecture on the training split; early stopping on validation."""
+) -> tuple[keras.Model, dict, dict, np.ndarray | None]:
+    """Fit one architecture on the training split.
+
+    Returns the strings → logits model, its history, facts for the metadata and, where
+    the architecture can afford them, out-of-fold logits of the training rows.
+    """
     keras.utils.set_random_seed(config.seed)
     train_texts = texts[split.train]
-    if kind == "bilstm":
-        vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
-        vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.tolist()).batch(1024))
-        network = build(architecture, n_classes, vectorizer)
-        learning_rate, epochs = config.learning_rate, config.epochs
-        facts = {"name": "bilstm", **architecture.to_dict(), "vocabulary_size": int(vectorizer.vocabulary_size())}
-    else:
-        network = build_linear(linear, n_classes, train_texts.tolist())
-        learning_rate, epochs = config.linear_learning_rate, config.linear_epochs
-        vectorizers = [layer for layer in network.layers if isinstance(layer, keras.layers.TextVectorization)]
-        sizes = [layer.vocabulary_size() for layer in vectorizers]
-        facts = {"name": "linear", **linear.to_dict(), "vocabulary_size": int(sum(sizes))}
+    if kind == "linear":
+        folds = config.calibration_folds if config.calibrate else 0
+        network, facts, out_of_fold = train_linear(
+            linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds
+        )
+        if config.verbose:
+            print(f"linear: softmax over {facts['features']:,} TF-IDF features fitted in "
+                  f"{facts['iterations']} L-BFGS iterations{'' if facts['converged'] else ' (not converged)'}")
+        facts = {"name": "linear", **linear.to_dict(), **facts, "vocabulary_size": facts["features"]}
+        return network, {}, facts, out_of_fold
+    vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
+    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.tolist()).batch(1024))
+    network = build(architecture, n_classes, vectorizer)
     network.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     fit = network.fit(
         _dataset(train_texts, label_ids[split.train], config.batch_size, config.seed),
         validation_data=_dataset(texts[split.validation], label_ids[split.validation], config.batch_size, None),
-        epochs=epochs,
+        epochs=config.epochs,
         shuffle=False,  # the tf.data pipeline shuffles, seeded, each epoch
         callbacks=[
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
@@ -103,7 +108,8 @@ def _fit(
         verbose=config.verbose,
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
-    return network, history, facts
+    facts = {"name": "bilstm", **architecture.to_dict(), "vocabulary_size": int(vectorizer.vocabulary_size())}
+    return network, history, facts, None
 
 
 def _logits(network: keras.Model, texts: np.ndarray) -> np.ndarray:
@@ -140,14 +146,21 @@ def train(
     kinds = ["bilstm", "linear"] if config.architecture == "auto" else [config.architecture]
     candidates = {}
     for kind in kinds:
-        network, history, facts = _fit(kind, data.texts, label_ids, split, len(labels), architecture, linear, config)
+        network, history, facts, out_of_fold = _fit(
+            kind, data.texts, label_ids, split, len(labels), architecture, linear, config
+        )
         val_logits = _logits(network, data.texts[split.validation])
         f1 = evaluate.classification_report(y_val, val_logits.argmax(axis=1), labels)["macro avg"]["f1"]
-        candidates[kind] = (network, history, facts, val_logits, f1)
+        candidates[kind] = (network, history, facts, val_logits, f1, out_of_fold)
     chosen = max(kinds, key=lambda k: candidates[k][4])  # ties keep the first (the reference)
-    network, history, facts, val_logits, _ = candidates[chosen]
+    network, history, facts, val_logits, _, out_of_fold = candidates[chosen]
 
-    temperature = fit_temperature(val_logits, y_val) if config.calibrate else 1.0
+    calibration_logits, calibration_labels, calibration_set = val_logits, y_val, "validation"
+    if out_of_fold is not None:
+        calibration_logits = np.concatenate([out_of_fold, val_logits])
+        calibration_labels = np.concatenate([label_ids[split.train], y_val])
+        calibration_set = f"validation + {config.calibration_folds}-fold out-of-fold training predictions"
+    temperature = fit_temperature(calibration_logits, calibration_labels) if config.calibrate else 1.0
     served = end_to_end(network, temperature)
     test_logits = _logits(network, data.texts[split.test])
     before, after = softmax(test_logits), softmax(test_logits, temperature)
@@ -171,8 +184,10 @@ def train(
         },
         "calibration": {
             "temperature": temperature,
-            "validation_nll_before": negative_log_likelihood(val_logits, y_val, 1.0),
-            "validation_nll_after": negative_log_likelihood(val_logits, y_val, temperature),
+            "fitted_on": calibration_set if config.calibrate else None,
+            "rows": len(calibration_labels) if config.calibrate else 0,
+            "nll_before": negative_log_likelihood(calibration_logits, calibration_labels, 1.0),
+            "nll_after": negative_log_likelihood(calibration_logits, calibration_labels, temperature),
             "validation_ece_before": expected_calibration_error(softmax(val_logits), y_val),
             "validation_ece_after": expected_calibration_error(softmax(val_logits, temperature), y_val),
             "test_ece_before": expected_calibration_error(before, y_test),

@@ -62,8 +62,10 @@ def train_and_report(
         "no rows skipped",
         evaluate.format_report(result.report),
         f"architecture: {selection['chosen']} (validation macro F1: {scores})",
-        f"calibration: temperature {calibration['temperature']:.3f}, test ECE {calibration['test_ece_before']:.4f}"
-        f" → {calibration['test_ece_after']:.4f}",
+        (f"calibration: temperature {calibration['temperature']:.3f} fitted on {calibration['fitted_on']} "
+         f"({calibration['rows']} rows), test ECE {calibration['test_ece_before']:.4f}"
+         f" → {calibration['test_ece_after']:.4f}") if calibration["fitted_on"] else
+        f"calibration: off, test ECE {calibration['test_ece_after']:.4f}",
         f"model {m['model_version']} ({m['n_classes']} classes, vocabulary {m['vocabulary_size']}) "
         f"written to {out_dir}; test accuracy {m['test_metrics']['accuracy']:.4f}, "
         f"macro F1 {m['test_metrics']['macro_f1']:.4f}; report in {os.path.join(out_dir, 'report')}",

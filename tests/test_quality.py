@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from model import artifact
-from model.architecture import LinearConfig
 from model.calibration import expected_calibration_error, fit_temperature, softmax
+from model.linear import LinearConfig
 from model.train import TrainConfig, train
 from tests.beam_helpers import classify
 from tests.conftest import TINY_ARCHITECTURE, labelled
 from worker.transform import WorkerConfig
 
 SMALL_LINEAR = LinearConfig(word_max_tokens=3000, char_max_tokens=5000)
-FAST = TrainConfig(epochs=3, batch_size=64, learning_rate=0.01, seed=5, verbose=0, linear_epochs=15)
+FAST = TrainConfig(epochs=3, batch_size=64, learning_rate=0.01, seed=5, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +102,19 @@ def test_trained_artifact_bakes_in_its_temperature(trained):
     _, result = trained
     calibration = result.metadata["calibration"]
     assert calibration["temperature"] > 0
-    # Temperature scaling minimises validation NLL; it need not lower ECE on a small set.
-    assert calibration["validation_nll_after"] <= calibration["validation_nll_before"] + 1e-9
+    # Temperature scaling minimises the calibration set's NLL; it need not lower ECE on a small set.
+    assert calibration["fitted_on"] == "validation"
+    assert calibration["rows"] == result.metadata["training"]["split_rows"]["validation"]
+    assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
     assert os.path.getsize(os.path.join(trained[0], "report", "reliability.png")) > 0
     assert "ece" in result.metadata["test_metrics"]
 
+
+
+def test_linear_temperature_is_fitted_on_out_of_fold_rows_too(linear_model):
+    _, result = linear_model
+    calibration = result.metadata["calibration"]
+    split = result.metadata["training"]["split_rows"]
+    assert "out-of-fold" in calibration["fitted_on"]
+    assert calibration["rows"] == split["train"] + split["validation"]
+    assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9

@@ -1,0 +1,96 @@
+"""The linear model's parts: sublinear TF-IDF features, the convex softmax fit, calibration folds."""
+
+import numpy as np
+import pytest
+
+from model.linear import LinearConfig, build_features, fit_softmax, fold_ids, train_linear, transform
+from tests.conftest import labelled
+
+# Already standardised (lower case, no punctuation), so scikit-learn sees the same tokens.
+CORPUS = [
+    "the bill was wrong the bill was late",
+    "water bill late again",
+    "bus late bus late bus late",
+    "park lights broken",
+    "the park was closed",
+]
+
+
+def test_word_features_equal_scikit_learn_sublinear_tfidf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    features = build_features(LinearConfig(word_ngrams=2, locale="unicode"), CORPUS)
+    ours = transform(features, CORPUS).toarray()
+    words = features.get_layer("word_counts").get_vocabulary()
+    reference = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+")
+    expected = reference.fit_transform(CORPUS).toarray()
+    assert set(words[1:]) == set(reference.vocabulary_)
+    columns = [reference.vocabulary_[token] for token in words[1:]]
+    np.testing.assert_allclose(ours[:, 1 : len(words)], expected[:, columns], atol=1e-6)
+
+
+def test_unseen_ngrams_do_not_dilute_the_row():
+    features = build_features(LinearConfig(word_ngrams=1, locale="unicode"), CORPUS)
+    words = len(features.get_layer("word_counts").get_vocabulary())
+    plain, padded = transform(features, ["bus late", "bus late zzz qqq xyz"]).toarray()[:, :words]
+    assert padded[0] == 0.0  # the out-of-vocabulary column
+    np.testing.assert_allclose(plain, padded, atol=1e-6)
+
+
+def test_softmax_layer_reproduces_scikit_learn_for_two_classes():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    y = (x[:, 0] + 0.5 * rng.normal(size=200) > 0).astype(int)
+    config = LinearConfig(c=1.0, class_weight=None)
+    kernel, bias, facts = fit_softmax(x, y, 2, config, seed=0)
+    logits = x @ kernel + bias
+    ours = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = LogisticRegression(C=1.0).fit(x, y).predict_proba(x)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    assert facts["converged"]
+
+
+def test_a_class_missing_from_training_is_never_predicted():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 4))
+    y = np.repeat([0, 2, 3], 30)
+    kernel, bias, _ = fit_softmax(x, y, 4, LinearConfig(), seed=0)
+    assert not np.any((x @ kernel + bias).argmax(axis=1) == 1)
+
+
+def test_folds_are_stratified_and_seeded():
+    labels = np.repeat([0, 1, 2], [23, 7, 50])
+    folds = fold_ids(labels, 5, seed=3)
+    for class_id in range(3):
+        counts = np.bincount(folds[labels == class_id], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    np.testing.assert_array_equal(folds, fold_ids(labels, 5, seed=3))
+    assert not np.array_equal(folds, fold_ids(labels, 5, seed=4))
+
+
+def test_out_of_fold_logits_are_less_confident_than_in_sample():
+    """Rows scored by a model that never saw them: on noisy data they are right less often."""
+    data = labelled(600, seed=21)
+    labels = sorted(set(data.labels.tolist()))
+    label_ids = np.searchsorted(np.array(labels, dtype=object), data.labels)
+    texts = data.texts.tolist()
+    model, facts, out_of_fold = train_linear(
+        LinearConfig(word_max_tokens=2000, char_max_tokens=4000), texts, label_ids, len(labels), seed=0,
+        calibration_folds=4,
+    )
+    in_sample = model.predict(np.array(texts, dtype=object), verbose=0)
+    assert out_of_fold.shape == in_sample.shape
+    assert (out_of_fold.argmax(1) == label_ids).mean() < (in_sample.argmax(1) == label_ids).mean()
+    assert (out_of_fold.argmax(1) == label_ids).mean() > 0.3  # still a real classifier, 32 classes
+    assert facts["features"] > 0 and facts["converged"]
+
+
+@pytest.mark.parametrize("folds", [0, 1])
+def test_no_folds_means_no_out_of_fold_logits(folds):
+    data = labelled(200, seed=22)
+    label_ids = np.searchsorted(np.array(sorted(set(data.labels.tolist())), dtype=object), data.labels)
+    _, _, out_of_fold = train_linear(LinearConfig(word_max_tokens=500, char_max_tokens=500), data.texts.tolist(),
+                                     label_ids, int(label_ids.max()) + 1, seed=0, calibration_folds=folds)
+    assert out_of_fold is None
