@@ -28,7 +28,7 @@ from keras import ops
 
 from model.text import DEFAULT_LOCALE, standardizer
 
-CHUNK_ROWS = 128  # rows vectorised at once: bounds the dense (rows × vocabulary) buffer
+CHUNK_ROWS = 1024  # rows vectorised at once
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,13 @@ class LinearConfig:
 
 @keras.saving.register_keras_serializable(package="complaints")
 class SublinearTfIdf(keras.layers.Layer):
-    """Counts → (1 + log tf) · idf, with scikit-learn's smoothed idf; column 0 (out of vocabulary) → 0.
+    """Counts → unit-length rows of (1 + log tf) · idf, with scikit-learn's smoothed idf.
 
-    The idf is a non-trainable weight set from the training split's document
-    frequencies, so it is saved and restored with the model.
+    Column 0 (out of vocabulary) weighs 0: unseen n-grams carry no evidence, and must
+    not dilute the row's norm either. The idf is a non-trainable weight set from the
+    training split's document frequencies, so it is saved and restored with the model.
+    Sparse counts stay sparse: a complaint touches a few thousand of ~10^5 columns, and
+    a dense batch of 512 rows would be hundreds of megabytes.
     """
 
     def __init__(self, vocabulary_size: int, **kwargs):
@@ -69,13 +72,19 @@ class SublinearTfIdf(keras.layers.Layer):
 
     def set_document_frequencies(self, document_frequency: np.ndarray, documents: int) -> None:
         idf = np.log((1.0 + documents) / (1.0 + document_frequency)) + 1.0
-        idf[0] = 0.0  # unseen n-grams carry no evidence; they must not dilute the row's norm either
+        idf[0] = 0.0
         self.idf.assign(idf.astype("float32"))
 
     def call(self, counts):
+        if isinstance(counts, tf.SparseTensor):
+            rows, columns = counts.indices[:, 0], counts.indices[:, 1]
+            values = (1.0 + tf.math.log(tf.cast(counts.values, "float32"))) * tf.gather(self.idf, columns)
+            norms = tf.math.sqrt(tf.math.unsorted_segment_sum(tf.square(values), rows, counts.dense_shape[0]))
+            values = values / tf.maximum(tf.gather(norms, rows), 1e-12)
+            return tf.SparseTensor(counts.indices, values, counts.dense_shape)
         counts = ops.cast(counts, "float32")
-        term_frequency = ops.where(counts > 0, 1.0 + ops.log(ops.maximum(counts, 1.0)), 0.0)
-        return term_frequency * self.idf
+        weighted = ops.where(counts > 0, 1.0 + ops.log(ops.maximum(counts, 1.0)), 0.0) * self.idf
+        return weighted / ops.maximum(ops.norm(weighted, axis=-1, keepdims=True), 1e-12)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -89,22 +98,38 @@ def _chunks(texts: list[str]):
         yield tf.constant(texts[start : start + CHUNK_ROWS], tf.string)
 
 
+def _csr(values: tf.SparseTensor):
+    from scipy import sparse
+
+    indices = values.indices.numpy()
+    return sparse.csr_matrix((values.values.numpy(), (indices[:, 0], indices[:, 1])),
+                             shape=tuple(values.dense_shape.numpy()))
+
+
 def _document_frequency(vectorizer: keras.layers.TextVectorization, texts: list[str]) -> np.ndarray:
     frequency = np.zeros(vectorizer.vocabulary_size(), dtype=np.int64)
     for chunk in _chunks(texts):
-        frequency += (vectorizer(chunk).numpy() > 0).sum(axis=0)
+        counts = vectorizer(chunk)
+        if isinstance(counts, tf.SparseTensor):  # one entry per (row, n-gram) present
+            frequency += np.bincount(counts.indices.numpy()[:, 1], minlength=len(frequency))
+        else:
+            frequency += (counts.numpy() > 0).sum(axis=0)
     return frequency
 
 
-def build_features(config: LinearConfig, train_texts: list[str]) -> keras.Model:
-    """Adapt both vocabularies and idf weights on the training texts; strings → unit-length TF-IDF rows."""
+def build_features(config: LinearConfig, train_texts: list[str], sparse: bool = True) -> keras.Model:
+    """Adapt both vocabularies and idf weights on the training texts; strings → TF-IDF rows.
+
+    `sparse=False` exists for benchmarks/linear_serving.py, which measures why sparse is the default.
+    """
     standardize = standardizer(config.locale)
     vectorizers = [
         keras.layers.TextVectorization(max_tokens=config.word_max_tokens, standardize=standardize,
-                                       ngrams=config.word_ngrams, output_mode="count", name="word_counts"),
+                                       ngrams=config.word_ngrams, output_mode="count", sparse=sparse,
+                                       name="word_counts"),
         keras.layers.TextVectorization(max_tokens=config.char_max_tokens, standardize=standardize,
                                        split="character", ngrams=config.char_ngrams, output_mode="count",
-                                       name="char_counts"),
+                                       sparse=sparse, name="char_counts"),
     ]
     inputs = keras.Input(shape=(), dtype="string", name="text")
     blocks = []
@@ -112,19 +137,22 @@ def build_features(config: LinearConfig, train_texts: list[str]) -> keras.Model:
         vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(1024))
         weighting = SublinearTfIdf(vectorizer.vocabulary_size(), name=f"{block}_tfidf")
         weighting.set_document_frequencies(_document_frequency(vectorizer, train_texts), len(train_texts))
-        # Unit-length rows per block, as scikit-learn's TfidfVectorizer gives: without it
-        # long complaints dominate the logits.
-        blocks.append(keras.layers.UnitNormalization(name=f"{block}_norm")(weighting(vectorizer(inputs))))
+        # Unit length per block, as scikit-learn's TfidfVectorizer gives: without it long
+        # complaints dominate the logits.
+        blocks.append(weighting(vectorizer(inputs)))
     features = keras.layers.Concatenate(name="tfidf")(blocks)
     return keras.Model(inputs, features, name="tfidf_features")
 
 
 def transform(features: keras.Model, texts: list[str]):
-    """Strings → a scipy CSR matrix, a chunk at a time: the dense rows are >99% zeros."""
+    """Strings → a scipy CSR matrix, a chunk at a time."""
     from scipy import sparse
 
-    return sparse.vstack([sparse.csr_matrix(features(chunk, training=False).numpy()) for chunk in _chunks(texts)],
-                         format="csr")
+    def rows(chunk):
+        values = features(chunk, training=False)
+        return _csr(values) if isinstance(values, tf.SparseTensor) else sparse.csr_matrix(values.numpy())
+
+    return sparse.vstack([rows(chunk) for chunk in _chunks(texts)], format="csr")
 
 
 def fit_softmax(x, label_ids: np.ndarray, n_classes: int, config: LinearConfig, seed: int):
@@ -182,13 +210,13 @@ def out_of_fold_logits(x, label_ids: np.ndarray, n_classes: int, config: LinearC
 
 
 def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, n_classes: int, seed: int,
-                 calibration_folds: int = 0) -> tuple[keras.Model, dict, np.ndarray | None]:
+                 calibration_folds: int = 0, sparse: bool = True) -> tuple[keras.Model, dict, np.ndarray | None]:
     """Fit features and softmax layer on the training split.
 
     Returns the strings → logits model, facts for the metadata and, with
     `calibration_folds` ≥ 2, the training rows' out-of-fold logits for calibration.
     """
-    features = build_features(config, texts)
+    features = build_features(config, texts, sparse)
     x = transform(features, texts)
     kernel, bias, facts = fit_softmax(x, label_ids, n_classes, config, seed)
     logits = keras.layers.Dense(n_classes, name="logits")

@@ -27,3 +27,14 @@ def test_stream_latency_benchmark_smoke(model_dir, tmp_path):
     assert report["received"] == report["messages"] == 15
     assert report["batches"] > 0 and report["max_batch_size"] >= 1
     assert 0 < report["latency_p50_s"] <= report["latency_p95_s"]
+
+
+def test_linear_serving_benchmark_smoke(tmp_path):
+    out = tmp_path / "linear.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.linear_serving", "--data", str(tmp_path / "absent.parquet"),
+                    "--rows", "300", "--batch-sizes", "32", "--repeat", "1", "--out", str(out)],
+                   check=True, capture_output=True, timeout=400)
+    report = json.loads(out.read_text())
+    assert report["dataset"] == "generated" and report["texts"] == 300
+    assert [r["variant"] for r in report["results"]] == ["dense", "sparse"]
+    assert all(r["reviews_per_s"]["32"] > 0 and r["features"] > 0 for r in report["results"])

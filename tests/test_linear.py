@@ -94,3 +94,18 @@ def test_no_folds_means_no_out_of_fold_logits(folds):
     _, _, out_of_fold = train_linear(LinearConfig(word_max_tokens=500, char_max_tokens=500), data.texts.tolist(),
                                      label_ids, int(label_ids.max()) + 1, seed=0, calibration_folds=folds)
     assert out_of_fold is None
+
+
+def test_sparse_and_dense_counts_give_the_same_rows():
+    """Serving feeds sparse counts; the dense path (Keras' symbolic build) must agree with it."""
+    import tensorflow as tf
+
+    from model.linear import SublinearTfIdf
+
+    layer = SublinearTfIdf(5)
+    layer.set_document_frequencies(np.array([0, 1, 2, 3, 1]), documents=4)
+    dense = np.array([[2, 1, 0, 3, 0], [0, 0, 4, 0, 1], [0, 0, 0, 0, 0]], dtype=np.int64)
+    from_sparse = tf.sparse.to_dense(layer(tf.sparse.from_dense(dense))).numpy()
+    np.testing.assert_allclose(from_sparse, layer(dense).numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(from_sparse[:2], axis=1), 1.0, atol=1e-6)
+    assert from_sparse[0, 0] == 0.0 and not from_sparse[2].any()
