@@ -1,7 +1,8 @@
 """The linear classifier for small archives: sublinear TF-IDF features, then a softmax layer.
 
-The features are Keras layers (TextVectorization counts → `SublinearTfIdf` → unit
-length, for word 1–2-grams and character 2–5-grams), so the exported artifact is the
+The features are Keras layers (TextVectorization's sparse counts → `SublinearTfIdf`,
+which weights them and scales each block to unit length, for word 1–2-grams and
+character 2–5-grams), so the exported artifact is the
 same kind of model as the BiLSTM's: raw strings in, probabilities out, the same
 standardisation, served unchanged by the worker.
 
@@ -137,8 +138,8 @@ def build_features(config: LinearConfig, train_texts: list[str], sparse: bool = 
         vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(1024))
         weighting = SublinearTfIdf(vectorizer.vocabulary_size(), name=f"{block}_tfidf")
         weighting.set_document_frequencies(_document_frequency(vectorizer, train_texts), len(train_texts))
-        # Unit length per block, as scikit-learn's TfidfVectorizer gives: without it long
-        # complaints dominate the logits.
+        # Unit length per block (inside SublinearTfIdf), as scikit-learn's TfidfVectorizer
+        # gives: without it long complaints dominate the logits.
         blocks.append(weighting(vectorizer(inputs)))
     features = keras.layers.Concatenate(name="tfidf")(blocks)
     return keras.Model(inputs, features, name="tfidf_features")
