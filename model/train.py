@@ -42,7 +42,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     verbose: int = 1
     architecture: str = "bilstm"  # bilstm | linear | auto (both, the better by validation macro-F1)
-    calibrate: bool = True  # fit a temperature on the validation split and bake it in
+    calibrate: bool = True  # fit a temperature on held-out logits and bake it in
     calibration_folds: int = 5  # linear only: out-of-fold training predictions join the calibration set
 
 
