@@ -113,6 +113,15 @@ def fingerprint(texts: np.ndarray, labels: np.ndarray) -> str:
     return hashlib.sha256(hashes.to_numpy().tobytes()).hexdigest()[:16]
 
 
+def shuffled_classes(label_ids: np.ndarray, seed: int):
+    """Each class's row indices, in class order, each shuffled by one seeded generator."""
+    rng = np.random.default_rng(seed)
+    for class_id in np.unique(label_ids):
+        rows = np.flatnonzero(label_ids == class_id)
+        rng.shuffle(rows)
+        yield rows
+
+
 def stratified_split(
     label_ids: np.ndarray, validation_fraction: float, test_fraction: float, seed: int
 ) -> Split:
@@ -125,11 +134,8 @@ def stratified_split(
         raise UserError("--validation-split and --test-split must each be between 0 and 1")
     if validation_fraction + test_fraction >= 0.9:
         raise UserError("--validation-split plus --test-split must leave at least 10% for training")
-    rng = np.random.default_rng(seed)
     train, validation, test = [], [], []
-    for class_id in np.unique(label_ids):
-        rows = np.flatnonzero(label_ids == class_id)
-        rng.shuffle(rows)
+    for rows in shuffled_classes(label_ids, seed):
         n_test = round(test_fraction * len(rows))
         n_val = round(validation_fraction * len(rows))
         test.append(rows[:n_test])

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from model.data import shuffled_classes
 from model.text import DEFAULT_LOCALE, standardizer
 
 CHUNK_ROWS = 1024  # rows vectorised at once
@@ -183,11 +184,8 @@ def fit_softmax(x, label_ids: np.ndarray, n_classes: int, config: LinearConfig, 
 
 def fold_ids(label_ids: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """A stratified, seeded fold number per row: each class is dealt round-robin after a shuffle."""
-    rng = np.random.default_rng(seed)
     assignment = np.empty(len(label_ids), dtype=np.int64)
-    for class_id in np.unique(label_ids):
-        rows = np.flatnonzero(label_ids == class_id)
-        rng.shuffle(rows)
+    for rows in shuffled_classes(label_ids, seed):
         assignment[rows] = np.arange(len(rows)) % folds
     return assignment
 
