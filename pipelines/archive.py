@@ -1,18 +1,36 @@
-"""Parquet files per fixed window, so the live stream feeds the nightly archive format."""
+"""Parquet files of the live job's predictions, one per window of labelling time.
+
+Two writers of the same files, because the runners differ in what moves a window on:
+on Dataflow, Beam's windowed `WriteToFiles` (the watermark closes each window); on
+the local runner, whose read runs as one endless fused stage, a DoFn in that stage
+that writes each window's rows once the wall clock has passed its end.
+"""
 
 from __future__ import annotations
 
+import math
 import time
+import uuid
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
+from apache_beam.utils.timestamp import Timestamp
 
 from worker.records import prediction_schema
 
 STREAM_ARCHIVE_SCHEMA = prediction_schema([pa.field("message_id", pa.string())])
+
+
+def _row(record: dict, schema: pa.Schema) -> dict:
+    return {name: record.get(name) for name in schema.names}
+
+
+def _write(rows: list[dict], handle, schema: pa.Schema) -> None:
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), handle, compression="zstd")
 
 
 class ParquetSink(fileio.FileSink):
@@ -28,11 +46,11 @@ class ParquetSink(fileio.FileSink):
         self._rows = []
 
     def write(self, record):
-        self._rows.append({name: record.get(name) for name in self.schema.names})
+        self._rows.append(_row(record, self.schema))
 
     def flush(self):
         if self._rows:
-            pq.write_table(pa.Table.from_pylist(self._rows, schema=self.schema), self._handle, compression="zstd")
+            _write(self._rows, self._handle, self.schema)
             self._rows = []
 
 
@@ -65,3 +83,46 @@ class ArchivePredictions(beam.PTransform):
                 shards=1,
             )
         )
+
+
+class ArchiveByWallClock(beam.DoFn):
+    """The local runner's archive: a window's rows are written once the wall clock passes its end.
+
+    Rows are kept in memory until then; the last window is written when the job
+    stops cleanly (teardown). The input messages are acknowledged once their
+    predictions are published, not once archived, so a killed job may miss up to one
+    window here: the output topic is the record of what was labelled.
+    """
+
+    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema = STREAM_ARCHIVE_SCHEMA):
+        self.prefix = prefix
+        self.window_seconds = window_seconds
+        self.schema = schema
+
+    def setup(self):
+        self._rows: list[dict] = []
+        self._start: float | None = None
+
+    def process(self, prediction: dict):
+        start = math.floor(time.time() / self.window_seconds) * self.window_seconds
+        if self._start is not None and start != self._start:
+            self._flush()
+        self._start = start
+        self._rows.append(_row(prediction, self.schema))
+
+    def finish_bundle(self):
+        if self._start is not None and time.time() >= self._start + self.window_seconds:
+            self._flush()
+
+    def teardown(self):
+        self._flush()
+
+    def _flush(self):
+        if self._rows:
+            start, end = Timestamp(self._start), Timestamp(self._start + self.window_seconds)
+            name = f"predictions-{start.to_rfc3339()}-{end.to_rfc3339()}-{uuid.uuid4().hex[:8]}.parquet"
+            final, temporary = FileSystems.join(self.prefix, name), FileSystems.join(self.prefix, ".writing-" + name)
+            with FileSystems.create(temporary) as handle:
+                _write(self._rows, handle, self.schema)
+            FileSystems.rename([temporary], [final])
+        self._rows, self._start = [], None

@@ -192,23 +192,41 @@ def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_co
 @_worker_options
 @click.option("--max-batch-duration-secs", default=1, show_default=True, type=click.IntRange(1),
               help="Longest a message waits for its batch to fill.")
+@click.option("--ack-deadline-secs", default=30, show_default=True, type=click.IntRange(10, 600),
+              help="Local read: the lease kept on each message until its output is published; after a crash, "
+              "Pub/Sub redelivers within this time.")
+@click.option("--max-outstanding-messages", default=5000, show_default=True, type=click.IntRange(1),
+              help="Local read: pulled but not yet acknowledged messages, at most.")
+@click.option("--max-outstanding-mb", default=256, show_default=True, type=click.IntRange(11),
+              help="Local read: their bytes, at most (a single message may be 10 MB).")
+@click.option("--read", default="auto", show_default=True, type=click.Choice(["auto", "late-ack", "beam"]),
+              help="auto: the late-acknowledging read on local runners, Beam's ReadFromPubSub elsewhere; beam: "
+              "Beam's own reader (locally it acknowledges on pull, see README).")
 @click.pass_context
 def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archive_output, window_seconds, top_k,
-           review_threshold, min_batch_size, max_batch_size, max_batch_duration_secs) -> None:
-    """Label complaints from Pub/Sub as they arrive (--streaming implied). Beam options may follow."""
+           review_threshold, min_batch_size, max_batch_size, max_batch_duration_secs, ack_deadline_secs,
+           max_outstanding_messages, max_outstanding_mb, read) -> None:
+    """Label complaints from Pub/Sub as they arrive; SIGINT/SIGTERM finish what is in flight. Beam options may
+    follow."""
     from pipelines.options import StreamConfig
+    from pipelines.pubsub_lease import LeaseSettings
     from pipelines.stream import run
     from worker.transform import WorkerConfig
 
     config = StreamConfig(
         subscription=subscription, output_topic=output_topic, dead_letter_topic=dead_letter_topic,
-        archive_output=archive_output, window_seconds=window_seconds,
+        archive_output=archive_output, window_seconds=window_seconds, read=read,
+        lease=LeaseSettings(ack_deadline_secs=ack_deadline_secs, max_outstanding_messages=max_outstanding_messages,
+                            max_outstanding_bytes=max_outstanding_mb * 2**20),
         worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
                             min_batch_size=min_batch_size, max_batch_size=max_batch_size,
                             max_batch_duration_secs=max_batch_duration_secs),
     )
     click.echo(f"labelling {subscription} → {output_topic} (Ctrl-C stops)", err=True)
-    run(config, list(ctx.args))
+    outcome = run(config, list(ctx.args))
+    if isinstance(outcome, dict):
+        click.echo(f"stopped: {outcome['acknowledged']} messages labelled or dead-lettered and acknowledged",
+                   err=True)
 
 
 @cli.command()

@@ -17,6 +17,8 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
+from model.errors import UserError
+from pipelines.pubsub_lease import LeaseSettings
 from worker.transform import WorkerConfig
 
 # Beam 2.77's plain DirectRunner first tries Prism, whose binary it downloads. These
@@ -24,6 +26,11 @@ from worker.transform import WorkerConfig
 LOCAL_BATCH_RUNNER = "FnApiRunner"
 LOCAL_STREAM_RUNNER = "BundleBasedDirectRunner"
 LOCAL_RUNNERS = {"FnApiRunner", "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner"}
+
+# How the live job reads Pub/Sub: the project's late-acknowledging read (local
+# runners), or Beam's native ReadFromPubSub (Dataflow; locally for comparison only).
+LATE_ACK = "late-ack"
+BEAM_READ = "beam"
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class StreamConfig:
     dead_letter_topic: str | None = None
     archive_output: str | None = None
     window_seconds: int = 60
+    read: str = "auto"  # LATE_ACK on local runners, BEAM_READ elsewhere; stream_options() resolves it
+    lease: LeaseSettings = field(default_factory=LeaseSettings)  # the late-ack read's flow control and deadline
 
 
 def beam_options(beam_args: list[str] | None, streaming: bool = False) -> PipelineOptions:
@@ -65,6 +74,33 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False) -> Pipeli
     # Everything the job pickles imports from the installed package, not __main__.
     options.view_as(SetupOptions).save_main_session = False
     return options
+
+
+def stream_options(beam_args: list[str] | None, read: str = "auto") -> tuple[PipelineOptions, str]:
+    """Options for the live job, and which read it uses.
+
+    The late-ack read runs on the in-process FnApiRunner as one endless fused stage
+    (not in Beam's streaming mode, whose local runner cannot run a splittable read);
+    it needs the reading and publishing steps in one process.
+    """
+    options = PipelineOptions(beam_args or [])
+    standard = options.view_as(StandardOptions)
+    local = not standard.runner or standard.runner in LOCAL_RUNNERS
+    if read == "auto":
+        read = LATE_ACK if local else BEAM_READ
+    if read == LATE_ACK:
+        if not local:
+            raise UserError(f"the late-acknowledging Pub/Sub read runs on the local runner only, not on "
+                            f"{standard.runner}: leave the read to Beam there")
+        if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
+            raise UserError("the live job runs in one process locally: drop --direct_running_mode=multi_processing")
+        standard.runner = LOCAL_BATCH_RUNNER
+        standard.streaming = False
+    else:
+        standard.runner = standard.runner or LOCAL_STREAM_RUNNER
+        standard.streaming = True
+    options.view_as(SetupOptions).save_main_session = False
+    return options, read
 
 
 def create_local_locations(options: PipelineOptions) -> None:

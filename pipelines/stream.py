@@ -1,53 +1,145 @@
 """The live job: Pub/Sub subscription in, labelled messages out, within seconds.
 
 Same ClassifyComplaints as the nightly job, so the same text gets the same
-prediction. Batches form across bundles through RunInference's stateful batching
-(`max_batch_duration_secs`), so a steady trickle is classified in batches.
+prediction. Only the edges depend on where it runs:
+
+- locally (`read="late-ack"`): the project's own read (`pubsub_local`) pulls in bulk,
+  holds each message's lease, and acknowledges it only after its prediction or dead
+  letter has been published and confirmed. The job runs on Beam's in-process
+  FnApiRunner as one endless fused stage, so batches are the messages each poll
+  takes, and a stop request (SIGINT/SIGTERM) drains what is in flight and exits.
+- on Dataflow (`read="beam"`): Beam's native ReadFromPubSub/WriteToPubSub, where the
+  service acknowledges after a durable checkpoint, and RunInference's stateful
+  batching forms batches across bundles.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+
 import apache_beam as beam
 
 from model import artifact
-from pipelines.archive import ArchivePredictions
+from pipelines import pubsub_lease
+from pipelines.archive import ArchiveByWallClock, ArchivePredictions
 from pipelines.errors import JobFailed, cause
-from pipelines.options import StreamConfig, beam_options
-from pipelines.pubsub import DEAD_LETTERS, DecodeMessages, encode_dead_letter, encode_prediction
-from worker.transform import PREDICTIONS, ClassifyComplaints
+from pipelines.options import LATE_ACK, StreamConfig, stream_options
+from pipelines.pubsub import DEAD_LETTERS, DecodeMessages, ack_id_of, encode_dead_letter, encode_prediction
+from pipelines.pubsub_local import PublishThenAcknowledge, ReadLeasedMessages
+from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
+
+log = logging.getLogger(__name__)
+
+
+class PublishOutputs(beam.PTransform):
+    """Encode outputs for Pub/Sub and publish them; with the late-ack read, acknowledge their inputs after.
+
+    A topic of None publishes nothing: with the late-ack read the inputs are still
+    acknowledged (a dead letter with nowhere to go is counted, not redelivered forever).
+    """
+
+    def __init__(self, topic: str | None, encode: Callable, config: StreamConfig):
+        super().__init__()
+        self.topic, self.encode, self.config = topic, encode, config
+
+    def expand(self, outputs):
+        if self.config.read == LATE_ACK:
+            encode = self.encode
+            return (
+                outputs
+                | "Encode" >> beam.Map(lambda output: (ack_id_of(output), encode(output)))
+                | "PublishThenAcknowledge" >> beam.ParDo(
+                    PublishThenAcknowledge(self.topic, self.config.subscription, self.config.lease))
+            )
+        if self.topic:
+            return outputs | "Encode" >> beam.Map(self.encode) | "Publish" >> beam.io.WriteToPubSub(
+                self.topic, with_attributes=True)
+        return outputs
 
 
 def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
-    """Wire read → decode → classify → publish (and optionally archive)."""
-    messages = p | "ReadMessages" >> beam.io.ReadFromPubSub(subscription=config.subscription, with_attributes=True)
+    """Wire read → decode → classify → publish (and optionally archive), for `config.read`."""
+    late_ack = config.read == LATE_ACK
+    worker = config.worker
+    if late_ack:
+        messages = p | "ReadMessages" >> ReadLeasedMessages(
+            config.subscription, config.lease, worker.min_batch_size, worker.max_batch_size,
+            float(worker.max_batch_duration_secs or 1))
+        worker = dataclasses.replace(worker, max_batch_duration_secs=None)  # each poll is already a batch
+    else:
+        messages = p | "ReadMessages" >> beam.io.ReadFromPubSub(subscription=config.subscription,
+                                                                with_attributes=True)
     decoded = messages | "Decode" >> beam.ParDo(DecodeMessages()).with_outputs(DEAD_LETTERS, main="records")
-    results = decoded.records | "Classify" >> ClassifyComplaints(config.worker)
-    (
-        results[PREDICTIONS]
-        | "EncodePredictions" >> beam.Map(encode_prediction)
-        | "PublishPredictions" >> beam.io.WriteToPubSub(config.output_topic, with_attributes=True)
-    )
-    dead = (decoded[DEAD_LETTERS], results[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
-    if config.dead_letter_topic:
-        (
-            dead
-            | "EncodeDeadLetters" >> beam.Map(encode_dead_letter)
-            | "PublishDeadLetters" >> beam.io.WriteToPubSub(config.dead_letter_topic, with_attributes=True)
-        )
+    results = decoded.records | "Classify" >> ClassifyComplaints(worker, flatten_dead_letters=False)
+    results[PREDICTIONS] | "PublishPredictions" >> PublishOutputs(config.output_topic, encode_prediction, config)
+    # Each source of dead letters is published on its own: a Flatten would be a stage
+    # boundary on the local runner, and the local read's stage never ends.
+    dead = [decoded[DEAD_LETTERS], *(results[part] for part in DEAD_LETTER_PARTS)]
+    for name, letters in zip(("Undecodable", "Invalid", "Unclassified"), dead, strict=True):
+        letters | f"PublishDeadLetters{name}" >> PublishOutputs(config.dead_letter_topic, encode_dead_letter, config)
     if config.archive_output:
-        results[PREDICTIONS] | "Archive" >> ArchivePredictions(config.archive_output, config.window_seconds)
+        if late_ack:
+            results[PREDICTIONS] | "Archive" >> beam.ParDo(
+                ArchiveByWallClock(config.archive_output, config.window_seconds))
+        else:
+            results[PREDICTIONS] | "Archive" >> ArchivePredictions(config.archive_output, config.window_seconds)
     return {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: dead}
 
 
 def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None):
-    """Start the streaming job and block until it is cancelled or fails."""
+    """Run the streaming job until it is stopped (late-ack read) or cancelled/failed (Beam's read).
+
+    Returns the pipeline result, or for the late-ack read once it has stopped cleanly,
+    a dict with the number of messages acknowledged.
+    """
     artifact.load(config.worker.model_dir)  # a model that does not load fails here, in one line
-    options = beam_options(beam_args, streaming=True)
+    options, read = stream_options(beam_args, config.read)
+    config = dataclasses.replace(config, read=read)
+    if read == LATE_ACK:
+        pubsub_lease.check_exists(config.subscription, [t for t in (config.output_topic, config.dead_letter_topic)
+                                                        if t])
     p = test_pipeline or beam.Pipeline(options=options)
     build_stream(p, config)
     try:
-        result = p.run()
-        result.wait_until_finish()
+        if read != LATE_ACK:
+            result = p.run()
+            result.wait_until_finish()
+            return result
+        with _stop_on_signals():
+            p.run().wait_until_finish()
     except Exception as exc:
         raise JobFailed(f"the streaming job stopped ({cause(exc)})") from exc
-    return result
+    finally:
+        acknowledged = pubsub_lease.close_all() if read == LATE_ACK else {}
+    return {"acknowledged": sum(acknowledged.values())}
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM: stop pulling and let what is in flight finish; a second signal leaves at once.
+
+    Leaving at once loses nothing: only messages whose outputs are confirmed have been
+    acknowledged, and Pub/Sub redelivers the rest.
+    """
+    stopping = []
+
+    def handler(signum, _frame):
+        if stopping:
+            os._exit(128 + signum)
+        stopping.append(signum)
+        print("stopping: finishing the messages in flight (signal again to quit at once)", file=sys.stderr,
+              flush=True)
+        pubsub_lease.request_stop()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

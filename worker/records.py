@@ -26,8 +26,8 @@ PAYLOAD_LIMIT = 4096  # characters of the original record kept in a dead letter
 ID = "id"
 TEXT = "text"
 # A record may carry the message it came from under this key. The worker never reads
-# it and never puts it in a prediction; it comes back on the record's dead letter
-# (as `source`), so a streaming sink can republish the original message.
+# it; it comes back on the record's prediction (same key) or dead letter (as `source`),
+# so a streaming sink can acknowledge the message or republish it. Sinks never write it.
 SOURCE = "_source"
 
 TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float32())]))

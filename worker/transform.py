@@ -17,6 +17,7 @@ from worker.handler import ComplaintModelHandler, InferenceError
 
 PREDICTIONS = "predictions"
 DEAD_LETTERS = "dead_letters"
+DEAD_LETTER_PARTS = ("dead_letters_invalid", "dead_letters_unclassified")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,11 @@ class ValidateRecords(beam.DoFn):
 
 
 class ToPredictionRecords(beam.DoFn):
-    """Merge each inference with its record's key fields into the output record."""
+    """Merge each inference with its record's key fields into the output record.
+
+    The record's source (if any) stays on the prediction under `records.SOURCE`, so a
+    sink can acknowledge the message it came from; sinks never write it.
+    """
 
     def __init__(self):
         self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "classified")
@@ -79,15 +84,22 @@ class ToPredictionRecords(beam.DoFn):
         self.classified.inc()
         if inference["needs_review"]:
             self.needs_review.inc()
-        yield {**{k: v for k, v in key.items() if k != records.SOURCE}, **inference}
+        yield {**key, **inference}
 
 
 class ClassifyComplaints(beam.PTransform):
-    """Records `{id, text, …}` in; `{"predictions": …, "dead_letters": …}` out."""
+    """Records `{id, text, …}` in; `{"predictions": …, "dead_letters": …}` out.
 
-    def __init__(self, config: WorkerConfig):
+    With `flatten_dead_letters=False` the dead letters come out in their two parts
+    (`DEAD_LETTER_PARTS`: invalid records, records inference gave no label), for runners
+    on which a Flatten would cut the stage in two (the live job's local read, whose
+    stage never ends).
+    """
+
+    def __init__(self, config: WorkerConfig, flatten_dead_letters: bool = True):
         super().__init__()
         self.config = config
+        self.flatten_dead_letters = flatten_dead_letters
 
     def expand(self, records_in):
         checked = records_in | "Validate" >> beam.ParDo(ValidateRecords()).with_outputs(DEAD_LETTERS, main="valid")
@@ -97,5 +109,7 @@ class ClassifyComplaints(beam.PTransform):
         decoded = inferred | "ToRecords" >> beam.ParDo(ToPredictionRecords()).with_outputs(
             DEAD_LETTERS, main=PREDICTIONS
         )
-        dead = (checked[DEAD_LETTERS], decoded[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
-        return {PREDICTIONS: decoded[PREDICTIONS], DEAD_LETTERS: dead}
+        parts = (checked[DEAD_LETTERS], decoded[DEAD_LETTERS])
+        if not self.flatten_dead_letters:
+            return {PREDICTIONS: decoded[PREDICTIONS], **dict(zip(DEAD_LETTER_PARTS, parts, strict=True))}
+        return {PREDICTIONS: decoded[PREDICTIONS], DEAD_LETTERS: parts | "AllDeadLetters" >> beam.Flatten()}

@@ -1,0 +1,301 @@
+"""Pull a subscription in bulk and hold every message's lease until its output is confirmed.
+
+Beam's local Pub/Sub reader acknowledges a message as soon as it pulls it, ten at a
+time. This is the other half of the contract Pub/Sub offers: a background thread
+pulls up to `pull_size` messages a call while the number and bytes of unacknowledged
+messages stay under the flow-control limits; another keeps extending their ack
+deadline; and a message is acknowledged only when the sink that published its
+output says so (`acknowledge`). If the process dies, nothing it held is
+acknowledged, and Pub/Sub redelivers it once its deadline passes.
+
+One `LeasedSubscription` per subscription per process (`open_subscription`): the
+reading DoFn and the publishing DoFn of a local job run in the same process and meet
+here by subscription path. No Apache Beam in this module.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from model.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PULL_TIMEOUT_SECS = 2.0  # one pull call waits at most this long, so a stop is noticed quickly
+IDS_PER_REQUEST = 1000  # ack ids per acknowledge / modify-ack-deadline call (request limit: 512 KB)
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    """How much the local read holds at once, and how long Pub/Sub waits for it."""
+
+    ack_deadline_secs: int = 30  # after a crash, messages come back after at most this long
+    max_outstanding_messages: int = 5000  # pulled and not yet acknowledged
+    max_outstanding_bytes: int = 256 * 2**20  # one pull may go over by at most its own size
+    pull_size: int = 1000  # messages asked for in one pull
+
+
+def _grpc_options() -> list[tuple[str, int]]:
+    # Pub/Sub accepts messages up to 10 MB; gRPC's default receive limit is 4 MB.
+    return [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+def subscriber_api():
+    """The generated subscriber client, with a channel that takes 10 MB messages from the emulator too."""
+    from google import pubsub_v1
+
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if not host:  # the default channel already lifts the size limits
+        return pubsub_v1.SubscriberClient()
+    import grpc
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(
+        channel=grpc.insecure_channel(host, options=_grpc_options())))
+
+
+def publisher_api():
+    """The generated publisher client: one synchronous call publishes a whole list and confirms it."""
+    from google import pubsub_v1
+
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if not host:
+        return pubsub_v1.PublisherClient()
+    import grpc
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(
+        channel=grpc.insecure_channel(host, options=_grpc_options())))
+
+
+def check_exists(subscription: str, topics: list[str]) -> None:
+    """One clear line for a subscription or topic that is not there, before the job starts."""
+    from google.api_core import exceptions
+
+    try:
+        subscriber_api().get_subscription(subscription=subscription, timeout=30)
+    except exceptions.NotFound:
+        raise UserError(f"subscription {subscription} does not exist: create it, or check the name") from None
+    except exceptions.GoogleAPICallError as exc:
+        raise UserError(f"cannot read subscription {subscription}: {exc.message}") from None
+    publisher = publisher_api()
+    for topic in topics:
+        try:
+            publisher.get_topic(topic=topic, timeout=30)
+        except exceptions.NotFound:
+            raise UserError(f"topic {topic} does not exist: create it, or check the name") from None
+        except exceptions.GoogleAPICallError as exc:
+            raise UserError(f"cannot use topic {topic}: {exc.message}") from None
+
+
+class LeasedSubscription:
+    """Pulled messages waiting for the pipeline, and the leases of all messages not yet acknowledged."""
+
+    def __init__(self, subscription: str, settings: LeaseSettings):
+        self.subscription = subscription
+        self.settings = settings
+        self._api = subscriber_api()
+        self._ready: collections.deque = collections.deque()  # pulled, not yet taken by the pipeline
+        self._leases: dict[str, int] = {}  # ack id → message bytes, for every message not yet acknowledged
+        self._leased_bytes = 0
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._closed = threading.Event()
+        self.failure: str | None = None  # set when pulling cannot go on (subscription deleted, no permission)
+        self.acknowledged = 0
+        self._puller = threading.Thread(target=self._pull_loop, name=f"pull {subscription}", daemon=True)
+        self._leaser = threading.Thread(target=self._lease_loop, name=f"lease {subscription}", daemon=True)
+        self._puller.start()
+        self._leaser.start()
+
+    # The pipeline's side -------------------------------------------------------------------------
+
+    def take(self, min_count: int, max_count: int, max_wait: float, idle_wait: float = 0.5) -> list:
+        """Up to `max_count` pulled messages: at once if `min_count` are there, else once `max_wait` has passed.
+
+        Returns an empty list after `idle_wait` without messages, so the caller can look
+        at `finished()` again.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._ready or self._done_pulling(), timeout=idle_wait):
+                return []
+            deadline = time.monotonic() + max_wait
+            while len(self._ready) < min_count and not self._done_pulling():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._changed.wait(timeout=remaining):
+                    break
+            return [self._ready.popleft() for _ in range(min(max_count, len(self._ready)))]
+
+    def acknowledge(self, ack_ids: list[str]) -> None:
+        """The outputs of these messages are published: Pub/Sub may forget them."""
+        for chunk in _chunks(ack_ids):
+            try:
+                self._api.acknowledge(subscription=self.subscription, ack_ids=chunk, timeout=60)
+            except API_ERRORS as exc:  # the lease may have run out: Pub/Sub redelivers, nothing is lost
+                log.warning("could not acknowledge %d messages (%s); Pub/Sub will redeliver them", len(chunk), exc)
+        self.acknowledged += len(ack_ids)
+        self._release(ack_ids)
+
+    def redeliver(self, ack_ids: list[str]) -> None:
+        """Give messages back at once (their output could not be published)."""
+        for chunk in _chunks(ack_ids):
+            try:
+                self._api.modify_ack_deadline(subscription=self.subscription, ack_ids=chunk, ack_deadline_seconds=0,
+                                              timeout=60)
+            except API_ERRORS as exc:
+                log.warning("could not return %d messages (%s); they come back when their lease ends", len(chunk),
+                            exc)
+        self._release(ack_ids)
+
+    def stop(self) -> None:
+        """Pull nothing more; what is already pulled still goes through the pipeline."""
+        self._stopping.set()
+        with self._changed:
+            self._changed.notify_all()
+
+    def finished(self) -> bool:
+        """Stopped, and every pulled message has been taken."""
+        if self.failure:
+            raise RuntimeError(self.failure)
+        with self._changed:
+            return self._done_pulling() and not self._ready
+
+    def outstanding(self) -> int:
+        with self._changed:
+            return len(self._leases)
+
+    def close(self) -> None:
+        """Stop both threads and hand back whatever is still leased."""
+        self.stop()
+        self._puller.join(timeout=PULL_TIMEOUT_SECS + 5)
+        with self._changed:
+            left = list(self._leases)
+        if left:
+            self.redeliver(left)
+        self._closed.set()
+        self._leaser.join(timeout=5)
+
+    # The background threads ----------------------------------------------------------------------
+
+    def _done_pulling(self) -> bool:
+        return self._stopping.is_set() and not self._puller.is_alive()
+
+    def _room(self) -> int:
+        s = self.settings
+        if self._leased_bytes >= s.max_outstanding_bytes:
+            return 0
+        return max(0, min(s.pull_size, s.max_outstanding_messages - len(self._leases)))
+
+    def _pull_loop(self) -> None:
+        from google.api_core import exceptions
+
+        backoff = 0.5
+        while not self._stopping.is_set():
+            with self._changed:
+                self._changed.wait_for(lambda: self._room() > 0 or self._stopping.is_set())
+                room = self._room()
+            if self._stopping.is_set():
+                break
+            try:
+                response = self._api.pull(subscription=self.subscription, max_messages=room,
+                                          timeout=PULL_TIMEOUT_SECS, retry=None)
+            except exceptions.DeadlineExceeded:
+                continue
+            except (exceptions.NotFound, exceptions.PermissionDenied, exceptions.InvalidArgument) as exc:
+                self.failure = f"cannot pull {self.subscription}: {exc.message}"
+                break
+            except exceptions.GoogleAPICallError as exc:  # unavailable, internal, …: try again
+                log.warning("pull failed (%s); retrying in %.1f s", exc, backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30)
+                continue
+            backoff = 0.5
+            received = list(response.received_messages)
+            if not received:
+                continue
+            self._extend([m.ack_id for m in received])  # from the subscription's deadline to ours, at once
+            with self._changed:
+                for message in received:
+                    size = len(message.message.data) + sum(len(k) + len(v) for k, v in
+                                                           message.message.attributes.items())
+                    self._leases[message.ack_id] = size
+                    self._leased_bytes += size
+                    self._ready.append(message)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def _lease_loop(self) -> None:
+        interval = max(1.0, self.settings.ack_deadline_secs / 3)
+        while not self._closed.wait(interval):
+            with self._changed:
+                held = list(self._leases)
+            self._extend(held)
+
+    def _extend(self, ack_ids: list[str]) -> None:
+        for chunk in _chunks(ack_ids):
+            try:
+                self._api.modify_ack_deadline(subscription=self.subscription, ack_ids=chunk,
+                                              ack_deadline_seconds=self.settings.ack_deadline_secs, timeout=60)
+            except API_ERRORS as exc:  # an expired lease is redelivered: a duplicate, never a loss
+                log.warning("could not extend %d leases (%s)", len(chunk), exc)
+
+    def _release(self, ack_ids: list[str]) -> None:
+        with self._changed:
+            for ack_id in ack_ids:
+                self._leased_bytes -= self._leases.pop(ack_id, 0)
+            self._changed.notify_all()
+
+
+def _api_errors() -> tuple[type[BaseException], ...]:
+    from google.api_core import exceptions
+
+    return exceptions.GoogleAPICallError, exceptions.RetryError
+
+
+API_ERRORS = _api_errors()
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[i:i + IDS_PER_REQUEST] for i in range(0, len(ids), IDS_PER_REQUEST)]
+
+
+_OPEN: dict[str, LeasedSubscription] = {}
+_OPEN_LOCK = threading.Lock()
+_STOP_REQUESTED = threading.Event()
+
+
+def open_subscription(subscription: str, settings: LeaseSettings) -> LeasedSubscription:
+    """This process's LeasedSubscription for `subscription`, started on first use."""
+    with _OPEN_LOCK:
+        leased = _OPEN.get(subscription)
+        if leased is None:
+            leased = _OPEN[subscription] = LeasedSubscription(subscription, settings)
+            if _STOP_REQUESTED.is_set():
+                leased.stop()
+        return leased
+
+
+def request_stop() -> None:
+    """Stop pulling everywhere in this process (a signal handler calls this)."""
+    _STOP_REQUESTED.set()
+    with _OPEN_LOCK:
+        for leased in _OPEN.values():
+            leased.stop()
+
+
+def close_all() -> dict[str, Any]:
+    """Close every open subscription; returns how many messages each acknowledged."""
+    with _OPEN_LOCK:
+        opened = dict(_OPEN)
+        _OPEN.clear()
+    for leased in opened.values():
+        leased.close()
+    _STOP_REQUESTED.clear()
+    return {path: leased.acknowledged for path, leased in opened.items()}
