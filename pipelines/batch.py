@@ -13,13 +13,13 @@ import uuid
 from dataclasses import replace
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
 from model.errors import UserError
 from pipelines import output as out
 from pipelines.errors import JobFailed, cause
-from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local
+from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
 from pipelines.parquet import ReadComplaints, inspect_inputs, write_parquet
 from pipelines.progress import ReportProgress
 from pipelines.summary import ComputeRunStats, assemble
@@ -111,8 +111,3 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
     return out.commit(config.output, staging, summary)
 
-
-def template_only(options) -> bool:
-    """`--template_location` or `--dry_run` build the Dataflow job without running it."""
-    dry_run = options.view_as(TestOptions).dry_run
-    return bool(options.view_as(GoogleCloudOptions).template_location) or dry_run not in (False, "False", None)

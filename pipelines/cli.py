@@ -224,7 +224,9 @@ def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archiv
     )
     click.echo(f"labelling {subscription} → {output_topic} (Ctrl-C stops)", err=True)
     outcome = run(config, list(ctx.args))
-    if isinstance(outcome, dict):
+    if isinstance(outcome, dict) and "template_location" in outcome:
+        click.echo(f"Dataflow job built, not run: template at {outcome['template_location']}")
+    elif isinstance(outcome, dict):
         click.echo(f"stopped: {outcome['acknowledged']} messages labelled or dead-lettered and acknowledged",
                    err=True)
 

@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import (
     PipelineOptions,
     SetupOptions,
     StandardOptions,
+    TestOptions,
 )
 
 from model.errors import UserError
@@ -123,3 +124,9 @@ def is_local(options: PipelineOptions) -> bool:
 
 def worker_count(options: PipelineOptions) -> int:
     return options.view_as(DirectOptions).direct_num_workers or 1
+
+
+def template_only(options: PipelineOptions) -> bool:
+    """`--template_location` or `--dry_run` build the Dataflow job without running it."""
+    dry_run = options.view_as(TestOptions).dry_run
+    return bool(options.view_as(GoogleCloudOptions).template_location) or dry_run not in (False, "False", None)

@@ -67,11 +67,26 @@ def decode(message: PubsubMessage, ack_id: str | None = None) -> tuple[dict | No
                 else f"invalid JSON: {type(exc).__name__}: {str(exc)[:200]}"
             letter = records.dead_letter(fallback_id, MALFORMED_JSON, detail, text)
             return None, {**letter, "source": source}
+        if _unpaired_surrogate(text, record):
+            letter = records.dead_letter(fallback_id, records.INVALID_UTF8, "the JSON escapes an unpaired surrogate "
+                                         "(\\udXXX), which is not text", text)
+            return None, {**letter, "source": source}
     else:
         record = {records.ID: fallback_id, records.TEXT: text}
     record["message_id"] = message.message_id
     record[records.SOURCE] = source
     return record, None
+
+
+def _unpaired_surrogate(text: str, record: dict) -> bool:
+    """JSON may escape half a surrogate pair; such a string is not Unicode, and Beam's coders refuse it."""
+    if "\\ud" not in text and "\\uD" not in text:
+        return False
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class DecodeMessages(beam.DoFn):

@@ -88,22 +88,21 @@ def create_topic_with_subscription(project: str, topic: str, subscription: str) 
 
 
 def publish(topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> list[str]:
-    """Publish (data, attributes) pairs; returns the message ids in order."""
-    from google.cloud import pubsub_v1
+    """Publish (data, attributes) pairs, up to 10 MB each and with any attribute names; returns the message ids."""
+    from pipelines import pubsub_lease
 
-    publisher = pubsub_v1.PublisherClient()
-    futures = [publisher.publish(topic, data, **attributes) for data, attributes in messages]
-    return [f.result(timeout=30) for f in futures]
+    return pubsub_lease.publish(pubsub_lease.publisher_api(), topic, messages)
 
 
 def pull(subscription: str, max_messages: int = 500, timeout: float = 2.0) -> list:
-    """Pull and acknowledge what is waiting; returns the messages (data, attributes, …)."""
+    """Pull and acknowledge what is waiting (messages up to 10 MB); returns the messages (data, attributes, …)."""
     from google.api_core.exceptions import DeadlineExceeded
-    from google.cloud import pubsub_v1
 
-    subscriber = pubsub_v1.SubscriberClient()
+    from pipelines import pubsub_lease
+
+    subscriber = pubsub_lease.subscriber_api()
     try:
-        response = subscriber.pull(subscription=subscription, max_messages=max_messages, timeout=timeout)
+        response = subscriber.pull(subscription=subscription, max_messages=max_messages, timeout=timeout, retry=None)
     except DeadlineExceeded:
         return []
     if response.received_messages:

@@ -26,8 +26,6 @@ from pipelines.pubsub_lease import LeaseSettings
 log = logging.getLogger(__name__)
 
 ENDLESS = 2**62
-MAX_REQUEST_BYTES = 9_900_000  # Pub/Sub refuses publish requests over 10,000,000 bytes
-MAX_REQUEST_MESSAGES = 1000
 
 
 class _Endless(RestrictionProvider):
@@ -111,11 +109,11 @@ class PublishThenAcknowledge(beam.DoFn):
         if not self.topic:
             leased.acknowledge([ack_id for ack_id, _ in pending])
             return
-        for request in _requests(pending):
+        for start, end in pubsub_lease.publish_requests([(m.data, m.attributes) for _, m in pending]):
+            request = pending[start:end]
             ack_ids = [ack_id for ack_id, _ in request]
             try:
-                self._api.publish(topic=self.topic, timeout=120, messages=[
-                    {"data": m.data, "attributes": m.attributes} for _, m in request])
+                pubsub_lease.publish(self._api, self.topic, [(m.data, m.attributes) for _, m in request])
             except pubsub_lease.API_ERRORS as exc:
                 leased.redeliver(ack_ids)
                 if isinstance(exc, (exceptions.NotFound, exceptions.PermissionDenied)):
@@ -124,19 +122,3 @@ class PublishThenAcknowledge(beam.DoFn):
                           len(request), self.topic, exc)
                 continue
             leased.acknowledge(ack_ids)
-
-
-def _requests(pending: list[tuple[str, PubsubMessage]]) -> list[list[tuple[str, PubsubMessage]]]:
-    """Split into publish requests under Pub/Sub's size and count limits."""
-    requests, current, size = [], [], 0
-    for item in pending:
-        message = item[1]
-        item_size = len(message.data) + sum(len(k) + len(v) + 8 for k, v in message.attributes.items()) + 16
-        if current and (size + item_size > MAX_REQUEST_BYTES or len(current) >= MAX_REQUEST_MESSAGES):
-            requests.append(current)
-            current, size = [], 0
-        current.append(item)
-        size += item_size
-    if current:
-        requests.append(current)
-    return requests

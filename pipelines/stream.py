@@ -19,17 +19,20 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Iterator
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
+from model.errors import UserError
 from pipelines import pubsub_lease
 from pipelines.archive import ArchiveByWallClock, ArchivePredictions
 from pipelines.errors import JobFailed, cause
-from pipelines.options import LATE_ACK, StreamConfig, stream_options
+from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
 from pipelines.pubsub import DEAD_LETTERS, DecodeMessages, ack_id_of, encode_dead_letter, encode_prediction
 from pipelines.pubsub_local import PublishThenAcknowledge, ReadLeasedMessages
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
@@ -93,31 +96,53 @@ def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
 
 
 def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None):
-    """Run the streaming job until it is stopped (late-ack read) or cancelled/failed (Beam's read).
+    """Run the live job: until it is stopped (late-ack read), or cancelled or failed (Beam's read).
 
-    Returns the pipeline result, or for the late-ack read once it has stopped cleanly,
-    a dict with the number of messages acknowledged.
+    Returns the pipeline result for Beam's read; for the late-ack read, once it has
+    stopped cleanly, a dict with the number of messages it acknowledged.
     """
     artifact.load(config.worker.model_dir)  # a model that does not load fails here, in one line
+    check_names(config)
     options, read = stream_options(beam_args, config.read)
+    create_local_locations(options)
     config = dataclasses.replace(config, read=read)
-    if read == LATE_ACK:
-        pubsub_lease.check_exists(config.subscription, [t for t in (config.output_topic, config.dead_letter_topic)
-                                                        if t])
     p = test_pipeline or beam.Pipeline(options=options)
+    if read == LATE_ACK:
+        return _run_late_ack(p, config)
     build_stream(p, config)
     try:
-        if read != LATE_ACK:
-            result = p.run()
-            result.wait_until_finish()
-            return result
+        result = p.run()
+        if template_only(options):
+            return {"template_location": options.view_as(GoogleCloudOptions).template_location}
+        result.wait_until_finish()
+    except Exception as exc:
+        raise JobFailed(f"the streaming job stopped ({cause(exc)})") from exc
+    return result
+
+
+def _run_late_ack(p: beam.Pipeline, config: StreamConfig) -> dict:
+    pubsub_lease.check_exists(config.subscription, [t for t in (config.output_topic, config.dead_letter_topic) if t])
+    build_stream(p, config)
+    try:
         with _stop_on_signals():
             p.run().wait_until_finish()
     except Exception as exc:
         raise JobFailed(f"the streaming job stopped ({cause(exc)})") from exc
     finally:
-        acknowledged = pubsub_lease.close_all() if read == LATE_ACK else {}
+        acknowledged = pubsub_lease.close_all()
     return {"acknowledged": sum(acknowledged.values())}
+
+
+def check_names(config: StreamConfig) -> None:
+    """One line for a subscription or topic name that Pub/Sub would refuse."""
+    names = [("--subscription", config.subscription, "subscriptions"),
+             ("--output-topic", config.output_topic, "topics")]
+    if config.dead_letter_topic:
+        names.append(("--dead-letter-topic", config.dead_letter_topic, "topics"))
+    for option, name, kind in names:
+        if not re.fullmatch(rf"projects/[a-z][-a-z0-9.:]{{1,62}}/{kind}/[A-Za-z][-\w.~+%]{{2,254}}", name):
+            raise UserError(f"{option} must look like projects/PROJECT/{kind}/NAME (a name of 3–255 characters "
+                            f"starting with a letter), not {name!r}")
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The DataflowRunner accepts the nightly job and stages this package, offline.
+"""The DataflowRunner accepts the nightly and the live job and stages this package, offline.
 
 Dataflow itself cannot run here, so this is the one place that stands in for it:
 `--template_location` makes Beam build and stage the job locally (pipeline.pb,
@@ -19,32 +19,70 @@ from tests.archives import write_archive
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _dataflow_args(tmp_path) -> tuple[list[str], object]:
+    staging = tmp_path / "staging"  # created by the job: Beam would retry for minutes
+    return ["--runner", "DataflowRunner", "--project", "demo-project", "--region", "us-central1", "--no_auth",
+            "--dataflow_endpoint", "http://localhost:1", "--temp_location", str(tmp_path / "temp"),
+            "--staging_location", str(staging), "--template_location", str(tmp_path / "template.json"),
+            "--setup_file", "./setup.py"], staging
+
+
+def _graph(staging) -> dict[str, str]:
+    graph = beam_runner_api_pb2.Pipeline()
+    graph.ParseFromString((staging / "pipeline.pb").read_bytes())
+    return {t.unique_name: t.spec.urn for t in graph.components.transforms.values()}
+
+
+def _staged_modules(staging) -> set[str]:
+    with tarfile.open(staging / "workflow.tar.gz") as package:
+        return {name.split("/", 1)[1] for name in package.getnames() if "/" in name}
+
+
+def test_dataflow_runner_builds_and_stages_the_live_job(model_dir, tmp_path, monkeypatch):
+    """On Dataflow the live job keeps Beam's native Pub/Sub I/O (the service acknowledges after a
+    durable checkpoint) and RunInference's stateful batching; the late-ack local read is not in it."""
+    monkeypatch.chdir(ROOT)
+    args, staging = _dataflow_args(tmp_path)
+    result = CliRunner().invoke(cli, [
+        "stream", "--model", model_dir, "--subscription", "projects/demo-project/subscriptions/complaints",
+        "--output-topic", "projects/demo-project/topics/labelled", "--dead-letter-topic",
+        "projects/demo-project/topics/dead", "--archive-output", "gs://bucket/live", *args,
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "template at" in result.output
+    steps = _graph(staging)
+    assert steps["ReadMessages/Read"] == "beam:transform:pubsub_read:v1"
+    assert "Classify/RunInference/BatchElements/ParDo(_StatefulBatchElementsDoFn)" in steps
+    for sink in ("PublishPredictions", "PublishDeadLettersUndecodable", "PublishDeadLettersInvalid",
+                 "PublishDeadLettersUnclassified"):
+        assert steps[f"{sink}/Publish/ParDo(_PubSubWriteDoFn)"] == "beam:transform:pubsub_write:v1"
+    assert "Archive/WriteWindows" in steps
+    assert not any("Poll" in name or "PublishThenAcknowledge" in name for name in steps)
+    for module in ("pipelines/stream.py", "pipelines/pubsub.py", "worker/transform.py", "setup.py"):
+        assert module in _staged_modules(staging), module
+
+
 def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypatch):
     write_archive(tmp_path / "in", rows=60, files=1)
-    staging, temp = tmp_path / "staging", tmp_path / "temp"  # created by the job: Beam would retry for minutes
     monkeypatch.chdir(ROOT)
+    args, staging = _dataflow_args(tmp_path)
     result = CliRunner().invoke(cli, [
         "label", "--model", model_dir, "--input", str(tmp_path / "in/*.parquet"), "--output", str(tmp_path / "out"),
-        "--runner", "DataflowRunner", "--project", "demo", "--region", "us-central1", "--no_auth",
-        "--dataflow_endpoint", "http://localhost:1", "--temp_location", str(temp), "--staging_location",
-        str(staging), "--template_location", str(tmp_path / "template.json"), "--setup_file", "./setup.py",
+        *args,
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "template at" in result.output
     assert (tmp_path / "template.json").stat().st_size > 0
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
-    graph = beam_runner_api_pb2.Pipeline()
-    graph.ParseFromString((staging / "pipeline.pb").read_bytes())
-    names = {t.unique_name for t in graph.components.transforms.values()}
+    names = set(_graph(staging))
     for step in ("ReadArchive/Match", "ReadArchive/ListRowGroups", "ReadArchive/ReadRecords", "Classify/Validate",
                  "Classify/RunInference", "Classify/ToRecords", "WritePredictions", "WriteDeadLetters",
                  "RunStats", "WriteStats"):
         assert step in names, step
     assert "Progress" not in names  # terminal progress is for local runs only
 
-    with tarfile.open(staging / "workflow.tar.gz") as package:
-        members = {name.split("/", 1)[1] for name in package.getnames() if "/" in name}
+    members = _staged_modules(staging)
     for module in ("model/artifact.py", "model/text.py", "worker/handler.py", "worker/transform.py",
                    "pipelines/batch.py", "pipelines/parquet.py", "setup.py"):
         assert module in members, module

@@ -121,6 +121,138 @@ def test_stream_labels_every_message_or_dead_letters_it(emulator_host, model_dir
         process.wait()
 
 
+class _Outputs:
+    """Everything the job published, by input message id: predictions and dead letters, duplicates counted."""
+
+    def __init__(self, out_sub: str, dead_sub: str):
+        self.subscriptions = (out_sub, dead_sub)
+        self.by_message: dict[str, list[dict]] = {}
+
+    def pull(self) -> None:
+        for subscription in self.subscriptions:
+            for message in admin.pull(subscription):
+                body = json.loads(message.data)
+                self.by_message.setdefault(body["message_id"], []).append(body)
+
+    def wait_for(self, condition, process: subprocess.Popen | None = None, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition(self):
+            assert time.monotonic() < deadline, f"timed out with {len(self.by_message)} messages answered"
+            if process is not None:
+                assert process.poll() is None, _log(process)
+            self.pull()
+
+    def duplicates(self) -> int:
+        return sum(len(bodies) - 1 for bodies in self.by_message.values())
+
+
+def _topics(name: str) -> tuple[str, str, str, str, str]:
+    in_topic, in_sub = admin.create_topic_with_subscription(PROJECT, f"{name}-in", f"{name}-in-sub")
+    out_topic, out_sub = admin.create_topic_with_subscription(PROJECT, f"{name}-out", f"{name}-out-sub")
+    dead_topic, dead_sub = admin.create_topic_with_subscription(PROJECT, f"{name}-dead", f"{name}-dead-sub")
+    return in_topic, in_sub, out_topic, dead_topic, _Outputs(out_sub, dead_sub)
+
+
+def _start_job(model_dir: str, host: str, log_path, subscription: str, out_topic: str, dead_topic: str):
+    log = open(log_path, "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "stream", "--model", model_dir, "--subscription", subscription,
+         "--output-topic", out_topic, "--dead-letter-topic", dead_topic, "--ack-deadline-secs", "10"],
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": host}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    process.log_path = log_path
+    return process
+
+
+def _log(process) -> str:
+    with open(process.log_path, encoding="utf-8", errors="replace") as f:
+        return f.read()[-3000:]
+
+
+def _backlog(count: int, seed: int) -> list[tuple[bytes, dict]]:
+    """`count` complaints with a malformed message every 100."""
+    texts = generate(count, seed=seed, labelled=False)["text"].tolist()
+    return [(b'{"id": "broken", "text": ' if i % 100 == 99 else json.dumps({"id": f"b{i}", "text": t}).encode(), {})
+            for i, t in enumerate(texts)]
+
+
+def test_killed_at_any_moment_every_message_is_still_answered(emulator_host, model_dir, tmp_path):
+    """SIGKILL the job at several points of a backlog, restart it each time: nothing is lost.
+
+    Only messages whose prediction or dead letter Pub/Sub has confirmed are acknowledged,
+    so what a killed job held comes back after its lease (10 s here). Duplicates are
+    allowed (at-least-once); consumers de-duplicate on message_id.
+    """
+    in_topic, in_sub, out_topic, dead_topic, outputs = _topics("kill")
+    published = set(admin.publish(in_topic, _backlog(3000, seed=5)))
+    for moment in (1, 900, 1800):  # answered messages when the job is killed
+        process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
+        outputs.wait_for(lambda o, m=moment: len(o.by_message) >= m, process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
+    try:
+        outputs.wait_for(lambda o: published <= set(o.by_message), process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, _log(process)
+    assert set(outputs.by_message) == published
+    reasons = [b.get("reason") for bodies in outputs.by_message.values() for b in bodies]
+    assert reasons.count("malformed_json") >= 30 and reasons.count(None) >= 2970
+
+
+def test_sigterm_finishes_what_is_in_flight_and_exits_0(emulator_host, model_dir, tmp_path):
+    """A clean stop acknowledges exactly what it published: the restarted job answers only the rest."""
+    in_topic, in_sub, out_topic, dead_topic, outputs = _topics("term")
+    published = set(admin.publish(in_topic, _backlog(3000, seed=6)))
+    process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
+    outputs.wait_for(lambda o: len(o.by_message) >= 300, process)
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=60) == 0, _log(process)
+    assert "stopped:" in _log(process)
+    process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
+    try:
+        outputs.wait_for(lambda o: published <= set(o.by_message), process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, _log(process)
+    assert set(outputs.by_message) == published
+    assert outputs.duplicates() == 0
+
+
+def test_messages_of_any_size_and_content_are_answered_and_the_job_goes_on(emulator_host, model_dir, tmp_path):
+    """Up to 10 MB, escape-heavy, 100 attributes, a lone surrogate: each is labelled or dead-lettered."""
+    in_topic, in_sub, out_topic, dead_topic, outputs = _topics("size")
+    huge_text = " ".join(generate(1, seed=9, labelled=False)["text"].tolist() * 60_000).encode()[:9_400_000].decode(
+        errors="ignore")
+    messages = [
+        (json.dumps({"id": "huge-valid", "text": huge_text}, ensure_ascii=False).encode(), {}),
+        (('{"id": "huge-broken", "text": "' + '"\\\x01' * 3_150_000).encode(), {"id": "huge-broken"}),
+        (json.dumps({"id": "many-attributes"}).encode(), {f"k{i:02d}": "v" * 1000 for i in range(99)} | {
+            "timeout": "1"}),
+        (b'{"id": "surrogate", "text": "kargo gelmedi", "note": "\\ud800"}', {}),
+    ]
+    messages += [(json.dumps({"id": f"after-{i}", "text": t}).encode(), {})
+                 for i, t in enumerate(generate(20, seed=10, labelled=False)["text"])]
+    ids = admin.publish(in_topic, messages)
+    process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
+    try:
+        outputs.wait_for(lambda o: set(ids) <= set(o.by_message), process)
+        assert process.poll() is None
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, _log(process)
+    answer = {message_id: outputs.by_message[message_id][0] for message_id in ids}
+    assert answer[ids[0]]["id"] == "huge-valid" and "label" in answer[ids[0]]
+    broken = answer[ids[1]]
+    assert broken["reason"] == "malformed_json" and broken["payload_truncated"] is True
+    assert broken["payload_chars"] == len(messages[1][0].decode()) and broken["attributes"] == {"id": "huge-broken"}
+    assert answer[ids[2]]["reason"] == "missing_text" and answer[ids[2]]["attributes"] == messages[2][1]
+    assert answer[ids[3]]["reason"] == "invalid_utf8"  # half a surrogate pair is not text
+    assert all("label" in answer[message_id] for message_id in ids[4:])
+
+
 def test_pubsub_demo_command(emulator_host, model_dir):
     from pipelines.pubsub_demo import run_pubsub_demo
 
