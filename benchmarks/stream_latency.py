@@ -1,19 +1,30 @@
-"""Live job latency against the real Pub/Sub emulator at a steady publish rate.
+"""The live job on the local runner: the late-ack read next to Beam's local reader, in one run.
 
-Starts the emulator, runs the streaming job in this process (the local streaming
-runner returns at once from `run()`, so RunInference's batch-size metrics can be
-read while it runs), publishes complaints at `--rate` per second for `--seconds`,
-and measures publish → labelled-output latency from a `sent_at` field each message
-carries through the pipeline. Prints a table and writes JSON.
+Starts Google's Pub/Sub emulator, then for each read runs the job in a child process
+(so each has its own peak RSS) against its own topics, in two phases:
 
-    python -m benchmarks.stream_latency --rate 20 --seconds 30 --out benchmarks/results/stream_latency.json
+    backlog  publish N messages at once, measure how fast the job drains them
+    steady   publish at --rate per second for --seconds, measure publish → output latency
+
+Batch sizes come from an instrumented model handler in the child. Prints a table and
+writes JSON.
+
+    python -m benchmarks.stream_latency --out benchmarks/results/stream_latency.json
+
+Beam's local reader pulls 10 messages per bundle and blocks in a 30 s pull when traffic
+stops, so its backlog is smaller (--beam-backlog) and unmeasured filler messages keep
+its traffic going until every measured message is out; its steady phase stops waiting
+--grace seconds after the last publish.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,136 +40,192 @@ from worker.handler import ComplaintModelHandler
 from worker.transform import WorkerConfig
 
 PROJECT = "latency-bench"
+READS = ("late-ack", "beam")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="Model directory (default: train a small one on sample data)")
-    parser.add_argument("--rate", type=float, default=20.0, help="Messages per second")
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--max-batch-duration-secs", type=int, default=1)
+    parser.add_argument("--model", help="Model directory (default: train a reference-sized one on sample data)")
+    parser.add_argument("--small", action="store_true", help="Train a tiny model instead (smoke runs)")
+    parser.add_argument("--reads", default=",".join(READS))
+    parser.add_argument("--backlog", type=int, default=20_000, help="Backlog drained by the late-ack read")
+    parser.add_argument("--beam-backlog", type=int, default=1_000, help="Backlog drained by Beam's local reader")
+    parser.add_argument("--rate", type=float, default=200.0, help="Messages per second in the steady phase")
+    parser.add_argument("--seconds", type=float, default=30.0, help="Length of the steady phase")
+    parser.add_argument("--grace", type=float, default=60.0, help="Wait this long after the last publish at most")
     parser.add_argument("--out", default="benchmarks/results/stream_latency.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # a JSON file: run one read, write its figures there
+    parser.add_argument("--read", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        return _child(args)
 
-    model_dir = args.model or _small_model()
+    model_dir = args.model or _model(args.small)
+    results = []
     with admin.emulator(PROJECT) as host:
-        os.environ["PUBSUB_EMULATOR_HOST"] = host
-        in_topic, in_sub = admin.create_topic_with_subscription(PROJECT, "bench-in", "bench-in-sub")
-        out_topic, out_sub = admin.create_topic_with_subscription(PROJECT, "bench-out", "bench-out-sub")
-        _start_pipeline(model_dir, in_sub, out_topic, args.max_batch_duration_secs)
-        _warm_up(in_topic, out_sub)
-
-        count = int(args.rate * args.seconds)
-        texts = generate(count, seed=5, labelled=False)["text"].tolist()
-        received: dict[str, float] = {}
-        sent: dict[str, float] = {}
-        done = threading.Event()
-        puller = threading.Thread(target=_pull_until, args=(out_sub, received, count, done), daemon=True)
-        puller.start()
-        from google.cloud import pubsub_v1
-
-        publisher = pubsub_v1.PublisherClient()
-        started = time.time()
-        for i, text in enumerate(texts):
-            target = started + i / args.rate
-            time.sleep(max(0.0, target - time.time()))
-            sent[f"m{i}"] = time.time()
-            publisher.publish(in_topic, json.dumps({"id": f"m{i}", "text": text}).encode())
-        publish_seconds = time.time() - started
-        # Keep the traffic steady (unmeasured fillers) until every measured message is out:
-        # when traffic stops, the local reader blocks in a 30 s pull and holds the last batch.
-        filler = 0
-        deadline = time.time() + 120
-        while not done.is_set() and time.time() < deadline:
-            publisher.publish(in_topic, json.dumps({"id": f"fill-{filler}", "text": texts[filler % count]}).encode())
-            filler += 1
-            time.sleep(1.0 / args.rate)
-        finished = max(received.values()) if received else time.time()
-        batches = _batch_sizes()
-        latencies = np.array([received[k] - sent[k] for k in received if k in sent])
-        report = {
-            "rate_per_s": args.rate,
-            "messages": count,
-            "received": len(received),
-            "publish_seconds": round(publish_seconds, 2),
-            "throughput_per_s": round(len(received) / (finished - started), 1),
-            "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
-            "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
-            "latency_max_s": round(float(latencies.max()), 3),
-            "max_batch_duration_secs": args.max_batch_duration_secs,
-            **batches,
-        }
-    print(f"{'rate/s':>7} {'messages':>9} {'received':>9} {'throughput/s':>13} {'p50 s':>7} {'p95 s':>7} "
-          f"{'batches':>8} {'mean batch':>11} {'max batch':>10}")
-    print(f"{report['rate_per_s']:>7.0f} {report['messages']:>9} {report['received']:>9} "
-          f"{report['throughput_per_s']:>13.1f} {report['latency_p50_s']:>7.2f} {report['latency_p95_s']:>7.2f} "
-          f"{report['batches']:>8} {report['mean_batch_size']:>11.1f} {report['max_batch_size']:>10}")
+        for read in args.reads.split(","):
+            with tempfile.NamedTemporaryFile(suffix=".json") as figures:
+                subprocess.run([sys.executable, "-m", "benchmarks.stream_latency", "--child", figures.name,
+                                "--read", read, "--model", model_dir, "--backlog", str(args.backlog),
+                                "--beam-backlog", str(args.beam_backlog), "--rate", str(args.rate),
+                                "--seconds", str(args.seconds), "--grace", str(args.grace)],
+                               env={**os.environ, "PUBSUB_EMULATOR_HOST": host}, check=True)
+                results.append(json.load(open(figures.name)))
+    report = {"model": "small" if args.small else ("given" if args.model else "reference-sized"),
+              "rate_per_s": args.rate, "seconds": args.seconds, "results": results}
+    _print(report)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
-    os._exit(0)  # do not wait for the streaming runner's threads
 
 
-def _small_model() -> str:
-    from model.architecture import ArchitectureConfig
-    from model.data import LabelledData
-    from model.train import TrainConfig, train
+def _model(small: bool) -> str:
+    from benchmarks.throughput import build_model
 
-    frame = generate(4000, seed=1)
     out = os.path.join(tempfile.mkdtemp(prefix="latency-"), "model")
-    data = LabelledData(frame["text"].to_numpy(dtype=object), frame["category"].to_numpy(dtype=object), 0, [])
-    train(data, out, ArchitectureConfig(max_tokens=20_000, lstm_units=32), TrainConfig(epochs=2, verbose=0))
+    build_model(out, rows=2000 if small else 20_000, small=small)
     return out
 
 
-def _start_pipeline(model_dir: str, subscription: str, output_topic: str, max_batch_duration_secs: int):
+def _print(report: dict) -> None:
+    print(f"{'read':>9} {'backlog':>8} {'drained/s':>10} {'rate/s':>7} {'sent':>6} {'labelled':>9} {'p50 s':>7} "
+          f"{'p95 s':>7} {'mean batch':>11} {'max batch':>10} {'peak RSS MB':>12}")
+    for r in report["results"]:
+        b, s = r["backlog"], r["steady"]
+        print(f"{r['read']:>9} {b['messages']:>8} {b['throughput_per_s']:>10.1f} {report['rate_per_s']:>7.0f} "
+              f"{s['messages']:>6} {s['received']:>9} {s['latency_p50_s']:>7.2f} {s['latency_p95_s']:>7.2f} "
+              f"{s['mean_batch_size']:>11.1f} {max(b['max_batch_size'], s['max_batch_size']):>10} "
+              f"{r['peak_rss_mb']:>12.0f}")
+
+
+# The child: one read, both phases --------------------------------------------------------------
+
+def _child(args) -> None:
+    read = args.read
+    in_topic, in_sub = admin.create_topic_with_subscription(PROJECT, f"{read}-in", f"{read}-in-sub")
+    out_topic, out_sub = admin.create_topic_with_subscription(PROJECT, f"{read}-out", f"{read}-out-sub")
+    _start_pipeline(read, args.model, in_sub, out_topic)
+    receiver = _Receiver(out_sub)
+    filler = _Filler(in_topic) if read == "beam" else None
+    receiver.expect({"warm-up"})
+    admin.publish(in_topic, [(json.dumps({"id": "warm-up", "text": "kargo gelmedi"}).encode(), {})])
+    receiver.wait(time.time() + 180, filler)  # model load and tracing are not counted
+
+    count = args.beam_backlog if read == "beam" else args.backlog
+    texts = generate(max(count, 1000), seed=5, labelled=False)["text"].tolist()
+    BATCH_SIZES.clear()
+    ids = {f"b{i}" for i in range(count)}
+    receiver.expect(ids)
+    started = time.time()
+    admin.publish(in_topic, [(json.dumps({"id": f"b{i}", "text": texts[i % len(texts)]}).encode(), {})
+                             for i in range(count)])
+    receiver.wait(started + 1800, filler)
+    backlog = {"messages": count, "received": len(receiver.seen(ids)),
+               "throughput_per_s": round(count / (max(receiver.times[i] for i in ids) - started), 1),
+               **_batches()}
+
+    BATCH_SIZES.clear()
+    steady_count = int(args.rate * args.seconds)
+    ids = {f"s{i}" for i in range(steady_count)}
+    receiver.expect(ids)
+    sent: dict[str, float] = {}
+    from pipelines import pubsub_lease
+
+    api = pubsub_lease.publisher_api()
+    started = time.time()
+    for i in range(steady_count):
+        time.sleep(max(0.0, started + i / args.rate - time.time()))
+        sent[f"s{i}"] = time.time()
+        pubsub_lease.publish(api, in_topic, [(json.dumps({"id": f"s{i}", "text": texts[i % len(texts)]}).encode(),
+                                              {})])
+    receiver.wait(time.time() + args.grace, filler)
+    got = receiver.seen(ids)
+    latencies = np.array([receiver.times[k] - sent[k] for k in got]) if got else np.array([np.nan])
+    steady = {"messages": steady_count, "received": len(got), "publish_seconds": round(time.time() - started, 1),
+              "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
+              "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
+              "latency_max_s": round(float(latencies.max()), 3), **_batches()}
+    import resource
+
+    figures = {"read": read, "backlog": backlog, "steady": steady,
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    with open(args.child, "w") as f:
+        json.dump(figures, f)
+    os._exit(0)  # do not wait for the runner's threads
+
+
+def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: str) -> None:
     import apache_beam as beam
 
-    from pipelines.options import StreamConfig, beam_options
+    from pipelines.options import StreamConfig, stream_options
     from pipelines.stream import build_stream
-    config = StreamConfig(subscription=subscription, output_topic=output_topic,
-                          worker=_CountingConfig(model_dir, max_batch_duration_secs=max_batch_duration_secs))
-    p = beam.Pipeline(options=beam_options([], streaming=True))
+
+    config = StreamConfig(subscription=subscription, output_topic=output_topic, read=read,
+                          worker=_CountingConfig(model_dir, max_batch_duration_secs=1))
+    options, _ = stream_options([], read)
+    p = beam.Pipeline(options=options)
     build_stream(p, config)
-    return p.run()  # the local streaming runner returns at once
+    if read == "beam":
+        p.run()  # the local streaming runner returns at once
+    else:  # the FnApiRunner runs the endless read in this thread until stopped
+        threading.Thread(target=lambda: p.run().wait_until_finish(), daemon=True).start()
 
 
-def _warm_up(in_topic: str, out_sub: str) -> None:
-    """One message through, so model loading and tracing are not counted as latency."""
-    admin.publish(in_topic, [(json.dumps({"id": "warm-up", "text": "kargo gelmedi"}).encode(), {})])
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if admin.pull(out_sub, timeout=5):
-            return
-    raise RuntimeError("the streaming job did not label the warm-up message within 120 s")
+class _Receiver:
+    """Pulls the output subscription in a thread and records when each id first arrived."""
+
+    def __init__(self, subscription: str):
+        self.subscription = subscription
+        self.times: dict[str, float] = {}
+        self._expected: set[str] = set()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            for message in admin.pull(self.subscription, max_messages=1000, timeout=5):
+                self.times.setdefault(json.loads(message.data)["id"], time.time())
+
+    def expect(self, ids: set[str]) -> None:
+        self._expected = ids
+
+    def seen(self, ids: set[str]) -> set[str]:
+        return {i for i in ids if i in self.times}
+
+    def wait(self, deadline: float, filler: _Filler | None) -> None:
+        while len(self.seen(self._expected)) < len(self._expected) and time.time() < deadline:
+            if filler:
+                filler.send()
+            time.sleep(0.05)
 
 
-def _pull_until(subscription: str, received: dict, count: int, done: threading.Event) -> None:
-    while len(received) < count:
-        for message in admin.pull(subscription, max_messages=1000, timeout=5):
-            record_id = json.loads(message.data)["id"]
-            if not record_id.startswith("fill-"):
-                received.setdefault(record_id, time.time())
-    done.set()
+class _Filler:
+    """Unmeasured messages, so Beam's local reader does not sit in a 30 s pull holding the last batch."""
+
+    def __init__(self, topic: str):
+        self.topic, self.count, self.last = topic, 0, 0.0
+
+    def send(self) -> None:
+        if time.time() - self.last >= 0.1:
+            admin.publish(self.topic, [(json.dumps({"id": f"fill-{self.count}", "text": "kargo"}).encode(), {})])
+            self.count, self.last = self.count + 1, time.time()
 
 
-BATCH_SIZES: list[int] = []  # filled in this process by the instrumented handler below
+BATCH_SIZES: list[int] = []  # filled in the child by the instrumented handler below
 
 
-def _batch_sizes() -> dict:
-    """The batch sizes the model saw (fillers included), without the warm-up message's batch.
+def _batches() -> dict:
+    from benchmarks import stream_latency as module  # where the handler records them (not __main__)
 
-    Read from an instrumented handler: the local streaming runner does not report
-    RunInference's own metrics while the job runs.
-    """
-    from benchmarks import stream_latency as module  # where the handler recorded them (not __main__)
-
-    sizes = module.BATCH_SIZES[1:]
+    sizes = list(module.BATCH_SIZES)
+    module.BATCH_SIZES.clear()
     if not sizes:
         return {"batches": 0, "mean_batch_size": 0.0, "max_batch_size": 0, "batch_size_histogram": {}}
-    histogram = dict(sorted(Counter(min(size // 5 * 5, 50) for size in sizes).items()))
+    edges = [1, 2, 5, 10, 20, 50, 100, 200, 500]
+    histogram = Counter(next((f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(edges) if size < hi),
+                             f"{edges[-1]}+") for size in sizes)
     return {"batches": len(sizes), "mean_batch_size": round(float(np.mean(sizes)), 2), "max_batch_size": max(sizes),
-            "batch_size_histogram": {f"{k}-{k + 4}" if k < 50 else "50+": v for k, v in histogram.items()}}
+            "batch_size_histogram": dict(sorted(histogram.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip(
+                "+"))))}
 
 
 class _CountingHandler(ComplaintModelHandler):

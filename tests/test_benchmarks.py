@@ -21,12 +21,18 @@ def test_throughput_benchmark_smoke(tmp_path):
 
 def test_stream_latency_benchmark_smoke(model_dir, tmp_path):
     out = tmp_path / "latency.json"
-    subprocess.run([sys.executable, "-m", "benchmarks.stream_latency", "--model", model_dir, "--rate", "5",
-                    "--seconds", "3", "--out", str(out)], check=True, capture_output=True, timeout=400)
-    report = json.loads(out.read_text())
-    assert report["received"] == report["messages"] == 15
-    assert report["batches"] > 0 and report["max_batch_size"] >= 1
-    assert 0 < report["latency_p50_s"] <= report["latency_p95_s"]
+    subprocess.run([sys.executable, "-m", "benchmarks.stream_latency", "--model", model_dir, "--backlog", "200",
+                    "--beam-backlog", "20", "--rate", "10", "--seconds", "2", "--grace", "120", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    reads = {r["read"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(reads) == {"late-ack", "beam"}
+    for figures in reads.values():
+        assert figures["backlog"]["received"] == figures["backlog"]["messages"]
+        assert figures["steady"]["received"] == figures["steady"]["messages"] == 20
+        assert figures["backlog"]["throughput_per_s"] > 0 and figures["peak_rss_mb"] > 0
+        assert 0 < figures["steady"]["latency_p50_s"] <= figures["steady"]["latency_p95_s"]
+    assert reads["beam"]["backlog"]["max_batch_size"] <= 10  # Beam's local reader: 10 messages a pull
+    assert reads["late-ack"]["backlog"]["max_batch_size"] >= 32  # bulk pulls fill whole batches
 
 
 def test_linear_serving_benchmark_smoke(tmp_path):

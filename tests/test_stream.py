@@ -153,11 +153,11 @@ def _topics(name: str) -> tuple[str, str, str, str, str]:
     return in_topic, in_sub, out_topic, dead_topic, _Outputs(out_sub, dead_sub)
 
 
-def _start_job(model_dir: str, host: str, log_path, subscription: str, out_topic: str, dead_topic: str):
+def _start_job(model_dir: str, host: str, log_path, subscription: str, out_topic: str, dead_topic: str, *extra):
     log = open(log_path, "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines", "stream", "--model", model_dir, "--subscription", subscription,
-         "--output-topic", out_topic, "--dead-letter-topic", dead_topic, "--ack-deadline-secs", "10"],
+         "--output-topic", out_topic, "--dead-letter-topic", dead_topic, "--ack-deadline-secs", "10", *extra],
         env={**os.environ, "PUBSUB_EMULATOR_HOST": host}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -206,11 +206,18 @@ def test_sigterm_finishes_what_is_in_flight_and_exits_0(emulator_host, model_dir
     """A clean stop acknowledges exactly what it published: the restarted job answers only the rest."""
     in_topic, in_sub, out_topic, dead_topic, outputs = _topics("term")
     published = set(admin.publish(in_topic, _backlog(3000, seed=6)))
-    process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
+    archive = tmp_path / "archive"
+    process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic,
+                         "--archive-output", str(archive), "--window-seconds", "3600")
     outputs.wait_for(lambda o: len(o.by_message) >= 300, process)
     os.killpg(process.pid, signal.SIGTERM)
-    assert process.wait(timeout=60) == 0, _log(process)
+    assert process.wait(timeout=30) == 0, _log(process)
     assert "stopped:" in _log(process)
+    # A clean stop writes the window still open: every prediction published so far, once.
+    archived = pd.concat([pd.read_parquet(f) for f in glob.glob(str(archive / "predictions-*.parquet"))])
+    assert len(archived) >= 300 * 0.99 and archived["message_id"].is_unique
+    assert set(archived["message_id"]) <= published and archived["label"].notna().all()
+    assert not glob.glob(str(archive / ".writing-*"))
     process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
     try:
         outputs.wait_for(lambda o: published <= set(o.by_message), process)
