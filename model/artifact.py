@@ -153,3 +153,32 @@ def load(directory: str) -> Artifact:
     if outputs != len(labels):
         raise UserError(f"{directory}: the model has {outputs} outputs but labels.json has {len(labels)} labels")
     return Artifact(model=model, labels=labels, metadata=metadata, path=directory)
+
+
+def complete_directories(pattern: str) -> list[str]:
+    """Model directories matching `pattern` (e.g. `models/*` or `gs://b/models/*`) that hold metadata.json.
+
+    metadata.json is written last, so a directory still being written is not listed.
+    A pattern may also name the metadata files themselves (`models/*/metadata.json`).
+    """
+    found = set()
+    for match in tf.io.gfile.glob(pattern):
+        match = match.rstrip("/")
+        directory = match.rsplit("/", 1)[0] if match.endswith("/" + METADATA_FILE) else match
+        if tf.io.gfile.exists(join(directory, METADATA_FILE)):
+            found.add(directory)
+    return sorted(found)
+
+
+def copy_directory(source: str, target: str) -> str:
+    """Copy a model directory so that a watcher never sees it half-written: metadata.json last."""
+    source = source.rstrip("/")
+    for root, _dirs, files in tf.io.gfile.walk(source):
+        top = root.rstrip("/") == source
+        into = target if top else join(target, root[len(source):].strip("/"))
+        tf.io.gfile.makedirs(into)
+        for name in files:
+            if not (top and name == METADATA_FILE):
+                tf.io.gfile.copy(join(root, name), join(into, name), overwrite=True)
+    tf.io.gfile.copy(join(source, METADATA_FILE), join(target, METADATA_FILE), overwrite=True)
+    return target

@@ -8,7 +8,7 @@ import sys
 import click
 
 from model.errors import UserError
-from pipelines.console import fail, quiet_beam, quiet_tensorflow
+from pipelines.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
 
 
@@ -199,13 +199,17 @@ def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_co
               help="Local read: pulled but not yet acknowledged messages, at most.")
 @click.option("--max-outstanding-mb", default=256, show_default=True, type=click.IntRange(11),
               help="Local read: their bytes, at most (a single message may be 10 MB).")
+@click.option("--watch-models", help="Glob of model directories (models/* or gs://B/models/*): serve each newer "
+              "complete one that appears, without a restart.")
+@click.option("--watch-interval-secs", default=60, show_default=True, type=click.IntRange(1),
+              help="How often --watch-models is looked at.")
 @click.option("--read", default="auto", show_default=True, type=click.Choice(["auto", "late-ack", "beam"]),
               help="auto: the late-acknowledging read on local runners, Beam's ReadFromPubSub elsewhere; beam: "
               "Beam's own reader (locally it acknowledges on pull, see README).")
 @click.pass_context
 def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archive_output, window_seconds, top_k,
            review_threshold, min_batch_size, max_batch_size, max_batch_duration_secs, ack_deadline_secs,
-           max_outstanding_messages, max_outstanding_mb, read) -> None:
+           max_outstanding_messages, max_outstanding_mb, watch_models, watch_interval_secs, read) -> None:
     """Label complaints from Pub/Sub as they arrive; SIGINT/SIGTERM finish what is in flight. Beam options may
     follow."""
     from pipelines.options import StreamConfig
@@ -220,15 +224,18 @@ def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archiv
                             max_outstanding_bytes=max_outstanding_mb * 2**20),
         worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
                             min_batch_size=min_batch_size, max_batch_size=max_batch_size,
-                            max_batch_duration_secs=max_batch_duration_secs),
+                            max_batch_duration_secs=max_batch_duration_secs, watch_models=watch_models,
+                            watch_interval_secs=watch_interval_secs),
     )
+    show_worker_log()
     click.echo(f"labelling {subscription} → {output_topic} (Ctrl-C stops)", err=True)
     outcome = run(config, list(ctx.args))
     if isinstance(outcome, dict) and "template_location" in outcome:
         click.echo(f"Dataflow job built, not run: template at {outcome['template_location']}")
     elif isinstance(outcome, dict):
-        click.echo(f"stopped: {outcome['acknowledged']} messages labelled or dead-lettered and acknowledged",
-                   err=True)
+        counters = " ".join(f"{name}={value}" for name, value in outcome["counters"].items())
+        click.echo(f"stopped: {outcome['acknowledged']} messages labelled or dead-lettered and acknowledged "
+                   f"({counters})", err=True)
 
 
 @cli.command()

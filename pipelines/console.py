@@ -41,6 +41,17 @@ def quiet_beam(verbose: bool) -> None:
     logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
+def show_worker_log() -> None:
+    """The worker's own lines (which model it serves, swaps, refusals) on stderr, as plain lines."""
+    logger = logging.getLogger("complaints")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print one `error:` line to stderr and exit: the user-error contract."""
     print(f"error: {message}", file=sys.stderr)

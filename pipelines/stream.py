@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
@@ -35,6 +36,7 @@ from pipelines.errors import JobFailed, cause
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
 from pipelines.pubsub import DEAD_LETTERS, DecodeMessages, ack_id_of, encode_dead_letter, encode_prediction
 from pipelines.pubsub_local import PublishThenAcknowledge, ReadLeasedMessages
+from worker.defaults import METRICS_NAMESPACE
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
 
 log = logging.getLogger(__name__)
@@ -125,12 +127,17 @@ def _run_late_ack(p: beam.Pipeline, config: StreamConfig) -> dict:
     build_stream(p, config)
     try:
         with _stop_on_signals():
-            p.run().wait_until_finish()
+            result = p.run()
+            result.wait_until_finish()
     except Exception as exc:
         raise JobFailed(f"the streaming job stopped ({cause(exc)})") from exc
     finally:
         acknowledged = pubsub_lease.close_all()
-    return {"acknowledged": sum(acknowledged.values())}
+    counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    totals: dict[str, int] = {}
+    for counter in counters:
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + counter.committed
+    return {"acknowledged": sum(acknowledged.values()), "counters": dict(sorted(totals.items()))}
 
 
 def check_names(config: StreamConfig) -> None:

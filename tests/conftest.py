@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,3 +42,22 @@ def loaded(model_dir):
     from model import artifact
 
     return artifact.load(model_dir)
+
+
+@pytest.fixture(scope="session")
+def retrained_model_dir(tmp_path_factory) -> str:
+    """Another tiny model with the same labels as `model_dir` and other weights: a nightly retrain."""
+    out = str(tmp_path_factory.mktemp("retrained") / "tiny-b")
+    train(labelled(4000, seed=12), out, TINY_ARCHITECTURE, dataclasses.replace(TINY_TRAINING, epochs=2, seed=4))
+    return out
+
+
+@pytest.fixture(scope="session")
+def other_labels_model_dir(tmp_path_factory) -> str:
+    """A tiny model trained on five categories only: its label set differs from `model_dir`'s."""
+    frame = generate(3000, seed=13)
+    frame = frame[frame["category"].isin(sorted(frame["category"].unique())[:5])]
+    data = LabelledData(frame["text"].to_numpy(dtype=object), frame["category"].to_numpy(dtype=object), 0, [])
+    out = str(tmp_path_factory.mktemp("other-labels") / "tiny-c")
+    train(data, out, TINY_ARCHITECTURE, dataclasses.replace(TINY_TRAINING, epochs=1, seed=5))
+    return out

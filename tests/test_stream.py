@@ -260,6 +260,67 @@ def test_messages_of_any_size_and_content_are_answered_and_the_job_goes_on(emula
     assert all("label" in answer[message_id] for message_id in ids[4:])
 
 
+def _versions(outputs: _Outputs, message_ids) -> list[str | None]:
+    return [outputs.by_message[m][0].get("model_version") for m in message_ids]
+
+
+def test_a_new_model_is_served_without_a_restart_and_unfit_ones_are_refused(
+        emulator_host, model_dir, retrained_model_dir, other_labels_model_dir, loaded, tmp_path):
+    from model import artifact
+
+    in_topic, in_sub, out_topic, dead_topic, outputs = _topics("swap")
+    models = tmp_path / "models"
+    artifact.copy_directory(model_dir, str(models / "a"))
+    process = _start_job(str(models / "a"), emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic,
+                         "--watch-models", str(models / "*"), "--watch-interval-secs", "1")
+    texts = generate(400, seed=21, labelled=False)["text"].tolist()
+    published: list[str] = []
+
+    def publish(count: int) -> list[str]:
+        ids = admin.publish(in_topic, [(json.dumps({"id": f"w{len(published) + i}", "text": texts[
+            (len(published) + i) % len(texts)]}).encode(), {}) for i in range(count)])
+        published.extend(ids)
+        return ids
+
+    try:
+        before = publish(50)
+        outputs.wait_for(lambda o: set(before) <= set(o.by_message), process)
+        assert set(_versions(outputs, before)) == {loaded.version}
+
+        artifact.copy_directory(retrained_model_dir, str(models / "b"))  # a nightly retrain lands in a new directory
+        retrained = artifact.load(retrained_model_dir).version
+
+        def swapped(o):
+            return retrained in _versions(o, [m for m in published if m in o.by_message])
+
+        while not swapped(outputs):  # traffic goes on until a prediction carries B's version
+            publish(10)
+            outputs.wait_for(lambda o: set(published) <= set(o.by_message), process)
+        after = publish(50)
+        outputs.wait_for(lambda o: set(after) <= set(o.by_message), process)
+        assert set(_versions(outputs, after)) == {retrained}
+
+        broken = artifact.copy_directory(model_dir, str(models / "c-broken"))
+        with open(os.path.join(broken, artifact.MODEL_FILE), "wb") as f:
+            f.write(b"corrupt")
+        artifact.copy_directory(other_labels_model_dir, str(models / "d-other-labels"))
+        while _log(process).count("refused model") < 2:  # the watch looks when batches come
+            publish(10)
+            outputs.wait_for(lambda o: set(published) <= set(o.by_message), process)
+        last = publish(50)
+        outputs.wait_for(lambda o: set(last) <= set(o.by_message), process)
+        assert set(_versions(outputs, last)) == {retrained}  # still serving B
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, _log(process)
+    log = _log(process)
+    assert set(outputs.by_message) == set(published) and outputs.duplicates() == 0  # none lost, none twice
+    assert f"serving model {loaded.version} from {models / 'a'}" in log
+    assert f"serving model {retrained} from {models / 'b'}" in log
+    assert f"refused model {models / 'c-broken'}" in log and f"refused model {models / 'd-other-labels'}" in log
+    assert "model_swaps=1" in log and "model_refused=2" in log
+
+
 def test_pubsub_demo_command(emulator_host, model_dir):
     from pipelines.pubsub_demo import run_pubsub_demo
 

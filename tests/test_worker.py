@@ -7,7 +7,7 @@ import tensorflow as tf
 from model.sample import generate
 from tests.beam_helpers import classify, metric
 from worker import records
-from worker.handler import ComplaintModelHandler, ServingModel
+from worker.handler import ComplaintModelHandler, ModelSlot, ServingModel
 from worker.transform import WorkerConfig
 
 
@@ -112,7 +112,7 @@ class _FaultyHandler(ComplaintModelHandler):
     def load_model(self):
         from model import artifact
 
-        return _FailsOnMarker(artifact.load(self.model_dir))
+        return ModelSlot(self.model_dir, _FailsOnMarker(artifact.load(self.model_dir)))
 
 
 class _FaultyConfig(WorkerConfig):

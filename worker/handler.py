@@ -12,15 +12,19 @@ culprit stands alone and is returned as an error for the dead-letter output.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model import artifact
+from model.errors import UserError
 from model.predict import decode
 from model.text import standardizer
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
@@ -36,6 +40,7 @@ class _DropBeamMemoryWarning(logging.Filter):
 
 
 logging.getLogger().addFilter(_DropBeamMemoryWarning())
+log = logging.getLogger("complaints.worker")
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,74 @@ class ServingModel:
         return probabilities.numpy(), empty.numpy()
 
 
-class ComplaintModelHandler(ModelHandler[str, Any, ServingModel]):
+class ModelSlot:
+    """The model one worker process serves, replaced in place when a newer model is accepted.
+
+    RunInference holds on to what `load_model` returned for the life of the process;
+    holding a slot rather than the model lets a swap take effect on the next batch,
+    on any runner, with no reload of the pipeline. A candidate that does not load, or
+    whose labels differ from the serving model's (a label or a `label_id` would change
+    meaning without anyone noticing), is refused: the current model keeps serving.
+    """
+
+    def __init__(self, model_dir: str, serving: ServingModel | None = None):
+        self.current = serving or ServingModel(artifact.load(model_dir))
+        self.model_dir = model_dir
+        self._seen: set[str] | None = None  # model directories already considered (watching)
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+        log.info("serving model %s from %s", self.current.version, model_dir)
+
+    def offer(self, model_dir: str) -> bool:
+        """Serve `model_dir` from the next batch on, unless it is unfit; True if it was taken."""
+        if model_dir.rstrip("/") == self.model_dir.rstrip("/"):
+            return False
+        try:
+            candidate = ServingModel(artifact.load(model_dir))
+        except UserError as exc:
+            return self._refuse(model_dir, str(exc))
+        if list(candidate.labels) != list(self.current.labels):
+            added = sorted(set(candidate.labels) - set(self.current.labels))
+            removed = sorted(set(self.current.labels) - set(candidate.labels))
+            why = f"its labels differ (added {added}, removed {removed})" if added or removed \
+                else "its labels are in another order (label_id would change meaning)"
+            return self._refuse(model_dir, why)
+        self.current, self.model_dir = candidate, model_dir
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_swaps").inc()
+        log.info("serving model %s from %s", candidate.version, model_dir)
+        return True
+
+    def watch(self, pattern: str, interval_secs: float) -> None:
+        """At most every `interval_secs`: offer the directories that appeared under `pattern`, newest first,
+        until one is taken (those older than it are passed over)."""
+        now = time.monotonic()
+        if now < self._next_check or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next_check = now + interval_secs
+            found = artifact.complete_directories(pattern)
+            if self._seen is None:  # what is there at start-up is not new
+                self._seen = set(found) | {self.model_dir.rstrip("/")}
+                return
+            new = [d for d in found if d not in self._seen]
+            self._seen.update(new)
+            for candidate in sorted(new, key=lambda d: (_written_at(d), d), reverse=True):
+                if self.offer(candidate):
+                    break
+        finally:
+            self._lock.release()
+
+    def _refuse(self, model_dir: str, why: str) -> bool:
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_refused").inc()
+        log.warning("refused model %s: %s; still serving %s", model_dir, why, self.current.version)
+        return False
+
+
+def _written_at(model_dir: str) -> float:
+    return tf.io.gfile.stat(f"{model_dir}/{artifact.METADATA_FILE}").mtime_nsec / 1e9
+
+
+class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
     """Raw complaint texts in; per text a decoded prediction (or an InferenceError) out."""
 
     def __init__(
@@ -79,6 +151,8 @@ class ComplaintModelHandler(ModelHandler[str, Any, ServingModel]):
         min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_duration_secs: int | None = None,
+        watch_models: str | None = None,
+        watch_interval_secs: float = 60.0,
     ):
         super().__init__(
             min_batch_size=min_batch_size,
@@ -88,14 +162,35 @@ class ComplaintModelHandler(ModelHandler[str, Any, ServingModel]):
         self.model_dir = model_dir
         self.top_k = top_k
         self.review_threshold = review_threshold
+        self.watch_models = watch_models
+        self.watch_interval_secs = watch_interval_secs
+        self._candidate: str | None = None
+        self._slot: ModelSlot | None = None
 
-    def load_model(self) -> ServingModel:
-        return ServingModel(artifact.load(self.model_dir))
+    def load_model(self) -> ModelSlot:
+        """The process's slot; after `update_model_path`, the same slot offered the new model."""
+        if self._slot is None:
+            self._slot = ModelSlot(self.model_dir)
+        if self._candidate:
+            self._slot.offer(self._candidate)
+            self._candidate = None
+        return self._slot
+
+    def update_model_path(self, model_path: str | None = None) -> None:
+        """Beam's model-update hook (RunInference's `model_metadata_pcoll`): a model directory,
+        or its metadata.json as `WatchFilePattern` reports it."""
+        if model_path:
+            suffix = "/" + artifact.METADATA_FILE
+            self._candidate = model_path[: -len(suffix)] if model_path.endswith(suffix) else model_path
 
     def run_inference(
-        self, batch: Sequence[str], model: ServingModel, inference_args: dict[str, Any] | None = None
+        self, batch: Sequence[str], model: ModelSlot, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
-        return [PredictionResult(text, result) for text, result in zip(batch, self._infer(batch, model), strict=True)]
+        if self.watch_models:
+            model.watch(self.watch_models, self.watch_interval_secs)
+        serving = model.current  # one model for the whole batch, even if a swap lands meanwhile
+        return [PredictionResult(text, result, model_id=serving.version)
+                for text, result in zip(batch, self._infer(batch, serving), strict=True)]
 
     def _infer(self, batch: Sequence[str], model: ServingModel) -> list:
         try:

@@ -30,6 +30,8 @@ class WorkerConfig:
     min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_batch_duration_secs: int | None = None  # set for streaming: batches form across bundles
+    watch_models: str | None = None  # a glob of model directories: serve each newer complete one that appears
+    watch_interval_secs: float = 60.0
 
     def handler(self) -> ComplaintModelHandler:
         return ComplaintModelHandler(
@@ -39,6 +41,8 @@ class WorkerConfig:
             min_batch_size=self.min_batch_size,
             max_batch_size=self.max_batch_size,
             max_batch_duration_secs=self.max_batch_duration_secs,
+            watch_models=self.watch_models,
+            watch_interval_secs=self.watch_interval_secs,
         )
 
 

@@ -1,0 +1,83 @@
+"""Swapping the served model in a running process: what is taken, what is refused, and why."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from model import artifact
+from worker.handler import ComplaintModelHandler, ModelSlot
+
+
+def test_a_model_with_the_same_labels_is_taken(model_dir, retrained_model_dir, loaded):
+    slot = ModelSlot(model_dir)
+    assert slot.current.version == loaded.version
+    assert slot.offer(retrained_model_dir)
+    retrained = artifact.load(retrained_model_dir)
+    assert retrained.version != loaded.version
+    assert slot.current.version == retrained.version and slot.model_dir == retrained_model_dir
+
+
+def test_a_model_that_does_not_load_is_refused(model_dir, loaded, tmp_path):
+    broken = artifact.copy_directory(model_dir, str(tmp_path / "broken"))
+    with open(os.path.join(broken, artifact.MODEL_FILE), "wb") as f:
+        f.write(b"not a keras file")
+    slot = ModelSlot(model_dir)
+    assert not slot.offer(broken)
+    assert slot.current.version == loaded.version and slot.model_dir == model_dir
+
+
+@pytest.mark.parametrize("change", ["other label set", "same labels, other order"])
+def test_a_model_whose_labels_would_change_meaning_is_refused(change, model_dir, other_labels_model_dir, loaded,
+                                                              tmp_path):
+    candidate = other_labels_model_dir
+    if change == "same labels, other order":
+        candidate = artifact.copy_directory(model_dir, str(tmp_path / "reordered"))
+        artifact.write_json(os.path.join(candidate, artifact.LABELS_FILE), list(reversed(loaded.labels)))
+    slot = ModelSlot(model_dir)
+    assert not slot.offer(candidate)
+    assert slot.current.version == loaded.version
+
+
+def test_the_watch_takes_the_newest_complete_directory_that_appears(model_dir, retrained_model_dir, loaded,
+                                                                    tmp_path):
+    models = tmp_path / "models"
+    artifact.copy_directory(model_dir, str(models / "a"))
+    slot = ModelSlot(str(models / "a"))
+    slot.watch(str(models / "*"), interval_secs=0)  # what is there at start-up is not new
+    os.makedirs(models / "b-partial")  # still being written: no metadata.json yet
+    shutil.copy(os.path.join(retrained_model_dir, artifact.MODEL_FILE), models / "b-partial")
+    slot.watch(str(models / "*"), interval_secs=0)
+    assert slot.current.version == loaded.version
+    artifact.copy_directory(retrained_model_dir, str(models / "b"))
+    slot.watch(str(models / "*"), interval_secs=3600)
+    assert slot.current.version == artifact.load(retrained_model_dir).version
+    shutil.rmtree(models / "b-partial")
+    artifact.copy_directory(model_dir, str(models / "c"))
+    slot.watch(str(models / "*"), interval_secs=0)  # within the interval: not looked at yet
+    assert slot.model_dir == str(models / "b")
+
+
+def test_beams_model_update_hook_offers_the_new_model(model_dir, retrained_model_dir, other_labels_model_dir):
+    """RunInference's model_metadata_pcoll calls update_model_path, then load_model."""
+    handler = ComplaintModelHandler(model_dir)
+    slot = handler.load_model()
+    handler.update_model_path(os.path.join(retrained_model_dir, artifact.METADATA_FILE))  # as WatchFilePattern says it
+    assert handler.load_model() is slot and slot.model_dir == retrained_model_dir
+    handler.update_model_path(other_labels_model_dir)
+    assert handler.load_model() is slot and slot.model_dir == retrained_model_dir  # refused: B keeps serving
+
+
+def test_the_watch_falls_back_to_an_older_new_directory_when_the_newest_is_unfit(
+        model_dir, retrained_model_dir, other_labels_model_dir, loaded, tmp_path):
+    models = tmp_path / "models"
+    artifact.copy_directory(model_dir, str(models / "a"))
+    slot = ModelSlot(str(models / "a"))
+    slot.watch(str(models / "*"), interval_secs=0)
+    artifact.copy_directory(retrained_model_dir, str(models / "b"))
+    artifact.copy_directory(other_labels_model_dir, str(models / "c"))
+    os.utime(models / "c" / artifact.METADATA_FILE, (2e9, 2e9))  # c is the newest, and unfit
+    slot.watch(str(models / "*"), interval_secs=0)
+    assert slot.model_dir == str(models / "b")
