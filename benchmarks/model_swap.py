@@ -2,8 +2,8 @@
 
 Runs `complaints stream --watch-models DIR/*` against Google's Pub/Sub emulator with a
 steady trickle of messages, then writes models A and B alternately into new directories
-under DIR (metadata.json last, as `complaints train` does) and times each swap. Prints
-a table and writes JSON.
+under DIR (metadata.json last, as `complaints train` does), each after a random pause,
+and times each swap. Prints a table and writes JSON.
 
     python -m benchmarks.model_swap --swaps 5 --interval 10 --out benchmarks/results/model_swap.json
 """
@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -61,7 +62,10 @@ def main() -> None:
         threading.Thread(target=_receive, args=(out_sub, arrivals, stop), daemon=True).start()
         try:
             _wait(lambda: arrivals, 180, "the job labelled nothing within 180 s")
+            pause = random.Random(7)
             for i in range(1, args.swaps + 1):
+                # Models land at any moment, not in step with the job's last look.
+                time.sleep(pause.uniform(0, args.interval))
                 appeared = time.time()
                 artifact.copy_directory(sources[i % 2], os.path.join(models, f"v{i}"))
                 appeared = (appeared + time.time()) / 2  # metadata.json is written at the end of the copy

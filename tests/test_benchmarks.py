@@ -44,3 +44,13 @@ def test_linear_serving_benchmark_smoke(tmp_path):
     assert report["dataset"] == "generated" and report["texts"] == 300
     assert [r["variant"] for r in report["results"]] == ["dense", "sparse"]
     assert all(r["reviews_per_s"]["32"] > 0 and r["features"] > 0 for r in report["results"])
+
+
+def test_model_swap_benchmark_smoke(model_dir, retrained_model_dir, tmp_path):
+    out = tmp_path / "swap.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.model_swap", "--model-a", model_dir, "--model-b",
+                    retrained_model_dir, "--swaps", "2", "--interval", "1", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert report["swaps"] == 2 and len(report["latencies_s"]) == 2
+    assert all(0 < seconds <= report["max_s"] for seconds in report["latencies_s"])

@@ -170,6 +170,17 @@ def _log(process) -> str:
         return f.read()[-3000:]
 
 
+def _answer_all(outputs: _Outputs, published: set[str], *job) -> None:
+    """Start the job, wait until every published message is answered, stop it cleanly (exit 0)."""
+    process = _start_job(*job)
+    try:
+        outputs.wait_for(lambda o: published <= set(o.by_message), process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, _log(process)
+    assert set(outputs.by_message) == published
+
+
 def _backlog(count: int, seed: int) -> list[tuple[bytes, dict]]:
     """`count` complaints with a malformed message every 100."""
     texts = generate(count, seed=seed, labelled=False)["text"].tolist()
@@ -191,13 +202,7 @@ def test_killed_at_any_moment_every_message_is_still_answered(emulator_host, mod
         outputs.wait_for(lambda o, m=moment: len(o.by_message) >= m, process)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
-    try:
-        outputs.wait_for(lambda o: published <= set(o.by_message), process)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        assert process.wait(timeout=60) == 0, _log(process)
-    assert set(outputs.by_message) == published
+    _answer_all(outputs, published, model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
     reasons = [b.get("reason") for bodies in outputs.by_message.values() for b in bodies]
     assert reasons.count("malformed_json") >= 30 and reasons.count(None) >= 2970
 
@@ -218,13 +223,7 @@ def test_sigterm_finishes_what_is_in_flight_and_exits_0(emulator_host, model_dir
     assert len(archived) >= 300 * 0.99 and archived["message_id"].is_unique
     assert set(archived["message_id"]) <= published and archived["label"].notna().all()
     assert not glob.glob(str(archive / ".writing-*"))
-    process = _start_job(model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
-    try:
-        outputs.wait_for(lambda o: published <= set(o.by_message), process)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        assert process.wait(timeout=60) == 0, _log(process)
-    assert set(outputs.by_message) == published
+    _answer_all(outputs, published, model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic)
     assert outputs.duplicates() == 0
 
 
