@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model import artifact, evaluate
+from model import artifact, baseline, evaluate
 from model.architecture import ArchitectureConfig, build, end_to_end
 from model.calibration import (
     expected_calibration_error,
@@ -26,7 +26,7 @@ from model.calibration import (
 from model.data import LabelledData, fingerprint, stratified_split
 from model.errors import UserError
 from model.linear import LinearConfig, train_linear
-from model.text import make_vectorizer
+from model.text import make_vectorizer, standardizer
 
 ARCHITECTURES = ("bilstm", "linear", "auto")
 
@@ -208,6 +208,8 @@ def train(
             "config": asdict(config),
         },
         "test_metrics": {**evaluate.headline(report), "ece": test_ece},
+        "baseline": baseline.compute(label_ids[split.train], labels, after, data.texts[split.test], served,
+                                     standardizer(architecture.locale)),
     }
     full = artifact.save(out_dir, served, labels, metadata)
     artifact.write_json(artifact.join(out_dir, "history.json"), history)

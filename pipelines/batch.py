@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
 from model.errors import UserError
+from pipelines import drift
 from pipelines import output as out
 from pipelines.errors import JobFailed, cause
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
@@ -79,6 +80,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     else:
         _, metadata = artifact.read_metadata(config.worker.model_dir)
         total_rows, inputs = None, [{"path": config.input_pattern}]
+    previous = out.read_summary(config.compare_to) if config.compare_to else None
     if not is_local(options):
         config = replace(config, progress=False)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -109,5 +111,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     if not summary["balanced"]:
         out.abort(staging)
         raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
+    summary["drift"] = drift.section(summary, metadata.get("baseline"), config.drift_threshold, previous)
+    out.write_bytes(out.join(staging, out.REPORT), drift.report_png(summary, metadata.get("baseline"), previous))
     return out.commit(config.output, staging, summary)
 

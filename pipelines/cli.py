@@ -9,6 +9,7 @@ import click
 
 from model.errors import UserError
 from pipelines.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
+from pipelines.drift import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
 
 
@@ -156,11 +157,16 @@ def _worker_options(f):
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the predictions.")
 @_worker_options
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--drift-threshold", default=DEFAULT_DRIFT_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
+              help="Jensen–Shannon divergence / L-infinity distance over which a drift signal alerts.")
+@click.option("--compare-to", help="A previous night's --output: compare today's label distribution with it too.")
+@click.option("--fail-on-drift", is_flag=True, help="Exit with code 3 when drift alerts (after committing the output).")
 @click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "
               "local credentials).")
 @click.pass_context
 def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_columns, top_k, review_threshold,
-          min_batch_size, max_batch_size, progress, skip_validation) -> None:
+          min_batch_size, max_batch_size, progress, drift_threshold, compare_to, fail_on_drift,
+          skip_validation) -> None:
     """Label a Parquet archive. Beam options (--runner, --project, ...) may follow."""
     from pipelines.batch import run
     from pipelines.options import BatchConfig
@@ -171,7 +177,7 @@ def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_co
         input_pattern=input_pattern, output=output, id_column=id_column, text_column=text_column,
         keep_columns=tuple(c.strip() for c in keep_columns.split(",") if c.strip()),
         derive_missing_id=ctx.get_parameter_source("id_column") == click.core.ParameterSource.DEFAULT,
-        progress=progress, validate=not skip_validation,
+        progress=progress, validate=not skip_validation, drift_threshold=drift_threshold, compare_to=compare_to,
         worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
                             min_batch_size=min_batch_size, max_batch_size=max_batch_size),
     )
@@ -180,6 +186,8 @@ def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_co
         click.echo(f"Dataflow job built, not run: template at {summary['template_location']}")
     else:
         click.echo(render(summary))
+        if fail_on_drift and summary["drift"]["alert"]:
+            sys.exit(3)  # the output is committed: the labels are good data; the code is for the scheduler
 
 
 @cli.command(context_settings=_BEAM_ARGS)

@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from model.errors import UserError
+from pipelines.drift import DEFAULT_THRESHOLD
 from pipelines.pubsub_lease import LeaseSettings
 from worker.transform import WorkerConfig
 
@@ -48,6 +49,8 @@ class BatchConfig:
     progress: bool = True
     validate: bool = True  # check input files before building the pipeline
     passthrough_fields: tuple = field(default=())  # pyarrow fields of keep_columns, filled by the pre-flight
+    drift_threshold: float = DEFAULT_THRESHOLD  # Jensen–Shannon divergence / L-infinity over which a signal alerts
+    compare_to: str | None = None  # a previous run's output: its label distribution is compared too
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from model.errors import UserError
 
 SUCCESS = "_SUCCESS"
 SUMMARY = "summary.json"
-PUBLISHED_PATTERNS = ("predictions-*.parquet", "dead_letters-*.parquet", SUMMARY, SUCCESS)
+REPORT = "report.png"
+STAGED_PATTERNS = ("predictions-*.parquet", "dead_letters-*.parquet", REPORT)  # moved up by the commit
+PUBLISHED_PATTERNS = (*STAGED_PATTERNS, SUMMARY, SUCCESS)
 
 
 def join(directory: str, name: str) -> str:
@@ -43,6 +45,23 @@ def _matching(directory: str, pattern: str) -> list[str]:
 def write_text(path: str, text: str) -> None:
     with FileSystems.create(path) as f:
         f.write(text.encode("utf-8"))
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with FileSystems.create(path) as f:
+        f.write(data)
+
+
+def read_summary(output: str) -> dict:
+    """A completed run's summary.json (for --compare-to), or one line saying why it cannot be read."""
+    path = join(output, SUMMARY)
+    if not FileSystems.exists(join(output, SUCCESS)) or not FileSystems.exists(path):
+        raise UserError(f"--compare-to {output} is not a completed output (no _SUCCESS or summary.json): "
+                        "point it at a previous night's --output")
+    try:
+        return json.loads(read_text(path))
+    except ValueError:
+        raise UserError(f"{path} is not valid JSON: point --compare-to at a previous night's --output") from None
 
 
 def read_text(path: str) -> str:
@@ -83,7 +102,7 @@ def commit(output: str, staging: str, summary: dict) -> dict:
     """
     old = [p for pattern in PUBLISHED_PATTERNS for p in _matching(output, pattern)]
     _delete(old)
-    staged = [p for pattern in PUBLISHED_PATTERNS[:2] for p in _matching(staging, pattern)]
+    staged = [p for pattern in STAGED_PATTERNS for p in _matching(staging, pattern)]
     final = [join(output, posixpath.basename(p)) for p in staged]
     if staged:
         FileSystems.rename(staged, final)

@@ -80,6 +80,11 @@ class Predictor:
         m = self.metadata
         metrics = m.get("test_metrics", {})
         figures = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-        return (f"### Complaint classifier `{m['model_version']}`\n"
-                f"{m['architecture'].get('name', 'bilstm')} model, {m['n_classes']} categories, "
-                f"locale `{m['locale']}`. Test split: {figures}.")
+        header = (f"### Complaint classifier `{m['model_version']}`\n"
+                  f"{m['architecture'].get('name', 'bilstm')} model, {m['n_classes']} categories, "
+                  f"locale `{m['locale']}`. Test split: {figures}.")
+        shares = (m.get("baseline") or {}).get("label_shares")
+        if shares:  # what the nightly drift check compares with, for comparing by eye
+            ranked = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
+            header += "\n\nTraining label distribution: " + ", ".join(f"{n} {v:.1%}" for n, v in ranked) + "."
+        return header

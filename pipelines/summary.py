@@ -11,27 +11,41 @@ from collections import Counter
 
 import apache_beam as beam
 
+from model import baseline
+from pipelines import drift
+
 
 class PredictionStats(beam.CombineFn):
-    """Count per label, confidence sum and needs-review count of the predictions."""
+    """Per label counts, confidence sum and histogram, needs-review count, token and length figures.
+
+    The histograms use the bins of `model.baseline`, so they compare with the
+    training baseline bin for bin (the drift section of the summary).
+    """
 
     def create_accumulator(self):
-        return {"predicted": 0, "labels": Counter(), "confidence_sum": 0.0, "needs_review": 0}
+        return {"predicted": 0, "labels": Counter(), "confidence_sum": 0.0, "needs_review": 0,
+                "confidence_histogram": [0] * baseline.CONFIDENCE_BINS, "tokens": 0, "oov_tokens": 0,
+                "length_histogram": [0] * len(baseline.LENGTH_EDGES)}
 
     def add_input(self, acc, prediction):
         acc["predicted"] += 1
         acc["labels"][prediction["label"]] += 1
         acc["confidence_sum"] += prediction["confidence"]
         acc["needs_review"] += bool(prediction["needs_review"])
+        acc["confidence_histogram"][baseline.confidence_bin(prediction["confidence"])] += 1
+        acc["tokens"] += prediction["tokens"]
+        acc["oov_tokens"] += prediction["oov_tokens"]
+        acc["length_histogram"][baseline.length_bin(prediction["tokens"])] += 1
         return acc
 
     def merge_accumulators(self, accumulators):
         merged = self.create_accumulator()
         for acc in accumulators:
-            merged["predicted"] += acc["predicted"]
             merged["labels"].update(acc["labels"])
-            merged["confidence_sum"] += acc["confidence_sum"]
-            merged["needs_review"] += acc["needs_review"]
+            for key in ("predicted", "confidence_sum", "needs_review", "tokens", "oov_tokens"):
+                merged[key] += acc[key]
+            for key in ("confidence_histogram", "length_histogram"):
+                merged[key] = [a + b for a, b in zip(merged[key], acc[key], strict=True)]
         return merged
 
     def extract_output(self, acc):
@@ -96,6 +110,9 @@ def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str
         "mean_confidence": pred["confidence_sum"] / predicted if predicted else None,
         "needs_review": pred["needs_review"],
         "needs_review_share": pred["needs_review"] / predicted if predicted else None,
+        "confidence_histogram": pred["confidence_histogram"],
+        "oov_share": pred["oov_tokens"] / pred["tokens"] if pred["tokens"] else None,
+        "length_histogram": pred["length_histogram"],
         "model_version": model_version,
         "inputs": inputs,
         "output": output,
@@ -127,6 +144,8 @@ def render(summary: dict) -> str:
             lines.append(f"  {figures['count']:>9,}  {figures['share']:6.1%}  {name}")
         if len(summary["labels"]) > 8:
             lines.append(f"  … and {len(summary['labels']) - 8} more labels")
+    if "drift" in summary:
+        lines += drift.render(summary["drift"])
     lines += [
         f"model {summary['model_version']}; {summary['seconds']:.1f}s, {summary['rows_per_second'] or 0:,.0f} rows/s",
         f"output {summary['output']} (complete: _SUCCESS written)",

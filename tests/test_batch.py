@@ -91,7 +91,7 @@ def test_summary_figures_match_the_files(labelled):
     assert sum(i["rows"] for i in summary["inputs"]) == 3000
     assert summary["rows_per_second"] > 0 and summary["model_version"] == predictions["model_version"].iloc[0]
     assert sorted(summary["output_files"]) == sorted(
-        p for p in os.listdir(labelled[0]) if p.endswith(".parquet"))
+        p for p in os.listdir(labelled[0]) if p.endswith(".parquet") or p == "report.png")
 
 
 def test_rerun_replaces_and_is_identical(model_dir, archive, labelled, tmp_path):

@@ -30,6 +30,8 @@ def test_linear_learns_well_above_chance(linear_model):
     _, result = linear_model
     assert result.metadata["architecture"]["name"] == "linear"
     assert result.metadata["sequence_length"] is None
+    assert set(result.metadata["baseline"]["label_shares"]) == set(artifact.load(result.artifact_dir).labels)
+    assert result.metadata["baseline"]["oov_share"] < 0.2  # the linear model's word vocabulary is found
     assert result.report["accuracy"] > 0.6  # 32 classes: chance ~3%, majority ~12%
 
 

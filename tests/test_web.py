@@ -61,6 +61,9 @@ def test_classify_many_from_lines_and_files(predictor, loaded, tmp_path):
 def test_header_shows_version_and_metrics(predictor):
     header = predictor.header()
     assert predictor.metadata["model_version"] in header and "accuracy" in header
+    shares = predictor.metadata["baseline"]["label_shares"]
+    top = max(shares, key=shares.get)
+    assert f"Training label distribution: {top} {shares[top]:.1%}" in header
 
 
 def test_serve_refuses_a_broken_model_directory(tmp_path):

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from model import artifact
+from model import artifact, baseline
 from model.errors import UserError
 from model.predict import decode
 from model.text import standardizer
@@ -58,18 +58,25 @@ class ServingModel:
         self.version = loaded.version
         keras_model = loaded.model
         standardize = standardizer(loaded.locale)
+        words = baseline.word_vocabulary(keras_model) or [""]
+        known = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(words), tf.ones(len(words), tf.int64)), default_value=0)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
-        def serve(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def serve(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            """Probabilities, and per text its tokens and out-of-vocabulary tokens (for the drift check)."""
             probabilities = keras_model(texts, training=False)
-            empty = tf.equal(tf.strings.length(standardize(texts)), 0)
-            return probabilities, empty
+            tokens = tf.strings.split(standardize(texts))
+            in_vocabulary = tf.reduce_sum(tf.ragged.map_flat_values(known.lookup, tokens), axis=1)
+            counts = tokens.row_lengths()
+            return probabilities, counts, counts - in_vocabulary
 
         self.serve = serve
 
-    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        probabilities, empty = self.serve(tf.constant(list(texts), dtype=tf.string))
-        return probabilities.numpy(), empty.numpy()
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty."""
+        probabilities, tokens, oov = self.serve(tf.constant(list(texts), dtype=tf.string))
+        return probabilities.numpy(), tokens.numpy(), oov.numpy()
 
 
 class ModelSlot:
@@ -194,19 +201,19 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
 
     def _infer(self, batch: Sequence[str], model: ServingModel) -> list:
         try:
-            probabilities, empty = model(batch)
+            probabilities, tokens, oov = model(batch)
         except (tf.errors.OpError, ValueError, UnicodeError) as exc:
             if len(batch) == 1:
                 return [InferenceError(_first_line(exc))]
             middle = len(batch) // 2
             return self._infer(batch[:middle], model) + self._infer(batch[middle:], model)
-        return self._decode(probabilities, empty, model)
+        return self._decode(probabilities, tokens, oov, model)
 
-    def _decode(self, probabilities: np.ndarray, empty: np.ndarray, model: ServingModel) -> list:
+    def _decode(self, probabilities: np.ndarray, tokens: np.ndarray, oov: np.ndarray, model: ServingModel) -> list:
         """Labels, confidences and top-k for the whole batch at once; None for empty texts."""
         decoded = decode(probabilities, model.labels, self.top_k, self.review_threshold)
-        return [None if is_empty else {**row, "model_version": model.version}
-                for row, is_empty in zip(decoded, empty, strict=True)]
+        return [None if n == 0 else {**row, "model_version": model.version, "tokens": int(n), "oov_tokens": int(o)}
+                for row, n, o in zip(decoded, tokens, oov, strict=True)]
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE

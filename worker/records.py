@@ -39,6 +39,8 @@ PREDICTION_FIELDS = [
     pa.field("top_k", TOP_K_TYPE, nullable=False),
     pa.field("needs_review", pa.bool_(), nullable=False),
     pa.field("model_version", pa.string(), nullable=False),
+    pa.field("tokens", pa.int32(), nullable=False),  # words after standardisation (the drift check's length)
+    pa.field("oov_tokens", pa.int32(), nullable=False),  # of which outside the model's word vocabulary
 ]
 DEAD_LETTER_SCHEMA = pa.schema([
     pa.field("id", pa.string()),

@@ -1,0 +1,86 @@
+"""What the training data looked like, recorded in metadata.json so a run can tell when today differs.
+
+The nightly job compares its outputs against these figures (pipelines/drift.py). The
+binning is defined here once, so training and every run count the same way:
+confidences in ten equal bins over [0, 1], text lengths (tokens after standardisation)
+in the bins of LENGTH_EDGES, and out-of-vocabulary tokens against the model's own word
+vocabulary (the whitespace-split TextVectorization layers: the BiLSTM's, or the linear
+model's word n-grams' single words).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+CONFIDENCE_BINS = 10
+LENGTH_EDGES = (0, 5, 10, 20, 40, 80, 160)  # a text of n tokens falls in the last edge ≤ n; the last bin is open
+
+
+def confidence_bin(confidence: float) -> int:
+    return min(int(confidence * CONFIDENCE_BINS), CONFIDENCE_BINS - 1)
+
+
+def length_bin(tokens: int) -> int:
+    return int(np.searchsorted(LENGTH_EDGES, tokens, side="right")) - 1
+
+
+def length_bin_names() -> list[str]:
+    return [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(LENGTH_EDGES)] + [f"{LENGTH_EDGES[-1]}+"]
+
+
+def confidence_bin_names() -> list[str]:
+    return [f"{i / CONFIDENCE_BINS:.1f}-{(i + 1) / CONFIDENCE_BINS:.1f}" for i in range(CONFIDENCE_BINS)]
+
+
+def shares(counts: Sequence[float]) -> list[float]:
+    total = float(sum(counts))
+    return [c / total for c in counts] if total else [0.0] * len(counts)
+
+
+def word_vocabulary(model) -> list[str]:
+    """The single words the model knows: its whitespace-split vectorisers' vocabularies."""
+    import keras
+
+    words: set[str] = set()
+    for layer in _layers(model):
+        if isinstance(layer, keras.layers.TextVectorization) and layer.get_config().get("split") == "whitespace":
+            words.update(w for w in layer.get_vocabulary() if w and w != "[UNK]" and " " not in w)
+    return sorted(words)
+
+
+def _layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _layers(layer)
+
+
+def token_stats(texts: Sequence[str], vocabulary: set[str], standardize) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, out-of-vocabulary tokens) per text, after the model's own standardisation."""
+    standardized = standardize(np.asarray(texts, dtype=object)).numpy()
+    words = [t.decode("utf-8").split() for t in standardized]
+    return (np.array([len(w) for w in words]), np.array([sum(x not in vocabulary for x in w) for w in words]))
+
+
+def compute(train_label_ids: np.ndarray, labels: list[str], test_probabilities: np.ndarray,
+            test_texts: Sequence[str], model, standardize, review_threshold: float = 0.5) -> dict:
+    """The baseline section of metadata.json."""
+    train_counts = np.bincount(train_label_ids, minlength=len(labels))
+    confidences = test_probabilities.max(axis=1)
+    tokens, oov = token_stats(test_texts, set(word_vocabulary(model)), standardize)
+    return {
+        "label_shares": dict(zip(labels, shares(train_counts.tolist()), strict=True)),
+        "label_shares_of": "training split",
+        "confidence_histogram": shares(np.bincount([confidence_bin(c) for c in confidences],
+                                                   minlength=CONFIDENCE_BINS).tolist()),
+        "mean_confidence": float(confidences.mean()),
+        "needs_review_share": float((confidences < review_threshold).mean()),
+        "review_threshold": review_threshold,
+        "oov_share": float(oov.sum() / max(tokens.sum(), 1)),
+        "length_histogram": shares(np.bincount([length_bin(n) for n in tokens],
+                                               minlength=len(LENGTH_EDGES)).tolist()),
+        "text_figures_of": "test split",
+        "rows": {"training": len(train_label_ids), "test": len(confidences)},
+    }
