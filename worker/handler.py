@@ -105,6 +105,8 @@ class ModelSlot:
             candidate = ServingModel(artifact.load(model_dir))
         except UserError as exc:
             return self._refuse(model_dir, str(exc))
+        except Exception as exc:  # noqa: BLE001 (whatever a candidate does, the serving model stays)
+            return self._refuse(model_dir, f"it does not load ({type(exc).__name__}: {str(exc)[:200]})")
         if list(candidate.labels) != list(self.current.labels):
             added = sorted(set(candidate.labels) - set(self.current.labels))
             removed = sorted(set(self.current.labels) - set(candidate.labels))
@@ -124,13 +126,17 @@ class ModelSlot:
             return
         try:
             self._next_check = now + interval_secs
-            found = artifact.complete_directories(pattern)
+            try:
+                found = {d: _written_at(d) for d in artifact.complete_directories(pattern)}
+            except (tf.errors.OpError, OSError) as exc:  # a directory removed while listing, a bucket hiccup
+                log.warning("could not list %s (%s); looking again in %.0f s", pattern, exc, interval_secs)
+                return
             if self._seen is None:  # what is there at start-up is not new
                 self._seen = set(found) | {self.model_dir.rstrip("/")}
                 return
             new = [d for d in found if d not in self._seen]
             self._seen.update(new)
-            for candidate in sorted(new, key=lambda d: (_written_at(d), d), reverse=True):
+            for candidate in sorted(new, key=lambda d: (found[d], d), reverse=True):
                 if self.offer(candidate):
                     break
         finally:
