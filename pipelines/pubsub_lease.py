@@ -23,9 +23,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from google.api_core import exceptions
+
 from model.errors import UserError
 
 log = logging.getLogger(__name__)
+API_ERRORS = (exceptions.GoogleAPICallError, exceptions.RetryError)  # what a Pub/Sub call raises
 
 PULL_TIMEOUT_SECS = 2.0  # one pull call waits at most this long, so a stop is noticed quickly
 IDS_PER_REQUEST = 1000  # ack ids per acknowledge / modify-ack-deadline call (request limit: 512 KB)
@@ -108,8 +111,6 @@ def publish(api, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> li
 
 def check_exists(subscription: str, topics: list[str]) -> None:
     """One clear line for a subscription or topic that is not there, before the job starts."""
-    from google.api_core import exceptions
-
     try:
         subscriber_api().get_subscription(subscription=subscription, timeout=30)
     except exceptions.NotFound:
@@ -198,10 +199,6 @@ class LeasedSubscription:
         with self._changed:
             return self._done_pulling() and not self._ready
 
-    def outstanding(self) -> int:
-        with self._changed:
-            return len(self._leases)
-
     def close(self) -> None:
         """Stop both threads and hand back whatever is still leased."""
         self.stop()
@@ -225,8 +222,6 @@ class LeasedSubscription:
         return max(0, min(s.pull_size, s.max_outstanding_messages - len(self._leases)))
 
     def _pull_loop(self) -> None:
-        from google.api_core import exceptions
-
         backoff = 0.5
         while not self._stopping.is_set():
             with self._changed:
@@ -283,15 +278,6 @@ class LeasedSubscription:
             for ack_id in ack_ids:
                 self._leased_bytes -= self._leases.pop(ack_id, 0)
             self._changed.notify_all()
-
-
-def _api_errors() -> tuple[type[BaseException], ...]:
-    from google.api_core import exceptions
-
-    return exceptions.GoogleAPICallError, exceptions.RetryError
-
-
-API_ERRORS = _api_errors()
 
 
 def _chunks(ids: list[str]) -> list[list[str]]:

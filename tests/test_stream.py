@@ -328,3 +328,31 @@ def test_pubsub_demo_command(emulator_host, model_dir):
     assert (labelled, dead) == (5, 2)
     assert lines[-1] == "5 labelled, 2 dead-lettered"
     assert any("malformed_json" in line for line in lines)
+
+
+@pytest.mark.parametrize("problem", ["no subscription", "no topic", "bad name", "late-ack on Dataflow",
+                                     "multi-process"])
+def test_live_job_user_errors_are_one_line_before_anything_starts(problem, emulator_host, model_dir):
+    from click.testing import CliRunner
+
+    from pipelines.cli import cli
+
+    _, in_sub = admin.create_topic_with_subscription(PROJECT, "errors-in", "errors-in-sub")
+    out_topic, _ = admin.create_topic_with_subscription(PROJECT, "errors-out", "errors-out-sub")
+    args = {"--subscription": in_sub, "--output-topic": out_topic}
+    extra, expected = [], ""
+    if problem == "no subscription":
+        args["--subscription"], expected = admin.subscription_path(PROJECT, "missing-sub"), "does not exist"
+    elif problem == "no topic":
+        args["--output-topic"], expected = admin.topic_path(PROJECT, "missing-topic"), "does not exist"
+    elif problem == "bad name":
+        args["--subscription"], expected = "complaints-in-sub", "--subscription must look like"
+    elif problem == "late-ack on Dataflow":
+        extra, expected = ["--read", "late-ack", "--runner", "DataflowRunner"], "local runner only"
+    else:
+        extra, expected = ["--direct_running_mode=multi_processing"], "one process"
+    result = CliRunner().invoke(cli, ["stream", "--model", model_dir, *sum(args.items(), ()), *extra])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and expected in last
+    assert "Traceback" not in result.output
