@@ -67,11 +67,12 @@ def _weighted(values: np.ndarray, support: np.ndarray) -> float:
 
 
 def headline(report: dict) -> dict:
-    """The three numbers worth putting in metadata and tables."""
+    """The numbers worth putting in metadata and tables."""
     return {
         "accuracy": report["accuracy"],
         "macro_f1": report["macro avg"]["f1"],
         "weighted_f1": report["weighted avg"]["f1"],
+        "ece": report.get("ece"),  # absent from a bare classification_report
     }
 
 
@@ -90,6 +91,8 @@ def format_report(report: dict) -> str:
         lines.append(
             f"{name:>{width}} {row['precision']:9.4f} {row['recall']:9.4f} {row['f1']:9.4f} {row['support']:9d}"
         )
+    if "ece" in report:
+        lines += ["", f"{'ECE':>{width}} {report['ece']:9.4f}  (15 bins; 0 = confidences match accuracy)"]
     return "\n".join(lines)
 
 
@@ -99,12 +102,21 @@ def write_report(
     probabilities: np.ndarray,
     labels: list[str],
     history: dict | None = None,
+    reliability: dict[str, np.ndarray] | None = None,
 ) -> dict:
-    """Write metrics.json, the text report, the confusion matrix (CSV + PNG) and curves."""
+    """Write metrics.json, the text report, the confusion matrix (CSV + PNG), the reliability diagram and curves.
+
+    metrics.json has the same keys for training's test split and for `complaints
+    evaluate`: the classification report plus `ece` (15 bins) of these probabilities.
+    `reliability` names the curves to draw (default: these probabilities alone).
+    """
+    from model.calibration import expected_calibration_error, reliability_diagram
+
     os.makedirs(report_dir, exist_ok=True)
     y_pred = probabilities.argmax(axis=1)
-    report = classification_report(y_true, y_pred, labels)
+    report = {**classification_report(y_true, y_pred, labels), "ece": expected_calibration_error(probabilities, y_true)}
     matrix = confusion_matrix(y_true, y_pred, len(labels))
+    reliability_diagram(os.path.join(report_dir, "reliability.png"), y_true, reliability or {"model": probabilities})
     with open(os.path.join(report_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, ensure_ascii=False, indent=2)
     with open(os.path.join(report_dir, "classification_report.txt"), "w", encoding="utf-8") as f:

@@ -20,7 +20,6 @@ from model.calibration import (
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
-    reliability_diagram,
     softmax,
 )
 from model.data import LabelledData, fingerprint, stratified_split
@@ -166,9 +165,8 @@ def train(
     before, after = softmax(test_logits), softmax(test_logits, temperature)
     test_ece = expected_calibration_error(after, y_test)
     report_dir = os.path.join(out_dir, "report")
-    report = evaluate.write_report(report_dir, y_test, after, labels, history)
-    reliability_diagram(os.path.join(report_dir, "reliability.png"), y_test,
-                        {"uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
+    report = evaluate.write_report(report_dir, y_test, after, labels, history, reliability={
+        "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
 
     metadata = {
         "architecture": facts,
@@ -207,7 +205,7 @@ def train(
             "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,
             "config": asdict(config),
         },
-        "test_metrics": {**evaluate.headline(report), "ece": test_ece},
+        "test_metrics": evaluate.headline(report),
         "baseline": baseline.compute(label_ids[split.train], labels, after, data.texts[split.test], served,
                                      standardizer(architecture.locale)),
     }

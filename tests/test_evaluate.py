@@ -38,9 +38,44 @@ def test_report_files(tmp_path):
     history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]}
     write_report(str(tmp_path), Y_TRUE, probabilities, LABELS, history)
     for name in ("metrics.json", "classification_report.txt", "confusion_matrix.csv", "confusion_matrix.png",
-                 "curves.png"):
+                 "curves.png", "reliability.png"):
         assert (tmp_path / name).stat().st_size > 0
     rows = (tmp_path / "confusion_matrix.csv").read_text().splitlines()
     assert rows[0] == "true \\ predicted,a,b,c"
     assert rows[1] == "a,2,1,0"
     assert (tmp_path / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _ece_by_hand(probabilities: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
+    """Guo et al.'s ECE, written out: bins (lo, hi] of the top probability, the first one closed."""
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == y_true
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = (confidence > lo) & (confidence <= hi) if b else (confidence <= hi)
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return total
+
+
+def test_evaluate_command_checks_confidences_like_training(model_dir, loaded, tmp_path):
+    """`complaints evaluate` writes the training report's keys, ECE and the reliability diagram included."""
+    import json
+
+    from click.testing import CliRunner
+
+    from model.sample import generate
+    from pipelines.cli import cli
+
+    frame = generate(600, seed=61)
+    frame.to_parquet(tmp_path / "fresh.parquet")
+    result = CliRunner().invoke(cli, ["evaluate", "--model", model_dir, "--data", str(tmp_path / "fresh.parquet"),
+                                      "--report-dir", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    training = json.loads(open(f"{model_dir}/report/metrics.json").read())
+    assert set(metrics) == set(training) and "ece" in metrics
+    y_true = np.array([loaded.labels.index(c) for c in frame["category"]])
+    assert metrics["ece"] == pytest.approx(_ece_by_hand(loaded.predict(frame["text"].tolist()), y_true), abs=1e-6)
+    assert (tmp_path / "report" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert "ECE" in result.output
