@@ -115,6 +115,21 @@ def evaluate(model_dir: str, data: str, text_column: str, label_column: str, rep
 
 
 @cli.command()
+@click.option("--model", "models", required=True, multiple=True, help="Give it twice: A (e.g. the serving model), "
+              "then B (the candidate).")
+@_data_options
+@click.option("--report-dir", help="Where compare.json and compare.png go (default: ./compare).")
+def compare(models: tuple[str, ...], data: str, text_column: str, label_column: str, report_dir: str | None) -> None:
+    """Two models on the same complaints: with labels, which is better and by more than noise; without,
+    how many labels would change, and to what. Exits 0 either way: the decision is yours."""
+    from pipelines.compare import run_compare
+
+    if len(models) != 2:
+        raise UserError(f"compare takes exactly two models (--model A --model B), got {len(models)}")
+    click.echo(run_compare(models[0], models[1], data, text_column, label_column, report_dir)[1])
+
+
+@cli.command()
 @click.option("--model", "model_dir", required=True)
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="One JSON prediction per line.")

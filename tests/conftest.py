@@ -61,3 +61,12 @@ def other_labels_model_dir(tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("other-labels") / "tiny-c")
     train(data, out, TINY_ARCHITECTURE, dataclasses.replace(TINY_TRAINING, epochs=1, seed=5))
     return out
+
+
+@pytest.fixture(scope="session")
+def weak_model_dir(tmp_path_factory) -> str:
+    """The tiny model's architecture after a single epoch: clearly worse than `model_dir`."""
+    out = str(tmp_path_factory.mktemp("weak") / "tiny-weak")
+    train(labelled(4000, seed=11), out, TINY_ARCHITECTURE,
+          dataclasses.replace(TINY_TRAINING, epochs=1, learning_rate=0.002))
+    return out
