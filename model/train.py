@@ -22,12 +22,13 @@ from model.calibration import (
     negative_log_likelihood,
     softmax,
 )
-from model.data import LabelledData, fingerprint, stratified_split
+from model.data import LabelledData, Split, fingerprint, stratified_split
 from model.errors import UserError
 from model.linear import LinearConfig, train_linear
 from model.text import make_vectorizer, standardizer
 
 ARCHITECTURES = ("bilstm", "linear", "auto")
+FINAL_FITS = ("train", "train+validation", "all")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class TrainConfig:
     architecture: str = "bilstm"  # bilstm | linear | auto (both, the better by validation macro-F1)
     calibrate: bool = True  # fit a temperature on held-out logits and bake it in
     calibration_folds: int = 5  # linear only: out-of-fold training predictions join the calibration set
+    final_fit: str = "train+validation"  # what the exported model learns from: "train", "train+validation", "all"
 
 
 @dataclass
@@ -70,16 +72,19 @@ def _fit(
     architecture: ArchitectureConfig,
     linear: LinearConfig,
     config: TrainConfig,
+    epochs: int | None = None,
 ) -> tuple[keras.Model, dict, dict, np.ndarray | None]:
-    """Fit one architecture on the training split.
+    """Fit one architecture on `split.train`.
 
     Returns the strings → logits model, its history, facts for the metadata and, where
-    the architecture can afford them, out-of-fold logits of the training rows.
+    the architecture can afford them, out-of-fold logits of the training rows. With
+    `epochs` (the refit), the BiLSTM trains exactly that long with no validation, and
+    the linear model computes no out-of-fold logits.
     """
     keras.utils.set_random_seed(config.seed)
     train_texts = texts[split.train]
     if kind == "linear":
-        folds = config.calibration_folds if config.calibrate else 0
+        folds = config.calibration_folds if config.calibrate and epochs is None else 0
         network, facts, out_of_fold = train_linear(
             linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds
         )
@@ -96,19 +101,43 @@ def _fit(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+    held_out = {} if epochs is not None else {
+        "validation_data": _dataset(texts[split.validation], label_ids[split.validation], config.batch_size, None),
+        "callbacks": [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                    restore_best_weights=True)],
+    }
     fit = network.fit(
         _dataset(train_texts, label_ids[split.train], config.batch_size, config.seed),
-        validation_data=_dataset(texts[split.validation], label_ids[split.validation], config.batch_size, None),
-        epochs=config.epochs,
+        epochs=epochs or config.epochs,
         shuffle=False,  # the tf.data pipeline shuffles, seeded, each epoch
-        callbacks=[
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-        ],
         verbose=config.verbose,
+        **held_out,
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     facts = {"name": "bilstm", **architecture.to_dict(), "vocabulary_size": int(vectorizer.vocabulary_size())}
     return network, history, facts, None
+
+
+def _refit(kind, network, texts, label_ids, split, n_classes, architecture, linear, config, best_epoch):
+    """The exported network: the split-trained one, or the same architecture refitted on more rows.
+
+    The splits have done their job (early stopping, selection, calibration, the test
+    score); the refit learns from their rows too, with the settings they chose: the
+    BiLSTM for the best epoch count, the linear model by the same deterministic solver.
+    The temperature fitted on held-out logits is kept.
+    """
+    if config.final_fit == "train":
+        return network, {"fitted_on": "train", "rows": len(split.train)}
+    parts = [split.train, split.validation] + ([split.test] if config.final_fit == "all" else [])
+    rows = np.sort(np.concatenate(parts))
+    refit_split = Split(train=rows, validation=rows[:0], test=split.test)
+    if config.verbose:
+        print(f"refitting {kind} on {config.final_fit} ({len(rows):,} rows)"
+              + (f" for {best_epoch} epoch(s)" if kind == "bilstm" else ""))
+    refitted, _, _, _ = _fit(kind, texts, label_ids, refit_split, n_classes, architecture, linear, config,
+                             epochs=best_epoch or 1 if kind == "bilstm" else 1)
+    return refitted, {"fitted_on": config.final_fit, "rows": len(rows),
+                      "epochs": best_epoch if kind == "bilstm" else None}
 
 
 def _logits(network: keras.Model, texts: np.ndarray) -> np.ndarray:
@@ -132,6 +161,8 @@ def train(
     linear = linear or LinearConfig(locale=architecture.locale)
     if config.architecture not in ARCHITECTURES:
         raise UserError(f"unknown architecture {config.architecture!r}: use one of {', '.join(ARCHITECTURES)}")
+    if config.final_fit not in FINAL_FITS:
+        raise UserError(f"unknown final fit {config.final_fit!r}: use one of {', '.join(FINAL_FITS)}")
     labels = sorted(set(data.labels.tolist()))
     if len(labels) < 2:
         raise UserError(
@@ -160,7 +191,6 @@ def train(
         calibration_labels = np.concatenate([label_ids[split.train], y_val])
         calibration_set = f"validation + {config.calibration_folds}-fold out-of-fold training predictions"
     temperature = fit_temperature(calibration_logits, calibration_labels) if config.calibrate else 1.0
-    served = end_to_end(network, temperature)
     test_logits = _logits(network, data.texts[split.test])
     before, after = softmax(test_logits), softmax(test_logits, temperature)
     test_ece = expected_calibration_error(after, y_test)
@@ -168,6 +198,10 @@ def train(
     report = evaluate.write_report(report_dir, y_test, after, labels, history, reliability={
         "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
 
+    best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None
+    final_network, refit = _refit(chosen, network, data.texts, label_ids, split, len(labels), architecture, linear,
+                                  config, best_epoch)
+    served = end_to_end(final_network, temperature)
     metadata = {
         "architecture": facts,
         "locale": architecture.locale,
@@ -202,10 +236,14 @@ def train(
                 "test": len(split.test),
             },
             "epochs_run": len(history.get("loss", [])),
-            "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,
+            "best_epoch": best_epoch,
             "config": asdict(config),
         },
+        "refit": refit,
         "test_metrics": evaluate.headline(report),
+        "test_metrics_of": "the model fitted on the training split, scored once on the test split"
+                           + ("" if refit["fitted_on"] == "train" else
+                              f"; the exported model was refitted on {refit['fitted_on']} with the same settings"),
         "baseline": baseline.compute(label_ids[split.train], labels, after, data.texts[split.test], served,
                                      standardizer(architecture.locale)),
     }

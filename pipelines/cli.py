@@ -85,10 +85,15 @@ def describe(data: str, text_column: str, label_column: str, sequence_length: in
               "validation macro-F1.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="Fit a temperature on the validation split so confidences match accuracy.")
+@click.option("--refit/--no-refit", default=True, show_default=True,
+              help="After selection and calibration, refit the chosen model on more rows (--final-fit).")
+@click.option("--final-fit", default="train+validation", show_default=True,
+              type=click.Choice(["train+validation", "all"]), help="What the refit learns from; all = the test "
+              "split too (the test figures were taken before).")
 def train(data, text_column, label_column, out_dir, epochs, batch_size, validation_split, test_split, seed,
           max_rows, locale, max_tokens, sequence_length, embedding_dim, lstm_units, dense_units, patience,
-          learning_rate, architecture, calibrate) -> None:
-    """Train the BiLSTM classifier and export the end-to-end model directory."""
+          learning_rate, architecture, calibrate, refit, final_fit) -> None:
+    """Train a classifier (BiLSTM, linear or the better of both) and export the end-to-end model directory."""
     from model.architecture import ArchitectureConfig
     from model.train import TrainConfig
     from pipelines.reports import train_and_report
@@ -99,7 +104,8 @@ def train(data, text_column, label_column, out_dir, epochs, batch_size, validati
     )
     config = TrainConfig(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                          test_split=test_split, seed=seed, patience=patience,
-                         learning_rate=learning_rate, architecture=architecture, calibrate=calibrate)
+                         learning_rate=learning_rate, architecture=architecture, calibrate=calibrate,
+                         final_fit=final_fit if refit else "train")
     click.echo(train_and_report(data, text_column, label_column, out_dir, network, config, max_rows))
 
 

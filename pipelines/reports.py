@@ -66,6 +66,9 @@ def train_and_report(
          f"({calibration['rows']} rows), test ECE {calibration['test_ece_before']:.4f}"
          f" → {calibration['test_ece_after']:.4f}") if calibration["fitted_on"] else
         f"calibration: off, test ECE {calibration['test_ece_after']:.4f}",
+        f"final fit: the exported model learned from {m['refit']['fitted_on']} ({m['refit']['rows']:,} rows); "
+        "the test figures above are the split-trained model's" if m["refit"]["fitted_on"] != "train" else
+        "final fit: none (--no-refit): the exported model is the one scored above",
         f"model {m['model_version']} ({m['n_classes']} classes, vocabulary {m['vocabulary_size']}) "
         f"written to {out_dir}; test accuracy {m['test_metrics']['accuracy']:.4f}, "
         f"macro F1 {m['test_metrics']['macro_f1']:.4f}; report in {os.path.join(out_dir, 'report')}",

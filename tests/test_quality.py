@@ -120,3 +120,39 @@ def test_linear_temperature_is_fitted_on_out_of_fold_rows_too(linear_model):
     assert "out-of-fold" in calibration["fitted_on"]
     assert calibration["rows"] == split["train"] + split["validation"]
     assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
+
+
+def test_the_exported_model_is_refitted_on_train_and_validation_with_the_chosen_settings(linear_model, tmp_path):
+    """The splits choose (selection, temperature, test score); the export learns from their rows too."""
+    _, refitted = linear_model
+    split_only = train(labelled(2000, seed=12), str(tmp_path / "split-only"), TINY_ARCHITECTURE,
+                       replace(FAST, architecture="linear", final_fit="train"), SMALL_LINEAR)
+    rows = refitted.metadata["training"]["split_rows"]
+    assert refitted.metadata["refit"] == {"fitted_on": "train+validation", "rows": rows["train"] + rows["validation"],
+                                          "epochs": None}
+    assert split_only.metadata["refit"] == {"fitted_on": "train", "rows": rows["train"]}
+    # The same split model was scored and calibrated; only the exported weights differ.
+    assert refitted.metadata["test_metrics"] == split_only.metadata["test_metrics"]
+    assert refitted.metadata["calibration"] == split_only.metadata["calibration"]
+    assert refitted.metadata["model_version"] != split_only.metadata["model_version"]
+    assert "refitted on train+validation" in refitted.metadata["test_metrics_of"]
+    temperature = refitted.metadata["calibration"]["temperature"]
+    served = artifact.load(refitted.artifact_dir).model
+    assert served.get_layer("temperature").scale == pytest.approx(1 / temperature)
+    assert refitted.metadata["architecture"]["name"] == "linear"
+    # Without a refit, the exported model is the scored one: its test-split accuracy is the recorded one.
+    data = labelled(2000, seed=12)
+    from model.data import stratified_split
+
+    labels = artifact.load(split_only.artifact_dir).labels
+    ids = np.array([labels.index(x) for x in data.labels])
+    test = stratified_split(ids, 0.1, 0.1, FAST.seed).test
+    predicted = artifact.load(split_only.artifact_dir).predict(data.texts[test].tolist()).argmax(axis=1)
+    assert (predicted == ids[test]).mean() == pytest.approx(split_only.metadata["test_metrics"]["accuracy"])
+
+
+def test_the_bilstm_refit_trains_for_the_best_epoch_count(tmp_path):
+    result = train(labelled(1500, seed=14), str(tmp_path / "b"), TINY_ARCHITECTURE, replace(FAST, epochs=3),
+                   SMALL_LINEAR)
+    assert result.metadata["refit"]["epochs"] == result.metadata["training"]["best_epoch"] >= 1
+    assert result.metadata["refit"]["rows"] > result.metadata["training"]["split_rows"]["train"]
