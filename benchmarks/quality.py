@@ -54,13 +54,14 @@ def tfidf_baselines(train_texts, train_labels, test_texts, locale: str) -> dict[
     return predictions
 
 
-def evaluate_dataset(name: str, directory: str, seed: int, epochs: int, architectures: list[str]) -> list[dict]:
+def evaluate_dataset(name: str, directory: str, seed: int, epochs: int, architectures: list[str],
+                     final_fits: list[str]) -> list[dict]:
     locale = LOCALES.get(name, "unicode")
     data = load_labelled(os.path.join(directory, "train.parquet"))
     test = load_labelled(os.path.join(directory, "test.parquet"))
     rows = []
-    for kind in architectures:
-        config = TrainConfig(seed=seed, epochs=epochs, verbose=0, architecture=kind)
+    for kind, final_fit in ((k, f) for k in architectures for f in final_fits):
+        config = TrainConfig(seed=seed, epochs=epochs, verbose=0, architecture=kind, final_fit=final_fit)
         with tempfile.TemporaryDirectory() as out:
             started = time.monotonic()
             result = train(data, out, ArchitectureConfig(locale=locale), config)
@@ -69,7 +70,8 @@ def evaluate_dataset(name: str, directory: str, seed: int, epochs: int, architec
             index = {label: i for i, label in enumerate(loaded.labels)}
             y_true = np.array([index[label] for label in test.labels])
             probabilities = loaded.predict(test.texts.tolist())
-            rows.append({"dataset": name, "model": kind, "seed": seed,
+            rows.append({"dataset": name, "model": kind if final_fit == "train" else f"{kind} + refit ({final_fit})",
+                         "seed": seed, "final_fit": final_fit,
                          **headline(classification_report(y_true, probabilities.argmax(axis=1), loaded.labels)),
                          "ece": expected_calibration_error(probabilities, y_true),
                          "chosen": result.metadata["selection"]["chosen"],
@@ -94,6 +96,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="42", help="Comma-separated seeds")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--architectures", default="bilstm,linear,auto")
+    parser.add_argument("--final-fits", default="train+validation",
+                        help="Comma-separated: train (no refit), train+validation (the default), all")
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     args = parser.parse_args()
     datasets = sorted(d for d in os.listdir(args.data) if os.path.exists(os.path.join(args.data, d, "train.parquet")))
@@ -101,11 +105,11 @@ def main() -> None:
     for name in datasets:
         for seed in (int(s) for s in args.seeds.split(",")):
             rows += evaluate_dataset(name, os.path.join(args.data, name), seed, args.epochs,
-                                     args.architectures.split(","))
-    print(f"\n{'dataset':<24} {'model':<26} {'seed':>4} {'accuracy':>9} {'macro F1':>9} {'weighted F1':>12} {'ECE':>7}")
+                                     args.architectures.split(","), args.final_fits.split(","))
+    print(f"\n{'dataset':<24} {'model':<38} {'seed':>4} {'accuracy':>9} {'macro F1':>9} {'weighted F1':>12} {'ECE':>7}")
     for r in rows:
         ece = f"{r['ece']:.4f}" if r["ece"] is not None else "n/a"
-        print(f"{r['dataset']:<24} {r['model']:<26} {r['seed']:>4} {r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} "
+        print(f"{r['dataset']:<24} {r['model']:<38} {r['seed']:>4} {r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} "
               f"{r['weighted_f1']:>12.4f} {ece:>7}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
