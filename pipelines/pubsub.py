@@ -32,8 +32,7 @@ MAX_DATA_BYTES = 9_800_000
 MAX_ATTRIBUTES = 100
 MAX_KEY_BYTES = 256
 MAX_VALUE_BYTES = 1024
-PREDICTION_KEYS = ("id", "label", "label_id", "confidence", "top_k", "needs_review", "model_version", "tokens",
-                   "oov_tokens", "message_id")
+PREDICTION_KEYS = (*(f.name for f in records.PREDICTION_FIELDS), "message_id")  # never left out to fit
 
 
 def _source(message: PubsubMessage, ack_id: str | None) -> dict:
