@@ -87,23 +87,18 @@ def stream_options(beam_args: list[str] | None, read: str = "auto") -> tuple[Pip
     (not in Beam's streaming mode, whose local runner cannot run a splittable read);
     it needs the reading and publishing steps in one process.
     """
-    options = PipelineOptions(beam_args or [])
-    standard = options.view_as(StandardOptions)
-    local = not standard.runner or standard.runner in LOCAL_RUNNERS
+    requested = PipelineOptions(beam_args or []).view_as(StandardOptions).runner
+    local = not requested or requested in LOCAL_RUNNERS
     if read == "auto":
         read = LATE_ACK if local else BEAM_READ
+    options = beam_options(beam_args, streaming=read != LATE_ACK)
     if read == LATE_ACK:
         if not local:
             raise UserError(f"the late-acknowledging Pub/Sub read runs on the local runner only, not on "
-                            f"{standard.runner}: leave the read to Beam there")
+                            f"{requested}: leave the read to Beam there")
         if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
             raise UserError("the live job runs in one process locally: drop --direct_running_mode=multi_processing")
-        standard.runner = LOCAL_BATCH_RUNNER
-        standard.streaming = False
-    else:
-        standard.runner = standard.runner or LOCAL_STREAM_RUNNER
-        standard.streaming = True
-    options.view_as(SetupOptions).save_main_session = False
+        options.view_as(StandardOptions).runner = LOCAL_BATCH_RUNNER  # whichever local runner was named
     return options, read
 
 

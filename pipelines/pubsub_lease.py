@@ -103,10 +103,15 @@ def publish(api, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> li
     """
     ids: list[str] = []
     for start, end in publish_requests(messages):
-        response = api.publish(topic=topic, timeout=120, messages=[
-            {"data": data, "attributes": attributes} for data, attributes in messages[start:end]])
-        ids += list(response.message_ids)
+        ids += publish_request(api, topic, messages[start:end])
     return ids
+
+
+def publish_request(api, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> list[str]:
+    """One publish call (the messages must fit in one request, see publish_requests); returns once stored."""
+    response = api.publish(topic=topic, timeout=120, messages=[
+        {"data": data, "attributes": attributes} for data, attributes in messages])
+    return list(response.message_ids)
 
 
 def check_exists(subscription: str, topics: list[str]) -> None:

@@ -109,11 +109,12 @@ class PublishThenAcknowledge(beam.DoFn):
         if not self.topic:
             leased.acknowledge([ack_id for ack_id, _ in pending])
             return
-        for start, end in pubsub_lease.publish_requests([(m.data, m.attributes) for _, m in pending]):
-            request = pending[start:end]
-            ack_ids = [ack_id for ack_id, _ in request]
+        messages = [(m.data, m.attributes) for _, m in pending]
+        for start, end in pubsub_lease.publish_requests(messages):
+            request = messages[start:end]
+            ack_ids = [ack_id for ack_id, _ in pending[start:end]]
             try:
-                pubsub_lease.publish(self._api, self.topic, [(m.data, m.attributes) for _, m in request])
+                pubsub_lease.publish_request(self._api, self.topic, request)
             except pubsub_lease.API_ERRORS as exc:
                 leased.redeliver(ack_ids)
                 if isinstance(exc, (exceptions.NotFound, exceptions.PermissionDenied)):
