@@ -10,7 +10,6 @@ model's word n-grams' single words).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,14 +24,6 @@ def confidence_bin(confidence: float) -> int:
 
 def length_bin(tokens: int) -> int:
     return int(np.searchsorted(LENGTH_EDGES, tokens, side="right")) - 1
-
-
-def length_bin_names() -> list[str]:
-    return [f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(LENGTH_EDGES)] + [f"{LENGTH_EDGES[-1]}+"]
-
-
-def confidence_bin_names() -> list[str]:
-    return [f"{i / CONFIDENCE_BINS:.1f}-{(i + 1) / CONFIDENCE_BINS:.1f}" for i in range(CONFIDENCE_BINS)]
 
 
 def shares(counts: Sequence[float]) -> list[float]:
@@ -57,11 +48,28 @@ def _layers(model):
         yield from _layers(layer)
 
 
-def token_stats(texts: Sequence[str], vocabulary: set[str], standardize) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens, out-of-vocabulary tokens) per text, after the model's own standardisation."""
-    standardized = standardize(np.asarray(texts, dtype=object)).numpy()
-    words = [t.decode("utf-8").split() for t in standardized]
-    return (np.array([len(w) for w in words]), np.array([sum(x not in vocabulary for x in w) for w in words]))
+class TokenCounter:
+    """Words per text after the model's own standardisation, and how many its word vocabulary lacks.
+
+    One counter for the training baseline and the worker's serving function (called
+    inside its tf.function), so both count the same way.
+    """
+
+    def __init__(self, model, standardize):
+        import tensorflow as tf
+
+        words = word_vocabulary(model) or [""]
+        self._known = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(words), tf.ones(len(words), tf.int64)), default_value=0)
+        self._standardize = standardize
+
+    def __call__(self, texts):
+        """A string tensor in; (tokens, out-of-vocabulary tokens) per text as int64 tensors."""
+        import tensorflow as tf
+
+        tokens = tf.strings.split(self._standardize(texts))
+        counts = tokens.row_lengths()
+        return counts, counts - tf.reduce_sum(tf.ragged.map_flat_values(self._known.lookup, tokens), axis=1)
 
 
 def compute(train_label_ids: np.ndarray, labels: list[str], test_probabilities: np.ndarray,
@@ -69,7 +77,9 @@ def compute(train_label_ids: np.ndarray, labels: list[str], test_probabilities: 
     """The baseline section of metadata.json."""
     train_counts = np.bincount(train_label_ids, minlength=len(labels))
     confidences = test_probabilities.max(axis=1)
-    tokens, oov = token_stats(test_texts, set(word_vocabulary(model)), standardize)
+    import tensorflow as tf
+
+    tokens, oov = (t.numpy() for t in TokenCounter(model, standardize)(tf.constant(list(test_texts), tf.string)))
     return {
         "label_shares": dict(zip(labels, shares(train_counts.tolist()), strict=True)),
         "label_shares_of": "training split",

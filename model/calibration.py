@@ -43,8 +43,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def confidence_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS):
     """(share of rows, mean confidence, accuracy) for each non-empty equal-width confidence bin."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
+    return _bins(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
+
+
+def _bins(confidence: np.ndarray, correct: np.ndarray, bins: int):
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     for b in range(bins):
@@ -55,8 +57,12 @@ def confidence_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = E
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Mean |accuracy − confidence| over equal-width confidence bins, weighted by bin size."""
-    return float(sum(share * abs(accuracy - confidence)
-                     for share, confidence, accuracy in confidence_bins(probabilities, labels, bins)))
+    return calibration_error(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
+
+
+def calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE from each row's confidence and whether its label was right (for predictions without probabilities)."""
+    return float(sum(share * abs(accuracy - mean) for share, mean, accuracy in _bins(confidence, correct, bins)))
 
 
 def reliability_diagram(path: str, labels: np.ndarray, curves: dict[str, np.ndarray], bins: int = ECE_BINS) -> None:

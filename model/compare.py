@@ -14,7 +14,7 @@ from collections import Counter
 import numpy as np
 from scipy.stats import binomtest
 
-from model.calibration import ECE_BINS
+from model.calibration import calibration_error
 
 BOOTSTRAP_SAMPLES = 2000
 
@@ -32,16 +32,6 @@ def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
     f1 = np.divide(2 * tp, denominator, out=np.zeros(tp.shape, dtype=float), where=denominator > 0)
     present = denominator > 0
     return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
-
-
-def _ece(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
-    index = np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = index == b
-        if members.any():
-            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total)
 
 
 def labelled(truth: list[str], a: tuple[list[str], np.ndarray], b: tuple[list[str], np.ndarray],
@@ -63,7 +53,7 @@ def labelled(truth: list[str], a: tuple[list[str], np.ndarray], b: tuple[list[st
     figures = {}
     for key, predicted, right, confidence in (("a", pa, right_a, a[1]), ("b", pb, right_b, b[1])):
         figures[key] = {"accuracy": float(right.mean()), "macro_f1": float(_macro_f1(y, predicted, len(names))[0]),
-                        "ece": _ece(np.asarray(confidence), right)}
+                        "ece": calibration_error(np.asarray(confidence), right)}
     return {
         "mode": "labelled",
         "rows": len(y),

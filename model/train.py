@@ -72,19 +72,19 @@ def _fit(
     architecture: ArchitectureConfig,
     linear: LinearConfig,
     config: TrainConfig,
-    epochs: int | None = None,
+    refit_epochs: int | None = None,
 ) -> tuple[keras.Model, dict, dict, np.ndarray | None]:
     """Fit one architecture on `split.train`.
 
     Returns the strings → logits model, its history, facts for the metadata and, where
-    the architecture can afford them, out-of-fold logits of the training rows. With
-    `epochs` (the refit), the BiLSTM trains exactly that long with no validation, and
-    the linear model computes no out-of-fold logits.
+    the architecture can afford them, out-of-fold logits of the training rows. For the
+    refit (`refit_epochs`, the BiLSTM's best epoch count), the BiLSTM trains exactly
+    that long with no validation, and the linear model computes no out-of-fold logits.
     """
     keras.utils.set_random_seed(config.seed)
     train_texts = texts[split.train]
     if kind == "linear":
-        folds = config.calibration_folds if config.calibrate and epochs is None else 0
+        folds = config.calibration_folds if config.calibrate and refit_epochs is None else 0
         network, facts, out_of_fold = train_linear(
             linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds
         )
@@ -101,14 +101,14 @@ def _fit(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    held_out = {} if epochs is not None else {
+    held_out = {} if refit_epochs is not None else {
         "validation_data": _dataset(texts[split.validation], label_ids[split.validation], config.batch_size, None),
         "callbacks": [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                     restore_best_weights=True)],
     }
     fit = network.fit(
         _dataset(train_texts, label_ids[split.train], config.batch_size, config.seed),
-        epochs=epochs or config.epochs,
+        epochs=refit_epochs or config.epochs,
         shuffle=False,  # the tf.data pipeline shuffles, seeded, each epoch
         verbose=config.verbose,
         **held_out,
@@ -135,7 +135,7 @@ def _refit(kind, network, texts, label_ids, split, n_classes, architecture, line
         print(f"refitting {kind} on {config.final_fit} ({len(rows):,} rows)"
               + (f" for {best_epoch} epoch(s)" if kind == "bilstm" else ""))
     refitted, _, _, _ = _fit(kind, texts, label_ids, refit_split, n_classes, architecture, linear, config,
-                             epochs=best_epoch or 1 if kind == "bilstm" else 1)
+                             refit_epochs=best_epoch or config.epochs)
     return refitted, {"fitted_on": config.final_fit, "rows": len(rows),
                       "epochs": best_epoch if kind == "bilstm" else None}
 
@@ -193,7 +193,6 @@ def train(
     temperature = fit_temperature(calibration_logits, calibration_labels) if config.calibrate else 1.0
     test_logits = _logits(network, data.texts[split.test])
     before, after = softmax(test_logits), softmax(test_logits, temperature)
-    test_ece = expected_calibration_error(after, y_test)
     report_dir = os.path.join(out_dir, "report")
     report = evaluate.write_report(report_dir, y_test, after, labels, history, reliability={
         "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
@@ -223,7 +222,7 @@ def train(
             "validation_ece_before": expected_calibration_error(softmax(val_logits), y_val),
             "validation_ece_after": expected_calibration_error(softmax(val_logits, temperature), y_val),
             "test_ece_before": expected_calibration_error(before, y_test),
-            "test_ece_after": test_ece,
+            "test_ece_after": report["ece"],
         },
         "training": {
             "data_fingerprint": fingerprint(data.texts, data.labels),

@@ -57,19 +57,12 @@ class ServingModel:
         self.labels = np.array(loaded.labels, dtype=object)
         self.version = loaded.version
         keras_model = loaded.model
-        standardize = standardizer(loaded.locale)
-        words = baseline.word_vocabulary(keras_model) or [""]
-        known = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(words), tf.ones(len(words), tf.int64)), default_value=0)
+        count_tokens = baseline.TokenCounter(keras_model, standardizer(loaded.locale))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         def serve(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             """Probabilities, and per text its tokens and out-of-vocabulary tokens (for the drift check)."""
-            probabilities = keras_model(texts, training=False)
-            tokens = tf.strings.split(standardize(texts))
-            in_vocabulary = tf.reduce_sum(tf.ragged.map_flat_values(known.lookup, tokens), axis=1)
-            counts = tokens.row_lengths()
-            return probabilities, counts, counts - in_vocabulary
+            return (keras_model(texts, training=False), *count_tokens(texts))
 
         self.serve = serve
 
