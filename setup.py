@@ -22,7 +22,7 @@ setup(
     ],
     extras_require={
         "ui": ["gradio>=6,<7"],
-        "dev": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20"],
+        "dev": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20", "hypothesis>=6.100"],
     },
-    entry_points={"console_scripts": ["complaints=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["complaints=pipelines.app.cli:main"]},
 )

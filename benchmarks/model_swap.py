@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model import artifact
 from model.sample import generate
-from pipelines import pubsub_admin as admin
+from pipelines.app import pubsub_admin as admin
 
 PROJECT = "swap-bench"
 

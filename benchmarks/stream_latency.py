@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from model.sample import generate
-from pipelines import pubsub_admin as admin
+from pipelines.app import pubsub_admin as admin
 from worker.handler import ComplaintModelHandler
 from worker.transform import WorkerConfig
 

@@ -8,27 +8,10 @@ calibration) is baked in only at export.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import keras
 
-from model.text import DEFAULT_LOCALE, make_vectorizer
-
-
-@dataclass(frozen=True)
-class ArchitectureConfig:
-    """Sizes of the reference network; the defaults are the reference model."""
-
-    max_tokens: int = 100_000
-    sequence_length: int = 40
-    embedding_dim: int = 16
-    lstm_units: int = 256
-    dropout: float = 0.2
-    dense_units: int = 64
-    locale: str = DEFAULT_LOCALE
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from model.config import ArchitectureConfig
+from model.text import make_vectorizer
 
 
 def build(

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from model.predict import DEFAULT_REVIEW_THRESHOLD
+
 CONFIDENCE_BINS = 10
 LENGTH_EDGES = (0, 5, 10, 20, 40, 80, 160)  # a text of n tokens falls in the last edge ≤ n; the last bin is open
 
@@ -73,7 +75,7 @@ class TokenCounter:
 
 
 def compute(train_label_ids: np.ndarray, labels: list[str], test_probabilities: np.ndarray,
-            test_texts: Sequence[str], model, standardize, review_threshold: float = 0.5) -> dict:
+            test_texts: Sequence[str], model, standardize, review_threshold: float = DEFAULT_REVIEW_THRESHOLD) -> dict:
     """The baseline section of metadata.json."""
     train_counts = np.bincount(train_label_ids, minlength=len(labels))
     confidences = test_probabilities.max(axis=1)

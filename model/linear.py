@@ -20,40 +20,17 @@ vocabulary, word n-grams scored 0.66 with Keras' `tf_idf` and 0.80 with (1 + log
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from model.config import LinearConfig
 from model.data import shuffled_classes
-from model.text import DEFAULT_LOCALE, standardizer
+from model.text import standardizer
 
 CHUNK_ROWS = 1024  # rows vectorised at once
-
-
-@dataclass(frozen=True)
-class LinearConfig:
-    """Sizes and regularisation of the TF-IDF model; the defaults are what benchmarks/quality.py measured.
-
-    Character n-grams carry Turkish's suffixes, typos and missing diacritics far better
-    than whole words do on small archives. Balanced class weights lift the rare
-    categories that complaint archives always have. On both real datasets they also
-    raised accuracy (sikayetvar 0.869 → 0.876, cfpb 0.846 → 0.852, mean of 3 splits).
-    """
-
-    word_max_tokens: int = 100_000
-    word_ngrams: int = 2
-    char_max_tokens: int = 200_000
-    char_ngrams: tuple[int, ...] = (2, 3, 4, 5)
-    c: float = 30.0  # inverse L2 strength, as scikit-learn's C
-    class_weight: str | None = "balanced"
-    max_iter: int = 2000
-    locale: str = DEFAULT_LOCALE
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "char_ngrams": list(self.char_ngrams)}
 
 
 @keras.saving.register_keras_serializable(package="complaints")

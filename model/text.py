@@ -14,8 +14,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-LOCALES = ("tr", "unicode")
-DEFAULT_LOCALE = "tr"
+from model.config import DEFAULT_LOCALE, LOCALES
 
 # Unicode punctuation and symbols become spaces, so "a,b" stays two tokens.
 _PUNCTUATION = r"[\pP\pS]"

@@ -15,36 +15,18 @@ import numpy as np
 import tensorflow as tf
 
 from model import artifact, baseline, evaluate
-from model.architecture import ArchitectureConfig, build, end_to_end
+from model.architecture import build, end_to_end
 from model.calibration import (
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
     softmax,
 )
+from model.config import ARCHITECTURES, FINAL_FITS, ArchitectureConfig, LinearConfig, TrainConfig
 from model.data import LabelledData, Split, fingerprint, stratified_split
 from model.errors import UserError
-from model.linear import LinearConfig, train_linear
+from model.linear import train_linear
 from model.text import make_vectorizer, standardizer
-
-ARCHITECTURES = ("bilstm", "linear", "auto")
-FINAL_FITS = ("train", "train+validation", "all")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    validation_split: float = 0.1
-    test_split: float = 0.1
-    seed: int = 42
-    patience: int = 2
-    learning_rate: float = 1e-3
-    verbose: int = 1
-    architecture: str = "bilstm"  # bilstm | linear | auto (both, the better by validation macro-F1)
-    calibrate: bool = True  # fit a temperature on held-out logits and bake it in
-    calibration_folds: int = 5  # linear only: out-of-fold training predictions join the calibration set
-    final_fit: str = "train+validation"  # what the exported model learns from: "train", "train+validation", "all"
 
 
 @dataclass
@@ -158,7 +140,7 @@ def train(
     """
     architecture = architecture or ArchitectureConfig()
     config = config or TrainConfig()
-    linear = linear or LinearConfig(locale=architecture.locale)
+    linear = linear or LinearConfig(word_max_tokens=architecture.max_tokens, locale=architecture.locale)
     if config.architecture not in ARCHITECTURES:
         raise UserError(f"unknown architecture {config.architecture!r}: use one of {', '.join(ARCHITECTURES)}")
     if config.final_fit not in FINAL_FITS:

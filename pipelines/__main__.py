@@ -1,5 +1,5 @@
 """`python -m pipelines …` is the same as the `complaints` console script."""
 
-from pipelines.cli import main
+from pipelines.app.cli import main
 
 main()

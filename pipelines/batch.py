@@ -13,6 +13,7 @@ import uuid
 from dataclasses import replace
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
@@ -21,11 +22,11 @@ from pipelines import drift
 from pipelines import output as out
 from pipelines.errors import JobFailed, cause
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
-from pipelines.parquet import ReadComplaints, inspect_inputs, write_parquet
+from pipelines.parquet import ReadComplaints, inspect_inputs
 from pipelines.progress import ReportProgress
+from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks
 from pipelines.summary import ComputeRunStats, assemble
-from worker.records import DEAD_LETTER_SCHEMA, prediction_schema
-from worker.transform import DEAD_LETTERS, PREDICTIONS, ClassifyComplaints
+from worker.transform import DEAD_LETTER_PARTS, ClassifyComplaints
 
 STATS_FILE = "_stats.json"
 
@@ -34,23 +35,24 @@ def staging_of(config: BatchConfig, run_id: str) -> str:
     return out.staging_dir(config.output, run_id)
 
 
-def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows: int | None = None) -> dict:
-    """Wire read → classify → write (predictions, dead letters, stats) under `staging`."""
+def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows: int | None = None,
+                sinks: list[Sink] | None = None) -> dict:
+    """Wire read → classify → the config's sinks (`pipelines.sinks.batch_sinks`), and the run statistics."""
     records = p | "ReadArchive" >> ReadComplaints(
         config.input_pattern, config.id_column, config.text_column, config.keep_columns, config.derive_missing_id
     )
     if config.progress:
         records = records | "Progress" >> beam.ParDo(ReportProgress(total_rows))
-    results = records | "Classify" >> ClassifyComplaints(config.worker)
-    schema = prediction_schema(list(config.passthrough_fields))
-    write_parquet(results[PREDICTIONS], out.join(staging, "predictions"), schema, "WritePredictions")
-    write_parquet(results[DEAD_LETTERS], out.join(staging, "dead_letters"), DEAD_LETTER_SCHEMA, "WriteDeadLetters")
+    results = records | "Classify" >> ClassifyComplaints(config.worker, flatten_dead_letters=False)
+    classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: {p: results[p] for p in DEAD_LETTER_PARTS}}
+    for sink in sinks if sinks is not None else batch_sinks(config, staging):
+        classified | type(sink).__name__ >> sink
     (
-        (records, results[PREDICTIONS], results[DEAD_LETTERS])
+        (records, classified[PREDICTIONS], classified[DEAD_LETTERS])
         | "RunStats" >> ComputeRunStats()
         | "WriteStats" >> beam.io.WriteToText(out.join(staging, STATS_FILE), shard_name_template="")
     )
-    return results
+    return classified
 
 
 def preflight(config: BatchConfig) -> tuple[BatchConfig, list, dict]:
@@ -64,9 +66,29 @@ def preflight(config: BatchConfig) -> tuple[BatchConfig, list, dict]:
     if not config.derive_missing_id:
         required.append(config.id_column)
     files = inspect_inputs(config.input_pattern, required, config.id_column, config.text_column)
-    schema = files[0].schema
-    fields = tuple(schema.field(name) for name in config.keep_columns if name not in ("id", "text"))
+    fields = tuple(passthrough_field(files, name) for name in config.keep_columns if name not in ("id", "text"))
     return replace(config, passthrough_fields=fields), files, metadata
+
+
+def passthrough_field(files: list, name: str) -> pa.Field:
+    """A kept column's type in the predictions: the one type every file agrees on.
+
+    Dictionary encoding counts as its values' type, and an all-null column agrees
+    with any type; files that disagree otherwise fail here, in one line, rather than
+    in the writer after the whole archive has been labelled.
+    """
+    chosen = None
+    for f in files:
+        field = f.schema.field(name)
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        if pa.types.is_null(kind):
+            continue
+        if chosen is None:
+            chosen = (f.path, kind)
+        elif kind != chosen[1]:
+            raise UserError(f"kept column {name!r} is {kind} in {f.path} but {chosen[1]} in {chosen[0]}: make the "
+                            "files agree, or leave it out of --keep-columns")
+    return pa.field(name, chosen[1] if chosen else pa.null())
 
 
 def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
@@ -87,9 +109,10 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     staging = staging_of(config, run_id)
     out.prepare(config.output, staging)
     started, clock = dt.datetime.now(dt.UTC), time.monotonic()
+    sinks = batch_sinks(config, staging)
     try:
         p = test_pipeline or beam.Pipeline(options=options)
-        build_batch(p, config, staging, total_rows)
+        build_batch(p, config, staging, total_rows, sinks)
         result = p.run()
         if template_only(options):
             return {"template_location": options.view_as(GoogleCloudOptions).template_location,
@@ -97,21 +120,27 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         result.wait_until_finish()
         stats = json.loads(out.read_text(out.join(staging, STATS_FILE)))
     except UserError:
-        out.abort(staging)
+        _abort(sinks, staging)
         raise
     except Exception as exc:
-        out.abort(staging)
+        _abort(sinks, staging)
         raise JobFailed(f"the labelling job failed ({cause(exc)}); nothing was committed to {config.output}") \
             from exc
     summary = assemble(
-        stats, model_version=metadata["model_version"], inputs=inputs, output=config.output, files=[],
+        stats, model_version=metadata["model_version"], inputs=inputs, output=config.output,
         started=started.isoformat(timespec="seconds"), finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         seconds=time.monotonic() - clock,
     )
     if not summary["balanced"]:
-        out.abort(staging)
+        _abort(sinks, staging)
         raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
     summary["drift"] = drift.section(summary, metadata.get("baseline"), config.drift_threshold, previous)
     out.write_bytes(out.join(staging, out.REPORT), drift.report_png(summary, metadata.get("baseline"), previous))
-    return out.commit(config.output, staging, summary)
+    published = [name for sink in sinks for name in sink.commit(staging)]
+    return out.commit(config.output, staging, summary, published)
 
+
+def _abort(sinks: list[Sink], staging: str) -> None:
+    for sink in sinks:
+        sink.abort(staging)
+    out.abort(staging)

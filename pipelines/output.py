@@ -20,8 +20,6 @@ from model.errors import UserError
 SUCCESS = "_SUCCESS"
 SUMMARY = "summary.json"
 REPORT = "report.png"
-STAGED_PATTERNS = ("predictions-*.parquet", "dead_letters-*.parquet", REPORT)  # moved up by the commit
-PUBLISHED_PATTERNS = (*STAGED_PATTERNS, SUMMARY, SUCCESS)
 
 
 def join(directory: str, name: str) -> str:
@@ -95,18 +93,23 @@ def abort(staging: str) -> None:
         pass
 
 
-def commit(output: str, staging: str, summary: dict) -> dict:
-    """Replace the previous output with the staged one; `_SUCCESS` is written last.
-
-    Returns the summary as written, with the committed file names filled in.
-    """
-    old = [p for pattern in PUBLISHED_PATTERNS for p in _matching(output, pattern)]
-    _delete(old)
-    staged = [p for pattern in STAGED_PATTERNS for p in _matching(staging, pattern)]
+def publish(output: str, staging: str, patterns: tuple[str, ...]) -> list[str]:
+    """Replace the output's files matching `patterns` with the staged ones; returns the published names."""
+    _delete([p for pattern in patterns for p in _matching(output, pattern)])
+    staged = [p for pattern in patterns for p in _matching(staging, pattern)]
     final = [join(output, posixpath.basename(p)) for p in staged]
     if staged:
         FileSystems.rename(staged, final)
-    summary = {**summary, "output_files": sorted(posixpath.basename(p) for p in final)}
+    return [posixpath.basename(p) for p in final]
+
+
+def commit(output: str, staging: str, summary: dict, published: list[str]) -> dict:
+    """After the sinks have published (`published`): the report, the summary, and `_SUCCESS` last.
+
+    Returns the summary as written, with every published file name in `output_files`.
+    """
+    published = published + publish(output, staging, (REPORT, SUMMARY))
+    summary = {**summary, "output_files": sorted(published)}
     write_text(join(output, SUMMARY), json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     _delete([staging])
     write_text(join(output, SUCCESS), "")

@@ -20,7 +20,22 @@ from apache_beam.io.filesystems import FileSystems
 
 from model.errors import UserError
 
-TEXT_TYPES = (pa.string(), pa.large_string(), pa.binary(), pa.large_binary())
+
+def _is_text(t: pa.DataType) -> bool:
+    """Strings, bytes (decoded as UTF-8 row by row), their dictionary encodings (pandas categoricals), and the
+    null type (a column Arrow wrote with no value at all: every row is dead-lettered as missing_text)."""
+    if pa.types.is_dictionary(t):
+        return _is_text(t.value_type)
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_null(t))
+
+
+def _is_id(t: pa.DataType) -> bool:
+    """Strings, bytes and integers (and their dictionary encodings); floats are refused: 1e16 + 1 == 1e16."""
+    if pa.types.is_dictionary(t):
+        return _is_id(t.value_type)
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_integer(t) or pa.types.is_null(t))
 
 
 def is_data_file(path: str) -> bool:
@@ -66,11 +81,11 @@ def inspect_inputs(pattern: str, required: list[str], id_column: str | None, tex
                 "pass --text-column/--id-column/--keep-columns to match the file"
             )
         text_type = schema.field(text_column).type
-        if text_type not in TEXT_TYPES:
+        if not _is_text(text_type):
             raise UserError(f"{meta.path}: text column {text_column!r} is {text_type}, not a string column")
         if id_column and id_column in schema.names:
             id_type = schema.field(id_column).type
-            if not (pa.types.is_string(id_type) or pa.types.is_large_string(id_type) or pa.types.is_integer(id_type)):
+            if not _is_id(id_type):
                 raise UserError(f"{meta.path}: id column {id_column!r} is {id_type}; use a string or integer column")
         out.append(InputFile(meta.path, meta.size_in_bytes, parquet.metadata.num_rows, schema))
     return out

@@ -20,11 +20,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
-from worker import records
-from worker.transform import count_dead_letter
-
-MALFORMED_JSON = "malformed_json"
-DEAD_LETTERS = "dead_letters"
+from worker import prediction, records
+from worker.transform import DEAD_LETTERS, count_dead_letter
 
 # A publish request may hold 10,000,000 bytes (topic name, attributes and framing
 # included); attributes take at most 100 × (256 + 1,024) bytes.
@@ -32,7 +29,6 @@ MAX_DATA_BYTES = 9_800_000
 MAX_ATTRIBUTES = 100
 MAX_KEY_BYTES = 256
 MAX_VALUE_BYTES = 1024
-PREDICTION_KEYS = (*(f.name for f in records.PREDICTION_FIELDS), "message_id")  # never left out to fit
 
 
 def _source(message: PubsubMessage, ack_id: str | None) -> dict:
@@ -65,7 +61,7 @@ def decode(message: PubsubMessage, ack_id: str | None = None) -> tuple[dict | No
         except (ValueError, RecursionError) as exc:  # also: over-long integers, nesting deeper than Python allows
             detail = f"invalid JSON: {exc.msg} at {exc.pos}" if isinstance(exc, json.JSONDecodeError) \
                 else f"invalid JSON: {type(exc).__name__}: {str(exc)[:200]}"
-            letter = records.dead_letter(fallback_id, MALFORMED_JSON, detail, text)
+            letter = records.dead_letter(fallback_id, records.MALFORMED_JSON, detail, text)
             return None, {**letter, "source": source}
         if _unpaired_surrogate(text, record):
             letter = records.dead_letter(fallback_id, records.INVALID_UTF8, "the JSON escapes an unpaired surrogate "
@@ -108,16 +104,13 @@ def ack_id_of(output: dict) -> str | None:
     return source.get("ack_id")
 
 
-def encode_prediction(prediction: dict) -> PubsubMessage:
-    body = {k: v for k, v in prediction.items() if k != records.SOURCE}
+def encode_prediction(record: dict) -> PubsubMessage:
+    """The prediction as JSON (every field but `_source`), with the attributes its definition names."""
+    body = {k: v for k, v in record.items() if k != records.SOURCE}
     data = _json(body)
     if len(data) > MAX_DATA_BYTES:
         data = _shrink_prediction(body)
-    return PubsubMessage(data, _fit_attributes({
-        "label": prediction["label"],
-        "needs_review": "true" if prediction["needs_review"] else "false",
-        "model_version": prediction["model_version"],
-    }))
+    return PubsubMessage(data, _fit_attributes(prediction.attributes(record)))
 
 
 def encode_dead_letter(letter: dict) -> PubsubMessage:
@@ -145,7 +138,8 @@ def _json(body: dict) -> bytes:
 
 def _shrink_prediction(body: dict) -> bytes:
     """Leave out the largest passthrough fields until the prediction fits; then cut an enormous id."""
-    extra = sorted((k for k in body if k not in PREDICTION_KEYS), key=lambda k: -len(_json({k: body[k]})))
+    kept = {*prediction.names(), "message_id"}  # never left out to fit
+    extra = sorted((k for k in body if k not in kept), key=lambda k: -len(_json({k: body[k]})))
     omitted = []
     for key in extra:
         omitted.append(key)

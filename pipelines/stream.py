@@ -22,7 +22,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
@@ -31,45 +31,19 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from model import artifact
 from model.errors import UserError
 from pipelines import pubsub_lease
-from pipelines.archive import ArchiveByWallClock, ArchivePredictions
 from pipelines.errors import JobFailed, cause
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
-from pipelines.pubsub import DEAD_LETTERS, DecodeMessages, ack_id_of, encode_dead_letter, encode_prediction
-from pipelines.pubsub_local import PublishThenAcknowledge, ReadLeasedMessages
+from pipelines.pubsub import DecodeMessages
+from pipelines.pubsub_local import ReadLeasedMessages
+from pipelines.sinks import DEAD_LETTERS, stream_sinks
 from worker.defaults import METRICS_NAMESPACE
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
 
 log = logging.getLogger(__name__)
 
 
-class PublishOutputs(beam.PTransform):
-    """Encode outputs for Pub/Sub and publish them; with the late-ack read, acknowledge their inputs after.
-
-    A topic of None publishes nothing: with the late-ack read the inputs are still
-    acknowledged (a dead letter with nowhere to go is counted, not redelivered forever).
-    """
-
-    def __init__(self, topic: str | None, encode: Callable, config: StreamConfig):
-        super().__init__()
-        self.topic, self.encode, self.config = topic, encode, config
-
-    def expand(self, outputs):
-        if self.config.read == LATE_ACK:
-            encode = self.encode
-            return (
-                outputs
-                | "Encode" >> beam.Map(lambda output: (ack_id_of(output), encode(output)))
-                | "PublishThenAcknowledge" >> beam.ParDo(
-                    PublishThenAcknowledge(self.topic, self.config.subscription, self.config.lease))
-            )
-        if self.topic:
-            return outputs | "Encode" >> beam.Map(self.encode) | "Publish" >> beam.io.WriteToPubSub(
-                self.topic, with_attributes=True)
-        return outputs
-
-
 def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
-    """Wire read → decode → classify → publish (and optionally archive), for `config.read`."""
+    """Wire read → decode → classify → the config's sinks (`pipelines.sinks.stream_sinks`), for `config.read`."""
     late_ack = config.read == LATE_ACK
     worker = config.worker
     if late_ack:
@@ -82,19 +56,11 @@ def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
                                                                 with_attributes=True)
     decoded = messages | "Decode" >> beam.ParDo(DecodeMessages()).with_outputs(DEAD_LETTERS, main="records")
     results = decoded.records | "Classify" >> ClassifyComplaints(worker, flatten_dead_letters=False)
-    results[PREDICTIONS] | "PublishPredictions" >> PublishOutputs(config.output_topic, encode_prediction, config)
-    # Each source of dead letters is published on its own: a Flatten would be a stage
-    # boundary on the local runner, and the local read's stage never ends.
-    dead = [decoded[DEAD_LETTERS], *(results[part] for part in DEAD_LETTER_PARTS)]
-    for name, letters in zip(("Undecodable", "Invalid", "Unclassified"), dead, strict=True):
-        letters | f"PublishDeadLetters{name}" >> PublishOutputs(config.dead_letter_topic, encode_dead_letter, config)
-    if config.archive_output:
-        if late_ack:
-            results[PREDICTIONS] | "Archive" >> beam.ParDo(
-                ArchiveByWallClock(config.archive_output, config.window_seconds))
-        else:
-            results[PREDICTIONS] | "Archive" >> ArchivePredictions(config.archive_output, config.window_seconds)
-    return {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: dead}
+    dead_letters = {"Undecodable": decoded[DEAD_LETTERS], **{part: results[part] for part in DEAD_LETTER_PARTS}}
+    classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: dead_letters}
+    for sink in stream_sinks(config):
+        classified | type(sink).__name__ >> sink
+    return classified
 
 
 def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None):

@@ -77,6 +77,8 @@ class ComputeRunStats(beam.PTransform):
 
     def expand(self, pcolls):
         records, predictions, dead_letters = pcolls
+        if isinstance(dead_letters, dict):  # in named parts, as the jobs hand them to their sinks
+            dead_letters = tuple(dead_letters.values()) | "AllDeadLetters" >> beam.Flatten()
         parts = (
             records | "CountIn" >> beam.combiners.Count.Globally() | "KeyIn" >> beam.Map(lambda n: ("rows_in", n)),
             predictions | "PredictionStats" >> beam.CombineGlobally(PredictionStats())
@@ -92,9 +94,9 @@ class ComputeRunStats(beam.PTransform):
         )
 
 
-def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str, files: list[str],
+def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str,
              started: str, finished: str, seconds: float) -> dict:
-    """The summary.json document."""
+    """The summary.json document; the commit adds the names of the files it published (`output_files`)."""
     pred = stats["predictions"]
     predicted = pred["predicted"]
     dead = stats["dead_letters"]
@@ -116,7 +118,6 @@ def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str
         "model_version": model_version,
         "inputs": inputs,
         "output": output,
-        "output_files": files,
         "started_at": started,
         "finished_at": finished,
         "seconds": round(seconds, 3),

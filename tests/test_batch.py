@@ -13,12 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from pipelines.app.cli import cli
 from pipelines.batch import run
-from pipelines.cli import cli
 from pipelines.errors import JobFailed
 from pipelines.options import BatchConfig
 from tests.archives import BAD_TEXTS, corrupt_row_group, write_archive
-from worker.records import DEAD_LETTER_SCHEMA, prediction_schema
+from worker import prediction
+from worker.records import DEAD_LETTER_SCHEMA
 from worker.transform import WorkerConfig
 
 
@@ -60,7 +61,7 @@ def test_every_row_accounted_for_with_the_right_schema(labelled, archive):
     assert sorted(dead["reason"]) == ["empty_text", "empty_text", "missing_text"]
     bad_ids = {r["id"] for r in rows if pd.isna(r["text"]) or r["text"] in BAD_TEXTS}
     assert set(dead["id"]) == bad_ids
-    expected_schema = prediction_schema([pq.read_schema(glob.glob(f"{archive[0]}/*.parquet")[0]).field("store")])
+    expected_schema = prediction.schema([pq.read_schema(glob.glob(f"{archive[0]}/*.parquet")[0]).field("store")])
     for path in glob.glob(f"{output}/predictions-*.parquet"):
         assert pq.read_schema(path).remove_metadata().equals(expected_schema)
     store_by_id = {r["id"]: r["store"] for r in rows}
@@ -202,10 +203,10 @@ def test_killed_run_leaves_nothing_that_looks_complete(model_dir, labelled, tmp_
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not [p for p in os.listdir(output) if p.startswith(".staging")] and time.monotonic() < deadline:
+    while not glob.glob(f"{output}/.staging-*/**/*", recursive=True):  # the run has started writing
         assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the run wrote nothing in 120 s"
         time.sleep(0.05)
-    time.sleep(1.0)
     assert process.poll() is None, "the run ended before it could be interrupted"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()

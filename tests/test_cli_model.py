@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from model.sample import generate
-from pipelines.cli import cli
-from pipelines.files import write_frame
+from pipelines.app.cli import cli
+from pipelines.app.files import write_frame
 
 
 def invoke(*args, input=None):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sklearn.metrics import accuracy_score, f1_score
 
 from model.sample import generate
-from pipelines.cli import cli
+from pipelines.app.cli import cli
 
 
 def _compare(tmp_path, a: str, b: str, frame, *extra) -> tuple[dict, str]:

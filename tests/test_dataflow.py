@@ -13,7 +13,7 @@ import tarfile
 from apache_beam.portability.api import beam_runner_api_pb2
 from click.testing import CliRunner
 
-from pipelines.cli import cli
+from pipelines.app.cli import cli
 from tests.archives import write_archive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,10 +55,11 @@ def test_dataflow_runner_builds_and_stages_the_live_job(model_dir, tmp_path, mon
     assert "Classify/RunInference/BatchElements/ParDo(_StatefulBatchElementsDoFn)" in steps
     for sink in ("PublishPredictions", "PublishDeadLettersUndecodable", "PublishDeadLettersInvalid",
                  "PublishDeadLettersUnclassified"):
-        assert steps[f"{sink}/Publish/ParDo(_PubSubWriteDoFn)"] == "beam:transform:pubsub_write:v1"
-    assert "Archive/WriteWindows" in steps
+        assert steps[f"PubSubTopics/{sink}/Publish/ParDo(_PubSubWriteDoFn)"] == "beam:transform:pubsub_write:v1"
+    assert "ParquetWindows/ArchiveWindows/WriteWindows" in steps
     assert not any("Poll" in name or "PublishThenAcknowledge" in name for name in steps)
-    for module in ("pipelines/stream.py", "pipelines/pubsub.py", "worker/transform.py", "setup.py"):
+    for module in ("pipelines/stream.py", "pipelines/pubsub.py", "pipelines/sinks/pubsub_topics.py",
+                   "worker/transform.py", "setup.py"):
         assert module in _staged_modules(staging), module
 
 
@@ -77,12 +78,13 @@ def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypa
 
     names = set(_graph(staging))
     for step in ("ReadArchive/Match", "ReadArchive/ListRowGroups", "ReadArchive/ReadRecords", "Classify/Validate",
-                 "Classify/RunInference", "Classify/ToRecords", "WritePredictions", "WriteDeadLetters",
+                 "Classify/RunInference", "Classify/ToRecords", "ParquetFiles/WritePredictions",
+                 "ParquetFiles/WriteDeadLetters",
                  "RunStats", "WriteStats"):
         assert step in names, step
     assert "Progress" not in names  # terminal progress is for local runs only
 
     members = _staged_modules(staging)
     for module in ("model/artifact.py", "model/text.py", "worker/handler.py", "worker/transform.py",
-                   "pipelines/batch.py", "pipelines/parquet.py", "setup.py"):
+                   "pipelines/batch.py", "pipelines/parquet.py", "pipelines/sinks/parquet_files.py", "setup.py"):
         assert module in members, module

@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from pipelines.cli import cli
+from pipelines.app.cli import cli
 
 
 def test_demo_runs_end_to_end(tmp_path):

@@ -15,7 +15,7 @@ from model import artifact
 from model.baseline import CONFIDENCE_BINS, LENGTH_EDGES
 from model.sample import generate
 from pipelines import drift
-from pipelines.cli import cli
+from pipelines.app.cli import cli
 from tests.test_batch import read_output
 
 ENGLISH = ["The parcel never arrived and customer service does not answer my calls",

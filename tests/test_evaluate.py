@@ -65,7 +65,7 @@ def test_evaluate_command_checks_confidences_like_training(model_dir, loaded, tm
     from click.testing import CliRunner
 
     from model.sample import generate
-    from pipelines.cli import cli
+    from pipelines.app.cli import cli
 
     frame = generate(600, seed=61)
     frame.to_parquet(tmp_path / "fresh.parquet")

@@ -40,13 +40,13 @@ def test_a_malformed_message_near_ten_mb_gives_a_dead_letter_that_fits(escaped):
     """Escaping can make the payload up to six times longer than the message: it is cut, and says so."""
     data = ('{"id": "big", "text": "' + escaped * (9_500_000 // len(escaped.encode()))).encode()
     letter = _letter_for(data)
-    assert letter["reason"] == pubsub.MALFORMED_JSON and letter["source"]["ack_id"] == "a1"
+    assert letter["reason"] == records.MALFORMED_JSON and letter["source"]["ack_id"] == "a1"
     message = pubsub.encode_dead_letter(letter)
     _fits(message)
     body = json.loads(message.data)
     assert body["payload_truncated"] is True and body["payload_chars"] == len(data.decode())
     assert data.decode().startswith(body["payload"]) and len(body["payload"]) > 1_000_000
-    assert body["reason"] == pubsub.MALFORMED_JSON and body["message_id"] == "m1"
+    assert body["reason"] == records.MALFORMED_JSON and body["message_id"] == "m1"
 
 
 @pytest.mark.parametrize("data", [b'{"id": 1, "text": ', ('{"text": "' + "ç" * 4_700_000).encode()])
@@ -64,7 +64,7 @@ def test_a_dead_letter_that_fits_keeps_its_whole_payload(data):
 ])
 def test_messages_json_cannot_hold_become_dead_letters(data):
     letter = _letter_for(data)
-    assert letter["reason"] in (pubsub.MALFORMED_JSON, records.INVALID_UTF8)
+    assert letter["reason"] in (records.MALFORMED_JSON, records.INVALID_UTF8)
     _fits(pubsub.encode_dead_letter(letter))
 
 
@@ -72,7 +72,7 @@ def test_dead_letter_attributes_stay_within_pubsub_limits():
     original = {f"k{i:03d}": "v" * 1024 for i in range(100)}  # the most Pub/Sub allows on the input
     message = pubsub.encode_dead_letter(_letter_for(b"{nope", original))
     _fits(message)
-    assert message.attributes["dead_letter_reason"] == pubsub.MALFORMED_JSON
+    assert message.attributes["dead_letter_reason"] == records.MALFORMED_JSON
     assert json.loads(message.data)["attributes"] == original  # all of them, in the body
 
 

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from model.errors import UserError
 from model.sample import generate
-from pipelines.cli import cli
-from pipelines.pubsub_admin import free_port
-from pipelines.web import EMPTY_INPUT, Predictor, verdict
+from pipelines.app.cli import cli
+from pipelines.app.pubsub_admin import free_port
+from pipelines.app.web import EMPTY_INPUT, Predictor, verdict
 
 
 @pytest.fixture(scope="module")

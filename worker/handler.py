@@ -25,22 +25,31 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from model import artifact, baseline
 from model.errors import UserError
-from model.predict import decode
+from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from model.text import standardizer
+from worker import prediction
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 
 
 class _DropBeamMemoryWarning(logging.Filter):
     """Beam 2.77 imports `resource` and its torch-only ModelManager in one try block,
-    so without torch installed it logs "Resource module is not available" on every
-    batch. The message is false on Linux and says nothing about our job."""
+    so without torch installed it logs "Resource module is not available" (on the root
+    logger) on every batch. The message is false on Linux and says nothing about our job."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Resource module is not available")
 
 
-logging.getLogger().addFilter(_DropBeamMemoryWarning())
+_MEMORY_WARNING_FILTER = _DropBeamMemoryWarning()
 log = logging.getLogger("complaints.worker")
+
+
+def _drop_beam_memory_warning() -> None:
+    """Installed when a worker loads its model, not at import: importing the worker
+    (as the launcher, the CLI and notebooks do) leaves the root logger untouched."""
+    root = logging.getLogger()
+    if _MEMORY_WARNING_FILTER not in root.filters:
+        root.addFilter(_MEMORY_WARNING_FILTER)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class ServingModel:
     def __init__(self, loaded: artifact.Artifact):
         self.labels = np.array(loaded.labels, dtype=object)
         self.version = loaded.version
+        self.metadata = loaded.metadata
         keras_model = loaded.model
         count_tokens = baseline.TokenCounter(keras_model, standardizer(loaded.locale))
 
@@ -152,8 +162,8 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
         self,
         model_dir: str,
         *,
-        top_k: int = 3,
-        review_threshold: float = 0.5,
+        top_k: int = DEFAULT_TOP_K,
+        review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
         min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_duration_secs: int | None = None,
@@ -176,6 +186,7 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
     def load_model(self) -> ModelSlot:
         """The process's slot; after `update_model_path`, the same slot offered the new model."""
         if self._slot is None:
+            _drop_beam_memory_warning()
             self._slot = ModelSlot(self.model_dir)
         if self._candidate:
             self._slot.offer(self._candidate)
@@ -209,10 +220,10 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
         return self._decode(probabilities, tokens, oov, model)
 
     def _decode(self, probabilities: np.ndarray, tokens: np.ndarray, oov: np.ndarray, model: ServingModel) -> list:
-        """Labels, confidences and top-k for the whole batch at once; None for empty texts."""
-        decoded = decode(probabilities, model.labels, self.top_k, self.review_threshold)
-        return [None if n == 0 else {**row, "model_version": model.version, "tokens": int(n), "oov_tokens": int(o)}
-                for row, n, o in zip(decoded, tokens, oov, strict=True)]
+        """The prediction records of the whole batch at once; None for empty texts."""
+        outputs = prediction.BatchOutputs.of(probabilities, model.labels, self.top_k, self.review_threshold,
+                                             tokens, oov, model.version)
+        return [None if n == 0 else row for row, n in zip(prediction.records_of(outputs), tokens, strict=True)]
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE

@@ -1,4 +1,4 @@
-"""The records that leave the worker, their Arrow schemas, and input validation.
+"""Input validation and dead letters; the prediction record is defined in `worker.prediction`.
 
 An input record is a dict with an `id`, a `text` and any passthrough fields. Every
 record comes out exactly once: as a prediction or as a dead letter with a stable
@@ -18,9 +18,11 @@ MISSING_ID = "missing_id"
 MISSING_TEXT = "missing_text"
 TEXT_NOT_STRING = "text_not_string"
 INVALID_UTF8 = "invalid_utf8"
+MALFORMED_JSON = "malformed_json"  # a Pub/Sub message that starts like JSON and is not
 EMPTY_TEXT = "empty_text"  # nothing left after standardisation
 INFERENCE_FAILED = "inference_failed"
-REASONS = (MALFORMED_RECORD, MISSING_ID, MISSING_TEXT, TEXT_NOT_STRING, INVALID_UTF8, EMPTY_TEXT, INFERENCE_FAILED)
+REASONS = (MALFORMED_RECORD, MALFORMED_JSON, MISSING_ID, MISSING_TEXT, TEXT_NOT_STRING, INVALID_UTF8, EMPTY_TEXT,
+           INFERENCE_FAILED)
 
 PAYLOAD_LIMIT = 4096  # characters of the original record kept in a dead letter
 ID = "id"
@@ -30,31 +32,12 @@ TEXT = "text"
 # so a streaming sink can acknowledge the message or republish it. Sinks never write it.
 SOURCE = "_source"
 
-TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float32())]))
-PREDICTION_FIELDS = [
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("label", pa.string(), nullable=False),
-    pa.field("label_id", pa.int32(), nullable=False),
-    pa.field("confidence", pa.float32(), nullable=False),
-    pa.field("top_k", TOP_K_TYPE, nullable=False),
-    pa.field("needs_review", pa.bool_(), nullable=False),
-    pa.field("model_version", pa.string(), nullable=False),
-    pa.field("tokens", pa.int32(), nullable=False),  # words after standardisation (the drift check's length)
-    pa.field("oov_tokens", pa.int32(), nullable=False),  # of which outside the model's word vocabulary
-]
 DEAD_LETTER_SCHEMA = pa.schema([
     pa.field("id", pa.string()),
     pa.field("reason", pa.string(), nullable=False),
     pa.field("detail", pa.string(), nullable=False),
     pa.field("payload", pa.string(), nullable=False),
 ])
-
-
-def prediction_schema(passthrough: list[pa.Field] | None = None) -> pa.Schema:
-    """The prediction schema, with the passthrough columns (typed as in the input) appended."""
-    names = {f.name for f in PREDICTION_FIELDS}
-    extra = [f.with_nullable(True) for f in (passthrough or []) if f.name not in names]
-    return pa.schema(PREDICTION_FIELDS + extra)
 
 
 def payload_text(payload: Any) -> str:
@@ -107,6 +90,7 @@ def validate(record: Any) -> tuple[dict, str] | dict:
     record_id = _record_id(record.get(ID))
     if record_id is None:
         return dead_letter(None, MISSING_ID, "the record has no id", record)
+    record = {**record, ID: record_id}  # every dead letter's payload carries the id as its `id` field does
     text = record.get(TEXT)
     if text is None or (isinstance(text, float) and text != text):
         return dead_letter(record_id, MISSING_TEXT, "the record has no text", record)

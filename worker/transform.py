@@ -11,13 +11,14 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
+from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from worker import records
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 from worker.handler import ComplaintModelHandler, InferenceError
 
 PREDICTIONS = "predictions"
 DEAD_LETTERS = "dead_letters"
-DEAD_LETTER_PARTS = ("dead_letters_invalid", "dead_letters_unclassified")
+DEAD_LETTER_PARTS = ("Invalid", "Unclassified")  # records that fail validation; records inference gives no label
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,8 @@ class WorkerConfig:
     """Everything the worker needs: which model and how to batch and decode."""
 
     model_dir: str
-    top_k: int = 3
-    review_threshold: float = 0.5
+    top_k: int = DEFAULT_TOP_K
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
     min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_batch_duration_secs: int | None = None  # set for streaming: batches form across bundles
@@ -64,6 +65,15 @@ class ValidateRecords(beam.DoFn):
             yield checked
 
 
+def verdict(key: dict, text: str, inference) -> tuple[str, dict]:
+    """(PREDICTIONS, record) or (DEAD_LETTERS, letter) for one inference: the jobs', `predict`'s and the page's."""
+    if inference is None or isinstance(inference, InferenceError):
+        reason = records.EMPTY_TEXT if inference is None else records.INFERENCE_FAILED
+        detail = "nothing is left after standardisation" if inference is None else inference.detail
+        return DEAD_LETTERS, records.dead_letter(key[records.ID], reason, detail, {**key, records.TEXT: text})
+    return PREDICTIONS, {**key, **inference}
+
+
 class ToPredictionRecords(beam.DoFn):
     """Merge each inference with its record's key fields into the output record.
 
@@ -77,18 +87,15 @@ class ToPredictionRecords(beam.DoFn):
 
     def process(self, element: tuple[dict, PredictionResult]):
         key, result = element
-        inference = result.inference
-        if inference is None or isinstance(inference, InferenceError):
-            reason = records.EMPTY_TEXT if inference is None else records.INFERENCE_FAILED
-            detail = "nothing is left after standardisation" if inference is None else inference.detail
-            letter = records.dead_letter(key[records.ID], reason, detail, {**key, records.TEXT: result.example})
-            count_dead_letter(letter)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        tag, record = verdict(key, result.example, result.inference)
+        if tag == DEAD_LETTERS:
+            count_dead_letter(record)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record)
             return
         self.classified.inc()
-        if inference["needs_review"]:
+        if record["needs_review"]:
             self.needs_review.inc()
-        yield {**key, **inference}
+        yield record
 
 
 class ClassifyComplaints(beam.PTransform):

@@ -15,10 +15,11 @@ import pandas as pd
 from model.architecture import ArchitectureConfig
 from model.sample import generate
 from model.train import TrainConfig
+from pipelines.app.files import write_frame
+from pipelines.app.predictor import Predictor
+from pipelines.app.reports import train_and_report
 from pipelines.batch import run
-from pipelines.files import write_frame
 from pipelines.options import BatchConfig
-from pipelines.reports import predict_texts, train_and_report
 from pipelines.summary import render
 from worker.transform import WorkerConfig
 
@@ -42,13 +43,16 @@ def run_demo(workdir: str, rows: int, echo: Callable[[str], None] = print) -> di
     output = os.path.join(workdir, "labelled")
 
     echo(f"1/3 generating {rows:,} labelled sample complaints → {training}")
+    echo("    (generated text: a template generator, not real complaints; the demo's model learns its patterns,"
+         " and would label real complaints nearly at random. For a real model, train on your own labelled "
+         "archive: complaints train --data YOUR.parquet --out model/)")
     write_frame(generate(rows, seed=1), training)
     echo(f"2/3 training a small BiLSTM → {model_dir}")
     report = train_and_report(training, "text", "category", model_dir, DEMO_ARCHITECTURE, DEMO_TRAINING, None)
     echo(report.splitlines()[-1])
-    for row in predict_texts(model_dir, ["Kargom 10 gündür teslim edilmedi, kurye adreste yok dedi!",
-                                         "Buzdolabı soğutmuyor, servis gelmedi."]):
-        echo(f"   {row['label']} ({row['confidence']:.2f})  ← {row['text']}")
+    for v in Predictor(model_dir).predict(["Kargom 10 gündür teslim edilmedi, kurye adreste yok dedi!",
+                                           "Buzdolabı soğutmuyor, servis gelmedi."]):
+        echo(f"   {v.label} ({v.confidence:.2f})  ← {v.text}")
 
     parts = _archive(max(rows // 2, 100))
     for i, part in enumerate(parts):
@@ -58,4 +62,7 @@ def run_demo(workdir: str, rows: int, echo: Callable[[str], None] = print) -> di
                          worker=WorkerConfig(model_dir=model_dir))
     summary = run(config)
     echo(render(summary))
+    echo("The demo's model was trained on generated text: its labels show the pipeline working, not what a "
+         "model trained on your own archive would say. Next: complaints train --data YOUR.parquet --out model/ "
+         "(README, 'Train on your archive').")
     return summary

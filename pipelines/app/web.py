@@ -11,9 +11,9 @@ import os
 import tempfile
 
 from model.errors import UserError
-from pipelines.predictor import EMPTY_INPUT, MAX_BATCH_ROWS, Prediction, Predictor
+from pipelines.app.predictor import EMPTY_INPUT, MAX_BATCH_ROWS, Predictor, Verdict
 
-__all__ = ["EMPTY_INPUT", "EXAMPLES", "MAX_BATCH_ROWS", "Prediction", "Predictor", "build_app", "serve", "verdict"]
+__all__ = ["EMPTY_INPUT", "EXAMPLES", "MAX_BATCH_ROWS", "Predictor", "Verdict", "build_app", "serve", "verdict"]
 
 EXAMPLES = [
     "Kargom 12 gündür teslim edilmedi, kurye adreste kimse yok diye not bırakmış. Paramı geri istiyorum!",
@@ -24,9 +24,19 @@ EXAMPLES = [
 ]
 
 
-def verdict(prediction: Prediction) -> str:
-    review = "yes" if prediction.needs_review else "no"
-    return f"**{prediction.label}**, confidence {prediction.confidence:.4f}, needs review: {review}"
+def verdict(v: Verdict) -> str:
+    """The one-complaint answer: label, confidence, review flag and any further shown field; or the
+    dead-letter reason the jobs would give the same text."""
+    if v.rejected:
+        return (f"Not classified: **{v.record['reason']}** ({v.record['detail']}). "
+                "The nightly and live jobs dead-letter this text too.")
+    review = "yes" if v.needs_review else "no"
+    more = {k: value for k, value in v.shown().items() if k not in _IN_THE_HEADLINE}
+    return f"**{v.label}**, confidence {v.confidence:.4f}, needs review: {review}" + "".join(
+        f", {k.replace('_', ' ')}: {value}" for k, value in more.items())
+
+
+_IN_THE_HEADLINE = {"text", "label", "confidence", "needs_review", "top_k", "dead_letter"}
 
 
 def build_app(predictor: Predictor):
@@ -37,7 +47,7 @@ def build_app(predictor: Predictor):
             p = predictor.classify_one(text)
         except UserError as exc:
             raise gr.Error(str(exc)) from None
-        return {name: value for name, value in p.top}, verdict(p)
+        return dict(p.top), verdict(p)
 
     def many(pasted, upload):
         try:

@@ -7,14 +7,33 @@ import sys
 
 import click
 
+from model.config import ARCHITECTURES, DEFAULT_LOCALE, LOCALES, ArchitectureConfig, TrainConfig
 from model.errors import UserError
-from pipelines.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
+from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
+from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
 from pipelines.drift import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
+
+_NETWORK, _TRAINING = ArchitectureConfig(), TrainConfig()  # the defaults, written once in model/config.py
+
+
+class _Command(click.Command):
+    """Imports TensorFlow (quietly) only once the command's arguments are parsed, so
+    `--help` and usage errors answer at once instead of after TensorFlow's 3–5 s import."""
+
+    def invoke(self, ctx: click.Context):
+        if self.name not in _WITHOUT_TENSORFLOW:
+            quiet_tensorflow()
+        return super().invoke(ctx)
+
+
+_WITHOUT_TENSORFLOW = {"sample-data", "pubsub-demo"}
 
 
 class _Group(click.Group):
     """Turns UserError anywhere below into one `error:` line and exit code 2."""
+
+    command_class = _Command
 
     def invoke(self, ctx: click.Context):
         try:
@@ -27,7 +46,6 @@ class _Group(click.Group):
 @click.option("--verbose", is_flag=True, help="Show Apache Beam's own log output.")
 def cli(verbose: bool) -> None:
     """Train a complaint classifier and label archives (Parquet) or live streams (Pub/Sub)."""
-    quiet_tensorflow()
     quiet_beam(verbose)
 
 
@@ -39,7 +57,7 @@ def cli(verbose: bool) -> None:
 def sample_data(rows: int, out_path: str, seed: int, unlabelled: bool) -> None:
     """Write generated Turkish complaints over the 32 reference categories as Parquet."""
     from model.sample import generate
-    from pipelines.files import write_frame
+    from pipelines.app.files import write_frame
 
     write_frame(generate(rows, seed=seed, labelled=not unlabelled), out_path)
     click.echo(f"wrote {rows} complaints to {out_path}")
@@ -53,11 +71,11 @@ def _data_options(f):
 
 @cli.command()
 @_data_options
-@click.option("--sequence-length", default=40, show_default=True)
-@click.option("--locale", default="tr", show_default=True, type=click.Choice(["tr", "unicode"]))
+@click.option("--sequence-length", default=_NETWORK.sequence_length, show_default=True)
+@click.option("--locale", default=DEFAULT_LOCALE, show_default=True, type=click.Choice(LOCALES))
 def describe(data: str, text_column: str, label_column: str, sequence_length: int, locale: str) -> None:
     """Class distribution and text lengths: how much of each text the model sees."""
-    from pipelines.reports import describe_data
+    from pipelines.app.reports import describe_data
 
     click.echo(describe_data(data, text_column, label_column, sequence_length, locale))
 
@@ -65,38 +83,38 @@ def describe(data: str, text_column: str, label_column: str, sequence_length: in
 @cli.command()
 @_data_options
 @click.option("--out", "out_dir", required=True, help="Model directory to write.")
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
-@click.option("--validation-split", default=0.1, show_default=True)
-@click.option("--test-split", default=0.1, show_default=True)
-@click.option("--seed", default=42, show_default=True)
+@click.option("--epochs", default=_TRAINING.epochs, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=_TRAINING.batch_size, show_default=True, type=click.IntRange(1))
+@click.option("--validation-split", default=_TRAINING.validation_split, show_default=True)
+@click.option("--test-split", default=_TRAINING.test_split, show_default=True)
+@click.option("--seed", default=_TRAINING.seed, show_default=True)
 @click.option("--max-rows", type=click.IntRange(1), help="Train on a seeded random sample of this many rows.")
-@click.option("--locale", default="tr", show_default=True, type=click.Choice(["tr", "unicode"]),
+@click.option("--locale", default=DEFAULT_LOCALE, show_default=True, type=click.Choice(LOCALES),
               help="Lower-casing rules: Turkish, or plain Unicode for other languages.")
-@click.option("--max-tokens", default=100_000, show_default=True, help="Vocabulary size.")
-@click.option("--sequence-length", default=40, show_default=True)
-@click.option("--embedding-dim", default=16, show_default=True)
-@click.option("--lstm-units", default=256, show_default=True)
-@click.option("--dense-units", default=64, show_default=True)
-@click.option("--patience", default=2, show_default=True, help="Early-stopping patience on validation loss.")
-@click.option("--learning-rate", default=1e-3, show_default=True)
-@click.option("--architecture", default="bilstm", show_default=True, type=click.Choice(["bilstm", "linear", "auto"]),
+@click.option("--max-tokens", default=_NETWORK.max_tokens, show_default=True,
+              help="Word vocabulary size: the BiLSTM's, and the linear model's word n-grams.")
+@click.option("--sequence-length", default=_NETWORK.sequence_length, show_default=True, help="BiLSTM only.")
+@click.option("--embedding-dim", default=_NETWORK.embedding_dim, show_default=True, help="BiLSTM only.")
+@click.option("--lstm-units", default=_NETWORK.lstm_units, show_default=True, help="BiLSTM only.")
+@click.option("--dense-units", default=_NETWORK.dense_units, show_default=True, help="BiLSTM only.")
+@click.option("--patience", default=_TRAINING.patience, show_default=True,
+              help="BiLSTM: early-stopping patience on validation loss.")
+@click.option("--learning-rate", default=_TRAINING.learning_rate, show_default=True, help="BiLSTM only.")
+@click.option("--architecture", default=_TRAINING.architecture, show_default=True, type=click.Choice(ARCHITECTURES),
               help="bilstm: the reference; linear: TF-IDF word+character n-grams; auto: both, the better by "
               "validation macro-F1.")
-@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+@click.option("--calibrate/--no-calibrate", default=_TRAINING.calibrate, show_default=True,
               help="Fit a temperature on the validation split so confidences match accuracy.")
 @click.option("--refit/--no-refit", default=True, show_default=True,
               help="After selection and calibration, refit the chosen model on more rows (--final-fit).")
-@click.option("--final-fit", default="train+validation", show_default=True,
+@click.option("--final-fit", default=_TRAINING.final_fit, show_default=True,
               type=click.Choice(["train+validation", "all"]), help="What the refit learns from; all = the test "
               "split too (the test figures were taken before).")
 def train(data, text_column, label_column, out_dir, epochs, batch_size, validation_split, test_split, seed,
           max_rows, locale, max_tokens, sequence_length, embedding_dim, lstm_units, dense_units, patience,
           learning_rate, architecture, calibrate, refit, final_fit) -> None:
     """Train a classifier (BiLSTM, linear or the better of both) and export the end-to-end model directory."""
-    from model.architecture import ArchitectureConfig
-    from model.train import TrainConfig
-    from pipelines.reports import train_and_report
+    from pipelines.app.reports import train_and_report
 
     network = ArchitectureConfig(
         max_tokens=max_tokens, sequence_length=sequence_length, embedding_dim=embedding_dim,
@@ -112,10 +130,11 @@ def train(data, text_column, label_column, out_dir, epochs, batch_size, validati
 @cli.command()
 @click.option("--model", "model_dir", required=True)
 @_data_options
-@click.option("--report-dir", help="Where to write the report (default: MODEL/evaluation).")
-def evaluate(model_dir: str, data: str, text_column: str, label_column: str, report_dir: str | None) -> None:
+@click.option("--report-dir", default="evaluation", show_default=True,
+              help="Where to write the report (never into the model directory).")
+def evaluate(model_dir: str, data: str, text_column: str, label_column: str, report_dir: str) -> None:
     """Score a model on labelled data: report, confusion matrix and metrics.json."""
-    from pipelines.reports import evaluate_model
+    from pipelines.app.reports import evaluate_model
 
     click.echo(evaluate_model(model_dir, data, text_column, label_column, report_dir))
 
@@ -128,7 +147,7 @@ def evaluate(model_dir: str, data: str, text_column: str, label_column: str, rep
 def compare(models: tuple[str, ...], data: str, text_column: str, label_column: str, report_dir: str | None) -> None:
     """Two models on the same complaints: with labels, which is better and by more than noise; without,
     how many labels would change, and to what. Exits 0 either way: the decision is yours."""
-    from pipelines.compare import run_compare
+    from pipelines.app.compare import run_compare
 
     if len(models) != 2:
         raise UserError(f"compare takes exactly two models (--model A --model B), got {len(models)}")
@@ -137,22 +156,30 @@ def compare(models: tuple[str, ...], data: str, text_column: str, label_column: 
 
 @cli.command()
 @click.option("--model", "model_dir", required=True)
-@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1))
+@click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
+              type=click.FloatRange(0, 1), help="needs_review is true below this confidence.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON prediction per line.")
 @click.argument("texts", nargs=-1)
-def predict(model_dir: str, top_k: int, as_json: bool, texts: tuple[str, ...]) -> None:
-    """Label TEXTS (or lines on stdin): label, confidence and top-k."""
-    from pipelines.reports import predict_texts
+def predict(model_dir: str, top_k: int, review_threshold: float, as_json: bool, texts: tuple[str, ...]) -> None:
+    """Label TEXTS (or lines on stdin) as the jobs would: label, confidence and top-k, or the dead-letter
+    reason. Exits 1 only when every text was rejected."""
+    from pipelines.app.predictor import Predictor
 
-    lines = list(texts) or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    lines = list(texts) or [line.rstrip("\n") for line in sys.stdin]
     if not lines:
         raise UserError("no text to classify: pass texts as arguments or one per line on stdin")
-    for row in predict_texts(model_dir, lines, top_k):
+    verdicts = Predictor(model_dir, top_k, review_threshold).predict(lines)
+    for v in verdicts:
         if as_json:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json.dumps(v.as_json(), ensure_ascii=False))
+        elif v.rejected:
+            click.echo(f"dead letter: {v.record['reason']} ({v.record['detail']})  {v.text[:60]}")
         else:
-            alternatives = ", ".join(f"{t['label']} {t['confidence']:.2f}" for t in row["top_k"][1:])
-            click.echo(f"{row['label']} ({row['confidence']:.2f})  [{alternatives}]  {row['text'][:60]}")
+            alternatives = ", ".join(f"{name} {p:.2f}" for name, p in v.top[1:])
+            click.echo(f"{v.label} ({v.confidence:.2f})  [{alternatives}]  {v.text[:60]}")
+    if all(v.rejected for v in verdicts):
+        sys.exit(1)
 
 
 _BEAM_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
@@ -163,9 +190,9 @@ def _worker_options(f):
                      type=click.IntRange(1))(f)
     f = click.option("--min-batch-size", default=DEFAULT_MIN_BATCH_SIZE, show_default=True,
                      type=click.IntRange(1))(f)
-    f = click.option("--review-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-                     help="needs_review is true below this confidence.")(f)
-    return click.option("--top-k", default=3, show_default=True, type=click.IntRange(1))(f)
+    f = click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
+                     type=click.FloatRange(0, 1), help="needs_review is true below this confidence.")(f)
+    return click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1))(f)
 
 
 @cli.command(context_settings=_BEAM_ARGS)
@@ -271,11 +298,12 @@ def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archiv
 @click.option("--model", "model_dir", required=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1))
-@click.option("--review-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1))
+@click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
+              type=click.FloatRange(0, 1))
 def serve(model_dir: str, host: str, port: int, top_k: int, review_threshold: float) -> None:
     """A web page to try the model on single complaints or a small batch (needs the ui extra)."""
-    from pipelines.web import serve as run_server
+    from pipelines.app.web import serve as run_server
 
     run_server(model_dir, host, port, top_k, review_threshold)
 
@@ -286,7 +314,7 @@ def serve(model_dir: str, host: str, port: int, top_k: int, review_threshold: fl
 @click.option("--messages", default=20, show_default=True, type=click.IntRange(1))
 def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
     """Run the live job against a local Pub/Sub emulator and show what it labels."""
-    from pipelines.pubsub_demo import run_pubsub_demo
+    from pipelines.app.pubsub_demo import run_pubsub_demo
 
     run_pubsub_demo(model_dir, project, messages, echo=click.echo)
 
@@ -296,7 +324,7 @@ def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
 @click.option("--rows", default=20_000, show_default=True, type=click.IntRange(100))
 def demo(workdir: str, rows: int) -> None:
     """Built-in defaults end to end: sample archive → small model → labelled archive → summary."""
-    from pipelines.demo import run_demo
+    from pipelines.app.demo import run_demo
 
     run_demo(workdir, rows, echo=click.echo)
 

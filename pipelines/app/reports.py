@@ -75,7 +75,9 @@ def train_and_report(
     ])
 
 
-def evaluate_model(model_dir: str, data: str, text_column: str, label_column: str, report_dir: str | None) -> str:
+def evaluate_model(model_dir: str, data: str, text_column: str, label_column: str, report_dir: str) -> str:
+    """Score a model on labelled data; the report goes to `report_dir`, never into the model directory
+    (a watched models folder, or a read-only bucket, must not change because someone evaluated)."""
     loaded = artifact.load(model_dir)
     labelled = load_labelled(data, text_column, label_column)
     known = {label: i for i, label in enumerate(loaded.labels)}
@@ -84,23 +86,5 @@ def evaluate_model(model_dir: str, data: str, text_column: str, label_column: st
         raise UserError(f"{data} has categories the model does not know: {', '.join(unknown[:5])}")
     y_true = np.array([known[label] for label in labelled.labels])
     probabilities = loaded.predict(labelled.texts.tolist())
-    report_dir = report_dir or os.path.join(model_dir, "evaluation")
     report = evaluate.write_report(report_dir, y_true, probabilities, loaded.labels)
     return f"{evaluate.format_report(report)}\nreport written to {report_dir}"
-
-
-def predict_texts(model_dir: str, texts: list[str], k: int = 3) -> list[dict]:
-    from pipelines.predictor import Predictor
-
-    predictor = Predictor(model_dir, k)
-    return [
-        {
-            "text": p.text,
-            "label": p.label,
-            "confidence": p.confidence,
-            "top_k": [{"label": name, "confidence": value} for name, value in p.top],
-            "needs_review": p.needs_review,
-            "model_version": predictor.metadata["model_version"],
-        }
-        for p in predictor.predict(texts)
-    ]

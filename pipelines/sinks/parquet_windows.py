@@ -1,4 +1,8 @@
-"""Parquet files of the live job's predictions, one per window of labelling time.
+"""The live job's Parquet sink: its predictions as Parquet files, one per window of labelling time.
+
+Committed means: a window's file appears under its final name once complete (it is
+written under a temporary name first). A killed local job may miss up to one
+window: the output topic, not this archive, is the record of what was labelled.
 
 Two writers of the same files, because the runners differ in what moves a window on:
 on Dataflow, Beam's windowed `WriteToFiles` (the watermark closes each window); on
@@ -20,9 +24,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
-from worker.records import prediction_schema
+from pipelines.options import LATE_ACK
+from pipelines.sinks import PREDICTIONS, Sink
+from worker import prediction
 
-STREAM_ARCHIVE_SCHEMA = prediction_schema([pa.field("message_id", pa.string())])
+
+def archive_schema() -> pa.Schema:
+    """Read when a writer is built, so it follows `worker.prediction.FIELDS`."""
+    return prediction.schema([pa.field("message_id", pa.string())])
 
 
 def _row(record: dict, schema: pa.Schema) -> dict:
@@ -36,8 +45,8 @@ def _write(rows: list[dict], handle, schema: pa.Schema) -> None:
 class ParquetSink(fileio.FileSink):
     """Buffers one window's records and writes them as one Parquet table on flush."""
 
-    def __init__(self, schema: pa.Schema = STREAM_ARCHIVE_SCHEMA):
-        self.schema = schema
+    def __init__(self, schema: pa.Schema | None = None):
+        self.schema = schema or archive_schema()
         self._rows: list[dict] = []
         self._handle = None
 
@@ -72,13 +81,14 @@ class ArchivePredictions(beam.PTransform):
         self.window_seconds = window_seconds
 
     def expand(self, predictions):
+        schema = archive_schema()
         return (
             predictions
             | "StampLabellingTime" >> beam.Map(_stamp_now)
             | "Window" >> beam.WindowInto(window.FixedWindows(self.window_seconds))
             | "WriteWindows" >> fileio.WriteToFiles(
                 path=self.prefix,
-                sink=lambda _destination: ParquetSink(),
+                sink=lambda _destination: ParquetSink(schema),
                 file_naming=fileio.default_file_naming("predictions", ".parquet"),
                 shards=1,
             )
@@ -94,10 +104,10 @@ class ArchiveByWallClock(beam.DoFn):
     window here: the output topic is the record of what was labelled.
     """
 
-    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema = STREAM_ARCHIVE_SCHEMA):
+    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema | None = None):
         self.prefix = prefix
         self.window_seconds = window_seconds
-        self.schema = schema
+        self.schema = schema or archive_schema()
 
     def setup(self):
         self._rows: list[dict] = []
@@ -126,3 +136,18 @@ class ArchiveByWallClock(beam.DoFn):
                 _write(self._rows, handle, self.schema)
             FileSystems.rename([temporary], [final])
         self._rows, self._start = [], None
+
+
+class ParquetWindows(Sink):
+    COMMITTED = "a window's file is under its final name once complete; a killed local job may miss one window"
+
+    def __init__(self, prefix: str, window_seconds: int, read: str):
+        super().__init__()
+        self.prefix, self.window_seconds, self.read = prefix, window_seconds, read
+
+    def expand(self, classified):
+        predictions = classified[PREDICTIONS]
+        if self.read == LATE_ACK:
+            return predictions | "ArchiveByWallClock" >> beam.ParDo(
+                ArchiveByWallClock(self.prefix, self.window_seconds))
+        return predictions | "ArchiveWindows" >> ArchivePredictions(self.prefix, self.window_seconds)

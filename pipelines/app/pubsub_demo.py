@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from model.sample import generate
-from pipelines import pubsub_admin as admin
+from pipelines.app import pubsub_admin as admin
 
 
 def run_pubsub_demo(model_dir: str, project: str, count: int, echo: Callable[[str], None] = print,

@@ -1,0 +1,115 @@
+"""Verdicts on a handful of texts, as `complaints predict` and the web page show them.
+
+Every verdict comes from the worker's own path (`worker.local.LocalClassifier`): the
+same record as the jobs write, or the same dead letter with the same reason. What is
+shown of a prediction comes from the record's one definition (`worker.prediction`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from model.errors import UserError
+from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
+from worker import prediction
+from worker.local import LocalClassifier, texts_as_records
+from worker.transform import DEAD_LETTERS, WorkerConfig
+
+MAX_BATCH_ROWS = 5_000
+EMPTY_INPUT = "Type or paste a complaint first."
+
+
+@dataclass
+class Verdict:
+    """One text's outcome: its prediction record, or its dead letter (`record["reason"]`)."""
+
+    text: str
+    record: dict
+    rejected: bool
+
+    @property
+    def label(self) -> str:
+        return self.record["label"]
+
+    @property
+    def confidence(self) -> float:
+        return self.record["confidence"]
+
+    @property
+    def needs_review(self) -> bool:
+        return self.record["needs_review"]
+
+    @property
+    def top(self) -> list[tuple[str, float]]:
+        return [(t["label"], t["confidence"]) for t in self.record.get("top_k", [])]
+
+    def as_json(self) -> dict:
+        """`predict --json`'s line: the text and the record the jobs would write, or its dead letter."""
+        if self.rejected:
+            return {"text": self.text, "id": self.record["id"],
+                    "dead_letter": {"reason": self.record["reason"], "detail": self.record["detail"]}}
+        return {"text": self.text, **self.record}
+
+    def shown(self) -> dict:
+        """The page's row: the shown fields of the record, or the dead letter's reason."""
+        fields = {f.name: None for f in prediction.FIELDS if f.shown}
+        if self.rejected:
+            return {"text": self.text, **fields, "dead_letter": f"{self.record['reason']}: {self.record['detail']}"}
+        shown = prediction.shown(self.record)
+        shown["top_k"] = "; ".join(f"{name} {p:.3f}" for name, p in self.top)
+        if "confidence" in shown:
+            shown["confidence"] = round(shown["confidence"], 4)
+        return {"text": self.text, **shown, "dead_letter": ""}
+
+
+class Predictor:
+    """The loaded model and the page's decisions (top-k, review threshold)."""
+
+    def __init__(self, model_dir: str, k: int = DEFAULT_TOP_K, review_threshold: float = DEFAULT_REVIEW_THRESHOLD):
+        self.k = k
+        self.classifier = LocalClassifier(WorkerConfig(model_dir=model_dir, top_k=k,
+                                                       review_threshold=review_threshold))
+
+    @property
+    def metadata(self) -> dict:
+        return self.classifier.metadata
+
+    def predict(self, texts: list[str]) -> list[Verdict]:
+        outcomes = self.classifier.classify(texts_as_records(texts))
+        return [Verdict(text, record, tag == DEAD_LETTERS) for text, (tag, record) in zip(texts, outcomes, strict=True)]
+
+    def classify_one(self, text: str | None) -> Verdict:
+        if text is None or not text.strip():
+            raise UserError(EMPTY_INPUT)
+        return self.predict([text])[0]
+
+    def classify_many(self, pasted: str | None, upload_path: str | None) -> pd.DataFrame:
+        """One complaint per pasted line, or the `text` column of an uploaded CSV/Parquet."""
+        if upload_path:
+            frame = pd.read_parquet(upload_path) if upload_path.endswith(".parquet") else pd.read_csv(upload_path)
+            if "text" not in frame.columns:
+                raise UserError(f"the uploaded file has no 'text' column (columns: {', '.join(frame.columns)})")
+            texts = [t for t in frame["text"].fillna("").astype(str) if t.strip()]
+        else:
+            texts = [line for line in (pasted or "").splitlines() if line.strip()]
+        if not texts:
+            raise UserError("Paste complaints (one per line) or upload a CSV/Parquet file with a 'text' column.")
+        if len(texts) > MAX_BATCH_ROWS:
+            raise UserError(f"{len(texts)} complaints is more than this page takes ({MAX_BATCH_ROWS}): "
+                            "use `complaints label` for archives")
+        return pd.DataFrame([v.shown() for v in self.predict(texts)])
+
+    def header(self) -> str:
+        m = self.metadata
+        metrics = m.get("test_metrics", {})
+        figures = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        header = (f"### Complaint classifier `{m['model_version']}`\n"
+                  f"{m['architecture'].get('name', 'bilstm')} model, {m['n_classes']} categories, "
+                  f"locale `{m['locale']}`. Test split: {figures}.")
+        shares = (m.get("baseline") or {}).get("label_shares")
+        if shares:  # what the nightly drift check compares with, for comparing by eye
+            ranked = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
+            header += "\n\nTraining label distribution: " + ", ".join(f"{n} {v:.1%}" for n, v in ranked) + "."
+        return header

@@ -1,0 +1,61 @@
+"""The live job's Pub/Sub sink: predictions to the output topic, dead letters to the dead-letter topic.
+
+Committed means: Pub/Sub has confirmed the publish. With the local late-ack read
+only then is the input message acknowledged (`PublishThenAcknowledge`), so a crash
+at any moment leaves every message either answered or redelivered. On Dataflow,
+Beam's WriteToPubSub and the service's checkpoints give the same at-least-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import apache_beam as beam
+
+from pipelines.options import LATE_ACK, StreamConfig
+from pipelines.pubsub import ack_id_of, encode_dead_letter, encode_prediction
+from pipelines.pubsub_local import PublishThenAcknowledge
+from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink
+
+
+class PublishOutputs(beam.PTransform):
+    """Encode outputs for Pub/Sub and publish them; with the late-ack read, acknowledge their inputs after.
+
+    A topic of None publishes nothing: with the late-ack read the inputs are still
+    acknowledged (a dead letter with nowhere to go is counted, not redelivered forever).
+    """
+
+    def __init__(self, topic: str | None, encode: Callable, config: StreamConfig):
+        super().__init__()
+        self.topic, self.encode, self.config = topic, encode, config
+
+    def expand(self, outputs):
+        if self.config.read == LATE_ACK:
+            encode = self.encode
+            return (
+                outputs
+                | "Encode" >> beam.Map(lambda output: (ack_id_of(output), encode(output)))
+                | "PublishThenAcknowledge" >> beam.ParDo(
+                    PublishThenAcknowledge(self.topic, self.config.subscription, self.config.lease))
+            )
+        if self.topic:
+            return outputs | "Encode" >> beam.Map(self.encode) | "Publish" >> beam.io.WriteToPubSub(
+                self.topic, with_attributes=True)
+        return outputs
+
+
+class PubSubTopics(Sink):
+    COMMITTED = "Pub/Sub confirmed the publish; only then is the input acknowledged (late-ack read)"
+
+    def __init__(self, config: StreamConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, classified):
+        classified[PREDICTIONS] | "PublishPredictions" >> PublishOutputs(
+            self.config.output_topic, encode_prediction, self.config)
+        # Each part on its own: a Flatten would be a stage boundary on the local runner,
+        # and the local read's stage never ends.
+        for part, letters in classified[DEAD_LETTERS].items():
+            letters | f"PublishDeadLetters{part}" >> PublishOutputs(
+                self.config.dead_letter_topic, encode_dead_letter, self.config)

@@ -1,0 +1,152 @@
+"""Property-based tests of the nightly job's input handling (hypothesis).
+
+Generated archives vary the Arrow types and encodings of the text, id and kept
+columns, nulls, odd strings and row-group layouts. For each, either the run succeeds
+with rows in = predicted + dead-lettered and every input id accounted for, or it
+fails with one line (a UserError or JobFailed) and no `_SUCCESS`.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import json
+import os
+import tempfile
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, Phase, event, given, settings
+from hypothesis import strategies as st
+
+from model.errors import UserError
+from pipelines.batch import run
+from pipelines.errors import JobFailed
+from pipelines.options import BatchConfig
+from worker.records import REASONS
+from worker.transform import WorkerConfig
+
+ODD_TEXT = st.one_of(
+    st.text(max_size=40),  # any Unicode but lone surrogates (Arrow cannot hold them)
+    st.sampled_from(["", " ", "?!...", "😡😡", "kargo gelmedi", "İSTANBUL ılık", "a\x00b", "\ufeffmetin",
+                     "x" * 5000, "\n\t", "ﬁ"]),
+)
+TEXT_VALUE = st.one_of(st.none(), ODD_TEXT)
+ID_VALUE = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=12))
+
+
+@st.composite
+def text_column(draw, rows: int) -> pa.Array:
+    kind = draw(st.sampled_from(["string", "large_string", "binary", "dictionary", "int64", "null"]))
+    if kind == "null":
+        return pa.nulls(rows)
+    if kind == "int64":
+        return pa.array(draw(st.lists(st.one_of(st.none(), st.integers(-5, 5)), min_size=rows, max_size=rows)),
+                        pa.int64())
+    values = draw(st.lists(TEXT_VALUE, min_size=rows, max_size=rows))
+    if kind == "binary":  # UTF-8, or bytes that are not
+        raw = draw(st.lists(st.one_of(st.none(), st.binary(max_size=20)), min_size=rows, max_size=rows))
+        mixed = [v.encode("utf-8") if v is not None and draw(st.booleans()) else r for v, r in zip(values, raw,
+                                                                                                  strict=True)]
+        return pa.array(mixed, pa.binary())
+    array = pa.array(values, pa.large_string() if kind == "large_string" else pa.string())
+    return array.dictionary_encode() if kind == "dictionary" else array
+
+
+@st.composite
+def id_column(draw, rows: int) -> pa.Array | None:
+    kind = draw(st.sampled_from(["absent", "int64", "string", "float", "binary"]))
+    if kind == "absent":
+        return None
+    if kind == "float":
+        return pa.array(draw(st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=False)),
+                                      min_size=rows, max_size=rows)), pa.float64())
+    if kind == "int64":
+        return pa.array(draw(st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=rows,
+                                      max_size=rows)), pa.int64())
+    values = draw(st.lists(st.one_of(st.none(), st.text(max_size=12)), min_size=rows, max_size=rows))
+    if kind == "binary":
+        return pa.array([None if v is None else v.encode("utf-8") for v in values], pa.binary())
+    return pa.array(values, pa.string())
+
+
+@st.composite
+def kept_column(draw, rows: int) -> pa.Array:
+    kind = draw(st.sampled_from(["string", "dictionary", "int32", "timestamp", "list", "bool"]))
+    if kind in ("string", "dictionary"):
+        array = pa.array(draw(st.lists(st.one_of(st.none(), st.text(max_size=8)), min_size=rows, max_size=rows)),
+                         pa.string())
+        return array.dictionary_encode() if kind == "dictionary" else array
+    if kind == "int32":
+        return pa.array(draw(st.lists(st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)), min_size=rows,
+                                      max_size=rows)), pa.int32())
+    if kind == "timestamp":
+        return pa.array(draw(st.lists(st.one_of(st.none(), st.integers(0, 2**40)), min_size=rows, max_size=rows)),
+                        pa.timestamp("ms"))
+    if kind == "bool":
+        return pa.array(draw(st.lists(st.one_of(st.none(), st.booleans()), min_size=rows, max_size=rows)))
+    return pa.array(draw(st.lists(st.one_of(st.none(), st.lists(st.integers(0, 9), max_size=3)), min_size=rows,
+                                  max_size=rows)), pa.list_(pa.int64()))
+
+
+@st.composite
+def archives(draw) -> list[tuple[pa.Table, int]]:
+    """One or two files: (table, row-group size)."""
+    files = []
+    for _ in range(draw(st.integers(1, 2))):
+        rows = draw(st.integers(0, 25))
+        columns = {"text": draw(text_column(rows)), "store": draw(kept_column(rows))}
+        ids = draw(id_column(rows))
+        if ids is not None:
+            columns["id"] = ids
+        files.append((pa.table(columns), draw(st.integers(1, 10))))
+    return files
+
+
+def _expected_id(value, file: str, row: int, has_id: bool) -> str | None:
+    """An independent statement of which id each input row must come out under."""
+    if not has_id:
+        return f"{file}:{row}"
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="backslashreplace")
+    value = str(value)
+    return value if value.strip() else None
+
+
+# No shrinking: each example is a whole job run, and the failing archive is printed as generated.
+@settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "12")), deadline=None,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(archive=archives())
+def test_every_row_is_predicted_or_dead_lettered_or_the_run_fails_in_one_line(model_dir, archive):
+    work = tempfile.mkdtemp(prefix="prop-")
+    expected = collections.Counter()
+    for n, (table, row_group_size) in enumerate(archive):
+        name = f"part-{n}.parquet"
+        pq.write_table(table, os.path.join(work, name), row_group_size=row_group_size)
+        ids = table.column("id").to_pylist() if "id" in table.column_names else [None] * table.num_rows
+        expected.update(_expected_id(v, name, i, "id" in table.column_names) for i, v in enumerate(ids))
+    output = os.path.join(work, "out")
+    config = BatchConfig(input_pattern=os.path.join(work, "part-*.parquet"), output=output,
+                         worker=WorkerConfig(model_dir), keep_columns=("store",), progress=False)
+    try:
+        summary = run(config)
+    except (UserError, JobFailed) as exc:
+        event(f"refused: {str(exc).split(': ', 1)[-1][:50]}")
+        assert str(exc).strip() and "\n" not in str(exc).strip(), str(exc)
+        assert not os.path.exists(os.path.join(output, "_SUCCESS"))
+        return
+    event("labelled")
+    predicted = [i for p in glob.glob(f"{output}/predictions-*.parquet") for i in pq.read_table(p)["id"].to_pylist()]
+    dead = [i for p in glob.glob(f"{output}/dead_letters-*.parquet") for i in pq.read_table(p)["id"].to_pylist()]
+    total = sum(t.num_rows for t, _ in archive)
+    assert summary["rows_in"] == total == len(predicted) + len(dead)
+    assert summary["predicted"] == len(predicted) and summary["dead_lettered"] == len(dead)
+    assert collections.Counter(predicted + dead) == expected
+    reasons = [r for p in glob.glob(f"{output}/dead_letters-*.parquet") for r in pq.read_table(p)["reason"].to_pylist()]
+    assert set(reasons) <= set(REASONS)
+    assert os.path.exists(os.path.join(output, "_SUCCESS"))
+    assert json.load(open(os.path.join(output, "summary.json"), encoding="utf-8"))["balanced"]

@@ -1,0 +1,118 @@
+"""The prediction record: every field defined once, here.
+
+Everything that shapes a prediction reads `FIELDS` when it runs: the worker builds
+its records from it (`records_of`), every Parquet sink takes its Arrow schema from it
+(`schema`), the Pub/Sub sink its JSON keys and attributes (`attributes`), and
+`complaints predict` and the web page what they show (`shown`). A field added to
+`FIELDS` therefore reaches all of them, or none (tests/test_house.py adds one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from model.predict import top_k
+
+
+@dataclass(frozen=True)
+class BatchOutputs:
+    """What the model said about one batch, as arrays: the input of every field's column."""
+
+    labels: np.ndarray  # class names, indexed by label_id
+    top_ids: np.ndarray  # [rows, k] class indices, best first
+    top_probabilities: np.ndarray  # [rows, k]
+    tokens: np.ndarray  # [rows] words after standardisation
+    oov_tokens: np.ndarray  # [rows] of which outside the model's word vocabulary
+    model_version: str
+    review_threshold: float
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, labels: np.ndarray, k: int, review_threshold: float,
+           tokens: np.ndarray, oov_tokens: np.ndarray, model_version: str) -> BatchOutputs:
+        ids, values = top_k(probabilities, k)
+        return cls(labels, ids, values, tokens, oov_tokens, model_version, review_threshold)
+
+    def __len__(self) -> int:
+        return len(self.top_ids)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the prediction record.
+
+    `column` computes the field for a whole batch (one call per batch, not per row);
+    None means the field comes from the input record (the id). `attribute` also sends
+    it as a Pub/Sub attribute (for subscription filters), formatted as a string.
+    `shown` says whether `predict` and the page display it.
+    """
+
+    name: str
+    type: pa.DataType
+    doc: str
+    column: Callable[[BatchOutputs], Sequence] | None = None
+    attribute: Callable[[Any], str] | None = None
+    shown: bool = True
+
+
+TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float32())]))
+
+
+def _top_k(o: BatchOutputs) -> list:
+    names = o.labels[o.top_ids].tolist()
+    return [[{"label": n, "confidence": v} for n, v in zip(row_names, row_values, strict=True)]
+            for row_names, row_values in zip(names, o.top_probabilities.tolist(), strict=True)]
+
+
+FIELDS: list[Field] = [
+    Field("id", pa.string(), "the input record's id", shown=False),
+    Field("label", pa.string(), "the most likely category",
+          lambda o: o.labels[o.top_ids[:, 0]].tolist(), attribute=str),
+    Field("label_id", pa.int32(), "its index in the model's label list",
+          lambda o: o.top_ids[:, 0].tolist(), shown=False),
+    Field("confidence", pa.float32(), "its probability (calibrated when the model is)",
+          lambda o: o.top_probabilities[:, 0].tolist()),
+    Field("top_k", TOP_K_TYPE, "the k most likely categories with their probabilities, best first", _top_k),
+    Field("needs_review", pa.bool_(), "confidence below the review threshold",
+          lambda o: (o.top_probabilities[:, 0] < o.review_threshold).tolist(),
+          attribute=lambda v: "true" if v else "false"),
+    Field("model_version", pa.string(), "the model that labelled it",
+          lambda o: [o.model_version] * len(o), attribute=str),
+    Field("tokens", pa.int32(), "words after standardisation (the drift check's length)",
+          lambda o: o.tokens.tolist(), shown=False),
+    Field("oov_tokens", pa.int32(), "of which outside the model's word vocabulary",
+          lambda o: o.oov_tokens.tolist(), shown=False),
+]
+
+
+def names() -> tuple[str, ...]:
+    return tuple(f.name for f in FIELDS)
+
+
+def records_of(outputs: BatchOutputs) -> list[dict]:
+    """One record per row (without the id, which the input record supplies)."""
+    computed = [f for f in FIELDS if f.column is not None]
+    columns = [f.column(outputs) for f in computed]
+    keys = [f.name for f in computed]
+    return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def schema(passthrough: Sequence[pa.Field] = ()) -> pa.Schema:
+    """The Arrow schema of a prediction file, with the passthrough columns (typed as in the input) appended."""
+    own = [pa.field(f.name, f.type, nullable=False) for f in FIELDS]
+    taken = {f.name for f in own}
+    return pa.schema(own + [f.with_nullable(True) for f in passthrough if f.name not in taken])
+
+
+def attributes(record: dict) -> dict[str, str]:
+    """The Pub/Sub attributes of a prediction."""
+    return {f.name: f.attribute(record[f.name]) for f in FIELDS if f.attribute is not None}
+
+
+def shown(record: dict) -> dict[str, Any]:
+    """The fields `predict` and the page display, in the definition's order."""
+    return {f.name: record[f.name] for f in FIELDS if f.shown and f.name in record}
