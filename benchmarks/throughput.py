@@ -3,14 +3,18 @@
 One archive of N generated reviews (or a ../shared/data file), one reference-sized
 model, every variant in the same run, so the ratios are comparable on a noisy machine:
 
-    raw            the compiled serving function on in-memory batches (best batch size)
+    raw            the serving function in graph mode on in-memory batches (best batch size)
+    raw-xla        the same with the BiLSTM's numeric core compiled by XLA (the worker's default), warmed up
     keras-predict  model.predict(texts) with Keras defaults
     per-text       one model.predict([text]) per review, on a sample of 500
     stock-runinference  Beam's TFModelHandlerTensor, if it can run the artifact
-    label          `complaints label`, Parquet in and out, local runner, defaults
+    label          `complaints label`, Parquet in and out, local runner, defaults (--xla auto)
+    label-xla      the same with --xla on
+    label-graph    the same with --xla off
     label-mp       the same with --direct_running_mode=multi_processing --direct_num_workers=2
 
     python -m benchmarks.throughput --rows 100000 --out benchmarks/results/throughput.json
+    python -m benchmarks.throughput --rows 20000 --skip-4n --out benchmarks/results/throughput_20k.json
 """
 
 from __future__ import annotations
@@ -72,15 +76,17 @@ def timed(fn, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def bench_raw(model_dir: str, texts: list[str]) -> tuple[float, dict]:
+def bench_raw(model_dir: str, texts: list[str], xla: bool) -> tuple[float, dict]:
+    """Steady-state throughput of the worker's serving function: every batch size traced (and, with
+    XLA, compiled) before timing, so this is the fastest the model runs here."""
     from model import artifact
     from worker.handler import ServingModel
 
-    serving = ServingModel(artifact.load(model_dir))
-    serving(texts[:64])  # trace once
+    serving = ServingModel(artifact.load(model_dir), xla=xla)
     by_size = {}
     sample = texts[: min(len(texts), 20_000)]
     for size in (64, 256, 512, 1024):
+        serving(sample[:size])  # trace, and compile this padded size
         def run(size=size):
             for i in range(0, len(sample), size):
                 serving(sample[i : i + size])
@@ -90,7 +96,7 @@ def bench_raw(model_dir: str, texts: list[str]) -> tuple[float, dict]:
     def run_all():
         for i in range(0, len(texts), best):
             serving(texts[i : i + best])
-    return timed(run_all, len(texts)), {"best_batch_size": best, "by_batch_size": by_size}
+    return timed(run_all, len(texts)), {"best_batch_size": best, "by_batch_size": by_size, "path": serving.path}
 
 
 def bench_keras_predict(model_dir: str, texts: list[str]) -> float:
@@ -185,14 +191,20 @@ def main() -> None:
         results.append({"variant": name, "reviews_per_s": rate, "peak_rss_mb": rss, "note": note})
         print(f"  {name:<20} {rate or 0:>10,.0f} reviews/s  {note}", flush=True)
 
-    raw, raw_detail = bench_raw(model_dir, texts)
-    add("raw", raw, peak_rss_mb(), f"batch size {raw_detail['best_batch_size']}")
+    raw, raw_detail = bench_raw(model_dir, texts, xla=False)
+    add("raw", raw, peak_rss_mb(), f"graph mode, batch size {raw_detail['best_batch_size']}")
+    raw_xla, xla_detail = bench_raw(model_dir, texts, xla=True)
+    add("raw-xla", raw_xla, peak_rss_mb(), f"{xla_detail['path']}, batch size {xla_detail['best_batch_size']}")
     add("keras-predict", bench_keras_predict(model_dir, texts), peak_rss_mb(), "batch size 32 (Keras default)")
     add("per-text", bench_per_text(model_dir, texts), peak_rss_mb(), "sample of 500")
     rate, note = bench_stock_runinference(model_dir, texts[:2000])
     add("stock-runinference", rate, None, note)
     rate, rss = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
     add("label", rate, rss, "complaints label, defaults")
+    xla_rate, _ = bench_label(model_dir, archive, os.path.join(work, "out-xla"), ["--xla", "on"])
+    add("label-xla", xla_rate, None, "complaints label --xla on")
+    graph_rate, _ = bench_label(model_dir, archive, os.path.join(work, "out-graph"), ["--xla", "off"])
+    add("label-graph", graph_rate, None, "complaints label --xla off")
     rate, rss_mp = bench_label(model_dir, archive, os.path.join(work, "out2"),
                                ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     add("label-mp", rate, rss_mp, "2 worker processes (RSS of all processes)")
@@ -208,7 +220,10 @@ def main() -> None:
     label = next(r["reviews_per_s"] for r in results if r["variant"] == "label")
     by = {r["variant"]: r["reviews_per_s"] for r in results}
     targets = {
+        "label/raw-xla": label / raw_xla,
         "label/raw": label / raw,
+        "best label/raw-xla": max(label, xla_rate, graph_rate) / raw_xla,
+        "raw-xla/raw": raw_xla / raw,
         "label/keras-predict": label / by["keras-predict"],
         "label/per-text": label / by["per-text"],
         "rss(4N)/rss(N)": memory.get("ratio"),
@@ -227,7 +242,7 @@ def main() -> None:
               f"{memory['label_peak_rss_mb_4n']:,.0f} MB at {4 * args.rows:,} rows")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"results": results, "memory": memory, "targets": targets, "raw": raw_detail,
+        json.dump({"results": results, "memory": memory, "targets": targets, "raw": raw_detail, "raw_xla": xla_detail,
                    "machine": machine}, f, indent=2)
 
 

@@ -102,6 +102,8 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     else:
         _, metadata = artifact.read_metadata(config.worker.model_dir)
         total_rows, inputs = None, [{"path": config.input_pattern}]
+    if total_rows is not None and total_rows < config.xla_min_rows:
+        config = replace(config, worker=replace(config.worker, xla=False))
     previous = out.read_summary(config.compare_to) if config.compare_to else None
     if not is_local(options):
         config = replace(config, progress=False)

@@ -51,6 +51,7 @@ class BatchConfig:
     passthrough_fields: tuple = field(default=())  # pyarrow fields of keep_columns, filled by the pre-flight
     drift_threshold: float = DEFAULT_THRESHOLD  # Jensen–Shannon divergence / L-infinity over which a signal alerts
     compare_to: str | None = None  # a previous run's output: its label distribution is compared too
+    xla_min_rows: int = 0  # smaller archives are served in graph mode (the compile would cost more than it saves)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest
 
 from model.architecture import ArchitectureConfig
+from model.config import LinearConfig
 from model.data import LabelledData
 from model.sample import generate
 from model.train import TrainConfig, train
@@ -17,6 +18,8 @@ from model.train import TrainConfig, train
 # Small enough to train in ~10 s on two cores, big enough to learn the sample data well.
 TINY_ARCHITECTURE = ArchitectureConfig(max_tokens=3000, embedding_dim=16, lstm_units=16, dense_units=32)
 TINY_TRAINING = TrainConfig(epochs=8, batch_size=64, learning_rate=0.01, seed=3, verbose=0)
+SMALL_LINEAR = LinearConfig(word_max_tokens=3000, char_max_tokens=5000)
+FAST = TrainConfig(epochs=3, batch_size=64, learning_rate=0.01, seed=5, verbose=0)
 
 
 def labelled(rows: int, seed: int) -> LabelledData:
@@ -29,6 +32,15 @@ def trained(tmp_path_factory):
     """(model directory, TrainResult) of a tiny BiLSTM trained on 4,000 generated rows."""
     out = str(tmp_path_factory.mktemp("model") / "tiny")
     result = train(labelled(4000, seed=11), out, TINY_ARCHITECTURE, TINY_TRAINING)
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def linear_trained(tmp_path_factory):
+    """(model directory, TrainResult) of a small linear TF-IDF model on 2,000 generated rows."""
+    out = str(tmp_path_factory.mktemp("linear") / "m")
+    result = train(labelled(2000, seed=12), out, TINY_ARCHITECTURE,
+                   dataclasses.replace(FAST, architecture="linear"), SMALL_LINEAR)
     return out, result
 
 

@@ -13,12 +13,16 @@ def test_throughput_benchmark_smoke(tmp_path):
                     "--out", str(out)], check=True, capture_output=True, timeout=600)
     report = json.loads(out.read_text())
     variants = {r["variant"]: r for r in report["results"]}
-    assert set(variants) == {"raw", "keras-predict", "per-text", "stock-runinference", "label", "label-mp"}
+    assert set(variants) == {"raw", "raw-xla", "keras-predict", "per-text", "stock-runinference", "label",
+                             "label-xla", "label-graph", "label-mp"}
+    assert report["raw_xla"]["path"] == "xla" and report["raw"]["path"] == "graph"
     raw = variants["raw"]["reviews_per_s"]
-    for name in ("raw", "keras-predict", "per-text", "label", "label-mp"):
+    for name in ("raw", "raw-xla", "keras-predict", "per-text", "label", "label-xla", "label-graph", "label-mp"):
         assert variants[name]["reviews_per_s"] > 0
         assert variants[name]["ratio_to_raw"] == pytest.approx(variants[name]["reviews_per_s"] / raw)
     assert report["targets"]["label/raw"] == pytest.approx(variants["label"]["ratio_to_raw"])
+    assert report["targets"]["label/raw-xla"] == pytest.approx(
+        variants["label"]["reviews_per_s"] / variants["raw-xla"]["reviews_per_s"])
     assert report["targets"]["label/keras-predict"] == pytest.approx(
         variants["label"]["reviews_per_s"] / variants["keras-predict"]["reviews_per_s"])
     stock = variants["stock-runinference"]

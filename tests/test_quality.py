@@ -8,22 +8,15 @@ import pytest
 
 from model import artifact
 from model.calibration import expected_calibration_error, fit_temperature, softmax
-from model.linear import LinearConfig
-from model.train import TrainConfig, train
+from model.train import train
 from tests.beam_helpers import classify
-from tests.conftest import TINY_ARCHITECTURE, labelled
+from tests.conftest import FAST, SMALL_LINEAR, TINY_ARCHITECTURE, labelled
 from worker.transform import WorkerConfig
-
-SMALL_LINEAR = LinearConfig(word_max_tokens=3000, char_max_tokens=5000)
-FAST = TrainConfig(epochs=3, batch_size=64, learning_rate=0.01, seed=5, verbose=0)
 
 
 @pytest.fixture(scope="module")
-def linear_model(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("linear") / "m")
-    result = train(labelled(2000, seed=12), out, TINY_ARCHITECTURE,
-                   replace(FAST, architecture="linear"), SMALL_LINEAR)
-    return out, result
+def linear_model(linear_trained):
+    return linear_trained
 
 
 def test_linear_learns_well_above_chance(linear_model):

@@ -27,7 +27,7 @@ from model import artifact, baseline
 from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from model.text import standardizer
-from worker import prediction
+from worker import compiled, prediction
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 
 
@@ -45,8 +45,8 @@ log = logging.getLogger("complaints.worker")
 
 
 def _drop_beam_memory_warning() -> None:
-    """Installed when a worker loads its model, not at import: importing the worker
-    (as the launcher, the CLI and notebooks do) leaves the root logger untouched."""
+    """Installed when a model handler is built or unpickled on a worker, not at import:
+    importing the worker (as the CLI and notebooks do) leaves the root logger untouched."""
     root = logging.getLogger()
     if _MEMORY_WARNING_FILTER not in root.filters:
         root.addFilter(_MEMORY_WARNING_FILTER)
@@ -60,21 +60,40 @@ class InferenceError:
 
 
 class ServingModel:
-    """An artifact plus its compiled serving function: what one worker process holds."""
+    """An artifact plus its compiled serving function: what one worker process holds.
 
-    def __init__(self, loaded: artifact.Artifact):
+    The BiLSTM's numeric core runs as XLA programs behind its graph-mode vectoriser
+    (`worker.compiled`); a model that cannot be split (the linear model) is served
+    whole in graph mode, and the log says which (`path`).
+    """
+
+    def __init__(self, loaded: artifact.Artifact, xla: bool = True,
+                 sizes: tuple[int, ...] = compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE)):
         self.labels = np.array(loaded.labels, dtype=object)
         self.version = loaded.version
         self.metadata = loaded.metadata
         keras_model = loaded.model
         count_tokens = baseline.TokenCounter(keras_model, standardizer(loaded.locale))
+        parts = compiled.split(keras_model) if xla else "XLA is switched off"
+        if isinstance(parts, compiled.Split):
+            probabilities, self.path = compiled.probabilities_fn(parts, sizes), "xla"
+        else:
+            probabilities, self.path = (lambda texts: keras_model(texts, training=False)), "graph"
+            log.info("model %s served in graph mode: %s", loaded.version, parts)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         def serve(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             """Probabilities, and per text its tokens and out-of-vocabulary tokens (for the drift check)."""
-            return (keras_model(texts, training=False), *count_tokens(texts))
+            return (probabilities(texts), *count_tokens(texts))
 
         self.serve = serve
+        self.sizes = sizes
+
+    def warm_up(self) -> None:
+        """Trace the serving function and compile every padded size now, at load, not on the first batches:
+        a first batch that takes seconds would also teach RunInference's batcher to keep batches small."""
+        for size in self.sizes if self.path == "xla" else self.sizes[:1]:
+            self(["warm up"] * size)
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty."""
@@ -92,20 +111,23 @@ class ModelSlot:
     meaning without anyone noticing), is refused: the current model keeps serving.
     """
 
-    def __init__(self, model_dir: str, serving: ServingModel | None = None):
-        self.current = serving or ServingModel(artifact.load(model_dir))
+    def __init__(self, model_dir: str, serving: ServingModel | None = None, xla: bool = True,
+                 sizes: tuple[int, ...] | None = None, warm_up: bool = False):
+        self.xla, self.warm_up = xla, warm_up
+        self.sizes = sizes or compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE)
+        self.current = serving or self._serving(model_dir)
         self.model_dir = model_dir
         self._seen: set[str] | None = None  # model directories already considered (watching)
         self._next_check = 0.0
         self._lock = threading.Lock()
-        log.info("serving model %s from %s", self.current.version, model_dir)
+        log.info("serving model %s from %s (%s)", self.current.version, model_dir, self.current.path)
 
     def offer(self, model_dir: str) -> bool:
         """Serve `model_dir` from the next batch on, unless it is unfit; True if it was taken."""
         if model_dir.rstrip("/") == self.model_dir.rstrip("/"):
             return False
         try:
-            candidate = ServingModel(artifact.load(model_dir))
+            candidate = self._serving(model_dir)
         except UserError as exc:
             return self._refuse(model_dir, str(exc))
         except Exception as exc:  # noqa: BLE001 (whatever a candidate does, the serving model stays)
@@ -118,7 +140,7 @@ class ModelSlot:
             return self._refuse(model_dir, why)
         self.current, self.model_dir = candidate, model_dir
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_swaps").inc()
-        log.info("serving model %s from %s", candidate.version, model_dir)
+        log.info("serving model %s from %s (%s)", candidate.version, model_dir, candidate.path)
         return True
 
     def watch(self, pattern: str, interval_secs: float) -> None:
@@ -145,6 +167,12 @@ class ModelSlot:
         finally:
             self._lock.release()
 
+    def _serving(self, model_dir: str) -> ServingModel:
+        serving = ServingModel(artifact.load(model_dir), self.xla, self.sizes)
+        if self.warm_up:
+            serving.warm_up()
+        return serving
+
     def _refuse(self, model_dir: str, why: str) -> bool:
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_refused").inc()
         log.warning("refused model %s: %s; still serving %s", model_dir, why, self.current.version)
@@ -169,6 +197,8 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
         max_batch_duration_secs: int | None = None,
         watch_models: str | None = None,
         watch_interval_secs: float = 60.0,
+        xla: bool = True,
+        warm_up: bool = True,
     ):
         super().__init__(
             min_batch_size=min_batch_size,
@@ -176,18 +206,26 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
             max_batch_duration_secs=max_batch_duration_secs,
         )
         self.model_dir = model_dir
+        self.batch_sizes = (min(min_batch_size, max_batch_size), max_batch_size)
         self.top_k = top_k
         self.review_threshold = review_threshold
         self.watch_models = watch_models
         self.watch_interval_secs = watch_interval_secs
+        self.xla = xla
+        self.warm_up = warm_up
         self._candidate: str | None = None
         self._slot: ModelSlot | None = None
+        _drop_beam_memory_warning()
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        _drop_beam_memory_warning()  # before RunInference measures memory around the first load
 
     def load_model(self) -> ModelSlot:
         """The process's slot; after `update_model_path`, the same slot offered the new model."""
         if self._slot is None:
-            _drop_beam_memory_warning()
-            self._slot = ModelSlot(self.model_dir)
+            self._slot = ModelSlot(self.model_dir, xla=self.xla, warm_up=self.warm_up,
+                                   sizes=compiled.buckets(self.batch_sizes[0], self.batch_sizes[1]))
         if self._candidate:
             self._slot.offer(self._candidate)
             self._candidate = None

@@ -19,7 +19,7 @@ class LocalClassifier:
 
     def __init__(self, config: WorkerConfig):
         self.config = config
-        self.handler = config.handler()
+        self.handler = config.handler(warm_up=False)  # a handful of texts: compile only the sizes they need
         self.slot: ModelSlot = self.handler.load_model()  # a broken model directory fails here, in one line
 
     @property

@@ -33,8 +33,10 @@ class WorkerConfig:
     max_batch_duration_secs: int | None = None  # set for streaming: batches form across bundles
     watch_models: str | None = None  # a glob of model directories: serve each newer complete one that appears
     watch_interval_secs: float = 60.0
+    xla: bool = True  # the BiLSTM's numeric core as XLA programs (worker/compiled.py); False: all graph mode
 
-    def handler(self) -> ComplaintModelHandler:
+    def handler(self, warm_up: bool = True) -> ComplaintModelHandler:
+        """`warm_up`: compile every padded batch size at load (jobs); off, each is compiled when first seen."""
         return ComplaintModelHandler(
             self.model_dir,
             top_k=self.top_k,
@@ -44,6 +46,8 @@ class WorkerConfig:
             max_batch_duration_secs=self.max_batch_duration_secs,
             watch_models=self.watch_models,
             watch_interval_secs=self.watch_interval_secs,
+            xla=self.xla,
+            warm_up=warm_up,
         )
 
 
