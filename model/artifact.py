@@ -148,7 +148,7 @@ def load(directory: str) -> Artifact:
     its in-process worker share one load (about half a second for the reference model).
     """
     labels, metadata = read_metadata(directory)
-    key = _cache_key(directory)
+    key = cache_key(directory)
     if key is not None and key in _LOADED:
         return _LOADED[key]
     try:
@@ -169,7 +169,7 @@ def load(directory: str) -> Artifact:
 _LOADED: dict[tuple, Artifact] = {}
 
 
-def _cache_key(directory: str) -> tuple | None:
+def cache_key(directory: str) -> tuple | None:
     """The directory and its files' sizes and modification times: a file changed in place is loaded afresh."""
     try:
         stats = [tf.io.gfile.stat(join(directory, name)) for name in REQUIRED_FILES]

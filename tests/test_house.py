@@ -150,3 +150,13 @@ def test_identical_runs_write_identical_dead_letters_with_string_ids(model_dir, 
     pd.testing.assert_frame_equal(letters[0].reset_index(drop=True), letters[1].reset_index(drop=True))
     assert list(letters[0]["id"]) == sorted(letters[0]["id"])
     assert {json.loads(p)["id"] for p in letters[0]["payload"]} == set(letters[0]["id"])  # strings, as `id` is
+
+
+def test_max_tokens_sizes_the_linear_models_word_vocabulary(tmp_path):
+    from model.config import ArchitectureConfig, TrainConfig
+    from model.train import train
+    from tests.conftest import labelled
+
+    result = train(labelled(600, seed=5), str(tmp_path / "m"), ArchitectureConfig(max_tokens=50),
+                   TrainConfig(architecture="linear", calibrate=False, final_fit="train", verbose=0))
+    assert result.metadata["architecture"]["word_max_tokens"] == 50

@@ -88,17 +88,23 @@ class ServingModel:
 
         self.serve = serve
         self.sizes = sizes
+        self.warm = False
 
     def warm_up(self) -> None:
         """Trace the serving function and compile every padded size now, at load, not on the first batches:
         a first batch that takes seconds would also teach RunInference's batcher to keep batches small."""
         for size in self.sizes if self.path == "xla" else self.sizes[:1]:
             self(["warm up"] * size)
+        self.warm = True
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty."""
         probabilities, tokens, oov = self.serve(tf.constant(list(texts), dtype=tf.string))
         return probabilities.numpy(), tokens.numpy(), oov.numpy()
+
+
+_SERVING: dict[tuple, ServingModel] = {}
+_SERVING_LOCK = threading.Lock()
 
 
 class ModelSlot:
@@ -168,9 +174,21 @@ class ModelSlot:
             self._lock.release()
 
     def _serving(self, model_dir: str) -> ServingModel:
-        serving = ServingModel(artifact.load(model_dir), self.xla, self.sizes)
-        if self.warm_up:
-            serving.warm_up()
+        """The process's ServingModel for this unchanged directory and settings, built and warmed up once.
+
+        Some runners (Beam's local streaming runner) set up a fresh DoFn, and so a
+        fresh slot, for every bundle; without this each would load and compile again.
+        """
+        key = (artifact.cache_key(model_dir), self.xla, self.sizes)
+        with _SERVING_LOCK:
+            serving = _SERVING.get(key) if key[0] is not None else None
+            if serving is None:
+                serving = ServingModel(artifact.load(model_dir), self.xla, self.sizes)
+                if key[0] is not None:
+                    _SERVING.clear()  # one entry, as artifact.load keeps: a swap frees the old model
+                    _SERVING[key] = serving
+            if self.warm_up and not serving.warm:
+                serving.warm_up()
         return serving
 
     def _refuse(self, model_dir: str, why: str) -> bool:
