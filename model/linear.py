@@ -28,6 +28,7 @@ from keras import ops
 
 from model.config import LinearConfig
 from model.data import shuffled_classes
+from model.progress import Phases
 from model.text import standardizer
 
 CHUNK_ROWS = 1024  # rows vectorised at once
@@ -186,20 +187,26 @@ def out_of_fold_logits(x, label_ids: np.ndarray, n_classes: int, config: LinearC
 
 
 def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, n_classes: int, seed: int,
-                 calibration_folds: int = 0, sparse: bool = True) -> tuple[keras.Model, dict, np.ndarray | None]:
+                 calibration_folds: int = 0, sparse: bool = True,
+                 phases: Phases | None = None) -> tuple[keras.Model, dict, np.ndarray | None]:
     """Fit features and softmax layer on the training split.
 
     Returns the strings → logits model, facts for the metadata and, with
     `calibration_folds` ≥ 2, the training rows' out-of-fold logits for calibration.
     """
-    features = build_features(config, texts, sparse)
-    x = transform(features, texts)
-    kernel, bias, facts = fit_softmax(x, label_ids, n_classes, config, seed)
+    phases = phases or Phases(enabled=False)
+    with phases.phase("adapting the word and character vocabularies", f"{len(texts):,} rows"):
+        features = build_features(config, texts, sparse)
+    with phases.phase("extracting TF-IDF features"):
+        x = transform(features, texts)
+    with phases.phase("fitting the softmax layer (L-BFGS)", f"{x.shape[1]:,} features"):
+        kernel, bias, facts = fit_softmax(x, label_ids, n_classes, config, seed)
     logits = keras.layers.Dense(n_classes, name="logits")
     outputs = logits(features.output)
     logits.set_weights([kernel, bias])
     model = keras.Model(features.input, outputs, name="linear_classifier")
     held_out = None
     if calibration_folds > 1:
-        held_out = out_of_fold_logits(x, label_ids, n_classes, config, seed, calibration_folds)
+        with phases.phase("out-of-fold fits for calibration", f"{calibration_folds} folds"):
+            held_out = out_of_fold_logits(x, label_ids, n_classes, config, seed, calibration_folds)
     return model, {**facts, "features": int(x.shape[1]), "training_nonzeros": int(x.nnz)}, held_out

@@ -8,6 +8,7 @@ test split is touched once, for the final report.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass
 
 import keras
@@ -26,6 +27,7 @@ from model.config import ARCHITECTURES, FINAL_FITS, ArchitectureConfig, LinearCo
 from model.data import LabelledData, Split, fingerprint, stratified_split
 from model.errors import UserError
 from model.linear import train_linear
+from model.progress import Phases
 from model.text import make_vectorizer, standardizer
 
 
@@ -55,6 +57,7 @@ def _fit(
     linear: LinearConfig,
     config: TrainConfig,
     refit_epochs: int | None = None,
+    phases: Phases | None = None,
 ) -> tuple[keras.Model, dict, dict, np.ndarray | None]:
     """Fit one architecture on `split.train`.
 
@@ -64,11 +67,12 @@ def _fit(
     that long with no validation, and the linear model computes no out-of-fold logits.
     """
     keras.utils.set_random_seed(config.seed)
+    phases = phases or Phases(enabled=False)
     train_texts = texts[split.train]
     if kind == "linear":
         folds = config.calibration_folds if config.calibrate and refit_epochs is None else 0
         network, facts, out_of_fold = train_linear(
-            linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds
+            linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds, phases=phases
         )
         if config.verbose:
             print(f"linear: softmax over {facts['features']:,} TF-IDF features fitted in "
@@ -76,7 +80,8 @@ def _fit(
         facts = {"name": "linear", **linear.to_dict(), **facts, "vocabulary_size": facts["features"]}
         return network, {}, facts, out_of_fold
     vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
-    vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.tolist()).batch(1024))
+    with phases.phase("adapting the vocabulary", f"{len(train_texts):,} rows"):
+        vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.tolist()).batch(1024))
     network = build(architecture, n_classes, vectorizer)
     network.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -88,6 +93,9 @@ def _fit(
         "callbacks": [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                     restore_best_weights=True)],
     }
+    if config.verbose:
+        print(f"[train] training the BiLSTM on {len(train_texts):,} rows (Keras' bars, one per epoch)",
+              file=sys.stderr, flush=True)
     fit = network.fit(
         _dataset(train_texts, label_ids[split.train], config.batch_size, config.seed),
         epochs=refit_epochs or config.epochs,
@@ -100,7 +108,7 @@ def _fit(
     return network, history, facts, None
 
 
-def _refit(kind, network, texts, label_ids, split, n_classes, architecture, linear, config, best_epoch):
+def _refit(kind, network, texts, label_ids, split, n_classes, architecture, linear, config, best_epoch, phases):
     """The exported network: the split-trained one, or the same architecture refitted on more rows.
 
     The splits have done their job (early stopping, selection, calibration, the test
@@ -117,7 +125,7 @@ def _refit(kind, network, texts, label_ids, split, n_classes, architecture, line
         print(f"refitting {kind} on {config.final_fit} ({len(rows):,} rows)"
               + (f" for {best_epoch} epoch(s)" if kind == "bilstm" else ""))
     refitted, _, _, _ = _fit(kind, texts, label_ids, refit_split, n_classes, architecture, linear, config,
-                             refit_epochs=best_epoch or config.epochs)
+                             refit_epochs=best_epoch or config.epochs, phases=phases)
     return refitted, {"fitted_on": config.final_fit, "rows": len(rows),
                       "epochs": best_epoch if kind == "bilstm" else None}
 
@@ -157,11 +165,13 @@ def train(
 
     kinds = ["bilstm", "linear"] if config.architecture == "auto" else [config.architecture]
     candidates = {}
+    phases = Phases(enabled=config.verbose > 0)
     for kind in kinds:
         network, history, facts, out_of_fold = _fit(
-            kind, data.texts, label_ids, split, len(labels), architecture, linear, config
+            kind, data.texts, label_ids, split, len(labels), architecture, linear, config, phases=phases
         )
-        val_logits = _logits(network, data.texts[split.validation])
+        with phases.phase(f"scoring the {kind} model on the validation split", f"{len(split.validation):,} rows"):
+            val_logits = _logits(network, data.texts[split.validation])
         f1 = evaluate.classification_report(y_val, val_logits.argmax(axis=1), labels)["macro avg"]["f1"]
         candidates[kind] = (network, history, facts, val_logits, f1, out_of_fold)
     chosen = max(kinds, key=lambda k: candidates[k][4])  # ties keep the first (the reference)
@@ -172,16 +182,18 @@ def train(
         calibration_logits = np.concatenate([out_of_fold, val_logits])
         calibration_labels = np.concatenate([label_ids[split.train], y_val])
         calibration_set = f"validation + {config.calibration_folds}-fold out-of-fold training predictions"
-    temperature = fit_temperature(calibration_logits, calibration_labels) if config.calibrate else 1.0
-    test_logits = _logits(network, data.texts[split.test])
-    before, after = softmax(test_logits), softmax(test_logits, temperature)
-    report_dir = os.path.join(out_dir, "report")
-    report = evaluate.write_report(report_dir, y_test, after, labels, history, reliability={
-        "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
+    with phases.phase("calibrating", f"{len(calibration_labels):,} held-out rows" if config.calibrate else "off"):
+        temperature = fit_temperature(calibration_logits, calibration_labels) if config.calibrate else 1.0
+    with phases.phase("evaluating on the test split", f"{len(split.test):,} rows"):
+        test_logits = _logits(network, data.texts[split.test])
+        before, after = softmax(test_logits), softmax(test_logits, temperature)
+        report_dir = os.path.join(out_dir, "report")
+        report = evaluate.write_report(report_dir, y_test, after, labels, history, reliability={
+            "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
 
     best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None
     final_network, refit = _refit(chosen, network, data.texts, label_ids, split, len(labels), architecture, linear,
-                                  config, best_epoch)
+                                  config, best_epoch, phases)
     served = end_to_end(final_network, temperature)
     metadata = {
         "architecture": facts,
@@ -225,9 +237,11 @@ def train(
         "test_metrics_of": "the model fitted on the training split, scored once on the test split"
                            + ("" if refit["fitted_on"] == "train" else
                               f"; the exported model was refitted on {refit['fitted_on']} with the same settings"),
-        "baseline": baseline.compute(label_ids[split.train], labels, after, data.texts[split.test], served,
-                                     standardizer(architecture.locale)),
     }
-    full = artifact.save(out_dir, served, labels, metadata)
-    artifact.write_json(artifact.join(out_dir, "history.json"), history)
+    with phases.phase("computing the drift baseline"):
+        metadata["baseline"] = baseline.compute(label_ids[split.train], labels, after, data.texts[split.test], served,
+                                                standardizer(architecture.locale))
+    with phases.phase("exporting the model", out_dir):
+        full = artifact.save(out_dir, served, labels, metadata)
+        artifact.write_json(artifact.join(out_dir, "history.json"), history)
     return TrainResult(artifact_dir=out_dir, metadata=full, report=report, history=history, model=served)

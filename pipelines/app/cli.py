@@ -115,9 +115,10 @@ def describe(data: str, text_column: str, label_column: str, sequence_length: in
 @click.option("--final-fit", default=_TRAINING.final_fit, show_default=True,
               type=click.Choice(["train+validation", "all"]), help="What the refit learns from; all = the test "
               "split too (the test figures were taken before).")
+@click.option("--quiet", is_flag=True, help="No progress (phases, heartbeats, Keras' bars): for schedulers.")
 def train(data, text_column, label_column, out_dir, epochs, batch_size, validation_split, test_split, seed,
           max_rows, locale, max_tokens, sequence_length, embedding_dim, lstm_units, dense_units, patience,
-          learning_rate, architecture, calibrate, refit, final_fit) -> None:
+          learning_rate, architecture, calibrate, refit, final_fit, quiet) -> None:
     """Train a classifier (BiLSTM, linear or the better of both) and export the end-to-end model directory."""
     from pipelines.app.reports import train_and_report
 
@@ -128,7 +129,7 @@ def train(data, text_column, label_column, out_dir, epochs, batch_size, validati
     config = TrainConfig(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
                          test_split=test_split, seed=seed, patience=patience,
                          learning_rate=learning_rate, architecture=architecture, calibrate=calibrate,
-                         final_fit=final_fit if refit else "train")
+                         final_fit=final_fit if refit else "train", verbose=0 if quiet else _TRAINING.verbose)
     click.echo(train_and_report(data, text_column, label_column, out_dir, network, config, max_rows))
 
 

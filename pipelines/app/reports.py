@@ -14,6 +14,7 @@ from model import artifact, evaluate
 from model.architecture import ArchitectureConfig
 from model.data import describe, load_labelled, read_table, resolve_paths, select_columns
 from model.errors import UserError
+from model.progress import Phases
 from model.train import TrainConfig, train
 
 
@@ -49,7 +50,8 @@ def train_and_report(
     data: str, text_column: str, label_column: str, out_dir: str,
     architecture: ArchitectureConfig, config: TrainConfig, max_rows: int | None,
 ) -> str:
-    labelled = load_labelled(data, text_column, label_column, max_rows=max_rows, seed=config.seed)
+    with Phases(enabled=config.verbose > 0).phase("reading", data):
+        labelled = load_labelled(data, text_column, label_column, max_rows=max_rows, seed=config.seed)
     if len(labelled) == 0:
         raise UserError(f"{data} has no rows with both a text and a label")
     result = train(labelled, out_dir, architecture, config)
