@@ -90,24 +90,27 @@ def validate(record: Any) -> tuple[dict, str] | dict:
     record_id = _record_id(record.get(ID))
     if record_id is None:
         return dead_letter(None, MISSING_ID, "the record has no id", record)
-    record = {**record, ID: record_id}  # every dead letter's payload carries the id as its `id` field does
+
+    def rejected(reason: str, detail: str) -> dict:
+        # The payload carries the id as the letter's `id` field does (a string), for every reason.
+        return dead_letter(record_id, reason, detail, {**record, ID: record_id})
+
     text = record.get(TEXT)
     if text is None or (isinstance(text, float) and text != text):
-        return dead_letter(record_id, MISSING_TEXT, "the record has no text", record)
+        return rejected(MISSING_TEXT, "the record has no text")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return dead_letter(record_id, INVALID_UTF8, f"text is not valid UTF-8: {exc.reason} at byte {exc.start}",
-                               record)
+            return rejected(INVALID_UTF8, f"text is not valid UTF-8: {exc.reason} at byte {exc.start}")
     if not isinstance(text, str):
-        return dead_letter(record_id, TEXT_NOT_STRING, f"text is {type(text).__name__}, not a string", record)
+        return rejected(TEXT_NOT_STRING, f"text is {type(text).__name__}, not a string")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        return dead_letter(record_id, INVALID_UTF8, f"text has an unpaired surrogate at {exc.start}", record)
+        return rejected(INVALID_UTF8, f"text has an unpaired surrogate at {exc.start}")
     if not text.strip():
-        return dead_letter(record_id, EMPTY_TEXT, "the text is empty", record)
+        return rejected(EMPTY_TEXT, "the text is empty")
     key = {k: v for k, v in record.items() if k != TEXT}
     key[ID] = record_id
     return key, text
