@@ -1,4 +1,6 @@
-"""Parquet in and out through Beam's filesystems (local paths, globs, gs://).
+"""The nightly job's source: Parquet through Beam's filesystems (local paths, globs, gs://).
+
+Writing is the sinks' (`pipelines.sinks.parquet_files`).
 
 Reading goes by row group: the driver-side pre-flight checks every file's footer
 (so a bad path or column fails in one line before any work), and the pipeline
@@ -31,11 +33,9 @@ def _is_text(t: pa.DataType) -> bool:
 
 
 def _is_id(t: pa.DataType) -> bool:
-    """Strings, bytes and integers (and their dictionary encodings); floats are refused: 1e16 + 1 == 1e16."""
-    if pa.types.is_dictionary(t):
-        return _is_id(t.value_type)
-    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t) or pa.types.is_integer(t) or pa.types.is_null(t))
+    """What `_is_text` takes, and integers (also dictionary-encoded); floats are refused: 1e16 + 1 == 1e16."""
+    value = t.value_type if pa.types.is_dictionary(t) else t
+    return pa.types.is_integer(value) or _is_text(t)
 
 
 def is_data_file(path: str) -> bool:
@@ -173,10 +173,3 @@ class ReadComplaints(beam.PTransform):
             | "Distribute" >> beam.Reshuffle()
             | "ReadRecords" >> beam.ParDo(self.reader)
         )
-
-
-def write_parquet(pcoll, prefix: str, schema: pa.Schema, label: str):
-    """Sharded Parquet files `<prefix>-SSSSS-of-NNNNN.parquet` with an explicit schema."""
-    return pcoll | label >> beam.io.WriteToParquet(
-        prefix, schema=schema, file_name_suffix=".parquet", codec="zstd"
-    )

@@ -9,9 +9,9 @@ on the live job's local runner, where a Flatten would never run (`pipelines.stre
 
 **What "committed" means** is each sink's to say (its `COMMITTED`), and the job
 keeps to it:
-- a batch job calls `commit(run)` on every sink after the pipeline finished and the
+- a batch job calls `commit(staging)` on every sink after the pipeline finished and the
   books balance (rows in = predicted + dead-lettered), then writes its summary and
-  `_SUCCESS` last; it calls `abort(run)` if anything failed;
+  `_SUCCESS` last; it calls `abort(staging)` if anything failed;
 - a live job never finishes: a sink that acknowledges inputs (Pub/Sub) does so only
   once its own write is confirmed, and the others say what a crash may lose.
 
