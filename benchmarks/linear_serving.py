@@ -45,8 +45,8 @@ def measure(texts, label_ids, sparse: bool, batch_sizes: list[int], repeat: int)
     from model.architecture import end_to_end
     from model.linear import LinearConfig, train_linear
 
-    network, facts, _ = train_linear(LinearConfig(), texts, label_ids, int(label_ids.max()) + 1, seed=0,
-                                     sparse=sparse)
+    fit = train_linear(LinearConfig(), texts, label_ids, int(label_ids.max()) + 1, seed=0, sparse=sparse)
+    network, facts = fit.model, fit.facts
     served = end_to_end(network)
     serve = tf.function(lambda t: served(t, training=False), input_signature=[tf.TensorSpec([None], tf.string)])
     workload = (texts * repeat)[: len(texts) * repeat]

@@ -12,6 +12,15 @@ import numpy as np
 
 ECE_BINS = 15
 
+# Validation rows from which a temperature fitted on them alone is as good as one
+# fitted on ten times more rows (benchmarks/calibration_size.py). Below it, the linear
+# model adds its training rows' out-of-fold predictions; above it, it does not.
+ENOUGH_VALIDATION_ROWS = 5_000
+
+
+def needs_out_of_fold(validation_rows: int) -> bool:
+    return validation_rows < ENOUGH_VALIDATION_ROWS
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled = logits / temperature

@@ -47,6 +47,8 @@ class LinearConfig:
     c: float = 30.0  # inverse L2 strength, as scikit-learn's C
     class_weight: str | None = "balanced"
     max_iter: int = 2000
+    tol: float = 1e-4  # L-BFGS stops when no gradient component exceeds this (scikit-learn's default)
+    patience: int = 10  # ... or when the validation loss has not improved for this many iterations
     locale: str = DEFAULT_LOCALE
 
     def to_dict(self) -> dict:

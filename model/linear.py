@@ -19,13 +19,14 @@ vocabulary, word n-grams scored 0.66 with Keras' `tf_idf` and 0.80 with (1 + log
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from model import softmax
 from model.config import LinearConfig
 from model.data import shuffled_classes
 from model.progress import Phases
@@ -73,37 +74,9 @@ class SublinearTfIdf(keras.layers.Layer):
         return {**super().get_config(), "vocabulary_size": self.vocabulary_size}
 
 
-def _chunks(texts: list[str]):
-    for start in range(0, len(texts), CHUNK_ROWS):
-        yield tf.constant(texts[start : start + CHUNK_ROWS], tf.string)
-
-
-def _csr(values: tf.SparseTensor):
-    from scipy import sparse
-
-    indices = values.indices.numpy()
-    return sparse.csr_matrix((values.values.numpy(), (indices[:, 0], indices[:, 1])),
-                             shape=tuple(values.dense_shape.numpy()))
-
-
-def _document_frequency(vectorizer: keras.layers.TextVectorization, texts: list[str]) -> np.ndarray:
-    frequency = np.zeros(vectorizer.vocabulary_size(), dtype=np.int64)
-    for chunk in _chunks(texts):
-        counts = vectorizer(chunk)
-        if isinstance(counts, tf.SparseTensor):  # one entry per (row, n-gram) present
-            frequency += np.bincount(counts.indices.numpy()[:, 1], minlength=len(frequency))
-        else:
-            frequency += (counts.numpy() > 0).sum(axis=0)
-    return frequency
-
-
-def build_features(config: LinearConfig, train_texts: list[str], sparse: bool = True) -> keras.Model:
-    """Adapt both vocabularies and idf weights on the training texts; strings → TF-IDF rows.
-
-    `sparse=False` exists for benchmarks/linear_serving.py, which measures why sparse is the default.
-    """
+def _vectorizers(config: LinearConfig, sparse: bool) -> list[keras.layers.TextVectorization]:
     standardize = standardizer(config.locale)
-    vectorizers = [
+    return [
         keras.layers.TextVectorization(max_tokens=config.word_max_tokens, standardize=standardize,
                                        ngrams=config.word_ngrams, output_mode="count", sparse=sparse,
                                        name="word_counts"),
@@ -111,52 +84,156 @@ def build_features(config: LinearConfig, train_texts: list[str], sparse: bool = 
                                        split="character", ngrams=config.char_ngrams, output_mode="count",
                                        sparse=sparse, name="char_counts"),
     ]
+
+
+def _text_chunks(texts: list[str]) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string) if texts else
+                                              tf.zeros([0], tf.string)).batch(CHUNK_ROWS)
+
+
+def _features_model(vectorizers, weightings) -> keras.Model:
     inputs = keras.Input(shape=(), dtype="string", name="text")
-    blocks = []
-    for vectorizer, block in zip(vectorizers, ("word", "char"), strict=True):
-        vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(1024))
-        weighting = SublinearTfIdf(vectorizer.vocabulary_size(), name=f"{block}_tfidf")
-        weighting.set_document_frequencies(_document_frequency(vectorizer, train_texts), len(train_texts))
-        # Unit length per block (inside SublinearTfIdf), as scikit-learn's TfidfVectorizer
-        # gives: without it long complaints dominate the logits.
-        blocks.append(weighting(vectorizer(inputs)))
+    # Unit length per block (inside SublinearTfIdf), as scikit-learn's TfidfVectorizer
+    # gives: without it long complaints dominate the logits.
+    blocks = [weighting(vectorizer(inputs)) for vectorizer, weighting in zip(vectorizers, weightings, strict=True)]
     features = keras.layers.Concatenate(name="tfidf")(blocks)
     return keras.Model(inputs, features, name="tfidf_features")
 
 
+def _weightings(vectorizers) -> list[SublinearTfIdf]:
+    return [SublinearTfIdf(vectorizer.vocabulary_size(), name=f"{block}_tfidf")
+            for vectorizer, block in zip(vectorizers, ("word", "char"), strict=True)]
+
+
+def build_features(config: LinearConfig, train_texts: list[str], sparse: bool = True) -> keras.Model:
+    """Adapt both vocabularies and idf weights on the training texts; strings → TF-IDF rows.
+
+    `sparse=False` exists for benchmarks/linear_serving.py, which measures why sparse is the default.
+    """
+    features, _ = featurise(config, train_texts, [], sparse)
+    return features
+
+
+def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[str], sparse: bool = True,
+              phases: Phases | None = None):
+    """Adapt the features on the training texts → (strings → TF-IDF model, CSR rows of train + other texts).
+
+    The matrix is what the model computes, built in one pass of the vectorisers over
+    all rows (the idf needs only the training rows' document frequencies, which the
+    count matrix itself gives): chunks run on every core, each becomes compact CSR
+    (float32 values, int32 columns) at once, and the TF-IDF weighting is applied in
+    place. At 388,000 rows that is ~2 GB where float64 values and TensorFlow's int64
+    (row, column) pairs would take ~6 GB.
+    """
+    phases = phases or Phases(enabled=False)
+    vectorizers = _vectorizers(config, sparse)
+    with phases.phase("adapting the word and character vocabularies", f"{len(train_texts):,} rows"):
+        for vectorizer in vectorizers:
+            vectorizer.adapt(_text_chunks(train_texts))
+    weightings = _weightings(vectorizers)
+    with phases.phase("extracting TF-IDF features", f"{len(train_texts) + len(other_texts):,} rows"):
+        counts = count_matrix(vectorizers, train_texts + other_texts)
+        widths = [int(vectorizer.vocabulary_size()) for vectorizer in vectorizers]
+        frequency = np.bincount(counts.indices[: counts.indptr[len(train_texts)]], minlength=sum(widths))
+        for weighting, (low, high) in zip(weightings, _blocks(widths), strict=True):
+            weighting.set_document_frequencies(frequency[low:high], len(train_texts))
+        idf = np.concatenate([weighting.idf.numpy() for weighting in weightings])
+        weigh_in_place(counts, idf, widths[0])
+    return _features_model(vectorizers, weightings), counts
+
+
+def _blocks(widths: list[int]) -> list[tuple[int, int]]:
+    edges = np.cumsum([0, *widths])
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(len(widths))]
+
+
+def count_matrix(vectorizers, texts: list[str]):
+    """Raw n-gram counts of `texts` as one CSR matrix: [word columns | character columns].
+
+    The out-of-vocabulary columns (0 of each block) are left out: their idf is 0, so
+    they add nothing to a row or its norm.
+    """
+    from scipy import sparse
+
+    widths = [int(vectorizer.vocabulary_size()) for vectorizer in vectorizers]
+    offsets = [low for low, _ in _blocks(widths)]
+
+    def counts(chunk):
+        blocks = (vectorizer(chunk) for vectorizer in vectorizers)
+        return tuple(block if isinstance(block, tf.SparseTensor) else tf.sparse.from_dense(block) for block in blocks)
+
+    pieces = []
+    chunks = _text_chunks(texts).map(counts, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    for chunk_counts in chunks:
+        rows = int(chunk_counts[0].dense_shape[0])
+        blocks = []
+        for block, offset in zip(chunk_counts, offsets, strict=True):
+            indices = block.indices.numpy()
+            keep = indices[:, 1] != 0
+            blocks.append((indices[keep, 0].astype(np.int32), (indices[keep, 1] + offset).astype(np.int32),
+                           block.values.numpy()[keep].astype(np.float32)))
+        row, column, value = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+        piece = sparse.csr_matrix((value, (row, column)), shape=(rows, sum(widths)))
+        piece.sort_indices()
+        pieces.append(piece)
+    if not pieces:
+        return sparse.csr_matrix((0, sum(widths)), dtype=np.float32)
+    matrix = sparse.vstack(pieces, format="csr", dtype=np.float32)
+    matrix.indices = matrix.indices.astype(np.int32, copy=False)
+    return matrix
+
+
+def weigh_in_place(counts, idf: np.ndarray, word_width: int, chunk_rows: int = 65_536) -> None:
+    """Counts → (1 + log tf) · idf, each block of each row scaled to unit length: SublinearTfIdf, in numpy.
+
+    A slice of rows at a time, so the temporaries stay a few MB however large the matrix.
+    """
+    idf = idf.astype(np.float32)
+    for start in range(0, counts.shape[0], chunk_rows):
+        stop = min(start + chunk_rows, counts.shape[0])
+        low, high = counts.indptr[start], counts.indptr[stop]
+        values, columns = counts.data[low:high], counts.indices[low:high]
+        values[:] = (1.0 + np.log(values)) * idf[columns]
+        rows = np.repeat(np.arange(stop - start), np.diff(counts.indptr[start : stop + 1]))
+        segment = rows * 2 + (columns >= word_width)
+        norms = np.sqrt(np.bincount(segment, weights=np.square(values, dtype=np.float64),
+                                    minlength=2 * (stop - start))).astype(np.float32)
+        values /= np.maximum(norms, 1e-12)[segment]
+
+
 def transform(features: keras.Model, texts: list[str]):
-    """Strings → a scipy CSR matrix, a chunk at a time."""
+    """Strings → a scipy CSR matrix through the Keras features model, a chunk at a time (the reference path)."""
     from scipy import sparse
 
     def rows(chunk):
         values = features(chunk, training=False)
-        return _csr(values) if isinstance(values, tf.SparseTensor) else sparse.csr_matrix(values.numpy())
+        if isinstance(values, tf.SparseTensor):
+            indices = values.indices.numpy()
+            return sparse.csr_matrix((values.values.numpy(), (indices[:, 0], indices[:, 1])),
+                                     shape=tuple(values.dense_shape.numpy()))
+        return sparse.csr_matrix(values.numpy())
 
-    return sparse.vstack([rows(chunk) for chunk in _chunks(texts)], format="csr")
+    return sparse.vstack([rows(chunk) for chunk in _text_chunks(texts)], format="csr")
 
 
-def fit_softmax(x, label_ids: np.ndarray, n_classes: int, config: LinearConfig, seed: int):
-    """Multinomial logistic regression by L-BFGS → (kernel, bias, facts) for a Keras Dense layer."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
+def fit_softmax(x, label_ids: np.ndarray, n_classes: int, config: LinearConfig, seed: int,
+                validation: tuple[object, np.ndarray] | None = None, iterations: int | None = None):
+    """Multinomial logistic regression (`model.softmax`, on every core) → (kernel, bias, facts) for a Dense layer.
 
-    classifier = LogisticRegression(C=config.c, class_weight=config.class_weight, max_iter=config.max_iter,
-                                    random_state=seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        classifier.fit(x, label_ids)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    `validation` (rows, label ids) stops the solver early on its loss; `iterations`
+    runs it exactly that long (a refit, or a fold, of an early-stopped fit). `seed` is
+    unused, the fit being deterministic; it stays so every fit takes the same arguments.
+    """
+    result = softmax.fit(x, label_ids, config.c, balanced=config.class_weight == "balanced",
+                         max_iter=iterations or config.max_iter, tol=0.0 if iterations else config.tol,
+                         validation=validation, patience=config.patience)
     kernel = np.zeros((x.shape[1], n_classes), dtype=np.float32)
     # A class absent from training can never win: its bias sits far below the rest.
-    bias = np.full(n_classes, float(np.min(classifier.intercept_)) - 50.0, dtype=np.float32)
-    present = classifier.classes_
-    if len(present) == 2:  # scikit-learn keeps one weight vector for two classes: logits (0, z)
-        kernel[:, present[1]] = classifier.coef_[0]
-        bias[present] = (0.0, classifier.intercept_[0])
-    else:
-        kernel[:, present] = classifier.coef_.T
-        bias[present] = classifier.intercept_
-    facts = {"solver": "lbfgs", "iterations": int(np.max(classifier.n_iter_)), "converged": converged}
+    bias = np.full(n_classes, float(np.min(result.bias)) - 50.0, dtype=np.float32)
+    kernel[:, result.classes] = result.kernel
+    bias[result.classes] = result.bias
+    facts = {"solver": "lbfgs", "iterations": result.iterations, "best_iteration": result.best_iteration,
+             "stopped_early": result.stopped_early, "converged": result.converged}
     return kernel, bias, facts
 
 
@@ -169,44 +246,107 @@ def fold_ids(label_ids: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def out_of_fold_logits(x, label_ids: np.ndarray, n_classes: int, config: LinearConfig, seed: int,
-                       folds: int) -> np.ndarray:
+                       folds: int, iterations: int | None = None) -> np.ndarray:
     """Each training row's logits from a softmax layer fitted without it.
 
     These give the temperature thousands of honest predictions instead of a small
     validation split's few hundred. On sikayetvar_belediye_tr, the temperature fitted
     on its 238 validation rows left a test ECE of 0.042–0.074 over 3 splits; with the
     out-of-fold rows added it was 0.023–0.045. A convex fit makes the extra folds cheap.
+    Each fold is fitted like the model it stands in for: from zero, for the
+    `iterations` that model ran (its early-stopped count), so its confidences are
+    those of that model and not of a fit run to convergence.
     """
     assignment = fold_ids(label_ids, folds, seed)
     logits = np.zeros((x.shape[0], n_classes), dtype=np.float32)
     for fold in range(folds):
         held_out = assignment == fold
-        kernel, bias, _ = fit_softmax(x[~held_out], label_ids[~held_out], n_classes, config, seed)
+        kernel, bias, _ = fit_softmax(x[~held_out], label_ids[~held_out], n_classes, config, seed,
+                                      iterations=iterations)
         logits[held_out] = x[held_out] @ kernel + bias
     return logits
 
 
-def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, n_classes: int, seed: int,
-                 calibration_folds: int = 0, sparse: bool = True,
-                 phases: Phases | None = None) -> tuple[keras.Model, dict, np.ndarray | None]:
-    """Fit features and softmax layer on the training split.
+@dataclass
+class LinearFit:
+    """A fitted linear model and what its refit reuses: the features and the weights to start from."""
 
-    Returns the strings → logits model, facts for the metadata and, with
-    `calibration_folds` ≥ 2, the training rows' out-of-fold logits for calibration.
-    """
-    phases = phases or Phases(enabled=False)
-    with phases.phase("adapting the word and character vocabularies", f"{len(texts):,} rows"):
-        features = build_features(config, texts, sparse)
-    with phases.phase("extracting TF-IDF features"):
-        x = transform(features, texts)
-    with phases.phase("fitting the softmax layer (L-BFGS)", f"{x.shape[1]:,} features"):
-        kernel, bias, facts = fit_softmax(x, label_ids, n_classes, config, seed)
-    logits = keras.layers.Dense(n_classes, name="logits")
+    model: keras.Model  # strings → logits
+    facts: dict
+    out_of_fold: np.ndarray | None  # the training rows' out-of-fold logits, when asked for
+    features: keras.Model
+    rows: object  # CSR TF-IDF rows: the training texts, then the other texts
+    kernel: np.ndarray
+    bias: np.ndarray
+    trained_rows: int
+
+    def logits_of_other_rows(self) -> np.ndarray:
+        """The other texts' logits (e.g. the validation split), from the matrix already built."""
+        return np.asarray(self.rows[self.trained_rows:] @ self.kernel + self.bias)
+
+
+def _classifier(features: keras.Model, kernel: np.ndarray, bias: np.ndarray) -> keras.Model:
+    logits = keras.layers.Dense(kernel.shape[1], name="logits")
     outputs = logits(features.output)
     logits.set_weights([kernel, bias])
-    model = keras.Model(features.input, outputs, name="linear_classifier")
+    return keras.Model(features.input, outputs, name="linear_classifier")
+
+
+def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, n_classes: int, seed: int,
+                 calibration_folds: int = 0, sparse: bool = True, phases: Phases | None = None,
+                 other_texts: list[str] | None = None, validation_label_ids: np.ndarray | None = None) -> LinearFit:
+    """Fit features and softmax layer on the training texts.
+
+    `other_texts` (the validation split, and for a refit on everything the test split)
+    get TF-IDF rows in the same pass, with the training texts' vocabulary and idf,
+    for their logits and for `refit_linear`. With `validation_label_ids`, the first
+    that many other texts are the validation split, and the solver stops early on
+    their loss. With `calibration_folds` ≥ 2 the training rows' out-of-fold logits
+    come back too, for calibration.
+    """
+    phases = phases or Phases(enabled=False)
+    features, x = featurise(config, texts, other_texts or [], sparse, phases)
+    train_x = _leading_rows(x, len(texts))
+    validation = None
+    if validation_label_ids is not None and len(validation_label_ids):
+        validation = (_rows(x, len(texts), len(texts) + len(validation_label_ids)), validation_label_ids)
+    detail = f"{x.shape[1]:,} features, {len(texts):,} rows" + (", stops early on the validation loss"
+                                                                 if validation else "")
+    with phases.phase("fitting the softmax layer (L-BFGS)", detail):
+        kernel, bias, facts = fit_softmax(train_x, label_ids, n_classes, config, seed, validation=validation)
     held_out = None
     if calibration_folds > 1:
         with phases.phase("out-of-fold fits for calibration", f"{calibration_folds} folds"):
-            held_out = out_of_fold_logits(x, label_ids, n_classes, config, seed, calibration_folds)
-    return model, {**facts, "features": int(x.shape[1]), "training_nonzeros": int(x.nnz)}, held_out
+            held_out = out_of_fold_logits(train_x, label_ids, n_classes, config, seed, calibration_folds,
+                                          iterations=facts["best_iteration"] if facts["stopped_early"] else None)
+    facts = {**facts, "features": int(x.shape[1]), "training_nonzeros": int(train_x.nnz)}
+    return LinearFit(_classifier(features, kernel, bias), facts, held_out, features, x, kernel, bias, len(texts))
+
+
+def refit_linear(fit: LinearFit, label_ids: np.ndarray, n_classes: int, config: LinearConfig, seed: int,
+                 phases: Phases | None = None) -> tuple[keras.Model, dict]:
+    """The same features, the softmax layer refitted on all of `fit.rows` (training + other texts).
+
+    As the BiLSTM's refit trains for its best epoch count, this runs the solver from
+    zero for the iterations the early-stopped fit chose (to convergence if it was not
+    stopped early). The features (vocabularies, idf) stay those adapted on the training split.
+    """
+    phases = phases or Phases(enabled=False)
+    iterations = fit.facts["best_iteration"] if fit.facts.get("stopped_early") else None
+    detail = f"{fit.rows.shape[0]:,} rows" + (f", {iterations} iterations" if iterations else "")
+    with phases.phase("refitting the softmax layer (L-BFGS)", detail):
+        kernel, bias, facts = fit_softmax(fit.rows, label_ids, n_classes, config, seed, iterations=iterations)
+    return _classifier(fit.features, kernel, bias), facts
+
+
+def _rows(x, start: int, stop: int):
+    """Rows `start:stop` of a CSR matrix as a view (slicing would copy gigabytes)."""
+    from scipy import sparse
+
+    low, high = x.indptr[start], x.indptr[stop]
+    return sparse.csr_matrix((x.data[low:high], x.indices[low:high], x.indptr[start : stop + 1] - low),
+                             shape=(stop - start, x.shape[1]))
+
+
+def _leading_rows(x, rows: int):
+    return _rows(x, 0, rows)

