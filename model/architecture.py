@@ -39,6 +39,18 @@ def build(
     return keras.Model(inputs, logits, name="bilstm_classifier")
 
 
+def numeric_core(network: keras.Model) -> keras.Model:
+    """Token ids → logits: the layers of `build`'s network after its vectoriser, shared, not copied.
+
+    Training fits this core on token ids vectorised once, so the string ops do not
+    run again every epoch; the string network learns with it, as it holds the same layers.
+    """
+    vectorizer = network.layers[1]
+    if not isinstance(vectorizer, keras.layers.TextVectorization):
+        raise ValueError(f"{network.name} does not start with a TextVectorization layer")
+    return keras.Model(vectorizer.output, network.output, name="numeric_core")
+
+
 def end_to_end(logits_model: keras.Model, temperature: float = 1.0) -> keras.Model:
     """Raw text in, class probabilities out: the model the artifact stores."""
     inputs = keras.Input(shape=(), dtype="string", name="text")

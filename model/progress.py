@@ -29,6 +29,10 @@ class Phases:
         self.heartbeat_secs = heartbeat_secs
         self.timings: dict[str, float] = {}
 
+    def say(self, text: str) -> None:
+        """One `[train] …` line, outside any phase."""
+        self._print(text)
+
     def _print(self, text: str) -> None:
         if self.enabled:
             print(f"[train] {text}", file=self.stream or sys.stderr, flush=True)
@@ -55,3 +59,4 @@ class Phases:
             seconds = time.monotonic() - started
             self.timings[name] = self.timings.get(name, 0.0) + seconds
             self._print(f"{name}: done in {seconds:.1f} s")
+

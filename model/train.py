@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 import keras
@@ -16,19 +17,23 @@ import numpy as np
 import tensorflow as tf
 
 from model import artifact, baseline, evaluate
-from model.architecture import build, end_to_end
+from model.architecture import build, end_to_end, numeric_core
 from model.calibration import (
+    ENOUGH_VALIDATION_ROWS,
     expected_calibration_error,
     fit_temperature,
+    needs_out_of_fold,
     negative_log_likelihood,
     softmax,
 )
 from model.config import ARCHITECTURES, FINAL_FITS, ArchitectureConfig, LinearConfig, TrainConfig
 from model.data import LabelledData, Split, fingerprint, stratified_split
 from model.errors import UserError
-from model.linear import train_linear
+from model.linear import LinearFit, refit_linear, train_linear
 from model.progress import Phases
 from model.text import make_vectorizer, standardizer
+
+VECTORISE_CHUNK = 2048  # rows per vectoriser call when token ids are computed once
 
 
 @dataclass
@@ -40,11 +45,56 @@ class TrainResult:
     model: keras.Model  # the in-memory end-to-end model that was saved
 
 
-def _dataset(texts: np.ndarray, label_ids: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
-    data = tf.data.Dataset.from_tensor_slices((tf.constant(texts.tolist(), tf.string), label_ids))
+class EpochTimes(keras.callbacks.Callback):
+    """`[train] epoch N: done in S s (losses)`: Keras' bar erases itself; this line stays, and benchmarks read it."""
+
+    def __init__(self, phases: Phases):
+        super().__init__()
+        self.phases = phases
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        seconds = time.monotonic() - self.started
+        self.phases.timings[f"epoch {epoch + 1}"] = seconds
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k.endswith("loss"))
+        self.phases.say(f"epoch {epoch + 1}: done in {seconds:.1f} s ({losses})")
+
+
+def token_ids(vectorizer: keras.layers.TextVectorization, texts: np.ndarray) -> np.ndarray:
+    """Texts → token ids, once, in parallel chunks (the string ops are the part that cannot run on the step)."""
+    chunks = (tf.data.Dataset.from_tensor_slices(tf.constant(texts.tolist(), tf.string)).batch(VECTORISE_CHUNK)
+              .map(vectorizer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+    parts = [chunk.numpy() for chunk in chunks]
+    return np.concatenate(parts) if parts else np.zeros((0, vectorizer.get_config()["output_sequence_length"]),
+                                                        np.int64)
+
+
+def _dataset(ids: np.ndarray, label_ids: np.ndarray, batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
+    data = tf.data.Dataset.from_tensor_slices((ids, label_ids))
     if shuffle_seed is not None:
-        data = data.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+        data = data.shuffle(len(ids), seed=shuffle_seed, reshuffle_each_iteration=True)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass
+class Fitted:
+    """One architecture fitted on the training split, and what selection, calibration and refit need of it."""
+
+    network: keras.Model  # strings → logits
+    history: dict
+    facts: dict
+    out_of_fold: np.ndarray | None = None  # the linear model's training rows, scored by folds that left them out
+    linear: LinearFit | None = None  # the linear model's features and weights, which its refit reuses
+
+
+def _refit_parts(split: Split, final_fit: str) -> list[np.ndarray]:
+    """The rows a refit learns from, in the order the linear model's matrix holds them."""
+    if final_fit == "train":
+        return [split.train]
+    return [split.train, split.validation] + ([split.test] if final_fit == "all" else [])
 
 
 def _fit(
@@ -58,46 +108,57 @@ def _fit(
     config: TrainConfig,
     refit_epochs: int | None = None,
     phases: Phases | None = None,
-) -> tuple[keras.Model, dict, dict, np.ndarray | None]:
+) -> Fitted:
     """Fit one architecture on `split.train`.
 
-    Returns the strings → logits model, its history, facts for the metadata and, where
-    the architecture can afford them, out-of-fold logits of the training rows. For the
-    refit (`refit_epochs`, the BiLSTM's best epoch count), the BiLSTM trains exactly
-    that long with no validation, and the linear model computes no out-of-fold logits.
+    For the BiLSTM's refit (`refit_epochs`, its best epoch count), it trains exactly
+    that long with no validation. The linear model's validation split decides by its
+    size (`model.calibration.ENOUGH_VALIDATION_ROWS`): a small one is too noisy to
+    stop on or calibrate on alone, so the solver runs to its tolerance and out-of-fold
+    logits join the calibration set; a large one stops the solver early and is the
+    calibration set. The linear model computes the TF-IDF rows of the refit's rows
+    in the same pass as its training rows.
     """
     keras.utils.set_random_seed(config.seed)
     phases = phases or Phases(enabled=False)
     train_texts = texts[split.train]
     if kind == "linear":
-        folds = config.calibration_folds if config.calibrate and refit_epochs is None else 0
-        network, facts, out_of_fold = train_linear(
-            linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds, phases=phases
-        )
+        small = needs_out_of_fold(len(split.validation))  # too few validation rows to calibrate or stop on alone
+        folds = config.calibration_folds if config.calibrate and small else 0
+        other = [texts[part] for part in _refit_parts(split, config.final_fit)[1:]] or [texts[split.validation]]
+        fit = train_linear(linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds,
+                           phases=phases, other_texts=np.concatenate(other).tolist(),
+                           validation_label_ids=None if small else label_ids[split.validation])
         if config.verbose:
-            print(f"linear: softmax over {facts['features']:,} TF-IDF features fitted in "
-                  f"{facts['iterations']} L-BFGS iterations{'' if facts['converged'] else ' (not converged)'}")
-        facts = {"name": "linear", **linear.to_dict(), **facts, "vocabulary_size": facts["features"]}
-        return network, {}, facts, out_of_fold
+            print(f"linear: softmax over {fit.facts['features']:,} TF-IDF features fitted in "
+                  f"{fit.facts['iterations']} L-BFGS iterations{'' if fit.facts['converged'] else ' (not converged)'}")
+        facts = {"name": "linear", **linear.to_dict(), **fit.facts, "vocabulary_size": fit.facts["features"]}
+        return Fitted(fit.model, {}, facts, fit.out_of_fold, fit)
     vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
     with phases.phase("adapting the vocabulary", f"{len(train_texts):,} rows"):
         vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.tolist()).batch(1024))
     network = build(architecture, n_classes, vectorizer)
-    network.compile(
+    validating = refit_epochs is None
+    with phases.phase("vectorising the texts once",
+                      f"{len(train_texts) + (len(split.validation) if validating else 0):,} rows"):
+        train_ids = token_ids(vectorizer, train_texts)
+        validation_ids = token_ids(vectorizer, texts[split.validation]) if validating else None
+    core = numeric_core(network)  # shares the network's layers: fitting it fits the network
+    core.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    held_out = {} if refit_epochs is not None else {
-        "validation_data": _dataset(texts[split.validation], label_ids[split.validation], config.batch_size, None),
-        "callbacks": [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
-                                                    restore_best_weights=True)],
+    held_out = {"callbacks": [EpochTimes(phases)]} if not validating else {
+        "validation_data": _dataset(validation_ids, label_ids[split.validation], config.batch_size, None),
+        "callbacks": [EpochTimes(phases), keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                                        restore_best_weights=True)],
     }
     if config.verbose:
         print(f"[train] training the BiLSTM on {len(train_texts):,} rows (Keras' bars, one per epoch)",
               file=sys.stderr, flush=True)
-    fit = network.fit(
-        _dataset(train_texts, label_ids[split.train], config.batch_size, config.seed),
+    fit = core.fit(
+        _dataset(train_ids, label_ids[split.train], config.batch_size, config.seed),
         epochs=refit_epochs or config.epochs,
         shuffle=False,  # the tf.data pipeline shuffles, seeded, each epoch
         verbose=config.verbose,
@@ -105,29 +166,35 @@ def _fit(
     )
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     facts = {"name": "bilstm", **architecture.to_dict(), "vocabulary_size": int(vectorizer.vocabulary_size())}
-    return network, history, facts, None
+    return Fitted(network, history, facts)
 
 
-def _refit(kind, network, texts, label_ids, split, n_classes, architecture, linear, config, best_epoch, phases):
+def _refit(kind, fitted: Fitted, texts, label_ids, split, n_classes, architecture, linear, config, best_epoch,
+           phases):
     """The exported network: the split-trained one, or the same architecture refitted on more rows.
 
     The splits have done their job (early stopping, selection, calibration, the test
     score); the refit learns from their rows too, with the settings they chose: the
-    BiLSTM for the best epoch count, the linear model by the same deterministic solver.
-    The temperature fitted on held-out logits is kept.
+    BiLSTM for the best epoch count; the linear model with the features adapted on
+    the training split, its solver started from the split-trained weights. The
+    temperature fitted on held-out logits is kept.
     """
     if config.final_fit == "train":
-        return network, {"fitted_on": "train", "rows": len(split.train)}
-    parts = [split.train, split.validation] + ([split.test] if config.final_fit == "all" else [])
-    rows = np.sort(np.concatenate(parts))
-    refit_split = Split(train=rows, validation=rows[:0], test=split.test)
+        return fitted.network, {"fitted_on": "train", "rows": len(split.train)}
+    parts = _refit_parts(split, config.final_fit)
+    rows = np.concatenate(parts)
     if config.verbose:
         print(f"refitting {kind} on {config.final_fit} ({len(rows):,} rows)"
               + (f" for {best_epoch} epoch(s)" if kind == "bilstm" else ""))
-    refitted, _, _, _ = _fit(kind, texts, label_ids, refit_split, n_classes, architecture, linear, config,
-                             refit_epochs=best_epoch or config.epochs, phases=phases)
-    return refitted, {"fitted_on": config.final_fit, "rows": len(rows),
-                      "epochs": best_epoch if kind == "bilstm" else None}
+    if kind == "linear":
+        refitted, facts = refit_linear(fitted.linear, label_ids[rows], n_classes, linear, config.seed, phases)
+        return refitted, {"fitted_on": config.final_fit, "rows": len(rows), "epochs": None,
+                          "features_adapted_on": "train", "iterations": facts["iterations"]}
+    rows = np.sort(rows)
+    refit_split = Split(train=rows, validation=rows[:0], test=split.test)
+    refitted = _fit(kind, texts, label_ids, refit_split, n_classes, architecture, linear, config,
+                    refit_epochs=best_epoch or config.epochs, phases=phases).network
+    return refitted, {"fitted_on": config.final_fit, "rows": len(rows), "epochs": best_epoch}
 
 
 def _logits(network: keras.Model, texts: np.ndarray) -> np.ndarray:
@@ -167,17 +234,20 @@ def train(
     candidates = {}
     phases = Phases(enabled=config.verbose > 0)
     for kind in kinds:
-        network, history, facts, out_of_fold = _fit(
-            kind, data.texts, label_ids, split, len(labels), architecture, linear, config, phases=phases
-        )
+        fitted = _fit(kind, data.texts, label_ids, split, len(labels), architecture, linear, config, phases=phases)
         with phases.phase(f"scoring the {kind} model on the validation split", f"{len(split.validation):,} rows"):
-            val_logits = _logits(network, data.texts[split.validation])
+            val_logits = (fitted.linear.logits_of_other_rows()[: len(split.validation)] if fitted.linear
+                          else _logits(fitted.network, data.texts[split.validation]))
         f1 = evaluate.classification_report(y_val, val_logits.argmax(axis=1), labels)["macro avg"]["f1"]
-        candidates[kind] = (network, history, facts, val_logits, f1, out_of_fold)
-    chosen = max(kinds, key=lambda k: candidates[k][4])  # ties keep the first (the reference)
-    network, history, facts, val_logits, _, out_of_fold = candidates[chosen]
+        candidates[kind] = (fitted, val_logits, f1)
+    chosen = max(kinds, key=lambda k: candidates[k][2])  # ties keep the first (the reference)
+    fitted, val_logits, _ = candidates[chosen]
+    network, history, facts, out_of_fold = fitted.network, fitted.history, fitted.facts, fitted.out_of_fold
 
     calibration_logits, calibration_labels, calibration_set = val_logits, y_val, "validation"
+    chosen_by = (f"the validation split has {len(y_val):,} rows, "
+                 + ("enough alone" if not needs_out_of_fold(len(y_val)) else "too few alone")
+                 + f" (out-of-fold predictions join it below {ENOUGH_VALIDATION_ROWS:,} rows, linear only)")
     if out_of_fold is not None:
         calibration_logits = np.concatenate([out_of_fold, val_logits])
         calibration_labels = np.concatenate([label_ids[split.train], y_val])
@@ -192,7 +262,7 @@ def train(
             "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
 
     best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None
-    final_network, refit = _refit(chosen, network, data.texts, label_ids, split, len(labels), architecture, linear,
+    final_network, refit = _refit(chosen, fitted, data.texts, label_ids, split, len(labels), architecture, linear,
                                   config, best_epoch, phases)
     served = end_to_end(final_network, temperature)
     metadata = {
@@ -205,11 +275,12 @@ def train(
         "selection": {
             "requested": config.architecture,
             "chosen": chosen,
-            "validation_macro_f1": {k: candidates[k][4] for k in kinds},
+            "validation_macro_f1": {k: candidates[k][2] for k in kinds},
         },
         "calibration": {
             "temperature": temperature,
             "fitted_on": calibration_set if config.calibrate else None,
+            "set_chosen_by": chosen_by if config.calibrate else None,
             "rows": len(calibration_labels) if config.calibrate else 0,
             "nll_before": negative_log_likelihood(calibration_logits, calibration_labels, 1.0),
             "nll_after": negative_log_likelihood(calibration_logits, calibration_labels, temperature),
