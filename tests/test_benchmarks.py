@@ -65,3 +65,32 @@ def test_model_swap_benchmark_smoke(model_dir, retrained_model_dir, tmp_path):
     report = json.loads(out.read_text())
     assert report["swaps"] == 2 and len(report["latencies_s"]) == 2
     assert all(0 < seconds <= report["max_s"] for seconds in report["latencies_s"])
+
+
+def test_training_scale_benchmark_smoke(tmp_path):
+    out = tmp_path / "scale.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.training_scale", "--rows", "600", "--architectures",
+                    "linear,bilstm", "--epochs", "1", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    linear, bilstm = json.loads(out.read_text())["results"]
+    for run in (linear, bilstm):
+        assert run["rows"] == 600 and run["peak_rss_mb"] > 100 and 0 <= run["test_accuracy"] <= 1
+        assert 0 < sum(run["phases"].values()) <= run["wall_seconds"]
+        assert {"reading", "evaluating on the test split", "exporting the model"} <= set(run["phases"])
+    assert linear["chosen"] == "linear" and "fitting the softmax layer (L-BFGS)" in linear["phases"]
+    assert linear["solver"]["iterations"] >= 1 and linear["seconds_per_epoch"] is None
+    assert bilstm["seconds_per_epoch"] == bilstm["phases"]["epoch 1"]
+    assert bilstm["seconds_per_refit_epoch"] == bilstm["phases"]["refit epoch 1"]
+
+
+def test_calibration_size_benchmark_smoke(tmp_path):
+    out = tmp_path / "calibration.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.calibration_size", "--rows", "3000", "--draws", "2",
+                    "--folds", "2", "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    validation = report["whole_validation"]["rows"]
+    assert [row["validation_rows"] for row in report["by_size"]] == [250]  # sizes below the split's 300
+    sets = {row["fitted_on"]: row for row in report["out_of_fold"]}
+    assert sets["validation"]["rows"] == validation
+    assert sets["validation + out-of-fold"]["rows"] == validation + sets["out-of-fold"]["rows"]
+    assert all(row["temperature"] > 0 and 0 <= row["test_ece"] <= 1 for row in sets.values())
