@@ -50,6 +50,24 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(candidates[int(np.argmin(losses))])
 
 
+def calibrate(logits: np.ndarray, labels: np.ndarray) -> tuple[float, bool]:
+    """(temperature, applied): the NLL-optimal T, unless it would raise these rows' ECE, then 1.
+
+    Minimising NLL and lowering ECE usually agree, but not always. NLL punishes a
+    confident wrong answer without bound, so on data with some wrong labels the
+    NLL-optimal T softens every prediction to hedge against them, while top-label
+    confidence already matched accuracy: on 60,000 generated rows (3% of labels
+    random), a converged linear model had test ECE 0.039, and the NLL-optimal T
+    (1.15–1.18, fitted on validation, on out-of-fold rows or on both) raised it to
+    0.053–0.056 (benchmarks/calibration_size.py). A temperature is kept only if it
+    does not raise ECE on the rows it was fitted on.
+    """
+    temperature = fit_temperature(logits, labels)
+    before = expected_calibration_error(softmax(logits), labels)
+    after = expected_calibration_error(softmax(logits, temperature), labels)
+    return (temperature, True) if after <= before else (1.0, False)
+
+
 def confidence_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS):
     """(share of rows, mean confidence, accuracy) for each non-empty equal-width confidence bin."""
     return _bins(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)

@@ -8,7 +8,6 @@ test split is touched once, for the final report.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -20,8 +19,8 @@ from model import artifact, baseline, evaluate
 from model.architecture import build, end_to_end, numeric_core
 from model.calibration import (
     ENOUGH_VALIDATION_ROWS,
+    calibrate,
     expected_calibration_error,
-    fit_temperature,
     needs_out_of_fold,
     negative_log_likelihood,
     softmax,
@@ -46,21 +45,36 @@ class TrainResult:
 
 
 class EpochTimes(keras.callbacks.Callback):
-    """`[train] epoch N: done in S s (losses)`: Keras' bar erases itself; this line stays, and benchmarks read it."""
+    """`[train] epoch N: done in S s (losses)`: Keras' bar erases itself; this line stays, and benchmarks read it.
 
-    def __init__(self, phases: Phases):
+    Each line is printed once Keras has finished that epoch's bar (at the next
+    epoch's start, or the end of training), so it gets a line of its own.
+    """
+
+    def __init__(self, phases: Phases, name: str = "epoch"):
         super().__init__()
         self.phases = phases
+        self.name = name
         self.started = 0.0
+        self.pending = ""
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.phases.say(self.pending)
+            self.pending = ""
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._flush()
         self.started = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         seconds = time.monotonic() - self.started
-        self.phases.timings[f"epoch {epoch + 1}"] = seconds
+        self.phases.timings[f"{self.name} {epoch + 1}"] = seconds
         losses = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k.endswith("loss"))
-        self.phases.say(f"epoch {epoch + 1}: done in {seconds:.1f} s ({losses})")
+        self.pending = f"{self.name} {epoch + 1}: done in {seconds:.1f} s ({losses})"
+
+    def on_train_end(self, logs=None) -> None:
+        self._flush()
 
 
 def token_ids(vectorizer: keras.layers.TextVectorization, texts: np.ndarray) -> np.ndarray:
@@ -135,11 +149,12 @@ def _fit(
         facts = {"name": "linear", **linear.to_dict(), **fit.facts, "vocabulary_size": fit.facts["features"]}
         return Fitted(fit.model, {}, facts, fit.out_of_fold, fit)
     vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
-    with phases.phase("adapting the vocabulary", f"{len(train_texts):,} rows"):
+    validating = refit_epochs is None
+    stage = "" if validating else "refit: "
+    with phases.phase(f"{stage}adapting the vocabulary", f"{len(train_texts):,} rows"):
         vectorizer.adapt(tf.data.Dataset.from_tensor_slices(train_texts.tolist()).batch(1024))
     network = build(architecture, n_classes, vectorizer)
-    validating = refit_epochs is None
-    with phases.phase("vectorising the texts once",
+    with phases.phase(f"{stage}vectorising the texts once",
                       f"{len(train_texts) + (len(split.validation) if validating else 0):,} rows"):
         train_ids = token_ids(vectorizer, train_texts)
         validation_ids = token_ids(vectorizer, texts[split.validation]) if validating else None
@@ -149,14 +164,12 @@ def _fit(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    held_out = {"callbacks": [EpochTimes(phases)]} if not validating else {
+    held_out = {"callbacks": [EpochTimes(phases, "refit epoch")]} if not validating else {
         "validation_data": _dataset(validation_ids, label_ids[split.validation], config.batch_size, None),
         "callbacks": [EpochTimes(phases), keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                                         restore_best_weights=True)],
     }
-    if config.verbose:
-        print(f"[train] training the BiLSTM on {len(train_texts):,} rows (Keras' bars, one per epoch)",
-              file=sys.stderr, flush=True)
+    phases.say(f"{stage}training the BiLSTM on {len(train_texts):,} rows (Keras' bars, one per epoch)")
     fit = core.fit(
         _dataset(train_ids, label_ids[split.train], config.batch_size, config.seed),
         epochs=refit_epochs or config.epochs,
@@ -253,7 +266,7 @@ def train(
         calibration_labels = np.concatenate([label_ids[split.train], y_val])
         calibration_set = f"validation + {config.calibration_folds}-fold out-of-fold training predictions"
     with phases.phase("calibrating", f"{len(calibration_labels):,} held-out rows" if config.calibrate else "off"):
-        temperature = fit_temperature(calibration_logits, calibration_labels) if config.calibrate else 1.0
+        temperature, applied = calibrate(calibration_logits, calibration_labels) if config.calibrate else (1.0, False)
     with phases.phase("evaluating on the test split", f"{len(split.test):,} rows"):
         test_logits = _logits(network, data.texts[split.test])
         before, after = softmax(test_logits), softmax(test_logits, temperature)
@@ -281,6 +294,7 @@ def train(
             "temperature": temperature,
             "fitted_on": calibration_set if config.calibrate else None,
             "set_chosen_by": chosen_by if config.calibrate else None,
+            "applied": applied,  # False: the NLL-optimal temperature would have raised this set's ECE
             "rows": len(calibration_labels) if config.calibrate else 0,
             "nll_before": negative_log_likelihood(calibration_logits, calibration_labels, 1.0),
             "nll_after": negative_log_likelihood(calibration_logits, calibration_labels, temperature),

@@ -52,3 +52,18 @@ def test_a_long_phase_shows_signs_of_life():
     lines = out.getvalue().splitlines()
     assert lines[0] == "[train] solving…" and lines[-1].startswith("[train] solving: done in ")
     assert phases.timings["solving"] > 0
+
+
+def test_the_bilstm_says_it_vectorises_once_and_times_each_epoch(tmp_path):
+    data = tmp_path / "d.parquet"
+    write_frame(generate(400, seed=4), str(data))
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--out", str(tmp_path / "m"), "--epochs", "2",
+                                      "--max-tokens", "500", "--lstm-units", "4", "--dense-units", "4",
+                                      "--embedding-dim", "4", "--patience", "5"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("[train] vectorising the texts once (") for line in lines)
+    for epoch in (1, 2):  # each on a line of its own, after Keras' bar
+        assert any(line.startswith(f"[train] epoch {epoch}: done in ") for line in lines), epoch
+    assert "val_loss" in result.output.split("[train] epoch 1: done in ")[1].splitlines()[0]
+    assert any(line.startswith("[train] refit epoch 1: done in ") for line in lines)

@@ -72,6 +72,26 @@ def test_temperature_is_never_worse_than_none():
     assert negative_log_likelihood(logits, labels, t) <= negative_log_likelihood(logits, labels, 1.0)
 
 
+def test_a_temperature_that_would_raise_ece_is_not_applied():
+    """Confidences already match accuracy, but a few confident answers are wrong: NLL wants T > 1, ECE does not."""
+    from model.calibration import calibrate
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 4, 5000)
+    logits = np.zeros((5000, 4))
+    logits[np.arange(5000), labels] = 3.0  # right, with confidence 0.87
+    wrong = rng.random(5000) < 0.13
+    logits[wrong] = np.roll(logits[wrong], 1, axis=1)  # 13% wrong at the same confidence: calibrated on average
+    logits[rng.random(5000) < 0.02] *= 4  # and a few very confident rows, right or wrong
+    nll_optimal = fit_temperature(logits, labels)
+    assert expected_calibration_error(softmax(logits, nll_optimal), labels) > expected_calibration_error(
+        softmax(logits), labels)
+    assert calibrate(logits, labels) == (1.0, False)
+    sharpen = logits * 0.5  # under-confident: here the temperature helps, and is applied
+    temperature, applied = calibrate(sharpen, labels)
+    assert applied and temperature < 1.0
+
+
 def test_calibration_lowers_the_ece_of_an_over_confident_model():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 5, size=4000)
@@ -107,12 +127,39 @@ def test_trained_artifact_bakes_in_its_temperature(trained):
 
 
 def test_linear_temperature_is_fitted_on_out_of_fold_rows_too(linear_model):
+    """A small validation split (200 rows): out-of-fold rows join it, and the solver runs to its tolerance."""
     _, result = linear_model
     calibration = result.metadata["calibration"]
     split = result.metadata["training"]["split_rows"]
     assert "out-of-fold" in calibration["fitted_on"]
     assert calibration["rows"] == split["train"] + split["validation"]
     assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
+    assert f"has {split['validation']:,} rows, too few alone" in calibration["set_chosen_by"]
+    assert not result.metadata["architecture"]["stopped_early"]
+
+
+def test_a_large_validation_split_is_the_calibration_set_and_stops_the_solver(tmp_path, monkeypatch):
+    """Above ENOUGH_VALIDATION_ROWS: no out-of-fold fits, early stopping, and a refit for the chosen iterations.
+
+    The threshold is lowered so that a small archive crosses it; what is tested is
+    the decision and what the metadata records of it.
+    """
+    from model import calibration
+    from model import train as training
+
+    monkeypatch.setattr(calibration, "ENOUGH_VALIDATION_ROWS", 150)
+    monkeypatch.setattr(training, "ENOUGH_VALIDATION_ROWS", 150)
+    config = replace(FAST, architecture="linear", validation_split=0.2)
+    result = train(labelled(1200, seed=15), str(tmp_path / "m"), TINY_ARCHITECTURE, config,
+                   replace(SMALL_LINEAR, c=1e4, patience=2))
+    metadata = result.metadata
+    validation = metadata["training"]["split_rows"]["validation"]
+    assert metadata["calibration"]["fitted_on"] == "validation"
+    assert metadata["calibration"]["rows"] == validation
+    assert f"has {validation:,} rows, enough alone" in metadata["calibration"]["set_chosen_by"]
+    solver = metadata["architecture"]
+    assert solver["stopped_early"] and solver["best_iteration"] < solver["iterations"]
+    assert metadata["refit"]["iterations"] == solver["best_iteration"]
 
 
 def test_the_exported_model_is_refitted_on_train_and_validation_with_the_chosen_settings(linear_model, tmp_path):

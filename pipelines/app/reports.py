@@ -64,10 +64,7 @@ def train_and_report(
         "no rows skipped",
         evaluate.format_report(result.report),
         f"architecture: {selection['chosen']} (validation macro F1: {scores})",
-        (f"calibration: temperature {calibration['temperature']:.3f} fitted on {calibration['fitted_on']} "
-         f"({calibration['rows']} rows), test ECE {calibration['test_ece_before']:.4f}"
-         f" → {calibration['test_ece_after']:.4f}") if calibration["fitted_on"] else
-        f"calibration: off, test ECE {calibration['test_ece_after']:.4f}",
+        _calibration_line(calibration),
         f"final fit: the exported model learned from {m['refit']['fitted_on']} ({m['refit']['rows']:,} rows); "
         "the test figures above are the split-trained model's" if m["refit"]["fitted_on"] != "train" else
         "final fit: none (--no-refit): the exported model is the one scored above",
@@ -75,6 +72,18 @@ def train_and_report(
         f"written to {out_dir}; test accuracy {m['test_metrics']['accuracy']:.4f}, "
         f"macro F1 {m['test_metrics']['macro_f1']:.4f}; report in {os.path.join(out_dir, 'report')}",
     ])
+
+
+def _calibration_line(calibration: dict) -> str:
+    if not calibration["fitted_on"]:
+        return f"calibration: off, test ECE {calibration['test_ece_after']:.4f}"
+    if not calibration.get("applied", True):
+        return (f"calibration: none applied (the NLL-optimal temperature would have raised the ECE of its "
+                f"{calibration['rows']} rows, {calibration['fitted_on']}), "
+                f"test ECE {calibration['test_ece_after']:.4f}")
+    return (f"calibration: temperature {calibration['temperature']:.3f} fitted on {calibration['fitted_on']} "
+            f"({calibration['rows']} rows), test ECE {calibration['test_ece_before']:.4f}"
+            f" → {calibration['test_ece_after']:.4f}")
 
 
 def evaluate_model(model_dir: str, data: str, text_column: str, label_column: str, report_dir: str) -> str:
