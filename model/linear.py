@@ -306,7 +306,7 @@ def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, 
     """
     phases = phases or Phases(enabled=False)
     features, x = featurise(config, texts, other_texts or [], sparse, phases)
-    train_x = _leading_rows(x, len(texts))
+    train_x = _rows(x, 0, len(texts))
     validation = None
     if validation_label_ids is not None and len(validation_label_ids):
         validation = (_rows(x, len(texts), len(texts) + len(validation_label_ids)), validation_label_ids)
@@ -347,6 +347,3 @@ def _rows(x, start: int, stop: int):
     return sparse.csr_matrix((x.data[low:high], x.indices[low:high], x.indptr[start : stop + 1] - low),
                              shape=(stop - start, x.shape[1]))
 
-
-def _leading_rows(x, rows: int):
-    return _rows(x, 0, rows)

@@ -44,8 +44,6 @@ class RowBlocks:
     def __init__(self, x: sparse.csr_matrix, workers: int):
         x = sparse.csr_matrix(x)
         bounds = np.linspace(0, x.shape[0], max(1, min(workers, x.shape[0])) + 1).astype(np.int64)
-        self.shape = x.shape
-        self.dtype = x.dtype
         self.bounds = list(itertools.pairwise(bounds))
         self.blocks = [sparse.csr_matrix((x.data[x.indptr[a]:x.indptr[b]], x.indices[x.indptr[a]:x.indptr[b]],
                                           x.indptr[a : b + 1] - x.indptr[a]), shape=(b - a, x.shape[1]))
