@@ -17,7 +17,7 @@ setup(
         "numpy>=1.26",
         "click>=8.1",
         "matplotlib>=3.8",
-        "scikit-learn>=1.4",  # fits the linear model's softmax layer (L-BFGS); see README "Dependencies"
+        "scikit-learn>=1.4",  # the quality benchmark's baselines and the tests' reference definitions; see README
         "scipy>=1.10",
     ],
     extras_require={

@@ -6,8 +6,8 @@ character 2–5-grams), so the exported artifact is the
 same kind of model as the BiLSTM's: raw strings in, probabilities out, the same
 standardisation, served unchanged by the worker.
 
-The softmax layer is *fitted* by scikit-learn's L-BFGS logistic regression and its
-weights copied into a Keras `Dense` layer. The problem is convex, and a convex solver
+The softmax layer is *fitted* by multinomial logistic regression (L-BFGS, `model.softmax`)
+and its weights copied into a Keras `Dense` layer. The problem is convex, and a convex solver
 finds its optimum exactly and deterministically. Keras' stochastic optimisers get
 there slowly and noisily. On sikayetvar_belediye_tr, Adam gave 0.78–0.86 test accuracy,
 depending on the learning rate and the epoch; L-BFGS gave 0.87.
