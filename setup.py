@@ -17,12 +17,12 @@ setup(
         "numpy>=1.26",
         "click>=8.1",
         "matplotlib>=3.8",
-        "scikit-learn>=1.4",  # the quality benchmark's baselines and the tests' reference definitions; see README
         "scipy>=1.10",
     ],
     extras_require={
         "ui": ["gradio>=6,<7"],
-        "dev": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20", "hypothesis>=6.100"],
+        "dev": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20", "hypothesis>=6.100",
+                "scikit-learn>=1.4"],  # scikit-learn: the tests' reference definitions, the quality baselines
     },
     entry_points={"console_scripts": ["complaints=pipelines.app.cli:main"]},
 )
