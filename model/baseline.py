@@ -10,6 +10,7 @@ model's word n-grams' single words).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +26,9 @@ def confidence_bin(confidence: float) -> int:
 
 
 def length_bin(tokens: int) -> int:
-    return int(np.searchsorted(LENGTH_EDGES, tokens, side="right")) - 1
+    # bisect, not np.searchsorted: this runs once per prediction in the jobs' run statistics,
+    # where NumPy's scalar round trip cost 6 µs a row
+    return bisect.bisect_right(LENGTH_EDGES, tokens) - 1
 
 
 def shares(counts: Sequence[float]) -> list[float]:

@@ -102,6 +102,22 @@ class ToPredictionRecords(beam.DoFn):
         yield record
 
 
+class KeyedComplaintHandler(KeyedModelHandler):
+    """Beam's KeyedModelHandler, with the batch size in bytes counted on the texts alone.
+
+    Beam's own count pickles every batch's keys for its byte-size metric: 3 ms a
+    512-row batch, 6 µs a row, in a profile of the nightly job. The keys are ids and
+    passthrough values; the texts are what the model reads and what the metric is for.
+    """
+
+    def __init__(self, handler: ComplaintModelHandler):
+        super().__init__(handler)
+        self.texts_handler = handler
+
+    def get_num_bytes(self, batch) -> int:
+        return self.texts_handler.get_num_bytes([text for _, text in batch])
+
+
 class ClassifyComplaints(beam.PTransform):
     """Records `{id, text, …}` in; `{"predictions": …, "dead_letters": …}` out.
 
@@ -119,7 +135,7 @@ class ClassifyComplaints(beam.PTransform):
     def expand(self, records_in):
         checked = records_in | "Validate" >> beam.ParDo(ValidateRecords()).with_outputs(DEAD_LETTERS, main="valid")
         inferred = checked.valid | "RunInference" >> RunInference(
-            KeyedModelHandler(self.config.handler()), metrics_namespace=METRICS_NAMESPACE
+            KeyedComplaintHandler(self.config.handler()), metrics_namespace=METRICS_NAMESPACE
         )
         decoded = inferred | "ToRecords" >> beam.ParDo(ToPredictionRecords()).with_outputs(
             DEAD_LETTERS, main=PREDICTIONS
