@@ -6,6 +6,8 @@ on the validation part, for linear also on out-of-fold training rows), and two
 scikit-learn baselines (TF-IDF word 1–2-gram logistic regression, TF-IDF character
 2–5-gram linear SVM) on exactly the same training rows. Then scores all on the
 dataset's own test.parquet (accuracy, macro/weighted F1, ECE). Prints a table, writes JSON.
+With `--final-fits train,…` it also prints the refit's paired effect, seed by seed
+(`refit_effect`): what a refit changes is only readable against the same split.
 
     python -m benchmarks.quality --out benchmarks/results/quality.json
 """
@@ -71,7 +73,7 @@ def evaluate_dataset(name: str, directory: str, seed: int, epochs: int, architec
             y_true = np.array([index[label] for label in test.labels])
             probabilities = loaded.predict(test.texts.tolist())
             rows.append({"dataset": name, "model": kind if final_fit == "train" else f"{kind} + refit ({final_fit})",
-                         "seed": seed, "final_fit": final_fit,
+                         "seed": seed, "final_fit": final_fit, "test_rows": len(y_true),
                          **headline(classification_report(y_true, probabilities.argmax(axis=1), loaded.labels)),
                          "ece": expected_calibration_error(probabilities, y_true),
                          "chosen": result.metadata["selection"]["chosen"],
@@ -88,6 +90,51 @@ def evaluate_dataset(name: str, directory: str, seed: int, epochs: int, architec
                      **headline(classification_report(y_true, y_base, loaded.labels)), "ece": None})
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def refit_effect(rows: list[dict]) -> list[dict]:
+    """Per dataset and architecture: each refit against the split-trained model of the same seed.
+
+    Test rows gained per seed, wins/ties/losses, the means, the spread of each across
+    seeds, and the correlation between the change and the split-trained accuracy: a
+    negative one says the refit loses where the split happened to train a lucky model.
+    """
+    trained = {(r["dataset"], r["model"], r["seed"]): r for r in rows if r.get("final_fit") == "train"}
+    pairs: dict[tuple, list[tuple[dict, dict]]] = {}
+    for r in rows:
+        if r.get("final_fit") not in (None, "train"):
+            base = trained.get((r["dataset"], r["model"].split(" + refit")[0], r["seed"]))
+            if base is not None:
+                pairs.setdefault((r["dataset"], r["model"]), []).append((base, r))
+    effects = []
+    for (dataset, model), seeds in sorted(pairs.items()):
+        before = np.array([b["accuracy"] for b, _ in seeds])
+        after = np.array([a["accuracy"] for _, a in seeds])
+        gained = [round((a["accuracy"] - b["accuracy"]) * a["test_rows"]) if "test_rows" in a else None
+                  for b, a in seeds]
+        change = after - before
+        effects.append({
+            "dataset": dataset, "model": model, "seeds": [b["seed"] for b, _ in seeds],
+            "test_rows_gained": gained, "wins": int((change > 1e-9).sum()), "ties": int((abs(change) <= 1e-9).sum()),
+            "losses": int((change < -1e-9).sum()), "mean_before": float(before.mean()),
+            "mean_after": float(after.mean()), "mean_change_pt": float(change.mean() * 100),
+            "spread_before": float(before.std()), "spread_after": float(after.std()),
+            "change_vs_before_correlation": float(np.corrcoef(before, change)[0, 1])
+            if len(seeds) > 2 and before.std() > 0 and change.std() > 0 else None,
+        })
+    return effects
+
+
+def print_refit_effect(effects: list[dict]) -> None:
+    if not effects:
+        return
+    print(f"\n{'dataset':<24} {'refit':<38} {'seeds':>5} {'before':>7} {'after':>7} {'change':>7} "
+          f"{'W/T/L':>8} {'spread':>13} {'corr':>6}  test rows gained")
+    for e in effects:
+        corr = f"{e['change_vs_before_correlation']:.2f}" if e["change_vs_before_correlation"] is not None else "n/a"
+        print(f"{e['dataset']:<24} {e['model']:<38} {len(e['seeds']):>5} {e['mean_before']:>7.4f} "
+              f"{e['mean_after']:>7.4f} {e['mean_change_pt']:>+6.2f}p {e['wins']:>2}/{e['ties']}/{e['losses']:<3} "
+              f"{e['spread_before']:.4f}→{e['spread_after']:.4f} {corr:>6}  {e['test_rows_gained']}")
 
 
 def main() -> None:
@@ -111,6 +158,7 @@ def main() -> None:
         ece = f"{r['ece']:.4f}" if r["ece"] is not None else "n/a"
         print(f"{r['dataset']:<24} {r['model']:<38} {r['seed']:>4} {r['accuracy']:>9.4f} {r['macro_f1']:>9.4f} "
               f"{r['weighted_f1']:>12.4f} {ece:>7}")
+    print_refit_effect(refit_effect(rows))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=2)

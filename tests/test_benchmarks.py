@@ -94,3 +94,23 @@ def test_calibration_size_benchmark_smoke(tmp_path):
     assert sets["validation"]["rows"] == validation
     assert sets["validation + out-of-fold"]["rows"] == validation + sets["out-of-fold"]["rows"]
     assert all(row["temperature"] > 0 and 0 <= row["test_ece"] <= 1 for row in sets.values())
+
+
+def test_quality_benchmark_pairs_each_refit_with_the_same_seeds_split_trained_model():
+    from benchmarks.quality import refit_effect
+
+    def row(seed, final_fit, accuracy, model="linear"):
+        name = model if final_fit == "train" else f"{model} + refit ({final_fit})"
+        return {"dataset": "d", "model": name, "seed": seed, "final_fit": final_fit, "test_rows": 100,
+                "accuracy": accuracy}
+
+    rows = [row(1, "train", 0.80), row(1, "train+validation", 0.83), row(2, "train", 0.90),
+            row(2, "train+validation", 0.88), row(3, "train", 0.85), row(3, "train+validation", 0.85),
+            row(4, "train+validation", 0.99),  # no split-trained model for seed 4: not paired
+            {"dataset": "d", "model": "sklearn word tf-idf + LR", "seed": 1, "accuracy": 0.7, "ece": None}]
+    (effect,) = refit_effect(rows)
+    assert effect["seeds"] == [1, 2, 3]
+    assert effect["test_rows_gained"] == [3, -2, 0]
+    assert (effect["wins"], effect["ties"], effect["losses"]) == (1, 1, 1)
+    assert effect["mean_change_pt"] == pytest.approx(100 * (0.03 - 0.02 + 0.0) / 3)
+    assert effect["change_vs_before_correlation"] < 0  # the lucky split's seed is the one that loses
