@@ -10,6 +10,7 @@ import json
 from collections import Counter
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindows
 
 from model import baseline
 from pipelines import drift
@@ -75,23 +76,17 @@ class DeadLetterStats(beam.CombineFn):
 ROWS_IN, PREDICTION, DEAD_LETTER = "rows_in", "predictions", "dead_letters"
 
 
-class RunStats(beam.CombineFn):
-    """Rows in, the prediction figures and the dead letters per reason, from one tagged stream.
-
-    One combiner rather than one per stream: each CombineGlobally is half a dozen
-    transforms, and on the local runner every transform costs construction and
-    bundle-processor time at each run, whatever the archive's size.
-    """
+class RunFigures:
+    """Rows in, the prediction figures and the dead letters per reason, in one accumulator."""
 
     def __init__(self):
         self.predictions, self.dead_letters = PredictionStats(), DeadLetterStats()
 
-    def create_accumulator(self):
+    def create(self) -> dict:
         return {ROWS_IN: 0, PREDICTION: self.predictions.create_accumulator(),
                 DEAD_LETTER: self.dead_letters.create_accumulator()}
 
-    def add_input(self, acc, tagged):
-        tag, value = tagged
+    def add(self, acc: dict, tag: str, value) -> dict:
         if tag == ROWS_IN:
             acc[ROWS_IN] += 1
         elif tag == PREDICTION:
@@ -100,36 +95,80 @@ class RunStats(beam.CombineFn):
             acc[DEAD_LETTER] = self.dead_letters.add_input(acc[DEAD_LETTER], value)
         return acc
 
-    def merge_accumulators(self, accumulators):
+    def merge(self, accumulators) -> dict:
         accumulators = list(accumulators)
         return {ROWS_IN: sum(a[ROWS_IN] for a in accumulators),
                 PREDICTION: self.predictions.merge_accumulators([a[PREDICTION] for a in accumulators]),
                 DEAD_LETTER: self.dead_letters.merge_accumulators([a[DEAD_LETTER] for a in accumulators])}
 
-    def extract_output(self, acc):
+    def extract(self, acc: dict) -> dict:
         return {ROWS_IN: acc[ROWS_IN], PREDICTION: self.predictions.extract_output(acc[PREDICTION]),
                 DEAD_LETTER: self.dead_letters.extract_output(acc[DEAD_LETTER])}
+
+
+class AccumulateFigures(beam.DoFn):
+    """One stream's figures, one partial accumulator per bundle.
+
+    What goes on to the final merge is one small dict a bundle, not every record: on
+    the local runner a Flatten is a stage boundary, across which each record would be
+    encoded and decoded again.
+    """
+
+    def __init__(self, tag: str):
+        self.tag, self.figures = tag, RunFigures()
+
+    def start_bundle(self):
+        self.acc = self.figures.create()
+
+    def process(self, element):
+        self.acc = self.figures.add(self.acc, self.tag, element)
+        return ()
+
+    def finish_bundle(self):
+        yield GlobalWindows.windowed_value_at_end_of_window(self.acc)
+
+
+class MergeFigures(beam.CombineFn):
+    """The partial accumulators of every stream and bundle → the run's figures."""
+
+    def __init__(self):
+        self.figures = RunFigures()
+
+    def create_accumulator(self):
+        return self.figures.create()
+
+    def add_input(self, acc, partial):
+        return self.figures.merge([acc, partial])
+
+    def merge_accumulators(self, accumulators):
+        return self.figures.merge(accumulators)
+
+    def extract_output(self, acc):
+        return self.figures.extract(acc)
 
 
 class ComputeRunStats(beam.PTransform):
     """(records in, predictions, dead letters) → one JSON string of run figures.
 
     Rows in are counted on the records as read, independently of the outputs, so the
-    books (rows in = predicted + dead-lettered) check the classification itself.
+    books (rows in = predicted + dead-lettered) check the classification itself. One
+    merge for all streams rather than a CombineGlobally each: each is half a dozen
+    transforms, and on the local runner every transform costs construction and
+    bundle-processor time at each run, whatever the archive's size.
     """
 
     def expand(self, pcolls):
         records, predictions, dead_letters = pcolls
         letters = dead_letters.items() if isinstance(dead_letters, dict) else [("DeadLetters", dead_letters)]
-        tagged = [
-            records | "TagRowIn" >> beam.Map(lambda _: (ROWS_IN, None)),
-            predictions | "TagPrediction" >> beam.Map(lambda p: (PREDICTION, p)),
-            *(part | f"Tag{name}" >> beam.Map(lambda d: (DEAD_LETTER, d)) for name, part in letters),
+        partials = [
+            records | "FiguresIn" >> beam.ParDo(AccumulateFigures(ROWS_IN)),
+            predictions | "FiguresPredicted" >> beam.ParDo(AccumulateFigures(PREDICTION)),
+            *(part | f"Figures{name}" >> beam.ParDo(AccumulateFigures(DEAD_LETTER)) for name, part in letters),
         ]
         return (
-            tagged
+            partials
             | "Together" >> beam.Flatten()
-            | "RunStats" >> beam.CombineGlobally(RunStats())
+            | "Merge" >> beam.CombineGlobally(MergeFigures())
             | "ToJson" >> beam.Map(json.dumps, ensure_ascii=False)
         )
 
