@@ -13,6 +13,12 @@ model, every variant in the same run, so the ratios are comparable on a noisy ma
     label-graph    the same with --xla off
     label-mp       the same with --direct_running_mode=multi_processing --direct_num_workers=2
 
+And what the raw variants leave out: the seconds a fresh process needs to load the
+model and compile its nightly batch size (`prepare`), and `complaints label`'s own
+time on a 10-row archive (its fixed cost). From them, the ceiling of label/raw-xla:
+raw-xla's time over that time plus `prepare`, the best any job that has to load and
+compile the model could reach, with nothing else to do.
+
     python -m benchmarks.throughput --rows 100000 --out benchmarks/results/throughput.json
     python -m benchmarks.throughput --rows 20000 --skip-4n --out benchmarks/results/throughput_20k.json
 """
@@ -165,7 +171,27 @@ def bench_label(model_dir: str, archive: str, out: str, extra: list[str]) -> tup
     if process.returncode != 0:
         raise RuntimeError(f"label failed: {stderr[-2000:]}")
     summary = json.load(open(os.path.join(out, "summary.json")))
-    return summary["rows_per_second"], peak / 2**20
+    return summary["rows_per_second"], peak / 2**20, summary["seconds"]
+
+
+PREPARE = """
+import json, sys, time
+from model import artifact
+from worker.handler import ServingModel
+started = time.perf_counter()
+serving = ServingModel(artifact.load(sys.argv[1]), xla=sys.argv[2] == "on", sizes=(int(sys.argv[3]),))
+serving.warm_up()
+print(json.dumps({"seconds": time.perf_counter() - started, "path": serving.path}))
+"""
+
+
+def bench_prepare(model_dir: str, xla: bool) -> float:
+    """Seconds from loading the artifact to a served batch size compiled, in a fresh process, imports excluded."""
+    from worker.defaults import DEFAULT_MAX_BATCH_SIZE
+
+    command = [sys.executable, "-c", PREPARE, model_dir, "on" if xla else "off", str(DEFAULT_MAX_BATCH_SIZE)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def main() -> None:
@@ -199,21 +225,30 @@ def main() -> None:
     add("per-text", bench_per_text(model_dir, texts), peak_rss_mb(), "sample of 500")
     rate, note = bench_stock_runinference(model_dir, texts[:2000])
     add("stock-runinference", rate, None, note)
-    rate, rss = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
+    rate, rss, label_seconds = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
     add("label", rate, rss, "complaints label, defaults")
-    xla_rate, _ = bench_label(model_dir, archive, os.path.join(work, "out-xla"), ["--xla", "on"])
+    xla_rate, _, _ = bench_label(model_dir, archive, os.path.join(work, "out-xla"), ["--xla", "on"])
     add("label-xla", xla_rate, None, "complaints label --xla on")
-    graph_rate, _ = bench_label(model_dir, archive, os.path.join(work, "out-graph"), ["--xla", "off"])
+    graph_rate, _, _ = bench_label(model_dir, archive, os.path.join(work, "out-graph"), ["--xla", "off"])
     add("label-graph", graph_rate, None, "complaints label --xla off")
-    rate, rss_mp = bench_label(model_dir, archive, os.path.join(work, "out2"),
+    rate, rss_mp, _ = bench_label(model_dir, archive, os.path.join(work, "out2"),
                                ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     add("label-mp", rate, rss_mp, "2 worker processes (RSS of all processes)")
     memory = {"rows": args.rows, "label_peak_rss_mb": rss}
     if not args.skip_4n:
         archive4 = os.path.join(work, "n4", "archive.parquet")
         write_archive(archive4, 4 * args.rows, args.source)
-        _, rss4 = bench_label(model_dir, archive4, os.path.join(work, "out4"), [])
+        _, rss4, _ = bench_label(model_dir, archive4, os.path.join(work, "out4"), [])
         memory.update({"rows_4n": 4 * args.rows, "label_peak_rss_mb_4n": rss4, "ratio": rss4 / rss})
+
+    tiny = os.path.join(work, "tiny", "archive.parquet")
+    write_archive(tiny, 10, args.source)
+    fixed = {"prepare_xla_s": bench_prepare(model_dir, xla=True),
+             "prepare_graph_s": bench_prepare(model_dir, xla=False),
+             "label_10_rows_xla_s": bench_label(model_dir, tiny, os.path.join(work, "out-tiny"), ["--xla", "on"])[2],
+             "label_s": label_seconds}
+    raw_xla_seconds = args.rows / raw_xla
+    fixed["label/raw-xla ceiling"] = raw_xla_seconds / (raw_xla_seconds + fixed["prepare_xla_s"])
 
     for r in results:
         r["ratio_to_raw"] = r["reviews_per_s"] / raw if r["reviews_per_s"] else None
@@ -227,6 +262,7 @@ def main() -> None:
         "label/keras-predict": label / by["keras-predict"],
         "label/per-text": label / by["per-text"],
         "rss(4N)/rss(N)": memory.get("ratio"),
+        "label/raw-xla ceiling": fixed["label/raw-xla ceiling"],
     }
     machine = {"cores": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version()}
     print(f"\n{args.rows:,} reviews; {machine['cores']} cores, {machine['cpu']}")
@@ -237,13 +273,16 @@ def main() -> None:
         rss_text = f"{r['peak_rss_mb']:,.0f}" if r["peak_rss_mb"] else "n/a"
         print(f"{r['variant']:<20} {rate:>11} {ratio:>13} {rss_text:>12}   {r['note']}")
     print("targets: " + ", ".join(f"{k} = {v:.2f}" for k, v in targets.items() if v is not None))
+    print(f"fixed: model load + compile {fixed['prepare_xla_s']:.2f} s with XLA, {fixed['prepare_graph_s']:.2f} s "
+          f"without; label on 10 rows {fixed['label_10_rows_xla_s']:.2f} s (--xla on); raw-xla needs "
+          f"{raw_xla_seconds:.1f} s for these rows, label {label_seconds:.1f} s")
     if "ratio" in memory:
         print(f"label peak RSS: {memory['label_peak_rss_mb']:,.0f} MB at {args.rows:,} rows, "
               f"{memory['label_peak_rss_mb_4n']:,.0f} MB at {4 * args.rows:,} rows")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"results": results, "memory": memory, "targets": targets, "raw": raw_detail, "raw_xla": xla_detail,
-                   "machine": machine}, f, indent=2)
+        json.dump({"results": results, "memory": memory, "fixed": fixed, "targets": targets, "raw": raw_detail,
+                   "raw_xla": xla_detail, "machine": machine}, f, indent=2)
 
 
 def _cpu_model() -> str:

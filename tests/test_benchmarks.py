@@ -25,6 +25,11 @@ def test_throughput_benchmark_smoke(tmp_path):
         variants["label"]["reviews_per_s"] / variants["raw-xla"]["reviews_per_s"])
     assert report["targets"]["label/keras-predict"] == pytest.approx(
         variants["label"]["reviews_per_s"] / variants["keras-predict"]["reviews_per_s"])
+    fixed = report["fixed"]
+    assert fixed["prepare_xla_s"] > 0 and fixed["prepare_graph_s"] > 0 and fixed["label_10_rows_xla_s"] > 0
+    raw_xla_seconds = 200 / variants["raw-xla"]["reviews_per_s"]
+    assert fixed["label/raw-xla ceiling"] == pytest.approx(raw_xla_seconds / (raw_xla_seconds + fixed["prepare_xla_s"]))
+    assert report["targets"]["label/raw-xla ceiling"] == fixed["label/raw-xla ceiling"]
     stock = variants["stock-runinference"]
     assert (stock["note"] == "ok" and stock["reviews_per_s"] > 0) or \
         (stock["note"].startswith(("cannot import", "failed")) and stock["reviews_per_s"] is None)
