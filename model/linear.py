@@ -269,7 +269,7 @@ def out_of_fold_logits(x, label_ids: np.ndarray, n_classes: int, config: LinearC
 
 @dataclass
 class LinearFit:
-    """A fitted linear model and what its refit reuses: the features and the weights to start from."""
+    """A fitted linear model, and what its refit and the validation scoring reuse: the features and their rows."""
 
     model: keras.Model  # strings → logits
     facts: dict
@@ -282,7 +282,8 @@ class LinearFit:
 
     def logits_of_other_rows(self) -> np.ndarray:
         """The other texts' logits (e.g. the validation split), from the matrix already built."""
-        return np.asarray(self.rows[self.trained_rows:] @ self.kernel + self.bias)
+        return np.asarray(softmax.row_view(self.rows, self.trained_rows, self.rows.shape[0]) @ self.kernel
+                          + self.bias)
 
 
 def _classifier(features: keras.Model, kernel: np.ndarray, bias: np.ndarray) -> keras.Model:
@@ -306,10 +307,10 @@ def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, 
     """
     phases = phases or Phases(enabled=False)
     features, x = featurise(config, texts, other_texts or [], sparse, phases)
-    train_x = _rows(x, 0, len(texts))
+    train_x = softmax.row_view(x, 0, len(texts))
     validation = None
     if validation_label_ids is not None and len(validation_label_ids):
-        validation = (_rows(x, len(texts), len(texts) + len(validation_label_ids)), validation_label_ids)
+        validation = (softmax.row_view(x, len(texts), len(texts) + len(validation_label_ids)), validation_label_ids)
     detail = f"{x.shape[1]:,} features, {len(texts):,} rows" + (", stops early on the validation loss"
                                                                  if validation else "")
     with phases.phase("fitting the softmax layer (L-BFGS)", detail):
@@ -337,13 +338,3 @@ def refit_linear(fit: LinearFit, label_ids: np.ndarray, n_classes: int, config: 
     with phases.phase("refitting the softmax layer (L-BFGS)", detail):
         kernel, bias, facts = fit_softmax(fit.rows, label_ids, n_classes, config, seed, iterations=iterations)
     return _classifier(fit.features, kernel, bias), facts
-
-
-def _rows(x, start: int, stop: int):
-    """Rows `start:stop` of a CSR matrix as a view (slicing would copy gigabytes)."""
-    from scipy import sparse
-
-    low, high = x.indptr[start], x.indptr[stop]
-    return sparse.csr_matrix((x.data[low:high], x.indices[low:high], x.indptr[start : stop + 1] - low),
-                             shape=(stop - start, x.shape[1]))
-

@@ -59,4 +59,3 @@ class Phases:
             seconds = time.monotonic() - started
             self.timings[name] = self.timings.get(name, 0.0) + seconds
             self._print(f"{name}: done in {seconds:.1f} s")
-

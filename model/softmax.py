@@ -38,6 +38,13 @@ from scipy import optimize, sparse
 MEMORY = 10  # curvature pairs kept, as scipy's default
 
 
+def row_view(x: sparse.csr_matrix, start: int, stop: int) -> sparse.csr_matrix:
+    """Rows `start:stop` of a CSR matrix as a view of its arrays (slicing would copy gigabytes)."""
+    low, high = x.indptr[start], x.indptr[stop]
+    return sparse.csr_matrix((x.data[low:high], x.indices[low:high], x.indptr[start : stop + 1] - low),
+                             shape=(stop - start, x.shape[1]))
+
+
 class RowBlocks:
     """A CSR matrix as one row block per worker thread: views, not copies."""
 
@@ -45,9 +52,7 @@ class RowBlocks:
         x = sparse.csr_matrix(x)
         bounds = np.linspace(0, x.shape[0], max(1, min(workers, x.shape[0])) + 1).astype(np.int64)
         self.bounds = list(itertools.pairwise(bounds))
-        self.blocks = [sparse.csr_matrix((x.data[x.indptr[a]:x.indptr[b]], x.indices[x.indptr[a]:x.indptr[b]],
-                                          x.indptr[a : b + 1] - x.indptr[a]), shape=(b - a, x.shape[1]))
-                       for a, b in self.bounds]
+        self.blocks = [row_view(x, a, b) for a, b in self.bounds]
         self.pool = ThreadPoolExecutor(len(self.blocks))
 
     def dot(self, w: np.ndarray) -> np.ndarray:

@@ -189,8 +189,8 @@ def _refit(kind, fitted: Fitted, texts, label_ids, split, n_classes, architectur
     The splits have done their job (early stopping, selection, calibration, the test
     score); the refit learns from their rows too, with the settings they chose: the
     BiLSTM for the best epoch count; the linear model with the features adapted on
-    the training split, its solver started from the split-trained weights. The
-    temperature fitted on held-out logits is kept.
+    the training split, its solver run from zero for the iterations the split chose
+    (`refit_linear`). The temperature fitted on held-out logits is kept.
     """
     if config.final_fit == "train":
         return fitted.network, {"fitted_on": "train", "rows": len(split.train)}
