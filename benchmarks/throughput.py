@@ -91,7 +91,7 @@ def bench_raw(model_dir: str, texts: list[str], xla: bool) -> tuple[float, dict]
     serving = ServingModel(artifact.load(model_dir), xla=xla)
     by_size = {}
     sample = texts[: min(len(texts), 20_000)]
-    for size in (64, 256, 512, 1024):
+    for size in (64, 256, 512, 1024, 2048):
         serving(sample[:size])  # trace, and compile this padded size
         def run(size=size):
             for i in range(0, len(sample), size):
@@ -187,9 +187,9 @@ print(json.dumps({"seconds": time.perf_counter() - started, "path": serving.path
 
 def bench_prepare(model_dir: str, xla: bool) -> float:
     """Seconds from loading the artifact to a served batch size compiled, in a fresh process, imports excluded."""
-    from worker.defaults import DEFAULT_MAX_BATCH_SIZE
+    from worker.defaults import DEFAULT_NIGHTLY_BATCH_SIZE
 
-    command = [sys.executable, "-c", PREPARE, model_dir, "on" if xla else "off", str(DEFAULT_MAX_BATCH_SIZE)]
+    command = [sys.executable, "-c", PREPARE, model_dir, "on" if xla else "off", str(DEFAULT_NIGHTLY_BATCH_SIZE)]
     done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 

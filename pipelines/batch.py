@@ -26,7 +26,9 @@ from pipelines.parquet import ReadComplaints, inspect_inputs
 from pipelines.progress import ReportProgress
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks
 from pipelines.summary import ComputeRunStats, assemble
-from worker.transform import DEAD_LETTER_PARTS, ClassifyComplaints
+from worker import prediction
+from worker.tables import ClassifyTables
+from worker.transform import DEAD_LETTER_PARTS
 
 STATS_FILE = "_stats.json"
 
@@ -37,18 +39,22 @@ def staging_of(config: BatchConfig, run_id: str) -> str:
 
 def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows: int | None = None,
                 sinks: list[Sink] | None = None) -> dict:
-    """Wire read → classify → the config's sinks (`pipelines.sinks.batch_sinks`), and the run statistics."""
-    records = p | "ReadArchive" >> ReadComplaints(
+    """Wire read → classify → the config's sinks (`pipelines.sinks.batch_sinks`), and the run statistics.
+
+    Rows travel as Arrow tables (`worker.tables`): the predictions the sinks receive
+    are tables of `prediction.schema`, the dead letters records, in two parts.
+    """
+    tables = p | "ReadArchive" >> ReadComplaints(
         config.input_pattern, config.id_column, config.text_column, config.keep_columns, config.derive_missing_id
     )
     if config.progress:
-        records = records | "Progress" >> beam.ParDo(ReportProgress(total_rows))
-    results = records | "Classify" >> ClassifyComplaints(config.worker, flatten_dead_letters=False)
+        tables = tables | "Progress" >> beam.ParDo(ReportProgress(total_rows))
+    results = tables | "Classify" >> ClassifyTables(config.worker, prediction.schema(config.passthrough_fields))
     classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: {p: results[p] for p in DEAD_LETTER_PARTS}}
     for sink in sinks if sinks is not None else batch_sinks(config, staging):
         classified | type(sink).__name__ >> sink
     (
-        (records, classified[PREDICTIONS], classified[DEAD_LETTERS])
+        (tables, classified[PREDICTIONS], classified[DEAD_LETTERS])
         | "RunStats" >> ComputeRunStats()
         | "WriteStats" >> beam.io.WriteToText(out.join(staging, STATS_FILE), shard_name_template="")
     )

@@ -4,8 +4,8 @@ Writing is the sinks' (`pipelines.sinks.parquet_files`).
 
 Reading goes by row group: the driver-side pre-flight checks every file's footer
 (so a bad path or column fails in one line before any work), and the pipeline
-reads each row group as an Arrow table and turns its columns into records in one
-pass. Knowing the row offset of each row group gives stable derived ids
+reads each row group as Arrow tables, which the worker classifies a table at a
+time. Knowing the row offset of each row group gives stable derived ids
 (`<file name>:<row number>`) for archives without an id column.
 """
 
@@ -91,6 +91,11 @@ def inspect_inputs(pattern: str, required: list[str], id_column: str | None, tex
     return out
 
 
+# Rows per table the reader hands on: a multiple of the batch sizes the model is compiled for (512, 1024),
+# so only a row group's last slice has a batch the model pads; large enough that a table's fixed costs are small.
+SLICE_ROWS = 10_240
+
+
 class CorruptInput(RuntimeError):
     """A file whose footer was fine but whose data is not: the run fails, naming the file."""
 
@@ -118,52 +123,56 @@ class ListRowGroups(beam.DoFn):
             first += metadata.row_group(index).num_rows
 
 
-class ReadRowGroupRecords(beam.DoFn):
-    """A row group as records `{id, text, kept…}`, converted column-wise from Arrow."""
+class ReadRowGroupTables(beam.DoFn):
+    """A row group as Arrow tables of at most `slice_rows` rows, columns `id`, `text` and the kept ones.
 
-    def __init__(self, id_column: str, text_column: str, keep_columns: tuple[str, ...], derive_missing_id: bool):
+    Tables, not records: the nightly job classifies a table at a time
+    (`worker.tables`), so no per-row object is made until the worker needs one.
+    A row group is read in slices so that memory stays bounded whatever the writer's
+    row-group size (pandas and Arrow write up to a million rows in one).
+    """
+
+    def __init__(self, id_column: str, text_column: str, keep_columns: tuple[str, ...], derive_missing_id: bool,
+                 slice_rows: int = SLICE_ROWS):
         self.id_column = id_column
         self.text_column = text_column
         self.keep_columns = keep_columns
         self.derive_missing_id = derive_missing_id
+        self.slice_rows = slice_rows
 
     def process(self, group: RowGroup):
         parquet = _open_parquet(group.path)
-        names = parquet.schema_arrow.names
-        has_id = self.id_column in names
+        has_id = self.id_column in parquet.schema_arrow.names
         if not has_id and not self.derive_missing_id:
             raise UserError(f"{group.path} has no id column {self.id_column!r}")
-        columns = [self.text_column, *self.keep_columns] + ([self.id_column] if has_id else [])
+        kept = [name for name in dict.fromkeys(self.keep_columns) if name not in ("id", "text")]
+        columns = list(dict.fromkeys([self.text_column, *kept] + ([self.id_column] if has_id else [])))
+        first = group.first_row
         try:
-            table = parquet.read_row_group(group.index, columns=list(dict.fromkeys(columns)))
+            for batch in parquet.iter_batches(self.slice_rows, row_groups=[group.index], columns=columns):
+                if has_id:
+                    ids = batch.column(self.id_column)
+                else:
+                    base = posixpath.basename(group.path)
+                    ids = pa.array([f"{base}:{first + i}" for i in range(batch.num_rows)], pa.string())
+                first += batch.num_rows
+                yield pa.Table.from_arrays([ids, batch.column(self.text_column), *(batch.column(n) for n in kept)],
+                                           names=["id", "text", *kept])
         except (pa.ArrowException, OSError) as exc:
             raise CorruptInput(
                 f"{group.path}: row group {group.index} (rows from {group.first_row}) cannot be read: "
                 f"{' '.join(str(exc).split())}"
             ) from exc
-        values = {name: table.column(name).to_pylist() for name in table.column_names}
-        if has_id:
-            ids = values[self.id_column]
-        else:
-            base = posixpath.basename(group.path)
-            ids = [f"{base}:{group.first_row + i}" for i in range(table.num_rows)]
-        texts = values[self.text_column]
-        kept = [(name, values[name]) for name in self.keep_columns if name not in ("id", "text")]
-        for i in range(table.num_rows):
-            record = {"id": ids[i], "text": texts[i]}
-            for name, column in kept:
-                record[name] = column[i]
-            yield record
 
 
 class ReadComplaints(beam.PTransform):
-    """Parquet files matching a pattern → input records for the worker."""
+    """Parquet files matching a pattern → input tables for the worker (`ReadRowGroupTables`)."""
 
     def __init__(self, pattern: str, id_column: str, text_column: str, keep_columns: tuple[str, ...],
                  derive_missing_id: bool):
         super().__init__()
         self.pattern = pattern
-        self.reader = ReadRowGroupRecords(id_column, text_column, keep_columns, derive_missing_id)
+        self.reader = ReadRowGroupTables(id_column, text_column, keep_columns, derive_missing_id)
 
     def expand(self, pbegin):
         return (
@@ -171,5 +180,5 @@ class ReadComplaints(beam.PTransform):
             | "Match" >> fileio.MatchFiles(self.pattern)
             | "ListRowGroups" >> beam.ParDo(ListRowGroups())
             | "Distribute" >> beam.Reshuffle()
-            | "ReadRecords" >> beam.ParDo(self.reader)
+            | "ReadTables" >> beam.ParDo(self.reader)
         )

@@ -30,7 +30,7 @@ class ReportProgress(beam.DoFn):
         with _Progress.lock:
             if _Progress.count == 0:
                 _Progress.started = _Progress.last = now
-            _Progress.count += 1
+            _Progress.count += getattr(element, "num_rows", 1)  # the nightly job's elements are tables
             due = now - _Progress.last >= self.every_seconds
             if due:
                 _Progress.last = now

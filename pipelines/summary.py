@@ -10,6 +10,9 @@ import json
 from collections import Counter
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.transforms.window import GlobalWindows
 
 from model import baseline
@@ -19,8 +22,9 @@ from pipelines import drift
 class PredictionStats(beam.CombineFn):
     """Per label counts, confidence sum and histogram, needs-review count, token and length figures.
 
-    The histograms use the bins of `model.baseline`, so they compare with the
-    training baseline bin for bin (the drift section of the summary).
+    Its inputs are prediction tables (`worker.tables`), counted column-wise. The
+    histograms use the bins of `model.baseline`, so they compare with the training
+    baseline bin for bin (the drift section of the summary).
     """
 
     def create_accumulator(self):
@@ -28,15 +32,18 @@ class PredictionStats(beam.CombineFn):
                 "confidence_histogram": [0] * baseline.CONFIDENCE_BINS, "tokens": 0, "oov_tokens": 0,
                 "length_histogram": [0] * len(baseline.LENGTH_EDGES)}
 
-    def add_input(self, acc, prediction):
-        acc["predicted"] += 1
-        acc["labels"][prediction["label"]] += 1
-        acc["confidence_sum"] += prediction["confidence"]
-        acc["needs_review"] += bool(prediction["needs_review"])
-        acc["confidence_histogram"][baseline.confidence_bin(prediction["confidence"])] += 1
-        acc["tokens"] += prediction["tokens"]
-        acc["oov_tokens"] += prediction["oov_tokens"]
-        acc["length_histogram"][baseline.length_bin(prediction["tokens"])] += 1
+    def add_input(self, acc, predictions: pa.Table):
+        confidence = predictions.column("confidence").to_numpy().astype(np.float64)
+        tokens = predictions.column("tokens").to_numpy()
+        acc["predicted"] += predictions.num_rows
+        counts = pc.value_counts(predictions.column("label")).to_pylist()
+        acc["labels"].update({count["values"]: count["counts"] for count in counts})
+        acc["confidence_sum"] += float(confidence.sum())
+        acc["needs_review"] += int(np.count_nonzero(predictions.column("needs_review").to_numpy(zero_copy_only=False)))
+        acc["confidence_histogram"] = _add_bins(acc["confidence_histogram"], baseline.confidence_bins(confidence))
+        acc["tokens"] += int(tokens.sum())
+        acc["oov_tokens"] += int(predictions.column("oov_tokens").to_numpy().sum())
+        acc["length_histogram"] = _add_bins(acc["length_histogram"], baseline.length_bins(tokens))
         return acc
 
     def merge_accumulators(self, accumulators):
@@ -51,6 +58,10 @@ class PredictionStats(beam.CombineFn):
 
     def extract_output(self, acc):
         return {**acc, "labels": dict(acc["labels"])}
+
+
+def _add_bins(histogram: list[int], bins: np.ndarray) -> list[int]:
+    return (np.asarray(histogram) + np.bincount(bins, minlength=len(histogram))).tolist()
 
 
 class DeadLetterStats(beam.CombineFn):
@@ -77,7 +88,10 @@ ROWS_IN, PREDICTION, DEAD_LETTER = "rows_in", "predictions", "dead_letters"
 
 
 class RunFigures:
-    """Rows in, the prediction figures and the dead letters per reason, in one accumulator."""
+    """Rows in, the prediction figures and the dead letters per reason, in one accumulator.
+
+    Rows in and predictions arrive as tables, dead letters as records.
+    """
 
     def __init__(self):
         self.predictions, self.dead_letters = PredictionStats(), DeadLetterStats()
@@ -88,7 +102,7 @@ class RunFigures:
 
     def add(self, acc: dict, tag: str, value) -> dict:
         if tag == ROWS_IN:
-            acc[ROWS_IN] += 1
+            acc[ROWS_IN] += value.num_rows
         elif tag == PREDICTION:
             acc[PREDICTION] = self.predictions.add_input(acc[PREDICTION], value)
         else:
@@ -148,9 +162,9 @@ class MergeFigures(beam.CombineFn):
 
 
 class ComputeRunStats(beam.PTransform):
-    """(records in, predictions, dead letters) → one JSON string of run figures.
+    """(input tables, prediction tables, dead letters) → one JSON string of run figures.
 
-    Rows in are counted on the records as read, independently of the outputs, so the
+    Rows in are counted on the tables as read, independently of the outputs, so the
     books (rows in = predicted + dead-lettered) check the classification itself. One
     merge for all streams rather than a CombineGlobally each: each is half a dozen
     transforms, and on the local runner every transform costs construction and
@@ -158,10 +172,10 @@ class ComputeRunStats(beam.PTransform):
     """
 
     def expand(self, pcolls):
-        records, predictions, dead_letters = pcolls
+        tables, predictions, dead_letters = pcolls
         letters = dead_letters.items() if isinstance(dead_letters, dict) else [("DeadLetters", dead_letters)]
         partials = [
-            records | "FiguresIn" >> beam.ParDo(AccumulateFigures(ROWS_IN)),
+            tables | "FiguresIn" >> beam.ParDo(AccumulateFigures(ROWS_IN)),
             predictions | "FiguresPredicted" >> beam.ParDo(AccumulateFigures(PREDICTION)),
             *(part | f"Figures{name}" >> beam.ParDo(AccumulateFigures(DEAD_LETTER)) for name, part in letters),
         ]

@@ -212,25 +212,3 @@ def test_killed_run_leaves_nothing_that_looks_complete(model_dir, labelled, tmp_
     process.wait()
     assert not os.path.exists(output / "_SUCCESS")
     assert json.load(open(output / "summary.json"))["rows_in"] == 3000  # the old run's files, not claimed complete
-
-
-def test_prediction_records_become_arrow_tables_bounded_in_size():
-    """The predictions writer's converter: every record once and in order, keys outside the schema (the
-    live job's `_source`) left out, a missing passthrough value null, and a table handed on as soon as
-    its converted chunks pass the byte bound (here: every chunk), the rest at the end of the bundle."""
-    import pyarrow as pa
-
-    from pipelines.sinks.parquet_files import RecordsToTables
-
-    schema = pa.schema([pa.field("id", pa.string(), nullable=False), pa.field("store", pa.string())])
-    records = [{"id": f"r{i}", "store": f"s{i}", "_source": "ack-id"} for i in range(10)]
-    for record in records[::3]:
-        del record["store"]
-    convert = RecordsToTables(schema, chunk_rows=4, table_bytes=1)
-    convert.start_bundle()
-    tables = [t for record in records for t in convert.process(record)]
-    tables += [windowed.value for windowed in convert.finish_bundle()]
-    assert [t.num_rows for t in tables] == [4, 4, 2]
-    expected = [{"id": r["id"], "store": r.get("store")} for r in records]
-    assert pa.concat_tables(tables).to_pylist() == expected
-    assert all(t.schema == schema for t in tables)

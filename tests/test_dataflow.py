@@ -77,8 +77,8 @@ def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypa
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
     names = set(_graph(staging))
-    for step in ("ReadArchive/Match", "ReadArchive/ListRowGroups", "ReadArchive/ReadRecords", "Classify/Validate",
-                 "Classify/RunInference", "Classify/ToRecords", "ParquetFiles/WritePredictions",
+    for step in ("ReadArchive/Match", "ReadArchive/ListRowGroups", "ReadArchive/ReadTables", "Classify/ClassifyTable",
+                 "ParquetFiles/WritePredictions",
                  "ParquetFiles/WriteDeadLetters",
                  "RunStats", "WriteStats"):
         assert step in names, step

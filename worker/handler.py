@@ -266,14 +266,11 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
                 for text, result in zip(batch, self._infer(batch, serving), strict=True)]
 
     def _infer(self, batch: Sequence[str], model: ServingModel) -> list:
-        try:
-            probabilities, tokens, oov = model(batch)
-        except (tf.errors.OpError, ValueError, UnicodeError) as exc:
-            if len(batch) == 1:
-                return [InferenceError(_first_line(exc))]
-            middle = len(batch) // 2
-            return self._infer(batch[:middle], model) + self._infer(batch[middle:], model)
-        return self._decode(probabilities, tokens, oov, model)
+        probabilities, tokens, oov, errors = serve_or_bisect(model, batch)
+        decoded = self._decode(probabilities, tokens, oov, model)
+        for row, detail in errors.items():
+            decoded[row] = InferenceError(detail)
+        return decoded
 
     def _decode(self, probabilities: np.ndarray, tokens: np.ndarray, oov: np.ndarray, model: ServingModel) -> list:
         """The prediction records of the whole batch at once; None for empty texts."""
@@ -286,6 +283,26 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
 
     def get_num_bytes(self, batch: Sequence[str]) -> int:
         return sum(len(text) for text in batch)
+
+
+def serve_or_bisect(model: ServingModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                          dict[int, str]]:
+    """(probabilities, tokens, out-of-vocabulary tokens, errors) for a batch that one bad text must not fail.
+
+    A failing batch is bisected until the culprit stands alone; its row gets zeros
+    (no tokens) and its error, by row number, in `errors`.
+    """
+    try:
+        probabilities, tokens, oov = model(texts)
+        return probabilities, tokens, oov, {}
+    except (tf.errors.OpError, ValueError, UnicodeError) as exc:
+        if len(texts) == 1:
+            none = np.zeros(1, np.int64)
+            return np.zeros((1, len(model.labels)), np.float32), none, none, {0: _first_line(exc)}
+        middle = len(texts) // 2
+        left, right = serve_or_bisect(model, texts[:middle]), serve_or_bisect(model, texts[middle:])
+        errors = {**left[3], **{middle + row: detail for row, detail in right[3].items()}}
+        return (*(np.concatenate([a, b]) for a, b in zip(left[:3], right[:3], strict=True)), errors)
 
 
 def _first_line(exc: BaseException) -> str:

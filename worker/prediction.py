@@ -48,7 +48,9 @@ class Field:
     `column` computes the field for a whole batch (one call per batch, not per row);
     None means the field comes from the input record (the id). `attribute` also sends
     it as a Pub/Sub attribute (for subscription filters), formatted as a string.
-    `shown` says whether `predict` and the page display it.
+    `shown` says whether `predict` and the page display it. `arrow`, where given,
+    builds the column as an Arrow array directly (the nightly job's tables), for a
+    field whose Python values would cost a conversion per row.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Field:
     column: Callable[[BatchOutputs], Sequence] | None = None
     attribute: Callable[[Any], str] | None = None
     shown: bool = True
+    arrow: Callable[[BatchOutputs], pa.Array] | None = None
 
 
 TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float32())]))
@@ -68,6 +71,14 @@ def _top_k(o: BatchOutputs) -> list:
             for row_names, row_values in zip(names, o.top_probabilities.tolist(), strict=True)]
 
 
+def _top_k_array(o: BatchOutputs) -> pa.Array:
+    rows, k = o.top_ids.shape
+    pairs = pa.StructArray.from_arrays(
+        [pa.array(o.labels[o.top_ids.ravel()], pa.string()), pa.array(o.top_probabilities.ravel(), pa.float32())],
+        fields=list(TOP_K_TYPE.value_type))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32)), pairs, type=TOP_K_TYPE)
+
+
 FIELDS: list[Field] = [
     Field("id", pa.string(), "the input record's id", shown=False),
     Field("label", pa.string(), "the most likely category",
@@ -76,7 +87,8 @@ FIELDS: list[Field] = [
           lambda o: o.top_ids[:, 0].tolist(), shown=False),
     Field("confidence", pa.float32(), "its probability (calibrated when the model is)",
           lambda o: o.top_probabilities[:, 0].tolist()),
-    Field("top_k", TOP_K_TYPE, "the k most likely categories with their probabilities, best first", _top_k),
+    Field("top_k", TOP_K_TYPE, "the k most likely categories with their probabilities, best first", _top_k,
+          arrow=_top_k_array),
     Field("needs_review", pa.bool_(), "confidence below the review threshold",
           lambda o: (o.top_probabilities[:, 0] < o.review_threshold).tolist(),
           attribute=lambda v: "true" if v else "false"),
@@ -99,6 +111,30 @@ def records_of(outputs: BatchOutputs) -> list[dict]:
     columns = [f.column(outputs) for f in computed]
     keys = [f.name for f in computed]
     return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def table_of(outputs: BatchOutputs, ids: Sequence[str], passthrough: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The prediction records of a batch as one Arrow table of `schema`, column by column.
+
+    `passthrough` holds the batch's input columns, row for row; those of `schema`
+    are taken, as the record path's `pa.Table.from_pylist(records, schema)` takes
+    them, and a passthrough column `schema` has but the input lacks is null.
+    """
+    own = {f.name: f for f in FIELDS}
+    columns = []
+    for target in schema:
+        field = own.get(target.name)
+        if field is None:
+            column = passthrough.column(target.name) if target.name in passthrough.column_names \
+                else pa.nulls(len(outputs), target.type)
+            columns.append(column.cast(target.type))
+        elif field.column is None:
+            columns.append(pa.array(ids, target.type))
+        elif field.arrow is not None:
+            columns.append(field.arrow(outputs).cast(target.type))
+        else:
+            columns.append(pa.array(field.column(outputs), target.type))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def schema(passthrough: Sequence[pa.Field] = ()) -> pa.Schema:

@@ -70,13 +70,38 @@ def dead_letter(record_id: str | None, reason: str, detail: str, payload: Any) -
     return letter
 
 
-def _record_id(value: Any) -> str | None:
+def record_id(value: Any) -> str | None:
+    """An id as the outputs carry it (a string), or None when the record has none."""
     if value is None or (isinstance(value, float) and value != value):  # None or NaN
         return None
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="backslashreplace")
     value = str(value)
     return value if value.strip() else None
+
+
+def checked_text(text: Any) -> str | tuple[str, str]:
+    """The text to classify, or (reason, detail) when the record cannot be classified.
+
+    The one definition of a classifiable text: `validate` (a record at a time) and
+    the nightly job's columnar path (`worker.tables`) both decide with it.
+    """
+    if text is None or (isinstance(text, float) and text != text):
+        return MISSING_TEXT, "the record has no text"
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return INVALID_UTF8, f"text is not valid UTF-8: {exc.reason} at byte {exc.start}"
+    if not isinstance(text, str):
+        return TEXT_NOT_STRING, f"text is {type(text).__name__}, not a string"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return INVALID_UTF8, f"text has an unpaired surrogate at {exc.start}"
+    if not text.strip():
+        return EMPTY_TEXT, "the text is empty"
+    return text
 
 
 def validate(record: Any) -> tuple[dict, str] | dict:
@@ -87,30 +112,13 @@ def validate(record: Any) -> tuple[dict, str] | dict:
     """
     if not isinstance(record, dict):
         return dead_letter(None, MALFORMED_RECORD, f"expected a mapping, got {type(record).__name__}", record)
-    record_id = _record_id(record.get(ID))
-    if record_id is None:
+    rid = record_id(record.get(ID))
+    if rid is None:
         return dead_letter(None, MISSING_ID, "the record has no id", record)
-
-    def rejected(reason: str, detail: str) -> dict:
+    text = checked_text(record.get(TEXT))
+    if isinstance(text, tuple):
         # The payload carries the id as the letter's `id` field does (a string), for every reason.
-        return dead_letter(record_id, reason, detail, {**record, ID: record_id})
-
-    text = record.get(TEXT)
-    if text is None or (isinstance(text, float) and text != text):
-        return rejected(MISSING_TEXT, "the record has no text")
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return rejected(INVALID_UTF8, f"text is not valid UTF-8: {exc.reason} at byte {exc.start}")
-    if not isinstance(text, str):
-        return rejected(TEXT_NOT_STRING, f"text is {type(text).__name__}, not a string")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return rejected(INVALID_UTF8, f"text has an unpaired surrogate at {exc.start}")
-    if not text.strip():
-        return rejected(EMPTY_TEXT, "the text is empty")
+        return dead_letter(rid, *text, {**record, ID: rid})
     key = {k: v for k, v in record.items() if k != TEXT}
-    key[ID] = record_id
+    key[ID] = rid
     return key, text

@@ -15,7 +15,7 @@ from pipelines.drift import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
 from worker.defaults import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MIN_BATCH_SIZE,
-    DEFAULT_NIGHTLY_MIN_BATCH_SIZE,
+    DEFAULT_NIGHTLY_BATCH_SIZE,
     XLA_MIN_ROWS,
 )
 
@@ -191,9 +191,9 @@ def predict(model_dir: str, top_k: int, review_threshold: float, as_json: bool, 
 _BEAM_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
-def _worker_options(min_batch_size: int):
+def _worker_options(min_batch_size: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
     def add(f):
-        f = click.option("--max-batch-size", default=DEFAULT_MAX_BATCH_SIZE, show_default=True,
+        f = click.option("--max-batch-size", default=max_batch_size, show_default=True,
                          type=click.IntRange(1))(f)
         f = click.option("--min-batch-size", default=min_batch_size, show_default=True, type=click.IntRange(1))(f)
         f = click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
@@ -214,7 +214,7 @@ def _worker_options(min_batch_size: int):
               help="Left at the default and absent from a file, ids are derived as FILE_NAME:ROW.")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the predictions.")
-@_worker_options(DEFAULT_NIGHTLY_MIN_BATCH_SIZE)
+@_worker_options(DEFAULT_NIGHTLY_BATCH_SIZE, DEFAULT_NIGHTLY_BATCH_SIZE)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--drift-threshold", default=DEFAULT_DRIFT_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
               help="Jensen–Shannon divergence / L-infinity distance over which a drift signal alerts.")

@@ -1,10 +1,12 @@
 """Sinks: where the classified records go. The seam between "classify" and "write".
 
 A sink is a small PTransform. **It receives** a dict `{"predictions": PCollection,
-"dead_letters": {part name: PCollection, …}}`: prediction records (the fields of
-`worker.prediction`, then the passthrough columns, and, from the live job,
-`_source`, which sinks never write) and dead letters in named parts (`Invalid`,
-`Unclassified`, and the live job's `Undecodable`), which a sink may Flatten, except
+"dead_letters": {part name: PCollection, …}}`. Predictions have the fields of
+`worker.prediction`, then the passthrough columns: from the nightly job they come
+as Arrow tables of `prediction.schema` (`worker.tables`), from the live job as
+records, which also carry `_source` (sinks never write it). Dead letters are
+records, in named parts (`Invalid`, `Unclassified`, and the live job's
+`Undecodable`), which a sink may Flatten, except
 on the live job's local runner, where a Flatten would never run (`pipelines.stream`).
 
 **What "committed" means** is each sink's to say (its `COMMITTED`), and the job

@@ -11,7 +11,6 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms.window import GlobalWindows
 
 from pipelines import output as out
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink
@@ -41,48 +40,6 @@ class WriteSortedDeadLetters(beam.DoFn):
         yield self.path
 
 
-class RecordsToTables(beam.DoFn):
-    """Prediction records → Arrow tables of about `table_bytes`, each one row group in the file.
-
-    Beam's WriteToParquet converts in Python, row by row and column by column (11.6 µs
-    a row in a profile of the nightly job); `pa.Table.from_pylist` does it in one call
-    (1.9 µs). Records are converted every `chunk_rows`, so what waits in memory is
-    compact Arrow data, bounded as Beam's 64 MB row-group buffer is.
-    """
-
-    def __init__(self, schema: pa.Schema, chunk_rows: int = 10_000, table_bytes: int = 64 * 1024 * 1024):
-        self.schema, self.chunk_rows, self.table_bytes = schema, chunk_rows, table_bytes
-
-    def start_bundle(self):
-        self.rows: list[dict] = []
-        self.chunks: list[pa.Table] = []
-        self.chunk_bytes = 0
-
-    def process(self, record: dict):
-        self.rows.append(record)
-        if len(self.rows) >= self.chunk_rows:
-            self._convert()
-            if self.chunk_bytes >= self.table_bytes:
-                yield self._table()
-
-    def finish_bundle(self):
-        self._convert()
-        if self.chunks:
-            yield GlobalWindows.windowed_value_at_end_of_window(self._table())
-
-    def _convert(self) -> None:
-        if self.rows:
-            chunk = pa.Table.from_pylist(self.rows, schema=self.schema)  # keys outside the schema are left out
-            self.rows = []
-            self.chunks.append(chunk)
-            self.chunk_bytes += chunk.nbytes
-
-    def _table(self) -> pa.Table:
-        table = pa.concat_tables(self.chunks)
-        self.chunks, self.chunk_bytes = [], 0
-        return table
-
-
 class ParquetFiles(Sink):
     COMMITTED = "moved from the run's staging directory into --output, before the job writes _SUCCESS"
 
@@ -93,8 +50,7 @@ class ParquetFiles(Sink):
     def expand(self, classified):
         schema = prediction.schema(self.passthrough)
         (
-            classified[PREDICTIONS]
-            | "ToArrowTables" >> beam.ParDo(RecordsToTables(schema))
+            classified[PREDICTIONS]  # Arrow tables of `schema`, one row group each (`worker.tables`)
             | "WritePredictions" >> beam.io.WriteToParquetBatched(
                 out.join(self.staging, "predictions"), schema=schema, file_name_suffix=".parquet", codec="zstd")
         )

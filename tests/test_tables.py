@@ -1,0 +1,117 @@
+"""The nightly job's table path (`worker.tables`, `ReadRowGroupTables`) against the record path.
+
+The live job classifies a record at a time (`ClassifyComplaints`), the nightly job a
+table at a time; the same rows must get the same predictions and the same dead
+letters either way, including rows the model fails on alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from model.sample import generate
+from pipelines.parquet import ReadRowGroupTables, RowGroup
+from tests.beam_helpers import _Collect, classify
+from tests.test_worker import _FaultyConfig
+from worker import prediction, records
+from worker.tables import ClassifyTables
+from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS
+
+ODD_IDS = [None, "", "   ", "r-dup", "r-dup"]
+ODD_TEXTS = [None, "", " \n\t", "😡😡 ?!", "BOOM kargo gelmedi", "x" * 3000, "\ufeffmetin", "a\x00b"]
+
+
+def classify_tables(tables: list[pa.Table], config, schema: pa.Schema) -> tuple[pa.Table, dict[str, list]]:
+    """(all prediction tables as one, dead letters by part) on the FnApiRunner."""
+    _Collect.store = {}
+    p = beam.Pipeline(runner="FnApiRunner")
+    results = p | beam.Create(tables, reshuffle=False) | ClassifyTables(config, schema)
+    for name in (PREDICTIONS, *DEAD_LETTER_PARTS):
+        results[name] | f"Collect{name}" >> beam.ParDo(_Collect(name))
+    p.run().wait_until_finish()
+    found = _Collect.store.get(PREDICTIONS, [])
+    assert all(t.schema == schema for t in found)
+    return (pa.concat_tables(found) if found else schema.empty_table()), \
+        {part: _Collect.store.get(part, []) for part in DEAD_LETTER_PARTS}
+
+
+def mixed_table(rows: int) -> pa.Table:
+    """Valid rows, with odd ids and texts mixed in, and two kept columns (one dictionary-encoded)."""
+    texts = generate(rows, seed=31, labelled=False)["text"].tolist()
+    ids = [f"r{i}" for i in range(rows)]
+    for n, odd in enumerate(ODD_IDS):
+        ids[7 + 13 * n] = odd
+    for n, odd in enumerate(ODD_TEXTS):
+        texts[3 + 29 * n] = odd
+    return pa.table({
+        "id": pa.array(ids, pa.string()),
+        "text": pa.array(texts, pa.string()),
+        "store": pa.array([f"s{i % 4}" if i % 5 else None for i in range(rows)]).dictionary_encode(),
+        "score": pa.array([i if i % 6 else None for i in range(rows)], pa.int64()),
+    })
+
+
+def _ordered(letters: list[dict]) -> list[dict]:
+    return sorted(letters, key=lambda d: (d["id"] or "", d["reason"], d["payload"]))
+
+
+def test_tables_give_the_record_paths_predictions_and_dead_letters(model_dir):
+    """Several batches per table (50 rows) and a failure in the fourth: the bisected row is found by
+    its place in the table, and every other row gets what the record path gives it."""
+    table = mixed_table(230)
+    config = _FaultyConfig(model_dir, top_k=3, min_batch_size=50, max_batch_size=50)
+    schema = prediction.schema([pa.field("store", pa.string()), pa.field("score", pa.int64())])
+
+    by_table, letters = classify_tables([table.slice(0, 120), table.slice(120)], config, schema)
+    by_record, dead, _ = classify(table.to_pylist(), config)
+
+    assert by_table.num_rows + sum(map(len, letters.values())) == table.num_rows
+    assert _ordered(letters["Invalid"] + letters["Unclassified"]) == _ordered(dead)
+    assert {d["reason"] for d in letters["Invalid"]} == {records.MISSING_ID, records.MISSING_TEXT,
+                                                         records.EMPTY_TEXT}
+    assert [d["reason"] for d in letters["Unclassified"] if d["reason"] != records.EMPTY_TEXT] == \
+        [records.INFERENCE_FAILED]
+    assert "BOOM" in next(d["payload"] for d in dead if d["reason"] == records.INFERENCE_FAILED)
+
+    expected = pa.Table.from_pylist(sorted(by_record, key=lambda r: r["id"]), schema=schema).to_pylist()
+    got = by_table.sort_by("id").to_pylist()
+    assert len(got) == len(expected) > 200
+    for mine, theirs in zip(got, expected, strict=True):
+        assert {k: v for k, v in mine.items() if k not in ("confidence", "top_k")} == \
+            {k: v for k, v in theirs.items() if k not in ("confidence", "top_k")}
+        assert mine["confidence"] == pytest.approx(theirs["confidence"], abs=1e-5)
+        assert [t["label"] for t in mine["top_k"]] == [t["label"] for t in theirs["top_k"]]
+        assert [t["confidence"] for t in mine["top_k"]] == pytest.approx([t["confidence"] for t in theirs["top_k"]],
+                                                                           abs=1e-5)
+
+
+def test_a_table_with_nothing_to_classify_gives_only_dead_letters(model_dir):
+    table = pa.table({"id": pa.array(["a", None, "c"]), "text": pa.array([None, "metin", "  "])})
+    config = _FaultyConfig(model_dir)
+    predicted, letters = classify_tables([table], config, prediction.schema())
+    assert predicted.num_rows == 0
+    assert sorted(d["reason"] for d in letters["Invalid"]) == [records.EMPTY_TEXT, records.MISSING_ID,
+                                                               records.MISSING_TEXT]
+
+
+def test_row_groups_are_read_in_bounded_slices_with_running_derived_ids(tmp_path):
+    """No id column: derived ids count on across slices and row groups; kept columns ride along."""
+    path = tmp_path / "night.parquet"
+    rows = 45
+    pq.write_table(pa.table({"text": [f"t{i}" for i in range(rows)], "shop": list(range(rows))}), path,
+                   row_group_size=20)
+    reader = ReadRowGroupTables("id", "text", ("shop", "id", "shop"), derive_missing_id=True, slice_rows=7)
+    tables = [t for group, first in enumerate((0, 20, 40))
+              for t in reader.process(RowGroup(str(path), group, first))]
+    assert max(t.num_rows for t in tables) == 7
+    assert len(tables) == 3 + 3 + 1  # 20 = 7 + 7 + 6, twice, then 5
+    whole = pa.concat_tables(tables)
+    assert whole.column_names == ["id", "text", "shop"]
+    assert whole.column("id").to_pylist() == [f"night.parquet:{i}" for i in range(rows)]
+    assert whole.column("shop").to_pylist() == list(range(rows))
+    assert math.fsum(t.num_rows for t in tables) == rows
