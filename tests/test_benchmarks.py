@@ -30,6 +30,8 @@ def test_throughput_benchmark_smoke(tmp_path):
     raw_xla_seconds = 200 / variants["raw-xla"]["reviews_per_s"]
     assert fixed["label/raw-xla ceiling"] == pytest.approx(raw_xla_seconds / (raw_xla_seconds + fixed["prepare_xla_s"]))
     assert report["targets"]["label/raw-xla ceiling"] == fixed["label/raw-xla ceiling"]
+    raw_seconds = 200 / raw
+    assert fixed["label/raw ceiling"] == pytest.approx(raw_seconds / (raw_xla_seconds + fixed["prepare_xla_s"]))
     stock = variants["stock-runinference"]
     assert (stock["note"] == "ok" and stock["reviews_per_s"] > 0) or \
         (stock["note"].startswith(("cannot import", "failed")) and stock["reviews_per_s"] is None)

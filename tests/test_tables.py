@@ -8,6 +8,7 @@ letters either way, including rows the model fails on alone.
 from __future__ import annotations
 
 import math
+import typing
 
 import apache_beam as beam
 import pyarrow as pa
@@ -19,8 +20,9 @@ from pipelines.parquet import ReadRowGroupTables, RowGroup
 from tests.beam_helpers import _Collect, classify
 from tests.test_worker import _FaultyConfig
 from worker import prediction, records
-from worker.tables import ClassifyTables
-from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS
+from worker.handler import ComplaintModelHandler, ModelSlot, ServingModel
+from worker.tables import ClassifyTable, ClassifyTables
+from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, WorkerConfig
 
 ODD_IDS = [None, "", "   ", "r-dup", "r-dup"]
 ODD_TEXTS = [None, "", " \n\t", "😡😡 ?!", "BOOM kargo gelmedi", "x" * 3000, "\ufeffmetin", "a\x00b"]
@@ -48,6 +50,7 @@ def mixed_table(rows: int) -> pa.Table:
         ids[7 + 13 * n] = odd
     for n, odd in enumerate(ODD_TEXTS):
         texts[3 + 29 * n] = odd
+    texts[125] = "BOOM " + texts[125]  # in a batch that starts in the table before
     return pa.table({
         "id": pa.array(ids, pa.string()),
         "text": pa.array(texts, pa.string()),
@@ -61,8 +64,9 @@ def _ordered(letters: list[dict]) -> list[dict]:
 
 
 def test_tables_give_the_record_paths_predictions_and_dead_letters(model_dir):
-    """Several batches per table (50 rows) and a failure in the fourth: the bisected row is found by
-    its place in the table, and every other row gets what the record path gives it."""
+    """Batches of 50 rows, some spanning two tables, and two rows the model fails on, one in such a
+    batch's second table: each is found by its place in its own table, and every other row gets what
+    the record path gives it."""
     table = mixed_table(230)
     config = _FaultyConfig(model_dir, top_k=3, min_batch_size=50, max_batch_size=50)
     schema = prediction.schema([pa.field("store", pa.string()), pa.field("score", pa.int64())])
@@ -74,9 +78,9 @@ def test_tables_give_the_record_paths_predictions_and_dead_letters(model_dir):
     assert _ordered(letters["Invalid"] + letters["Unclassified"]) == _ordered(dead)
     assert {d["reason"] for d in letters["Invalid"]} == {records.MISSING_ID, records.MISSING_TEXT,
                                                          records.EMPTY_TEXT}
-    assert [d["reason"] for d in letters["Unclassified"] if d["reason"] != records.EMPTY_TEXT] == \
-        [records.INFERENCE_FAILED]
-    assert "BOOM" in next(d["payload"] for d in dead if d["reason"] == records.INFERENCE_FAILED)
+    failed = [d for d in letters["Unclassified"] if d["reason"] == records.INFERENCE_FAILED]
+    assert sorted(d["id"] for d in failed) == ["r119", "r125"]
+    assert all("BOOM" in d["payload"] for d in failed)
 
     expected = pa.Table.from_pylist(sorted(by_record, key=lambda r: r["id"]), schema=schema).to_pylist()
     got = by_table.sort_by("id").to_pylist()
@@ -88,6 +92,49 @@ def test_tables_give_the_record_paths_predictions_and_dead_letters(model_dir):
         assert [t["label"] for t in mine["top_k"]] == [t["label"] for t in theirs["top_k"]]
         assert [t["confidence"] for t in mine["top_k"]] == pytest.approx([t["confidence"] for t in theirs["top_k"]],
                                                                            abs=1e-5)
+
+
+class _Recording(ServingModel):
+    sizes: typing.ClassVar[list[int]] = []
+
+    def __call__(self, texts):
+        _Recording.sizes.append(len(texts))
+        return super().__call__(texts)
+
+
+class _RecordingHandler(ComplaintModelHandler):
+    def load_model(self):
+        from model import artifact
+
+        return ModelSlot(self.model_dir, _Recording(artifact.load(self.model_dir)))
+
+
+class _RecordingConfig(WorkerConfig):
+    def handler(self):
+        return _RecordingHandler(self.model_dir, min_batch_size=50, max_batch_size=50)
+
+
+def test_batches_fill_across_the_tables_of_a_bundle(model_dir):
+    """Two tables of 70 rows, batches of 50: the model sees 50 as the first table arrives, 50 with the
+    second, and the bundle's last 40 when it ends; not 50, 20, 50, 20 (each padded to a compiled size)."""
+    texts = generate(140, seed=32, labelled=False)["text"].tolist()
+    tables = [pa.table({"id": [f"t{i}" for i in range(lo, lo + 70)], "text": texts[lo:lo + 70]}) for lo in (0, 70)]
+    step = ClassifyTable(_RecordingConfig(model_dir, max_batch_size=50), prediction.schema())
+    step.setup()
+    step.start_bundle()
+    _Recording.sizes = []
+    outputs, seen = [], []
+    for table in tables:
+        outputs += list(step.process(table))
+        seen.append(list(_Recording.sizes))
+    for windowed in step.finish_bundle():
+        is_letter = isinstance(windowed, beam.pvalue.TaggedOutput)
+        outputs.append(beam.pvalue.TaggedOutput(windowed.tag, windowed.value.value) if is_letter else windowed.value)
+    assert seen == [[50], [50, 50]]
+    assert _Recording.sizes == [50, 50, 40]
+    ids = [i for o in outputs if isinstance(o, pa.Table) for i in o.column("id").to_pylist()]
+    ids += [o.value["id"] for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
+    assert sorted(ids) == sorted(f"t{i}" for i in range(140))
 
 
 def test_a_table_with_nothing_to_classify_gives_only_dead_letters(model_dir):
