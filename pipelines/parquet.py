@@ -91,8 +91,8 @@ def inspect_inputs(pattern: str, required: list[str], id_column: str | None, tex
     return out
 
 
-# Rows per table the reader hands on: a multiple of the batch sizes the model is compiled for (512, 1024),
-# so only a row group's last slice has a batch the model pads; large enough that a table's fixed costs are small.
+# Rows per table the reader hands on: enough that a table's own costs (a DoFn call, an output table, a row
+# group in the output file) are small against its rows; few enough that a table is a few megabytes.
 SLICE_ROWS = 10_240
 
 

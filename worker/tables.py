@@ -97,7 +97,7 @@ class ClassifyTable(beam.DoFn):
                 yield GlobalWindows.windowed_value_at_end_of_window(output)
 
     def _classify(self, count: int):
-        """Classify the first `count` waiting rows, in batches; a prediction table per table they came from."""
+        """Classify the first `count` waiting rows, in batches: their dead letters, and one prediction table."""
         segments = []
         while count > 0:
             first = self.waiting[0]
@@ -117,12 +117,18 @@ class ClassifyTable(beam.DoFn):
         self.inferences.inc(len(texts))
         probabilities, tokens, oov = (np.concatenate([batch[k] for batch in served]) for k in range(3))
         failed = {n * size + i: detail for n, batch in enumerate(served) for i, detail in batch[3].items()}
-        offset = 0
+        offset, predicted = 0, []
         for waiting, lo, hi in segments:
             at = slice(offset, offset + hi - lo)
             errors = {i - offset: detail for i, detail in failed.items() if at.start <= i < at.stop}
-            yield from self._outputs(waiting, lo, (probabilities[at], tokens[at], oov[at], errors), serving)
+            for output in self._outputs(waiting, lo, (probabilities[at], tokens[at], oov[at], errors), serving):
+                if isinstance(output, pa.Table):
+                    predicted.append(output)
+                else:
+                    yield output
             offset = at.stop
+        if predicted:
+            yield pa.concat_tables(predicted)  # one row group in the output, whichever tables its rows came from
 
     def _outputs(self, waiting: Waiting, lo: int, inferred: tuple, serving):
         """Dead letters and the prediction table of one table's rows `lo…`, from their inference."""
