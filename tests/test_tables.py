@@ -7,7 +7,6 @@ letters either way, including rows the model fails on alone.
 
 from __future__ import annotations
 
-import math
 import typing
 
 import apache_beam as beam
@@ -18,11 +17,11 @@ import pytest
 from model.sample import generate
 from pipelines.parquet import ReadRowGroupTables, RowGroup
 from tests.beam_helpers import _Collect, classify
-from tests.test_worker import _FaultyConfig
+from tests.test_worker import _FaultyConfig, _FaultyHandler
 from worker import prediction, records
-from worker.handler import ComplaintModelHandler, ModelSlot, ServingModel
+from worker.handler import ServingModel
 from worker.tables import ClassifyTable, ClassifyTables
-from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, WorkerConfig
+from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS
 
 ODD_IDS = [None, "", "   ", "r-dup", "r-dup"]
 ODD_TEXTS = [None, "", " \n\t", "😡😡 ?!", "BOOM kargo gelmedi", "x" * 3000, "\ufeffmetin", "a\x00b"]
@@ -95,6 +94,8 @@ def test_tables_give_the_record_paths_predictions_and_dead_letters(model_dir):
 
 
 class _Recording(ServingModel):
+    """The real model, counting the rows of every call."""
+
     sizes: typing.ClassVar[list[int]] = []
 
     def __call__(self, texts):
@@ -102,16 +103,12 @@ class _Recording(ServingModel):
         return super().__call__(texts)
 
 
-class _RecordingHandler(ComplaintModelHandler):
-    def load_model(self):
-        from model import artifact
-
-        return ModelSlot(self.model_dir, _Recording(artifact.load(self.model_dir)))
+class _RecordingHandler(_FaultyHandler):
+    serving = _Recording
 
 
-class _RecordingConfig(WorkerConfig):
-    def handler(self):
-        return _RecordingHandler(self.model_dir, min_batch_size=50, max_batch_size=50)
+class _RecordingConfig(_FaultyConfig):
+    handler_class = _RecordingHandler
 
 
 def test_batches_fill_across_the_tables_of_a_bundle(model_dir):
@@ -161,4 +158,3 @@ def test_row_groups_are_read_in_bounded_slices_with_running_derived_ids(tmp_path
     assert whole.column_names == ["id", "text", "shop"]
     assert whole.column("id").to_pylist() == [f"night.parquet:{i}" for i in range(rows)]
     assert whole.column("shop").to_pylist() == list(range(rows))
-    assert math.fsum(t.num_rows for t in tables) == rows

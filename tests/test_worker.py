@@ -109,15 +109,19 @@ class _FailsOnMarker(ServingModel):
 
 
 class _FaultyHandler(ComplaintModelHandler):
+    serving = _FailsOnMarker  # the ServingModel class it serves with
+
     def load_model(self):
         from model import artifact
 
-        return ModelSlot(self.model_dir, _FailsOnMarker(artifact.load(self.model_dir)))
+        return ModelSlot(self.model_dir, self.serving(artifact.load(self.model_dir)))
 
 
 class _FaultyConfig(WorkerConfig):
+    handler_class = _FaultyHandler
+
     def handler(self):
-        return _FaultyHandler(self.model_dir, min_batch_size=50, max_batch_size=50)
+        return self.handler_class(self.model_dir, min_batch_size=50, max_batch_size=50)
 
 
 def test_one_failing_record_does_not_fail_its_batch(model_dir, texts):
