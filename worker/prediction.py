@@ -65,18 +65,17 @@ class Field:
 TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float32())]))
 
 
-def _top_k(o: BatchOutputs) -> list:
-    names = o.labels[o.top_ids].tolist()
-    return [[{"label": n, "confidence": v} for n, v in zip(row_names, row_values, strict=True)]
-            for row_names, row_values in zip(names, o.top_probabilities.tolist(), strict=True)]
-
-
 def _top_k_array(o: BatchOutputs) -> pa.Array:
     rows, k = o.top_ids.shape
     pairs = pa.StructArray.from_arrays(
         [pa.array(o.labels[o.top_ids.ravel()], pa.string()), pa.array(o.top_probabilities.ravel(), pa.float32())],
         fields=list(TOP_K_TYPE.value_type))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32)), pairs, type=TOP_K_TYPE)
+
+
+def _top_k(o: BatchOutputs) -> list:
+    """The same lists as Python values, for records (one definition of the field's contents)."""
+    return _top_k_array(o).to_pylist()
 
 
 FIELDS: list[Field] = [

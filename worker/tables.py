@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.transforms.window import GlobalWindows
 
 from worker import prediction, records
@@ -148,7 +149,7 @@ class ClassifyTable(beam.DoFn):
         kept = waiting.table.drop_columns([records.ID, records.TEXT]).take(pa.array(np.asarray(waiting.rows)[chosen]))
         predicted = prediction.table_of(outputs, [waiting.ids[i] for i in chosen], kept, self.schema)
         self.classified.inc(predicted.num_rows)
-        self.needs_review.inc(int(np.count_nonzero(outputs.top_probabilities[:, 0] < outputs.review_threshold)))
+        self.needs_review.inc(pc.sum(predicted.column("needs_review")).as_py() or 0)
         yield predicted
 
     @staticmethod
