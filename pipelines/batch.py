@@ -1,19 +1,23 @@
 """The nightly job: a Parquet archive in, labelled Parquet out, committed atomically.
 
 `build_batch(p, config)` only wires transforms; `run(config, beam_args)` does the
-pre-flight checks, runs the pipeline, commits the output and returns the summary.
+pre-flight checks, takes the output (`pipelines.lock`), runs the pipeline, checks the
+books, commits the output (`pipelines.output`) and returns the summary.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import posixpath
 import time
 import uuid
 from dataclasses import replace
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
@@ -21,8 +25,18 @@ from model.errors import UserError
 from pipelines import drift
 from pipelines import output as out
 from pipelines.errors import JobFailed, cause
+from pipelines.lock import OutputLock
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
-from pipelines.parquet import ReadComplaints, inspect_inputs
+from pipelines.parquet import (
+    FILES,
+    Expected,
+    InputFile,
+    InputSpec,
+    ReadComplaints,
+    describe_skipped,
+    inspect_inputs,
+    plain_type,
+)
 from pipelines.progress import ReportProgress
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks
 from pipelines.summary import ComputeRunStats, assemble
@@ -38,15 +52,19 @@ def staging_of(config: BatchConfig, run_id: str) -> str:
 
 
 def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows: int | None = None,
-                sinks: list[Sink] | None = None) -> dict:
+                sinks: list[Sink] | None = None, expected: list[Expected] | None = None) -> dict:
     """Wire read → classify → the config's sinks (`pipelines.sinks.batch_sinks`), and the run statistics.
 
     Rows travel as Arrow tables (`worker.tables`): the predictions the sinks receive
     are tables of `prediction.schema`, the dead letters records, in two parts.
+    `expected` are the pre-flight's files: exactly those are read; without them the
+    input pattern is matched when the pipeline runs (`--skip-validation`, templates).
     """
-    tables = p | "ReadArchive" >> ReadComplaints(
-        config.input_pattern, config.id_column, config.text_column, config.keep_columns, config.derive_missing_id
+    read = p | "ReadArchive" >> ReadComplaints(
+        InputSpec.of(config.input_pattern, config.output), expected, config.id_column, config.text_column,
+        config.keep_columns, config.derive_missing_id,
     )
+    tables = read["tables"]
     if config.progress:
         tables = tables | "Progress" >> beam.ParDo(ReportProgress(total_rows))
     results = tables | "Classify" >> ClassifyTables(config.worker, prediction.schema(config.passthrough_fields))
@@ -54,14 +72,14 @@ def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows:
     for sink in sinks if sinks is not None else batch_sinks(config, staging):
         classified | type(sink).__name__ >> sink
     (
-        (tables, classified[PREDICTIONS], classified[DEAD_LETTERS])
+        (tables, classified[PREDICTIONS], classified[DEAD_LETTERS], read[FILES])
         | "RunStats" >> ComputeRunStats()
         | "WriteStats" >> beam.io.WriteToText(out.join(staging, STATS_FILE), shard_name_template="")
     )
     return classified
 
 
-def preflight(config: BatchConfig) -> tuple[BatchConfig, list, dict]:
+def preflight(config: BatchConfig) -> tuple[BatchConfig, list[InputFile], dict[str, int], dict]:
     """Check model and inputs before any work; fill in the passthrough column types.
 
     The model is loaded here once, so a directory that does not load fails in one
@@ -71,22 +89,24 @@ def preflight(config: BatchConfig) -> tuple[BatchConfig, list, dict]:
     required = [config.text_column, *config.keep_columns]
     if not config.derive_missing_id:
         required.append(config.id_column)
-    files = inspect_inputs(config.input_pattern, required, config.id_column, config.text_column)
+    files, skipped = inspect_inputs(InputSpec.of(config.input_pattern, config.output), required, config.id_column,
+                                    config.text_column)
     fields = tuple(passthrough_field(files, name) for name in config.keep_columns if name not in ("id", "text"))
-    return replace(config, passthrough_fields=fields), files, metadata
+    return replace(config, passthrough_fields=fields), files, skipped, metadata
 
 
 def passthrough_field(files: list, name: str) -> pa.Field:
     """A kept column's type in the predictions: the one type every file agrees on.
 
-    Dictionary encoding counts as its values' type, and an all-null column agrees
-    with any type; files that disagree otherwise fail here, in one line, rather than
-    in the writer after the whole archive has been labelled.
+    Dictionary encoding counts as its values' type, Arrow's view layouts as the plain
+    ones, and an all-null column agrees with any type; files that disagree otherwise
+    fail here, in one line, rather than in the writer after the whole archive has been
+    labelled.
     """
     chosen = None
     for f in files:
         field = f.schema.field(name)
-        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        kind = plain_type(field.type.value_type if pa.types.is_dictionary(field.type) else field.type)
         if pa.types.is_null(kind):
             continue
         if chosen is None:
@@ -98,13 +118,21 @@ def passthrough_field(files: list, name: str) -> pa.Field:
 
 
 def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
-    """Run the job to completion and commit its output; returns the summary."""
+    """Run the job to completion and commit its output; returns the summary.
+
+    The output is held (`pipelines.lock`) from before anything in it changes until
+    after the commit; a template build (`--template_location`, `--dry_run`) never
+    touches it at all.
+    """
     options = beam_options(beam_args)
     create_local_locations(options)
+    building = template_only(options)
+    expected, skipped = None, {}
     if config.validate:
-        config, files, metadata = preflight(config)
+        config, files, skipped, metadata = preflight(config)
         total_rows = sum(f.rows for f in files)
         inputs = [{"path": f.path, "size_bytes": f.size_bytes, "rows": f.rows} for f in files]
+        expected = None if building else [Expected(f.path, f.size_bytes, f.rows) for f in files]
     else:
         _, metadata = artifact.read_metadata(config.worker.model_dir)
         total_rows, inputs = None, [{"path": config.input_pattern}]
@@ -115,40 +143,114 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         config = replace(config, progress=False)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     staging = staging_of(config, run_id)
-    out.prepare(config.output, staging)
-    started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-    sinks = batch_sinks(config, staging)
-    try:
+    if building:  # a template runs later, on that night's files: nothing here is read or written
         p = test_pipeline or beam.Pipeline(options=options)
-        build_batch(p, config, staging, total_rows, sinks)
-        result = p.run()
-        if template_only(options):
-            return {"template_location": options.view_as(GoogleCloudOptions).template_location,
-                    "staging": staging}
-        result.wait_until_finish()
-        stats = json.loads(out.read_text(out.join(staging, STATS_FILE)))
-    except UserError:
-        _abort(sinks, staging)
-        raise
-    except Exception as exc:
-        _abort(sinks, staging)
-        raise JobFailed(f"the labelling job failed ({cause(exc)}); nothing was committed to {config.output}") \
-            from exc
-    summary = assemble(
-        stats, model_version=metadata["model_version"], inputs=inputs, output=config.output,
-        started=started.isoformat(timespec="seconds"), finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        seconds=time.monotonic() - clock,
-    )
-    if not summary["balanced"]:
-        _abort(sinks, staging)
-        raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
-    summary["drift"] = drift.section(summary, metadata.get("baseline"), config.drift_threshold, previous)
-    out.write_bytes(out.join(staging, out.REPORT), drift.report_png(summary, metadata.get("baseline"), previous))
-    published = [name for sink in sinks for name in sink.commit(staging)]
-    return out.commit(config.output, staging, summary, published)
+        build_batch(p, config, staging, total_rows, batch_sinks(config, staging))
+        p.run()
+        return {"template_location": options.view_as(GoogleCloudOptions).template_location, "staging": staging}
+    existed = FileSystems.exists(config.output)
+    lock = OutputLock(config.output, run_id, config.lock_stale_secs).acquire()
+    try:
+        leftovers = out.clear_leftovers(config.output, staging)
+        out.prepare(config.output, staging)
+        job = Job(config, options, staging, run_id, metadata, inputs, total_rows, expected, previous, skipped)
+        summary = job.run(test_pipeline)
+    finally:
+        lock.release()
+        if not existed:
+            _remove_if_empty(config.output)
+    if lock.taken_over is not None:
+        summary["took_over_hold_of"] = lock.taken_over.describe()
+    if leftovers:
+        summary["cleared_leftovers"] = [posixpath.basename(f) for f in leftovers]
+    return summary
 
 
-def _abort(sinks: list[Sink], staging: str) -> None:
-    for sink in sinks:
-        sink.abort(staging)
-    out.abort(staging)
+class Job:
+    """One run while the output is held: pipeline, books, drift and report, commit; any failure undone."""
+
+    def __init__(self, config: BatchConfig, options, staging: str, run_id: str, metadata: dict, inputs: list,
+                 total_rows: int | None, expected: list[Expected] | None, previous: dict | None,
+                 skipped: dict[str, int]):
+        self.config, self.options, self.staging, self.run_id = config, options, staging, run_id
+        self.metadata, self.inputs, self.total_rows = metadata, inputs, total_rows
+        self.expected, self.previous = expected, previous
+        self.skipped = skipped  # by the pre-flight; with --skip-validation the reader counts them
+        self.sinks = batch_sinks(config, staging)
+
+    def run(self, test_pipeline: beam.Pipeline | None = None) -> dict:
+        output = self.config.output
+        try:
+            stats, started, seconds = self._pipeline(test_pipeline)
+            summary = assemble(
+                stats, model_version=self.metadata["model_version"], inputs=self.inputs, output=output,
+                started=started, finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seconds=seconds,
+            )
+            self._check_books(summary, stats)
+            summary["drift"] = drift.section(summary, self.metadata.get("baseline"), self.config.drift_threshold,
+                                             self.previous)
+            out.write_bytes(out.join(self.staging, out.REPORT),
+                            drift.report_png(summary, self.metadata.get("baseline"), self.previous))
+            transaction = out.Commit(output, self.staging, self.run_id)
+            return transaction.run(lambda commit: self._publish(commit, summary))
+        except out.CommitFailed as exc:
+            self._abort()
+            state = ("the previous output is as it was" if exc.restored
+                     else "the output is left without _SUCCESS, so it does not claim to be complete")
+            raise JobFailed(f"committing {output} failed ({cause(exc.cause)}); {state}") from exc
+        except UserError:
+            self._abort()
+            raise
+        except Exception as exc:
+            self._abort()
+            raise JobFailed(f"the labelling job failed ({cause(exc)}); nothing was committed to {output}, "
+                            "which is as it was") from exc
+
+    def _pipeline(self, test_pipeline) -> tuple[dict, str, float]:
+        started, clock = dt.datetime.now(dt.UTC), time.monotonic()
+        p = test_pipeline or beam.Pipeline(options=self.options)
+        build_batch(p, self.config, self.staging, self.total_rows, self.sinks, self.expected)
+        p.run().wait_until_finish()
+        stats = json.loads(out.read_text(out.join(self.staging, STATS_FILE)))
+        for reason, count in self.skipped.items():
+            stats["files"]["skipped"][reason] = stats["files"]["skipped"].get(reason, 0) + count
+        return stats, started.isoformat(timespec="seconds"), time.monotonic() - clock
+
+    def _check_books(self, summary: dict, stats: dict) -> None:
+        """Nothing read, nothing committed; rows read = rows the footers promised = rows the pre-flight saw."""
+        files, pattern, skipped = stats["files"], self.config.input_pattern, summary["inputs_skipped"]
+        if files["read"] == 0:
+            found = f"all {sum(skipped.values())} matched files skipped ({describe_skipped(skipped)})" if skipped \
+                else "nothing matched"
+            raise JobFailed(f"no input file was read from {pattern!r} ({found}); nothing was committed")
+        if self.expected is not None and files["read"] != len(self.expected):
+            raise JobFailed(f"{files['read']} input files were read, the pre-flight found {len(self.expected)}; "
+                            "nothing was committed")
+        promised = self.total_rows if self.total_rows is not None else files["footer_rows"]
+        if summary["rows_in"] != promised or files["footer_rows"] != promised:
+            raise JobFailed(f"{summary['rows_in']:,} rows were read but the input files hold {promised:,} "
+                            "(did they change during the run?); nothing was committed")
+        if summary["rows_in"] == 0:
+            raise JobFailed(f"the {files['read']} input files hold no rows: nothing to label; nothing was "
+                            "committed")
+        if not summary["balanced"]:
+            raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
+
+    def _publish(self, commit: out.Commit, summary: dict) -> dict:
+        for sink in self.sinks:
+            sink.commit(commit)
+        return commit.finish(summary)
+
+    def _abort(self) -> None:
+        for sink in self.sinks:
+            sink.abort(self.staging)
+        out.abort(self.staging)
+
+
+def _remove_if_empty(folder: str) -> None:
+    """A failed first run leaves no output folder behind (local paths; object stores have no folders)."""
+    if "://" not in folder:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass

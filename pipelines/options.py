@@ -20,6 +20,7 @@ from apache_beam.options.pipeline_options import (
 
 from model.errors import UserError
 from pipelines.drift import DEFAULT_THRESHOLD
+from pipelines.lock import DEFAULT_STALE_SECS
 from pipelines.pubsub_lease import LeaseSettings
 from worker.transform import WorkerConfig
 
@@ -52,6 +53,7 @@ class BatchConfig:
     drift_threshold: float = DEFAULT_THRESHOLD  # Jensen–Shannon divergence / L-infinity over which a signal alerts
     compare_to: str | None = None  # a previous run's output: its label distribution is compared too
     xla_min_rows: int = 0  # smaller archives are served in graph mode (the compile would cost more than it saves)
+    lock_stale_secs: float = DEFAULT_STALE_SECS  # object stores: a hold not renewed for this long is taken over
 
 
 @dataclass(frozen=True)

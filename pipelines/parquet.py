@@ -4,14 +4,24 @@ Writing is the sinks' (`pipelines.sinks.parquet_files`).
 
 Reading goes by row group: the driver-side pre-flight checks every file's footer
 (so a bad path or column fails in one line before any work), and the pipeline
-reads each row group as Arrow tables, which the worker classifies a table at a
-time. Knowing the row offset of each row group gives stable derived ids
-(`<file name>:<row number>`) for archives without an id column.
+reads exactly the files it saw, each row group as Arrow tables, which the worker
+classifies a table at a time. A file that vanished or changed in between fails the
+run. Knowing the row offset of each row group gives stable derived ids
+(`<path below the input folder>:<row number>`, unique across the archive) for
+archives without an id column.
+
+What is not data is skipped, and counted by reason (`InputSpec.skip_reason`): names
+starting with `.` or `_` (staging folders, `_SUCCESS`, Spark and Hive markers),
+`beam-temp-*` folders, the run's own `--output`, and files whose footer says a
+labelling run wrote them. Arrow's view layouts (`string_view`, which newer writers
+choose) are read as their plain equivalents.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
+from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -23,9 +33,37 @@ from apache_beam.io.filesystems import FileSystems
 from model.errors import UserError
 
 
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """The type without Arrow's view layouts, which newer writers choose and Parquet stores the same way."""
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_dictionary(t):
+        return pa.dictionary(t.index_type, plain_type(t.value_type), t.ordered)
+    if pa.types.is_list_view(t) or pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(plain_type(t.value_type)))
+    if pa.types.is_large_list_view(t) or pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(plain_type(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(plain_type(t.value_type)), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(plain_type(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(t.key_field.with_type(plain_type(t.key_type)), t.item_field.with_type(plain_type(t.item_type)))
+    return t
+
+
+def plain_column(column: pa.ChunkedArray | pa.Array):
+    plain = plain_type(column.type)
+    return column if plain == column.type else column.cast(plain)
+
+
 def _is_text(t: pa.DataType) -> bool:
-    """Strings, bytes (decoded as UTF-8 row by row), their dictionary encodings (pandas categoricals), and the
-    null type (a column Arrow wrote with no value at all: every row is dead-lettered as missing_text)."""
+    """Strings of any Arrow layout, bytes (decoded as UTF-8 row by row), their dictionary encodings (pandas
+    categoricals), and the null type (a column Arrow wrote with no value at all: every row is dead-lettered as
+    missing_text)."""
+    t = plain_type(t)
     if pa.types.is_dictionary(t):
         return _is_text(t.value_type)
     return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
@@ -38,9 +76,75 @@ def _is_id(t: pa.DataType) -> bool:
     return pa.types.is_integer(value) or _is_text(t)
 
 
-def is_data_file(path: str) -> bool:
-    """Hidden and underscore files (`_SUCCESS`, `.staging-…`) are markers, not data."""
-    return not posixpath.basename(path).startswith((".", "_"))
+# Why a matched file is not read; the summary counts skipped files by these reasons.
+HIDDEN = "hidden"  # a name on its path (below the input's folder) starts with "." or "_": staging, markers
+TEMPORARY = "temporary"  # under a beam-temp-* folder: a file sink's unfinished shards
+OWN_OUTPUT = "own_output"  # under this run's --output
+LABELLED_OUTPUT = "labelled_output"  # predictions or dead letters of a labelling run (footer metadata)
+NOT_PARQUET = "not_parquet_name"  # --input DIR: a file whose name says it is something else
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+_GLOB = "*?["
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What `--input` names: a pattern to match, the folder that ids and skip rules are relative to, and the
+    run's own output (never read)."""
+
+    pattern: str
+    base: str
+    own_output: str = ""
+    directory: bool = False
+
+    @classmethod
+    def of(cls, given: str, own_output: str = "") -> InputSpec:
+        if not any(c in given for c in _GLOB) and _is_directory(given):
+            folder = given.rstrip("/")
+            return cls(folder + "/**", folder, own_output, directory=True)
+        literal = given
+        for i, c in enumerate(given):
+            if c in _GLOB:
+                literal = given[:i]
+                break
+        return cls(given, posixpath.dirname(literal) if literal != given else posixpath.dirname(given), own_output)
+
+    def relative(self, path: str) -> str:
+        prefix = self.base.rstrip("/") + "/" if self.base else ""
+        return path[len(prefix):] if prefix and path.startswith(prefix) else posixpath.basename(path)
+
+    def skip_reason(self, path: str) -> str | None:
+        """Why `path` is not data for this run, by its path alone (the footer check is `LABELLED_OUTPUT`)."""
+        if self.own_output and _under(path, self.own_output):
+            return OWN_OUTPUT
+        parts = self.relative(path).split("/")
+        if any(part.startswith("beam-temp-") for part in parts[:-1]):
+            return TEMPORARY
+        if any(part.startswith((".", "_")) for part in parts):
+            return HIDDEN
+        name = parts[-1]
+        if self.directory and "." in name and not name.lower().endswith(PARQUET_SUFFIXES):
+            return NOT_PARQUET
+        return None
+
+
+def _is_directory(path: str) -> bool:
+    if "://" not in path:
+        return os.path.isdir(path)
+    try:
+        return bool(FileSystems.match([path.rstrip("/") + "/**"], limits=[1])[0].metadata_list)
+    except Exception:  # noqa: BLE001 (then it is not a folder we can list)
+        return False
+
+
+def _under(path: str, folder: str) -> bool:
+    if "://" not in path and "://" not in folder:
+        path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return path.rstrip("/").startswith(folder.rstrip("/") + "/")
+
+
+def is_labelled_output(schema: pa.Schema) -> bool:
+    """A file this job wrote (`pipelines.sinks.parquet_files` tags its footers)."""
+    return b"complaints.output" in (schema.metadata or {})
 
 
 @dataclass(frozen=True)
@@ -61,19 +165,28 @@ def _open_parquet(path: str) -> pq.ParquetFile:
         ) from None
 
 
-def inspect_inputs(pattern: str, required: list[str], id_column: str | None, text_column: str) -> list[InputFile]:
-    """Match the pattern and check each file's footer; UserError on the first problem."""
+def inspect_inputs(spec: InputSpec, required: list[str], id_column: str | None,
+                   text_column: str) -> tuple[list[InputFile], dict[str, int]]:
+    """Match the input, skip what is not data, check each file's footer; UserError on the first problem.
+
+    Returns the files to read and the skipped files counted by reason.
+    """
     try:
-        matches = FileSystems.match([pattern])[0].metadata_list
+        matches = FileSystems.match([spec.pattern])[0].metadata_list
     except Exception as exc:  # noqa: BLE001 (filesystems raise their own types)
-        raise UserError(f"cannot list {pattern}: {str(exc).splitlines()[0]}") from None
-    files = sorted((m for m in matches if is_data_file(m.path)), key=lambda m: m.path)
-    if not files:
-        raise UserError(f"no input file matches {pattern!r}: check the path or glob (quote it in the shell)")
+        raise UserError(f"cannot list {spec.pattern}: {str(exc).splitlines()[0]}") from None
+    skipped: Counter = Counter()
     out = []
-    for meta in files:
+    for meta in sorted(matches, key=lambda m: m.path):
+        reason = spec.skip_reason(meta.path)
+        if reason:
+            skipped[reason] += 1
+            continue
         parquet = _open_parquet(meta.path)
         schema = parquet.schema_arrow
+        if is_labelled_output(schema):
+            skipped[LABELLED_OUTPUT] += 1
+            continue
         missing = [c for c in required if c not in schema.names]
         if missing:
             raise UserError(
@@ -88,7 +201,16 @@ def inspect_inputs(pattern: str, required: list[str], id_column: str | None, tex
             if not _is_id(id_type):
                 raise UserError(f"{meta.path}: id column {id_column!r} is {id_type}; use a string or integer column")
         out.append(InputFile(meta.path, meta.size_in_bytes, parquet.metadata.num_rows, schema))
-    return out
+    if not out:
+        found = f"{sum(skipped.values())} matched, all skipped ({describe_skipped(skipped)})" if skipped else \
+            "nothing matches"
+        raise UserError(f"no input file to read in {spec.pattern!r}: {found}; check the path or glob (quote it "
+                        "in the shell). The output was not touched")
+    return out, dict(skipped)
+
+
+def describe_skipped(skipped: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(skipped.items()))
 
 
 # Rows per table the reader hands on: enough that a table's own costs (a DoFn call, an output table, a row
@@ -109,14 +231,56 @@ class RowGroup:
     first_row: int
 
 
-class ListRowGroups(beam.DoFn):
-    """Expand each matched file into its row groups, so big files read in parallel."""
+class InputChangedError(RuntimeError):
+    """A file differs from what the pre-flight saw: the run fails rather than label a different archive."""
 
-    def process(self, file_metadata):
-        path = file_metadata.path
-        if not is_data_file(path):
+
+FILES = "files"  # ListRowGroups' second output: one record per matched file, read or skipped
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A file as the pre-flight saw it; the reader refuses it if it has changed since."""
+
+    path: str
+    size_bytes: int
+    rows: int
+
+
+class ListRowGroups(beam.DoFn):
+    """Expand each file into its row groups, so big files read in parallel; report each file on `FILES`.
+
+    Its input is either the pre-flight's files (`Expected`: checked again here, as a file
+    may change or vanish in between) or, with `--skip-validation`, the matches of the
+    pattern, which get the pre-flight's skip rules here instead.
+    """
+
+    def __init__(self, spec: InputSpec):
+        self.spec = spec
+
+    def process(self, item):
+        if isinstance(item, Expected):
+            path = item.path
+            size = FileSystems.match([path])[0].metadata_list
+            if not size:
+                raise InputChangedError(f"{path} was removed after the pre-flight")
+            if size[0].size_in_bytes != item.size_bytes:
+                raise InputChangedError(f"{path} changed after the pre-flight ({item.size_bytes} → "
+                                        f"{size[0].size_in_bytes} bytes)")
+        else:
+            path = item.path
+            reason = self.spec.skip_reason(path)
+            if reason:
+                yield beam.pvalue.TaggedOutput(FILES, {"path": path, "rows": 0, "skipped": reason})
+                return
+        parquet = _open_parquet(path)
+        metadata = parquet.metadata
+        if isinstance(item, Expected) and metadata.num_rows != item.rows:
+            raise InputChangedError(f"{path} changed after the pre-flight ({item.rows} → {metadata.num_rows} rows)")
+        if is_labelled_output(parquet.schema_arrow):
+            yield beam.pvalue.TaggedOutput(FILES, {"path": path, "rows": 0, "skipped": LABELLED_OUTPUT})
             return
-        metadata = _open_parquet(path).metadata
+        yield beam.pvalue.TaggedOutput(FILES, {"path": path, "rows": metadata.num_rows, "skipped": None})
         first = 0
         for index in range(metadata.num_row_groups):
             yield RowGroup(path, index, first)
@@ -132,8 +296,9 @@ class ReadRowGroupTables(beam.DoFn):
     row-group size (pandas and Arrow write up to a million rows in one).
     """
 
-    def __init__(self, id_column: str, text_column: str, keep_columns: tuple[str, ...], derive_missing_id: bool,
-                 slice_rows: int = SLICE_ROWS):
+    def __init__(self, spec: InputSpec, id_column: str, text_column: str, keep_columns: tuple[str, ...],
+                 derive_missing_id: bool, slice_rows: int = SLICE_ROWS):
+        self.spec = spec
         self.id_column = id_column
         self.text_column = text_column
         self.keep_columns = keep_columns
@@ -151,13 +316,13 @@ class ReadRowGroupTables(beam.DoFn):
         try:
             for batch in parquet.iter_batches(self.slice_rows, row_groups=[group.index], columns=columns):
                 if has_id:
-                    ids = batch.column(self.id_column)
+                    ids = plain_column(batch.column(self.id_column))
                 else:
-                    base = posixpath.basename(group.path)
+                    base = self.spec.relative(group.path)  # unique across the archive: a/part-0 ≠ b/part-0
                     ids = pa.array([f"{base}:{first + i}" for i in range(batch.num_rows)], pa.string())
                 first += batch.num_rows
-                yield pa.Table.from_arrays([ids, batch.column(self.text_column), *(batch.column(n) for n in kept)],
-                                           names=["id", "text", *kept])
+                columns = [ids, *(plain_column(batch.column(n)) for n in [self.text_column, *kept])]
+                yield pa.Table.from_arrays(columns, names=["id", "text", *kept])
         except (pa.ArrowException, OSError) as exc:
             raise CorruptInput(
                 f"{group.path}: row group {group.index} (rows from {group.first_row}) cannot be read: "
@@ -166,19 +331,25 @@ class ReadRowGroupTables(beam.DoFn):
 
 
 class ReadComplaints(beam.PTransform):
-    """Parquet files matching a pattern → input tables for the worker (`ReadRowGroupTables`)."""
+    """The input → `{"tables": input tables for the worker, FILES: one record per file, read or skipped}`.
 
-    def __init__(self, pattern: str, id_column: str, text_column: str, keep_columns: tuple[str, ...],
-                 derive_missing_id: bool):
+    With the pre-flight's files, exactly those are read (the pattern is not matched
+    again); without (`--skip-validation`), the pattern is matched here.
+    """
+
+    def __init__(self, spec: InputSpec, expected: list[Expected] | None, id_column: str, text_column: str,
+                 keep_columns: tuple[str, ...], derive_missing_id: bool):
         super().__init__()
-        self.pattern = pattern
-        self.reader = ReadRowGroupTables(id_column, text_column, keep_columns, derive_missing_id)
+        self.spec, self.expected = spec, expected
+        self.reader = ReadRowGroupTables(spec, id_column, text_column, keep_columns, derive_missing_id)
 
     def expand(self, pbegin):
-        return (
-            pbegin
-            | "Match" >> fileio.MatchFiles(self.pattern)
-            | "ListRowGroups" >> beam.ParDo(ListRowGroups())
+        files = (pbegin | "Files" >> beam.Create(self.expected) if self.expected is not None
+                 else pbegin | "Match" >> fileio.MatchFiles(self.spec.pattern))
+        listed = files | "ListRowGroups" >> beam.ParDo(ListRowGroups(self.spec)).with_outputs(FILES, main="groups")
+        tables = (
+            listed["groups"]
             | "Distribute" >> beam.Reshuffle()
             | "ReadTables" >> beam.ParDo(self.reader)
         )
+        return {"tables": tables, FILES: listed[FILES]}

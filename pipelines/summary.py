@@ -84,13 +84,19 @@ class DeadLetterStats(beam.CombineFn):
         return dict(acc)
 
 
-ROWS_IN, PREDICTION, DEAD_LETTER = "rows_in", "predictions", "dead_letters"
+ROWS_IN, PREDICTION, DEAD_LETTER, FILES = "rows_in", "predictions", "dead_letters", "files"
+
+
+def _files() -> dict:
+    return {"read": 0, "footer_rows": 0, "skipped": Counter()}
 
 
 class RunFigures:
-    """Rows in, the prediction figures and the dead letters per reason, in one accumulator.
+    """Rows in, the prediction figures, the dead letters per reason and the files, in one accumulator.
 
-    Rows in and predictions arrive as tables, dead letters as records.
+    Rows in and predictions arrive as tables, dead letters as records, files as the
+    reader's records (`pipelines.parquet.FILES`): the rows their footers promise are
+    what the job checks rows in against.
     """
 
     def __init__(self):
@@ -98,25 +104,37 @@ class RunFigures:
 
     def create(self) -> dict:
         return {ROWS_IN: 0, PREDICTION: self.predictions.create_accumulator(),
-                DEAD_LETTER: self.dead_letters.create_accumulator()}
+                DEAD_LETTER: self.dead_letters.create_accumulator(), FILES: _files()}
 
     def add(self, acc: dict, tag: str, value) -> dict:
         if tag == ROWS_IN:
             acc[ROWS_IN] += value.num_rows
         elif tag == PREDICTION:
             acc[PREDICTION] = self.predictions.add_input(acc[PREDICTION], value)
+        elif tag == FILES:
+            if value["skipped"]:
+                acc[FILES]["skipped"][value["skipped"]] += 1
+            else:
+                acc[FILES]["read"] += 1
+                acc[FILES]["footer_rows"] += value["rows"]
         else:
             acc[DEAD_LETTER] = self.dead_letters.add_input(acc[DEAD_LETTER], value)
         return acc
 
     def merge(self, accumulators) -> dict:
         accumulators = list(accumulators)
-        return {ROWS_IN: sum(a[ROWS_IN] for a in accumulators),
+        files = _files()
+        for a in accumulators:
+            files["read"] += a[FILES]["read"]
+            files["footer_rows"] += a[FILES]["footer_rows"]
+            files["skipped"].update(a[FILES]["skipped"])
+        return {ROWS_IN: sum(a[ROWS_IN] for a in accumulators), FILES: files,
                 PREDICTION: self.predictions.merge_accumulators([a[PREDICTION] for a in accumulators]),
                 DEAD_LETTER: self.dead_letters.merge_accumulators([a[DEAD_LETTER] for a in accumulators])}
 
     def extract(self, acc: dict) -> dict:
-        return {ROWS_IN: acc[ROWS_IN], PREDICTION: self.predictions.extract_output(acc[PREDICTION]),
+        return {ROWS_IN: acc[ROWS_IN], FILES: {**acc[FILES], "skipped": dict(acc[FILES]["skipped"])},
+                PREDICTION: self.predictions.extract_output(acc[PREDICTION]),
                 DEAD_LETTER: self.dead_letters.extract_output(acc[DEAD_LETTER])}
 
 
@@ -162,7 +180,7 @@ class MergeFigures(beam.CombineFn):
 
 
 class ComputeRunStats(beam.PTransform):
-    """(input tables, prediction tables, dead letters) → one JSON string of run figures.
+    """(input tables, prediction tables, dead letters, files) → one JSON string of run figures.
 
     Rows in are counted on the tables as read, independently of the outputs, so the
     books (rows in = predicted + dead-lettered) check the classification itself. One
@@ -172,10 +190,11 @@ class ComputeRunStats(beam.PTransform):
     """
 
     def expand(self, pcolls):
-        tables, predictions, dead_letters = pcolls
+        tables, predictions, dead_letters, files = pcolls
         letters = dead_letters.items() if isinstance(dead_letters, dict) else [("DeadLetters", dead_letters)]
         partials = [
             tables | "FiguresIn" >> beam.ParDo(AccumulateFigures(ROWS_IN)),
+            files | "FiguresFiles" >> beam.ParDo(AccumulateFigures(FILES)),
             predictions | "FiguresPredicted" >> beam.ParDo(AccumulateFigures(PREDICTION)),
             *(part | f"Figures{name}" >> beam.ParDo(AccumulateFigures(DEAD_LETTER)) for name, part in letters),
         ]
@@ -210,6 +229,7 @@ def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str
         "length_histogram": pred["length_histogram"],
         "model_version": model_version,
         "inputs": inputs,
+        "inputs_skipped": dict(sorted(stats["files"]["skipped"].items())),
         "output": output,
         "started_at": started,
         "finished_at": finished,
@@ -228,6 +248,10 @@ def render(summary: dict) -> str:
            if summary["dead_lettered"] else ""),
         f"accounted for  {'yes' if summary['balanced'] else 'NO: rows in ≠ predicted + dead-lettered'}",
     ]
+    if summary.get("inputs_skipped"):
+        skipped = summary["inputs_skipped"]
+        lines.append(f"files skipped  {sum(skipped.values()):>10,}  "
+                     f"({', '.join(f'{k} {v}' for k, v in skipped.items())})")
     if summary["predicted"]:
         lines += [
             f"mean confidence {summary['mean_confidence']:.3f}; needs review {summary['needs_review']:,} "
@@ -240,6 +264,8 @@ def render(summary: dict) -> str:
             lines.append(f"  … and {len(summary['labels']) - 8} more labels")
     if "drift" in summary:
         lines += drift.render(summary["drift"])
+    if summary.get("took_over_hold_of"):
+        lines.append(f"took over the output from {summary['took_over_hold_of']}, which had ended without releasing it")
     lines += [
         f"model {summary['model_version']}; {summary['seconds']:.1f}s, {summary['rows_per_second'] or 0:,.0f} rows/s",
         f"output {summary['output']} (complete: _SUCCESS written)",

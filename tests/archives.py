@@ -38,3 +38,13 @@ def corrupt_row_group(path: str, row_group: int = 1) -> None:
     start = column.data_page_offset
     data[start : start + 64] = b"\xff" * 64
     open(path, "wb").write(data)
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    """Every file under `folder` (hidden ones too) with its content: "as it was" means equal snapshots."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            found[os.path.relpath(path, folder)] = open(path, "rb").read()
+    return found

@@ -17,7 +17,7 @@ from pipelines.app.cli import cli
 from pipelines.batch import run
 from pipelines.errors import JobFailed
 from pipelines.options import BatchConfig
-from tests.archives import BAD_TEXTS, corrupt_row_group, write_archive
+from tests.archives import BAD_TEXTS, corrupt_row_group, snapshot, write_archive
 from worker import prediction
 from worker.records import DEAD_LETTER_SCHEMA
 from worker.transform import WorkerConfig
@@ -117,16 +117,16 @@ def test_archives_without_id_get_stable_derived_ids(model_dir, tmp_path):
     assert read_output(tmp_path / "out2")[0]["id"].tolist() == predictions["id"].tolist()
 
 
-def test_failure_mid_run_leaves_nothing_that_looks_complete(model_dir, labelled, tmp_path):
+def test_failure_mid_run_leaves_the_previous_output_as_it_was(model_dir, labelled, tmp_path):
     input_dir = tmp_path / "in"
     write_archive(input_dir, rows=1200, row_group_size=100)
     corrupt_row_group(str(input_dir / "part-1.parquet"))
     output = tmp_path / "out"
     shutil.copytree(labelled[0], output)  # a previous complete run is being replaced
+    before = snapshot(output)
     with pytest.raises(JobFailed, match="nothing was committed"):
         run(config(model_dir, input_dir, output))
-    assert not os.path.exists(output / "_SUCCESS")
-    assert not [p for p in os.listdir(output) if p.startswith(".staging")]
+    assert snapshot(output) == before  # _SUCCESS and every file as they were; no staging, no _LOCK
 
 
 def test_multi_processing_direct_runner(model_dir, archive, labelled, tmp_path):
@@ -187,8 +187,8 @@ def test_bad_inputs_fail_in_one_line_without_output(model_dir, archive, tmp_path
     assert not os.path.exists(os.path.join(out, "_SUCCESS"))
 
 
-def test_killed_run_leaves_nothing_that_looks_complete(model_dir, labelled, tmp_path):
-    """SIGKILL the real command mid-run: the old output must no longer claim to be complete."""
+def test_killed_run_leaves_the_previous_output_complete(model_dir, labelled, tmp_path):
+    """SIGKILL the real command mid-run: the old output is still whole, and the next run is not blocked."""
     import signal
     import subprocess
     import sys
@@ -210,5 +210,8 @@ def test_killed_run_leaves_nothing_that_looks_complete(model_dir, labelled, tmp_
     assert process.poll() is None, "the run ended before it could be interrupted"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert not os.path.exists(output / "_SUCCESS")
-    assert json.load(open(output / "summary.json"))["rows_in"] == 3000  # the old run's files, not claimed complete
+    visible = {k: v for k, v in snapshot(output).items() if not k.startswith((".staging-", "_LOCK"))}
+    assert visible == snapshot(labelled[0])  # the old night, still complete, untouched
+    summary = run(config(model_dir, tmp_path / "in", output))  # the kill released the hold; leftovers cleared
+    assert summary["rows_in"] == 6000 and summary["cleared_leftovers"]
+    assert not [p for p in os.listdir(output) if p.startswith((".staging", ".replaced", "_LOCK"))]

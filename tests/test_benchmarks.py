@@ -121,3 +121,16 @@ def test_quality_benchmark_pairs_each_refit_with_the_same_seeds_split_trained_mo
     assert (effect["wins"], effect["ties"], effect["losses"]) == (1, 1, 1)
     assert effect["mean_change_pt"] == pytest.approx(100 * (0.03 - 0.02 + 0.0) / 3)
     assert effect["change_vs_before_correlation"] < 0  # the lucky split's seed is the one that loses
+
+
+def test_dead_letters_benchmark_smoke(tmp_path):
+    out = tmp_path / "dead_letters.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.dead_letters", "--rows", "300,600", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    results = json.loads(out.read_text())["results"]
+    assert [(r["rows"], r["archive"]) for r in results] == [
+        (300, "all-null text"), (300, "valid text"), (600, "all-null text"), (600, "valid text")]
+    for r in results:
+        assert r["peak_rss_mb"] > 0 and r["dead_lettered"] + r["predicted"] == r["rows"]
+        if r["archive"] == "all-null text":
+            assert r["dead_lettered"] == r["rows"]

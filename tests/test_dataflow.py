@@ -14,7 +14,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from click.testing import CliRunner
 
 from pipelines.app.cli import cli
-from tests.archives import write_archive
+from tests.archives import snapshot, write_archive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +64,14 @@ def test_dataflow_runner_builds_and_stages_the_live_job(model_dir, tmp_path, mon
 
 
 def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypatch):
+    """A template build beside last night's committed output leaves that output exactly as it was."""
     write_archive(tmp_path / "in", rows=60, files=1)
+    committed = tmp_path / "out"
+    committed.mkdir()
+    for name, content in (("_SUCCESS", b"20261128T010000-abcdef"), ("summary.json", b'{"rows_in": 60}'),
+                          ("predictions-00000-of-00001.parquet", b"last night"), ("report.png", b"png")):
+        (committed / name).write_bytes(content)
+    before = snapshot(committed)
     monkeypatch.chdir(ROOT)
     args, staging = _dataflow_args(tmp_path)
     result = CliRunner().invoke(cli, [
@@ -74,7 +81,7 @@ def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     assert "template at" in result.output
     assert (tmp_path / "template.json").stat().st_size > 0
-    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    assert snapshot(committed) == before  # no _SUCCESS withdrawn, no staging folder, no _LOCK
 
     names = set(_graph(staging))
     for step in ("ReadArchive/Match", "ReadArchive/ListRowGroups", "ReadArchive/ReadTables", "Classify/ClassifyTable",

@@ -12,6 +12,7 @@ from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
 from pipelines.drift import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
+from pipelines.lock import DEFAULT_STALE_SECS
 from worker.defaults import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MIN_BATCH_SIZE,
@@ -32,7 +33,7 @@ class _Command(click.Command):
         return super().invoke(ctx)
 
 
-_WITHOUT_TENSORFLOW = {"sample-data", "pubsub-demo"}
+_WITHOUT_TENSORFLOW = {"sample-data", "pubsub-demo", "unlock"}
 
 
 class _Group(click.Group):
@@ -222,10 +223,13 @@ def _worker_options(min_batch_size: int, max_batch_size: int = DEFAULT_MAX_BATCH
 @click.option("--fail-on-drift", is_flag=True, help="Exit with code 3 when drift alerts (after committing the output).")
 @click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "
               "local credentials).")
+@click.option("--lock-stale-secs", default=DEFAULT_STALE_SECS, show_default=True, type=click.IntRange(60),
+              help="gs:// outputs: a hold on the output not renewed for this long is taken over (local holds end "
+              "with their process).")
 @click.pass_context
 def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_columns, top_k, xla, review_threshold,
           min_batch_size, max_batch_size, progress, drift_threshold, compare_to, fail_on_drift,
-          skip_validation) -> None:
+          skip_validation, lock_stale_secs) -> None:
     """Label a Parquet archive. Beam options (--runner, --project, ...) may follow."""
     from pipelines.batch import run
     from pipelines.options import BatchConfig
@@ -239,7 +243,7 @@ def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_co
         progress=progress, validate=not skip_validation, drift_threshold=drift_threshold, compare_to=compare_to,
         worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
                             min_batch_size=min_batch_size, max_batch_size=max_batch_size, xla=xla != "off"),
-        xla_min_rows=XLA_MIN_ROWS if xla == "auto" else 0,
+        xla_min_rows=XLA_MIN_ROWS if xla == "auto" else 0, lock_stale_secs=lock_stale_secs,
     )
     summary = run(config, list(ctx.args))
     if "template_location" in summary:
@@ -248,6 +252,18 @@ def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_co
         click.echo(render(summary))
         if fail_on_drift and summary["drift"]["alert"]:
             sys.exit(3)  # the output is committed: the labels are good data; the code is for the scheduler
+
+
+@cli.command()
+@click.option("--output", required=True, help="The nightly job's --output.")
+@click.option("--force", is_flag=True, help="Remove the hold even if its run looks alive.")
+def unlock(output: str, force: bool) -> None:
+    """Remove the hold (`_LOCK`) a labelling run left on an output. Local holds end with their process by
+    themselves; this is for gs:// outputs and for runs you know are gone."""
+    from pipelines.lock import unlock as remove_hold
+
+    holder = remove_hold(output, force)
+    click.echo(f"removed the hold of {holder} on {output}" if holder else f"no hold on {output}")
 
 
 @cli.command(context_settings=_BEAM_ARGS)

@@ -11,9 +11,11 @@ on the live job's local runner, where a Flatten would never run (`pipelines.stre
 
 **What "committed" means** is each sink's to say (its `COMMITTED`), and the job
 keeps to it:
-- a batch job calls `commit(staging)` on every sink after the pipeline finished and the
-  books balance (rows in = predicted + dead-lettered), then writes its summary and
-  `_SUCCESS` last; it calls `abort(staging)` if anything failed;
+- a batch job calls `commit(transaction)` on every sink after the pipeline finished and
+  the books balance (rows in = predicted + dead-lettered); a file sink moves its staged
+  files up with `transaction.publish(patterns)` (`pipelines.output.Commit`), which the
+  job undoes if a later step fails. The job then writes its summary and `_SUCCESS`
+  last; it calls `abort(staging)` if anything failed;
 - a live job never finishes: a sink that acknowledges inputs (Pub/Sub) does so only
   once its own write is confirmed, and the others say what a crash may lose.
 
@@ -35,9 +37,9 @@ class Sink(beam.PTransform):
 
     COMMITTED = "when its write step has run"
 
-    def commit(self, staging: str) -> list[str]:
-        """Make what this run wrote visible; called once the run has succeeded. Returns what was published."""
-        return []
+    def commit(self, transaction) -> None:
+        """Make what this run wrote visible through `transaction` (`pipelines.output.Commit`); called once the
+        run has succeeded."""
 
     def abort(self, staging: str) -> None:
         """Withdraw what this run wrote; called when it failed (the job removes its staging directory)."""

@@ -3,14 +3,23 @@
 Committed means: the files are in `--output` and the job has written `_SUCCESS`
 after them. Until then they sit in the run's staging directory, so a reader that
 waits for `_SUCCESS` never sees a half-written night.
+
+Dead letters are written like predictions: sharded, as they come, in tables of at
+most `LETTER_TABLE_ROWS` letters, so an archive whose every row is dead-lettered
+needs no worker to hold them all. Each table is sorted (by id, reason, detail), but
+the order of tables and shards follows the workers, as for predictions: sort by id
+when you compare two nights.
+
+Both kinds of file carry `complaints.output` in their footer's key-value metadata,
+which is how a later run recognises this job's output under its input glob and
+skips it (`pipelines.parquet`).
 """
 
 from __future__ import annotations
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindows
 
 from pipelines import output as out
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink
@@ -18,26 +27,38 @@ from worker import prediction
 from worker.records import DEAD_LETTER_SCHEMA
 
 PREDICTION_FILES = "predictions-*.parquet"
-DEAD_LETTER_FILE = "dead_letters-00000-of-00001.parquet"
 DEAD_LETTER_FILES = "dead_letters-*.parquet"
+OUTPUT_KIND = b"complaints.output"  # footer metadata key: b"predictions" or b"dead_letters"
+LETTER_TABLE_ROWS = 10_000
 
 
-class WriteSortedDeadLetters(beam.DoFn):
-    """All dead letters in one file, sorted by id, reason and payload: identical runs give identical files.
+def tagged(schema: pa.Schema, kind: str) -> pa.Schema:
+    return schema.with_metadata({**(schema.metadata or {}), OUTPUT_KIND: kind.encode()})
 
-    Dead letters are the rare case, and ordered ones are what an operator diffs
-    between two nights; predictions are sharded and come in the order workers finish.
-    """
 
-    def __init__(self, path: str):
-        self.path = path
+class LettersToTables(beam.DoFn):
+    """Dead-letter records → Arrow tables of at most `rows` letters, sorted within each table."""
 
-    def process(self, letters: list[dict]):
-        rows = sorted(({name: letter.get(name) for name in DEAD_LETTER_SCHEMA.names} for letter in letters),
-                      key=lambda r: (r["id"] is not None, r["id"] or "", r["reason"], r["detail"], r["payload"]))
-        with FileSystems.create(self.path) as handle:
-            pq.write_table(pa.Table.from_pylist(rows, schema=DEAD_LETTER_SCHEMA), handle, compression="zstd")
-        yield self.path
+    def __init__(self, rows: int = LETTER_TABLE_ROWS):
+        self.rows = rows
+
+    def start_bundle(self):
+        self.letters: list[dict] = []
+
+    def process(self, letter: dict):
+        self.letters.append({name: letter.get(name) for name in DEAD_LETTER_SCHEMA.names})
+        if len(self.letters) >= self.rows:
+            yield self._table()
+
+    def finish_bundle(self):
+        if self.letters:
+            yield GlobalWindows.windowed_value_at_end_of_window(self._table())
+
+    def _table(self) -> pa.Table:
+        letters = sorted(self.letters, key=lambda r: (r["id"] is not None, r["id"] or "", r["reason"], r["detail"],
+                                                      r["payload"]))
+        self.letters = []
+        return pa.Table.from_pylist(letters, schema=DEAD_LETTER_SCHEMA)
 
 
 class ParquetFiles(Sink):
@@ -48,18 +69,20 @@ class ParquetFiles(Sink):
         self.output, self.staging, self.passthrough = output, staging, tuple(passthrough)
 
     def expand(self, classified):
-        schema = prediction.schema(self.passthrough)
         (
             classified[PREDICTIONS]  # Arrow tables of `schema`, one row group each (`worker.tables`)
             | "WritePredictions" >> beam.io.WriteToParquetBatched(
-                out.join(self.staging, "predictions"), schema=schema, file_name_suffix=".parquet", codec="zstd")
+                out.join(self.staging, "predictions"), file_name_suffix=".parquet", codec="zstd",
+                schema=tagged(prediction.schema(self.passthrough), "predictions"))
         )
         (
             tuple(classified[DEAD_LETTERS].values())
             | "AllDeadLetters" >> beam.Flatten()
-            | "Gather" >> beam.combiners.ToList()
-            | "WriteDeadLetters" >> beam.ParDo(WriteSortedDeadLetters(out.join(self.staging, DEAD_LETTER_FILE)))
+            | "LetterTables" >> beam.ParDo(LettersToTables(LETTER_TABLE_ROWS))
+            | "WriteDeadLetters" >> beam.io.WriteToParquetBatched(
+                out.join(self.staging, "dead_letters"), file_name_suffix=".parquet", codec="zstd",
+                schema=tagged(DEAD_LETTER_SCHEMA, "dead_letters"))
         )
 
-    def commit(self, staging: str) -> list[str]:
-        return out.publish(self.output, staging, (PREDICTION_FILES, DEAD_LETTER_FILES))
+    def commit(self, transaction) -> None:
+        transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES))

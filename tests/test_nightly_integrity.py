@@ -1,0 +1,447 @@
+"""The nightly job against the operator's world: empty nights, two runs at once, stale holds, files that
+change under the job, failures after the pipeline, its own output under the input glob, and archives as
+data engineers write them. Real Parquet files, a real model, the in-process runner and the real command."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from pipelines import batch
+from pipelines import output as out
+from pipelines.app.cli import cli
+from pipelines.batch import run
+from pipelines.errors import JobFailed
+from pipelines.options import BatchConfig
+from pipelines.sinks import parquet_files
+from tests.archives import snapshot, write_archive
+from tests.test_batch import _assert_one_line_error, config, read_output
+from worker.transform import WorkerConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def committed(model_dir, tmp_path_factory):
+    """A complete output of a 900-row archive: last night, which every failure must leave as it was."""
+    base = tmp_path_factory.mktemp("committed")
+    write_archive(base / "in", rows=900, files=3, seed=21)
+    run(config(model_dir, base / "in", base / "out"))
+    return base / "out"
+
+
+def job(model_dir, pattern: str, output) -> BatchConfig:
+    return BatchConfig(input_pattern=pattern, output=str(output), worker=WorkerConfig(model_dir), progress=False)
+
+
+def last_night(committed, tmp_path):
+    output = tmp_path / "out"
+    shutil.copytree(committed, output)
+    return output, snapshot(output)
+
+
+def _label(*args):
+    return CliRunner().invoke(cli, ["label", "--no-progress", *args], catch_exceptions=False)
+
+
+# 1. Nothing read, nothing committed -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skip_validation", [False, True])
+def test_an_empty_night_leaves_the_output_untouched(model_dir, committed, tmp_path, skip_validation):
+    output, before = last_night(committed, tmp_path)
+    (tmp_path / "nothing").mkdir()
+    args = ["--model", model_dir, "--input", str(tmp_path / "nothing/*.parquet"), "--output", str(output)]
+    result = _label(*args, *(["--skip-validation"] if skip_validation else []))
+    _assert_one_line_error(result, "no input file")
+    assert snapshot(output) == before
+
+
+def test_files_without_rows_are_refused(model_dir, committed, tmp_path):
+    output, before = last_night(committed, tmp_path)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}),
+                   tmp_path / "in" / "empty.parquet")
+    for extra in ([], ["--skip-validation"]):
+        result = _label("--model", model_dir, "--input", str(tmp_path / "in/*.parquet"), "--output", str(output),
+                        *extra)
+        _assert_one_line_error(result, "hold no rows")
+        assert snapshot(output) == before
+
+
+def test_a_first_run_that_fails_leaves_no_output_folder(model_dir, tmp_path):
+    (tmp_path / "nothing").mkdir()
+    result = _label("--model", model_dir, "--input", str(tmp_path / "nothing/*.parquet"), "--output",
+                    str(tmp_path / "new"), "--skip-validation")
+    _assert_one_line_error(result, "no input file was read")
+    assert not (tmp_path / "new").exists()
+
+
+# 2. Files that change under the job --------------------------------------------------------------------------
+
+
+def _remove(folder):
+    os.remove(folder / "part-1.parquet")
+
+
+def _grow(folder):
+    path = folder / "part-2.parquet"
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table.slice(0, 7)]), path)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_remove, "was removed after the pre-flight"),
+    (_grow, "changed after the pre-flight"),
+])
+def test_a_file_that_changes_after_the_preflight_fails_the_run(model_dir, committed, tmp_path, monkeypatch,
+                                                               change, message):
+    write_archive(tmp_path / "in", rows=600, files=3, seed=22)
+    output, before = last_night(committed, tmp_path)
+    real = batch.preflight
+
+    def preflight_then_change(cfg):
+        found = real(cfg)
+        change(tmp_path / "in")  # deterministic: after the pre-flight, before the pipeline reads
+        return found
+
+    monkeypatch.setattr(batch, "preflight", preflight_then_change)
+    with pytest.raises(JobFailed, match=message):
+        run(config(model_dir, tmp_path / "in", output))
+    assert snapshot(output) == before
+
+
+# 3. One writer per output -------------------------------------------------------------------------------------
+
+
+def _complete_view(output) -> str | None:
+    """Read the output as a consumer would. A problem, or None (incomplete, or consistent, or a commit happened
+    while reading, which a consumer detects by the run id in `_SUCCESS` and retries)."""
+    try:
+        first = (output / "_SUCCESS").read_text()
+        names = os.listdir(output)
+        summary = json.loads((output / "summary.json").read_text())
+        counts = {n: pq.ParquetFile(output / n).metadata.num_rows for n in names if n.endswith(".parquet")}
+        second = (output / "_SUCCESS").read_text()
+    except (FileNotFoundError, ValueError, OSError, pa.ArrowException):
+        try:
+            second = (output / "_SUCCESS").read_text()
+        except FileNotFoundError:
+            return None
+        if second != first:
+            return None
+        return f"_SUCCESS {first!r} stayed while the files could not be read"
+    if first != second:
+        return None
+    listed = sorted(n for n in names if n.endswith(".parquet") or n == "report.png")
+    if listed != sorted(summary["output_files"]):
+        return f"files {listed} beside a summary listing {sorted(summary['output_files'])}"
+    predicted = sum(c for n, c in counts.items() if n.startswith("predictions-"))
+    dead = sum(c for n, c in counts.items() if n.startswith("dead_letters-"))
+    if (predicted, dead) != (summary["predicted"], summary["dead_lettered"]):
+        return f"{predicted} + {dead} rows in files beside a summary of {summary['predicted']} + " \
+               f"{summary['dead_lettered']}"
+    return None
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_output(model_dir, committed, tmp_path):
+    """Run A (the real command, slowed by small batches) replaces last night's output while run B tries to
+    write the same output and a reader polls it: B is refused naming A, and the reader never sees `_SUCCESS`
+    beside a mixture or a partial set of files."""
+    write_archive(tmp_path / "a", rows=4000, files=2, seed=31)
+    write_archive(tmp_path / "b", rows=500, files=1, seed=32)
+    output, _ = last_night(committed, tmp_path)
+    problems, seen_success, done = [], set(), threading.Event()
+
+    def poll():
+        while not done.is_set():
+            problem = _complete_view(output)
+            if problem:
+                problems.append(problem)
+            if (output / "_SUCCESS").exists():
+                seen_success.add((output / "_SUCCESS").read_text())
+
+    reader = threading.Thread(target=poll, daemon=True)
+    reader.start()
+    a = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "label", "--model", model_dir, "--input", str(tmp_path / "a/*.parquet"),
+         "--output", str(output), "--max-batch-size", "16", "--min-batch-size", "16", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not _held_by(output, a.pid):
+        assert a.poll() is None, a.stdout.read()
+        assert time.monotonic() < deadline, "run A never took the output"
+        time.sleep(0.02)
+    result = _label("--model", model_dir, "--input", str(tmp_path / "b/*.parquet"), "--output", str(output))
+    _assert_one_line_error(result, f"pid {a.pid}")
+    assert socket.gethostname() in result.output and "complaints unlock" in result.output
+    assert a.wait(timeout=300) == 0, a.stdout.read()
+    done.set()
+    reader.join()
+    assert problems == []
+    assert len(seen_success) == 2  # last night's, then A's
+    assert read_output(output)[2]["rows_in"] == 4000
+    assert _label("--model", model_dir, "--input", str(tmp_path / "b/*.parquet"), "--output",
+                  str(output)).exit_code == 0  # free again once A has committed
+    assert read_output(output)[2]["rows_in"] == 500
+
+
+def _held_by(output, pid: int) -> bool:
+    try:
+        return json.loads((output / "_LOCK").read_text())["pid"] == pid
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+HOLD = ("import sys, time\nfrom pipelines.lock import OutputLock\n"
+        "OutputLock(sys.argv[1], 'stuck-run').acquire()\nprint('held', flush=True)\ntime.sleep(300)\n")
+
+
+def test_a_stale_hold_does_not_block_the_next_night(model_dir, tmp_path):
+    write_archive(tmp_path / "in", rows=300, files=1)
+    output = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(output)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["--model", model_dir, "--input", str(tmp_path / "in/*.parquet"), "--output", str(output)]
+        refused = _label(*args)
+        _assert_one_line_error(refused, "stuck-run")
+        assert f"pid {holder.pid}" in refused.output
+        unlock = CliRunner().invoke(cli, ["unlock", "--output", str(output)])
+        _assert_one_line_error(unlock, "is alive")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    summary = run(config(model_dir, tmp_path / "in", output))  # the killed holder's lock went with it
+    assert summary["rows_in"] == 300 and "stuck-run" in summary["took_over_hold_of"]
+    assert not (output / "_LOCK").exists()
+
+
+def test_unlock_removes_a_hold_left_behind(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "_LOCK").write_text(json.dumps({"run_id": "gone-run", "host": "elsewhere", "pid": 1,
+                                              "started": "2026-11-28T01:00:00+00:00"}))
+    result = CliRunner().invoke(cli, ["unlock", "--output", str(output)])
+    assert result.exit_code == 0 and "gone-run" in result.output
+    assert not (output / "_LOCK").exists()
+    assert CliRunner().invoke(cli, ["unlock", "--output", str(output)]).output.startswith("no hold")
+
+
+# 4. Everything after the pipeline inside the failure handling ------------------------------------------------
+
+
+def test_a_failure_in_the_drift_step_leaves_the_output_as_it_was(model_dir, committed, tmp_path, monkeypatch):
+    write_archive(tmp_path / "in", rows=300, files=1)
+    output, before = last_night(committed, tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drift figures exploded")
+
+    monkeypatch.setattr(batch.drift, "section", broken)
+    result = _label("--model", model_dir, "--input", str(tmp_path / "in/*.parquet"), "--output", str(output))
+    _assert_one_line_error(result, "drift figures exploded")
+    assert snapshot(output) == before
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing catches it, so nothing is rolled back."""
+
+
+class FailingFileSystems:
+    """`pipelines.output`'s FileSystems, raising `error` at its `at`-th change (rename, delete, create, mkdirs)."""
+
+    CHANGES = frozenset({"rename", "delete", "create", "mkdirs"})
+
+    def __init__(self, at: int, error: BaseException):
+        from apache_beam.io.filesystems import FileSystems
+
+        self.real, self.at, self.error, self.changes = FileSystems, at, error, 0
+
+    def __getattr__(self, name):
+        real = getattr(self.real, name)
+        if name not in self.CHANGES:
+            return real
+
+        def change(*args, **kwargs):
+            self.changes += 1
+            if self.changes == self.at:
+                raise self.error
+            return real(*args, **kwargs)
+        return change
+
+
+@pytest.fixture(scope="module")
+def tonight(model_dir, tmp_path_factory):
+    """Another complete run's files (a different archive), to stage as tonight's."""
+    base = tmp_path_factory.mktemp("tonight")
+    write_archive(base / "in", rows=450, files=2, seed=23)
+    return base / "out", run(config(model_dir, base / "in", base / "out"))
+
+
+def _commit_with(output, tonight, monkeypatch, filesystems):
+    staging = output / ".staging-tonight"
+    staging.mkdir()
+    for name in os.listdir(tonight[0]):
+        if name.endswith(".parquet") or name == "report.png":
+            shutil.copy(tonight[0] / name, staging / name)
+    monkeypatch.setattr(out, "FileSystems", filesystems)
+    transaction = out.Commit(str(output), str(staging), "tonight")
+
+    def steps(commit):
+        commit.publish((parquet_files.PREDICTION_FILES, parquet_files.DEAD_LETTER_FILES))
+        return commit.finish({k: v for k, v in tonight[1].items() if k != "output_files"})
+    try:
+        return transaction.run(steps)
+    finally:
+        monkeypatch.undo()
+
+
+def _fail_each_step(committed, tonight, tmp_path, monkeypatch, error):
+    """(output, last night's snapshot, what was raised) for a commit failed at step 1, 2, … until one succeeds
+    (then what was raised is None): every step of the commit is failed once."""
+    step = 0
+    while True:
+        step += 1
+        output, before = last_night(committed, tmp_path / str(step))
+        try:
+            _commit_with(output, tonight, monkeypatch, FailingFileSystems(step, error(step)))
+        except BaseException as raised:  # noqa: BLE001 (Crash is what this is for)
+            yield output, before, raised
+            continue
+        assert step > 8, "the commit has fewer steps than expected: is every step still failed once?"
+        yield output, before, None
+        return
+
+
+def test_a_commit_that_fails_at_any_step_is_undone(committed, tonight, tmp_path, monkeypatch):
+    for output, before, raised in _fail_each_step(committed, tonight, tmp_path, monkeypatch,
+                                                  lambda step: OSError(f"disk gone at {step}")):
+        if raised is None:
+            assert _complete_view(output) is None and (output / "_SUCCESS").read_text() == "tonight"
+            continue
+        assert isinstance(raised, out.CommitFailed) and raised.restored, raised
+        shutil.rmtree(output / ".staging-tonight")  # what the job's abort does
+        assert snapshot(output) == before, raised
+
+
+def test_a_crash_at_any_step_of_the_commit_never_looks_complete(committed, tonight, tmp_path, monkeypatch):
+    for output, before, raised in _fail_each_step(committed, tonight, tmp_path, monkeypatch, lambda step: Crash()):
+        assert raised is None or isinstance(raised, Crash)
+        if (output / "_SUCCESS").exists():
+            assert _complete_view(output) is None
+            run_id = (output / "_SUCCESS").read_text()
+            assert run_id == "tonight" or snapshot(output) == {**before, **_staged(output)}
+
+
+def _staged(output) -> dict:
+    return {k: v for k, v in snapshot(output).items() if k.startswith(".staging-")}
+
+
+# 5. Dead letters written like predictions ---------------------------------------------------------------------
+
+
+def test_dead_letters_are_written_in_bounded_tables(model_dir, tmp_path, monkeypatch):
+    rows = 2500
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": [f"n{i}" for i in range(rows)], "text": pa.nulls(rows, pa.string())}),
+                   tmp_path / "in" / "nulls.parquet", row_group_size=700)
+    monkeypatch.setattr(parquet_files, "LETTER_TABLE_ROWS", 400)
+    summary = run(job(model_dir, str(tmp_path / "in/*.parquet"), tmp_path / "out"))
+    assert summary["rows_in"] == rows and summary["dead_lettered_by_reason"] == {"missing_text": rows}
+    files = glob.glob(str(tmp_path / "out/dead_letters-*.parquet"))
+    groups = [pq.ParquetFile(f).metadata.row_group(i).num_rows for f in files
+              for i in range(pq.ParquetFile(f).metadata.num_row_groups)]
+    assert sum(groups) == rows and max(groups) <= 400 and len(groups) >= rows // 400
+    letters = pd.concat([pd.read_parquet(f) for f in files])
+    assert sorted(letters["id"]) == sorted(f"n{i}" for i in range(rows))
+
+
+# 6. Never its own output; archives as data engineers have them ------------------------------------------------
+
+
+def test_the_job_never_reads_its_own_output_or_temporary_files(model_dir, tmp_path):
+    archive = tmp_path / "archive"
+    write_archive(archive / "day1", rows=300, files=1, seed=41)
+    for junk in (".staging-old", "beam-temp-predictions-123", "_tmp", ".hidden"):
+        write_archive(archive / "day1" / junk, rows=30, files=1, seed=42)
+    pattern = str(archive / "**" / "*.parquet")
+    output = archive / "labelled"  # inside the input glob
+    first = run(job(model_dir, pattern, output))
+    assert first["rows_in"] == 300
+    assert first["inputs_skipped"] == {"hidden": 3, "temporary": 1}
+    second = run(job(model_dir, pattern, output))
+    assert second["rows_in"] == 300 and second["inputs_skipped"]["own_output"] == len(first["output_files"]) - 1
+    elsewhere = run(job(model_dir, pattern, tmp_path / "elsewhere"))
+    assert elsewhere["rows_in"] == 300  # another run's predictions under the glob: recognised by their footers
+    assert elsewhere["inputs_skipped"]["labelled_output"] == len(first["output_files"]) - 1
+    skipped = _label("--model", model_dir, "--input", pattern, "--output", str(output), "--skip-validation")
+    assert skipped.exit_code == 0, skipped.output
+    assert "files skipped" in skipped.output
+    assert [line.split()[-1] for line in skipped.output.splitlines() if line.startswith("rows in")] == ["300"]
+
+
+def test_a_hive_partitioned_folder_with_colliding_file_names(model_dir, tmp_path):
+    root = tmp_path / "table"
+    for month in ("10", "11"):
+        write_archive(root / "year=2026" / f"month={month}", rows=120, files=1, with_id=False, seed=int(month))
+    (root / "_SUCCESS").write_text("")
+    (root / "_common_metadata").write_bytes(b"not data")
+    (root / "year=2026" / "month=10" / ".part-0.parquet.crc").write_bytes(b"checksum")
+    (root / "year=2026" / "README.txt").write_text("not data either")
+    summary = run(job(model_dir, str(root), tmp_path / "out"))
+    assert summary["rows_in"] == 240
+    assert summary["inputs_skipped"] == {"hidden": 3, "not_parquet_name": 1}
+    predictions, dead, _ = read_output(tmp_path / "out")
+    ids = set(predictions["id"]) | set(dead["id"])
+    assert len(ids) == 240  # part-0.parquet in both months: the ids name the partition folder
+    assert "year=2026/month=10/part-0.parquet:0" in ids and "year=2026/month=11/part-0.parquet:0" in ids
+
+
+@pytest.mark.parametrize("layout", ["string_view", "large_string"])
+def test_text_columns_of_any_arrow_string_layout(model_dir, tmp_path, layout):
+    write_archive(tmp_path / "plain", rows=200, files=1)
+    table = pq.read_table(tmp_path / "plain" / "part-0.parquet")
+    kind = {"string_view": pa.string_view(), "large_string": pa.large_string()}[layout]
+    converted = table
+    for name in ("id", "text", "store"):
+        converted = converted.set_column(converted.schema.get_field_index(name), name, table.column(name).cast(kind))
+    (tmp_path / "typed").mkdir()
+    pq.write_table(converted, tmp_path / "typed" / "part-0.parquet")
+    assert pq.read_schema(tmp_path / "typed" / "part-0.parquet").field("text").type == converted.schema.field(
+        "text").type
+    run(config(model_dir, tmp_path / "plain", tmp_path / "out-plain"))
+    run(config(model_dir, tmp_path / "typed", tmp_path / "out-typed"))
+    plain, plain_dead, _ = read_output(tmp_path / "out-plain")
+    typed, typed_dead, _ = read_output(tmp_path / "out-typed")
+    columns = ["id", "label", "confidence", "store"]
+    pd.testing.assert_frame_equal(plain[columns], typed[columns])
+    assert sorted(plain_dead["id"]) == sorted(typed_dead["id"])
+
+
+def test_view_layouts_in_memory_become_plain_ones():
+    """What Parquet cannot store but an in-memory Arrow reader may hand over (dictionaries of views, list views)."""
+    from pipelines.parquet import _is_text, plain_column
+
+    words = pa.array(["a", None, "b", "a"]).cast(pa.string_view()).dictionary_encode()
+    assert _is_text(words.type)
+    assert plain_column(words).type == pa.dictionary(pa.int32(), pa.string())
+    assert plain_column(words).to_pylist() == ["a", None, "b", "a"]
+    lists = pa.array([["x"], [], None], pa.list_view(pa.string_view()))
+    assert plain_column(lists).type == pa.list_(pa.string()) and plain_column(lists).to_pylist() == [["x"], [], None]
+    assert plain_column(pa.array([1, 2])).type == pa.int64()
