@@ -1,7 +1,14 @@
 """Pub/Sub messages ↔ worker records, within every limit Pub/Sub sets.
 
 In: UTF-8 JSON `{"id": …, "text": …, …}`, or plain text whose id comes from the `id`
-attribute or else the Pub/Sub message id. Out: the prediction as JSON, with the
+attribute or else the Pub/Sub message id.
+
+What is JSON, strictly: a message whose text (after a leading byte-order mark, which
+Windows tools write, and whitespace) starts with `{`. It must be one JSON object by
+RFC 8259: `NaN`, `Infinity` and `-Infinity` are not JSON numbers, so such a message is
+a `malformed_json` dead letter, as is one nested deeper than `MAX_JSON_DEPTH` levels.
+Anything else (`[urgent] …`, `"quoted"`, `42`) is plain text. Outputs are strict
+JSON too: never a bare `NaN`. Out: the prediction as JSON, with the
 attributes `label`, `needs_review` and `model_version` for subscription filters, and
 the input `message_id` inside, since Pub/Sub delivers at least once.
 
@@ -15,6 +22,7 @@ fields if it would not fit (`omitted_fields`). Attributes keep Pub/Sub's limits
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import apache_beam as beam
@@ -29,6 +37,43 @@ MAX_DATA_BYTES = 9_800_000
 MAX_ATTRIBUTES = 100
 MAX_KEY_BYTES = 256
 MAX_VALUE_BYTES = 1024
+MAX_JSON_DEPTH = 64  # nesting levels of an input message: deeper is malformed_json (outputs re-encode it)
+BOM = "\ufeff"
+
+
+class _NotJson(ValueError):
+    """What Python's parser accepts and JSON does not."""
+
+
+def _refuse_constant(name: str):
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether `value` nests deeper than `limit` containers (iteratively: no recursion to run out of)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def parse_object(text: str) -> dict | str:
+    """The JSON object in `text`, or why it is not one (the detail of a malformed_json dead letter)."""
+    try:
+        record = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON: {exc.msg} at {exc.pos}"
+    except (ValueError, RecursionError) as exc:  # non-finite numbers, over-long integers, deep nesting
+        return f"invalid JSON: {type(exc).__name__.lstrip('_')}: {str(exc)[:200]}"
+    if not isinstance(record, dict):
+        return f"the JSON is {type(record).__name__}, not an object"
+    if _depth_over(record, MAX_JSON_DEPTH):
+        return f"the JSON nests deeper than {MAX_JSON_DEPTH} levels"
+    return record
 
 
 def _source(message: PubsubMessage, ack_id: str | None) -> dict:
@@ -55,13 +100,11 @@ def decode(message: PubsubMessage, ack_id: str | None = None) -> tuple[dict | No
         letter = records.dead_letter(fallback_id, records.INVALID_UTF8,
                                      f"message data is not UTF-8: {exc.reason} at byte {exc.start}", source["data"])
         return None, {**letter, "source": source}
+    text = text.removeprefix(BOM)
     if text.lstrip().startswith("{"):
-        try:
-            record = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # also: over-long integers, nesting deeper than Python allows
-            detail = f"invalid JSON: {exc.msg} at {exc.pos}" if isinstance(exc, json.JSONDecodeError) \
-                else f"invalid JSON: {type(exc).__name__}: {str(exc)[:200]}"
-            letter = records.dead_letter(fallback_id, records.MALFORMED_JSON, detail, text)
+        record = parse_object(text)
+        if isinstance(record, str):
+            letter = records.dead_letter(fallback_id, records.MALFORMED_JSON, record, text)
             return None, {**letter, "source": source}
         if _unpaired_surrogate(text, record):
             letter = records.dead_letter(fallback_id, records.INVALID_UTF8, "the JSON escapes an unpaired surrogate "
@@ -72,6 +115,15 @@ def decode(message: PubsubMessage, ack_id: str | None = None) -> tuple[dict | No
     record["message_id"] = message.message_id
     record[records.SOURCE] = source
     return record, None
+
+
+def undecodable(message: PubsubMessage, ack_id: str | None, exc: BaseException) -> dict:
+    """The dead letter of a message that decoding failed on in a way nobody foresaw."""
+    source = _source(message, ack_id)
+    detail = f"the message could not be decoded: {type(exc).__name__}: {str(exc)[:200]}"
+    letter = records.dead_letter(source["attributes"].get("id") or message.message_id, records.MALFORMED_RECORD,
+                                 detail, source["data"])
+    return {**letter, "source": source}
 
 
 def _unpaired_surrogate(text: str, record: dict) -> bool:
@@ -90,7 +142,10 @@ class DecodeMessages(beam.DoFn):
 
     def process(self, element):
         ack_id, message = element if isinstance(element, tuple) else (None, element)
-        record, letter = decode(message, ack_id)
+        try:
+            record, letter = decode(message, ack_id)
+        except Exception as exc:  # noqa: BLE001 (no message may stop the job: it gets an answer instead)
+            record, letter = None, undecodable(message, ack_id, exc)
         if letter is not None:
             count_dead_letter(letter)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
@@ -105,11 +160,20 @@ def ack_id_of(output: dict) -> str | None:
 
 
 def encode_prediction(record: dict) -> PubsubMessage:
-    """The prediction as JSON (every field but `_source`), with the attributes its definition names."""
+    """The prediction as JSON (every field but `_source`), with the attributes its definition names.
+
+    If the passthrough fields cannot be encoded at all, the prediction goes without them
+    (`omitted_fields` names them): the answer matters more than the extras.
+    """
     body = {k: v for k, v in record.items() if k != records.SOURCE}
-    data = _json(body)
-    if len(data) > MAX_DATA_BYTES:
-        data = _shrink_prediction(body)
+    try:
+        data = _json(body)
+        if len(data) > MAX_DATA_BYTES:
+            data = _shrink_prediction(body)
+    except (ValueError, TypeError, RecursionError):
+        kept = {*prediction.names(), "message_id"}
+        data = _json({**{k: v for k, v in body.items() if k in kept},
+                      "omitted_fields": sorted(k for k in body if k not in kept)})
     return PubsubMessage(data, _fit_attributes(prediction.attributes(record)))
 
 
@@ -125,29 +189,65 @@ def encode_dead_letter(letter: dict) -> PubsubMessage:
         "attributes": original,
         "message_id": source.get("message_id"),
     }
-    data = _json(body)
-    if len(data) > MAX_DATA_BYTES:
-        data = _shrink_dead_letter(body)
+    try:
+        data = _json(body)
+        if len(data) > MAX_DATA_BYTES:
+            data = _shrink_dead_letter(body)
+    except (ValueError, TypeError, RecursionError):
+        data = minimal_dead_letter(letter)
     return PubsubMessage(data, _fit_attributes({"dead_letter_reason": letter["reason"]}, original))
 
 
+def minimal_dead_letter(letter: dict) -> bytes:
+    """Id, reason and detail alone: what is published when the full letter cannot be (encoded, or accepted)."""
+    return _json({"id": _cut(str(letter.get("id")), 4096) if letter.get("id") is not None else None,
+                  "reason": letter["reason"], "detail": _cut(str(letter.get("detail", "")), 4096)})
+
+
 def _json(body: dict) -> bytes:
-    # A lone surrogate (legal in a JSON escape, not in UTF-8) comes out as its \uXXXX escape.
-    return json.dumps(body, ensure_ascii=False, default=str).encode("utf-8", errors="backslashreplace")
+    """Strict JSON: a non-finite float is null (RFC 8259 has no NaN), never a bare `NaN`.
+
+    A lone surrogate (legal in a JSON escape, not in UTF-8) comes out as its \\uXXXX escape.
+    """
+    try:
+        text = json.dumps(body, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(body), ensure_ascii=False, default=str, allow_nan=False)
+    return text.encode("utf-8", errors="backslashreplace")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _shrink_prediction(body: dict) -> bytes:
-    """Leave out the largest passthrough fields until the prediction fits; then cut an enormous id."""
+    """Leave out the largest passthrough fields until the prediction fits; then cut an enormous id.
+
+    Each field is serialised once to learn its size, and the whole body once per
+    check, not once per field left out: a 10 MB message of 100,000 small fields costs
+    two or three serialisations, not 100,000.
+    """
     kept = {*prediction.names(), "message_id"}  # never left out to fit
-    extra = sorted((k for k in body if k not in kept), key=lambda k: -len(_json({k: body[k]})))
-    omitted = []
-    for key in extra:
-        omitted.append(key)
+    sizes = {k: len(_json({k: body[k]})) for k in body if k not in kept}
+    order = sorted(sizes, key=lambda k: -sizes[k])  # largest first
+    total, omitted, limit = len(_json(body)), [], int(MAX_DATA_BYTES * 0.98)
+    for key in order:
+        omitted.append(key if len(key) <= 256 else _cut(key, 256))
         body.pop(key)
-        body["omitted_fields"] = omitted
-        data = _json(body)
-        if len(data) <= MAX_DATA_BYTES:
-            return data
+        total += len(omitted[-1]) + 4 - sizes[key]  # its entry goes; its name joins omitted_fields
+        if total <= limit:
+            body["omitted_fields"] = omitted
+            data = _json(body)
+            if len(data) <= MAX_DATA_BYTES:
+                return data
+            total = len(data)
+    body["omitted_fields"] = omitted
     body["id"], body["id_truncated"] = _cut(str(body["id"]), 4096), True
     return _json(body)
 

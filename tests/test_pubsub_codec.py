@@ -117,3 +117,102 @@ def test_publish_requests_cover_every_message_once_and_stay_under_the_limits():
     for start, end in slices:
         assert sum(len(d) for d, _ in messages[start:end]) <= MAX_REQUEST_BYTES and end - start <= 1000
     assert (2, 3) in slices  # 6 MB and 5 MB do not share a request
+
+
+def _strict(data: bytes):
+    def refuse(constant):
+        raise AssertionError(f"{constant} in an output: strict JSON parsers refuse it")
+    return json.loads(data, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("data", [
+    '\ufeff{"id": "bom1", "text": "kargo gelmedi"}'.encode(),
+    '\ufeff  {"id": "bom1", "text": "kargo gelmedi"}\n'.encode(),
+])
+def test_a_byte_order_mark_before_json_is_read_as_json(data):
+    record, letter = pubsub.decode(PubsubMessage(data, {}, message_id="m1"))
+    assert letter is None and record["id"] == "bom1" and record["text"] == "kargo gelmedi"
+
+
+@pytest.mark.parametrize(("data", "detail"), [
+    (b'{"id": "n", "text": "t", "score": NaN}', "NaN is not a JSON number"),
+    (b'{"id": "n", "text": "t", "score": Infinity}', "Infinity is not a JSON number"),
+    (b'{"id": "n", "text": "t", "score": [-Infinity]}', "-Infinity is not a JSON number"),
+    (b'{"id": "n", "text": "t", "n": ' + b"[" * 64 + b"]" * 64 + b"}", "deeper than 64"),
+    (b'{"id": "n", "text": "t", "n": ' + b'{"a":' * 70 + b"1" + b"}" * 70 + b"}", "deeper than 64"),
+])
+def test_what_json_does_not_allow_is_a_malformed_json_dead_letter(data, detail):
+    letter = _letter_for(data)
+    assert letter["reason"] == records.MALFORMED_JSON and detail in letter["detail"]
+    _strict(pubsub.encode_dead_letter(letter).data)
+
+
+def test_json_at_the_depth_limit_is_labelled_and_encoded_strictly():
+    data = b'{"id": "n", "text": "t", "n": ' + b"[" * 63 + b"]" * 63 + b"}"
+    record, letter = pubsub.decode(PubsubMessage(data, {}, message_id="m1"))
+    assert letter is None
+    body = _strict(pubsub.encode_prediction(_prediction(n=record["n"])).data)
+    assert body["n"] == record["n"]
+
+
+@pytest.mark.parametrize("text", ["[acil] kargo gelmedi", '"kargo gelmedi"', "42", "[1, 2]", "null"])
+def test_text_that_does_not_start_with_a_brace_is_plain_text(text):
+    record, letter = pubsub.decode(PubsubMessage(text.encode(), {"id": "p"}, message_id="m1"))
+    assert letter is None and record == {**record, "id": "p", "text": text}
+
+
+def test_outputs_never_carry_a_bare_nan():
+    for value in (float("nan"), float("inf"), [float("-inf"), {"x": float("nan")}]):
+        body = _strict(pubsub.encode_prediction(_prediction(score=value)).data)
+        assert body["score"] in (None, [None, {"x": None}])
+        letter = {"id": "d", "reason": records.EMPTY_TEXT, "detail": "x", "payload": "p", "extra": value}
+        _strict(pubsub.encode_dead_letter(letter).data)
+
+
+def test_shrinking_a_prediction_of_many_fields_serialises_the_body_a_few_times(monkeypatch):
+    """100,000 fields of 100 bytes: each field is measured once, the whole body serialised two or three times."""
+    fields = {f"f{i:06d}": "x" * 100 for i in range(100_000)}
+    real, bodies = pubsub._json, []
+
+    def counting(body):
+        if len(body) > 10:
+            bodies.append(len(body))
+        return real(body)
+
+    monkeypatch.setattr(pubsub, "_json", counting)
+    message = pubsub.encode_prediction(_prediction(**fields))
+    _fits(message)
+    body = _strict(message.data)
+    assert len(body["omitted_fields"]) + len([k for k in body if k.startswith("f")]) == 100_000
+    assert len(bodies) <= 4, bodies
+
+
+def test_no_exception_while_decoding_or_validating_stops_the_job(monkeypatch):
+    """Whatever raises inside decoding or validation, the message gets a dead letter with the reason."""
+    from worker.transform import DEAD_LETTERS, ValidateRecords
+
+    def explode(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    message = PubsubMessage(b'{"id": "x", "text": "kargo"}', {"id": "x"}, message_id="m9")
+    with monkeypatch.context() as patch:
+        patch.setattr(pubsub, "decode", explode)
+        [letter] = list(pubsub.DecodeMessages().process(("ack-9", message)))
+    assert letter.tag == DEAD_LETTERS and letter.value["reason"] == records.MALFORMED_RECORD
+    assert "RecursionError" in letter.value["detail"] and letter.value["source"]["ack_id"] == "ack-9"
+    record, _ = pubsub.decode(message, "ack-9")
+    with monkeypatch.context() as patch:
+        patch.setattr(records, "checked_text", explode)
+        [letter] = list(ValidateRecords().process(record))
+    assert letter.tag == DEAD_LETTERS and letter.value["reason"] == records.MALFORMED_RECORD
+    assert letter.value["id"] == "x" and letter.value["source"]["ack_id"] == "ack-9"
+
+
+def test_a_record_nested_past_the_recursion_limit_still_gets_its_dead_letter():
+    deep: dict = {}
+    inner = deep
+    for _ in range(5000):
+        inner["n"] = {}
+        inner = inner["n"]
+    letter = records.validate({"id": "deep", "meta": deep})
+    assert letter["reason"] == records.MISSING_TEXT and letter["payload"]

@@ -129,6 +129,15 @@ def _drain(subscription: str) -> list:
     return pulled
 
 
+def _not_json(constant: str):
+    raise AssertionError(f"the job published {constant}, which strict JSON parsers (BigQuery, jq, Java) refuse")
+
+
+def strict_json(data: bytes):
+    """RFC 8259 JSON, as strict parsers read it: no NaN or Infinity."""
+    return json.loads(data, parse_constant=_not_json)
+
+
 class _Outputs:
     """Everything the job published, by input message id: predictions and dead letters, duplicates counted."""
 
@@ -139,7 +148,7 @@ class _Outputs:
     def pull(self) -> None:
         for subscription in self.subscriptions:
             for message in admin.pull(subscription):
-                body = json.loads(message.data)
+                body = strict_json(message.data)
                 self.by_message.setdefault(body["message_id"], []).append(body)
 
     def wait_for(self, condition, process: subprocess.Popen | None = None, timeout: float = 180) -> None:
@@ -246,6 +255,12 @@ def test_messages_of_any_size_and_content_are_answered_and_the_job_goes_on(emula
         (json.dumps({"id": "many-attributes"}).encode(), {f"k{i:02d}": "v" * 1000 for i in range(99)} | {
             "timeout": "1"}),
         (b'{"id": "surrogate", "text": "kargo gelmedi", "note": "\\ud800"}', {}),
+        ('\ufeff{"id": "bom1", "text": "kargo gelmedi"}'.encode(), {}),  # as Windows tools write it
+        (b'{"id": "nan1", "text": "kargo gelmedi", "score": NaN}', {}),
+        (b'{"id": "inf1", "text": "kargo gelmedi", "score": -Infinity}', {}),
+        (b'{"id": "deep", "text": "kargo gelmedi", "n": ' + b"[" * 600 + b"]" * 600 + b"}", {}),
+        (b'{"id": "deep-ok", "text": "kargo gelmedi", "n": ' + b"[" * 60 + b"]" * 60 + b"}", {}),
+        ("[acil] kargo gelmedi".encode(), {"id": "plain-bracket"}),
     ]
     messages += [(json.dumps({"id": f"after-{i}", "text": t}).encode(), {})
                  for i, t in enumerate(generate(20, seed=10, labelled=False)["text"])]
@@ -264,7 +279,12 @@ def test_messages_of_any_size_and_content_are_answered_and_the_job_goes_on(emula
     assert broken["payload_chars"] == len(messages[1][0].decode()) and broken["attributes"] == {"id": "huge-broken"}
     assert answer[ids[2]]["reason"] == "missing_text" and answer[ids[2]]["attributes"] == messages[2][1]
     assert answer[ids[3]]["reason"] == "invalid_utf8"  # half a surrogate pair is not text
-    assert all("label" in answer[message_id] for message_id in ids[4:])
+    assert answer[ids[4]]["id"] == "bom1" and "label" in answer[ids[4]]
+    assert [answer[ids[i]]["reason"] for i in (5, 6, 7)] == ["malformed_json"] * 3
+    assert "NaN is not a JSON number" in answer[ids[5]]["detail"] and "deeper" in answer[ids[7]]["detail"]
+    assert answer[ids[8]]["id"] == "deep-ok" and "label" in answer[ids[8]]
+    assert answer[ids[9]]["id"] == "plain-bracket" and "label" in answer[ids[9]]  # not JSON: plain text
+    assert all("label" in answer[message_id] for message_id in ids[10:])
 
 
 def _versions(outputs: _Outputs, message_ids) -> list[str | None]:

@@ -49,8 +49,11 @@ def payload_text(payload: Any) -> str:
     else:
         try:
             text = json.dumps(payload, ensure_ascii=False, default=_repr_default, sort_keys=True)
-        except ValueError:  # e.g. a lone surrogate
-            text = repr(payload)
+        except (ValueError, TypeError, RecursionError):  # a lone surrogate, mixed key types, deep nesting
+            try:
+                text = repr(payload)
+            except (ValueError, RecursionError):
+                text = f"<a {type(payload).__name__} that cannot be shown>"
     text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
     return text if len(text) <= PAYLOAD_LIMIT else text[:PAYLOAD_LIMIT] + "…[truncated]"
 
@@ -122,3 +125,13 @@ def validate(record: Any) -> tuple[dict, str] | dict:
     key = {k: v for k, v in record.items() if k != TEXT}
     key[ID] = rid
     return key, text
+
+
+def unvalidatable(record: Any, exc: BaseException) -> dict:
+    """The dead letter of a record that validating failed on in a way nobody foresaw."""
+    try:
+        rid = record_id(record.get(ID)) if isinstance(record, dict) else None
+    except Exception:  # noqa: BLE001 (an id whose str() raises is no id)
+        rid = None
+    return dead_letter(rid, MALFORMED_RECORD, f"the record could not be checked: {type(exc).__name__}: "
+                       f"{str(exc)[:200]}", record)

@@ -61,7 +61,10 @@ class ValidateRecords(beam.DoFn):
     """Valid records become (key fields, text); the rest become dead letters."""
 
     def process(self, record):
-        checked = records.validate(record)
+        try:
+            checked = records.validate(record)
+        except Exception as exc:  # noqa: BLE001 (no record may stop the job: it gets an answer instead)
+            checked = records.unvalidatable(record, exc)
         if isinstance(checked, dict):
             count_dead_letter(checked)
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, checked)
