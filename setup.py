@@ -18,6 +18,7 @@ setup(
         "click>=8.1",
         "matplotlib>=3.8",
         "scipy>=1.10",
+        "prometheus-client>=0.20,<1",  # the live job's optional /metrics endpoint
     ],
     extras_require={
         "ui": ["gradio>=6,<7"],

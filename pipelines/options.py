@@ -20,8 +20,8 @@ from apache_beam.options.pipeline_options import (
 
 from model.errors import UserError
 from pipelines.drift import DEFAULT_THRESHOLD
+from pipelines.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
 from pipelines.lock import DEFAULT_STALE_SECS
-from pipelines.pubsub_lease import LeaseSettings
 from worker.transform import WorkerConfig
 
 # Beam 2.77's plain DirectRunner first tries Prism, whose binary it downloads. These
@@ -68,6 +68,10 @@ class StreamConfig:
     window_seconds: int = 60
     read: str = "auto"  # LATE_ACK on local runners, BEAM_READ elsewhere; stream_options() resolves it
     lease: LeaseSettings = field(default_factory=LeaseSettings)  # the late-ack read's flow control and deadline
+    stop_timeout_secs: float = STOP_TIMEOUT_SECS  # after SIGINT/SIGTERM, the longest the late-ack job takes to stop
+    metrics_port: int | None = None  # late-ack job: Prometheus metrics and /healthz on this port
+    metrics_host: str = "127.0.0.1"
+    unhealthy_after_secs: float = UNHEALTHY_AFTER_SECS  # /healthz fails when no pull has succeeded for this long
 
 
 def beam_options(beam_args: list[str] | None, streaming: bool = False) -> PipelineOptions:

@@ -20,12 +20,14 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions
 
 from model.errors import UserError
+from pipelines.lease_settings import LeaseSettings
+
+__all__ = ["LeaseSettings", "LeasedSubscription", "close_all", "open_subscription", "request_stop"]
 
 log = logging.getLogger(__name__)
 API_ERRORS = (exceptions.GoogleAPICallError, exceptions.RetryError)  # what a Pub/Sub call raises
@@ -34,14 +36,31 @@ PULL_TIMEOUT_SECS = 2.0  # one pull call waits at most this long, so a stop is n
 IDS_PER_REQUEST = 1000  # ack ids per acknowledge / modify-ack-deadline call (request limit: 512 KB)
 
 
-@dataclass(frozen=True)
-class LeaseSettings:
-    """How much the local read holds at once, and how long Pub/Sub waits for it."""
+FIRST_SIZE_GUESS = 64 * 1024  # bytes a message is assumed to have before any was seen
 
-    ack_deadline_secs: int = 30  # after a crash, messages come back after at most this long
-    max_outstanding_messages: int = 5000  # pulled and not yet acknowledged
-    max_outstanding_bytes: int = 256 * 2**20  # one pull may go over by at most its own size
-    pull_size: int = 1000  # messages asked for in one pull
+
+def pull_room(settings: LeaseSettings, leased: int, leased_bytes: int, mean_size: float) -> int:
+    """How many messages the next pull may ask for: under the message budget and, by the mean size seen so
+    far, under the byte budget (a single message may still be up to 10 MB over it)."""
+    if leased_bytes >= settings.max_outstanding_bytes:
+        return 0
+    by_bytes = int((settings.max_outstanding_bytes - leased_bytes) // max(mean_size, 1.0))
+    return max(0, min(settings.pull_size, settings.max_outstanding_messages - leased, max(by_bytes, 1)))
+
+
+# Errors worth trying again: the service is busy or a call was cut off, not the request itself.
+TRANSIENT = (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded, exceptions.ResourceExhausted,
+             exceptions.Aborted, exceptions.InternalServerError)
+
+
+def backoff_delays(first: float = 0.5, cap: float = 30.0):
+    """Capped exponential backoff with full jitter (AWS' recommendation): never a busy loop, never in step."""
+    import random
+
+    delay = first
+    while True:
+        yield random.uniform(delay / 2, delay)
+        delay = min(delay * 2, cap)
 
 
 def _grpc_options() -> list[tuple[str, int]]:
@@ -133,24 +152,44 @@ def check_exists(subscription: str, topics: list[str]) -> None:
 
 
 class LeasedSubscription:
-    """Pulled messages waiting for the pipeline, and the leases of all messages not yet acknowledged."""
+    """Pulled messages waiting for the pipeline, and the leases of all messages not yet acknowledged.
+
+    Both background threads are supervised: any exception that ends one sets
+    `failure`, and the next `finished()` raises it, so the job stops with one error
+    line instead of idling without reading.
+    """
 
     def __init__(self, subscription: str, settings: LeaseSettings):
         self.subscription = subscription
         self.settings = settings
         self._api = subscriber_api()
         self._ready: collections.deque = collections.deque()  # pulled, not yet taken by the pipeline
-        self._leases: dict[str, int] = {}  # ack id → message bytes, for every message not yet acknowledged
+        self._leases: dict[str, tuple[int, float]] = {}  # ack id → (bytes, when leased), not yet acknowledged
         self._leased_bytes = 0
+        self._sizes = (0, 0)  # messages and bytes pulled so far: the mean sizes the next pull
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._closed = threading.Event()
-        self.failure: str | None = None  # set when pulling cannot go on (subscription deleted, no permission)
-        self.acknowledged = 0
-        self._puller = threading.Thread(target=self._pull_loop, name=f"pull {subscription}", daemon=True)
-        self._leaser = threading.Thread(target=self._lease_loop, name=f"lease {subscription}", daemon=True)
+        self.failure: str | None = None  # why pulling cannot go on (subscription deleted, a thread died)
+        self.counts = collections.Counter()  # received, acknowledged, ack_failed, redelivered, leases_expired
+        self.last_pull_ok = time.monotonic()  # when a pull last succeeded (the health check reads it)
+        self._puller = threading.Thread(target=self._supervised, args=("pull", self._pull_loop),
+                                        name=f"pull {subscription}", daemon=True)
+        self._leaser = threading.Thread(target=self._supervised, args=("lease", self._lease_loop),
+                                        name=f"lease {subscription}", daemon=True)
         self._puller.start()
         self._leaser.start()
+
+    @property
+    def outstanding(self) -> int:
+        """Messages pulled and not yet acknowledged or handed back."""
+        with self._changed:
+            return len(self._leases)
+
+    @property
+    def acknowledged(self) -> int:
+        """Messages whose acknowledgement Pub/Sub confirmed."""
+        return self.counts["acknowledged"]
 
     # The pipeline's side -------------------------------------------------------------------------
 
@@ -161,23 +200,31 @@ class LeasedSubscription:
         at `finished()` again.
         """
         with self._changed:
-            if not self._changed.wait_for(lambda: self._ready or self._done_pulling(), timeout=idle_wait):
+            if not self._changed.wait_for(lambda: self._ready or self._done_pulling() or self.failure,
+                                          timeout=idle_wait):
                 return []
             deadline = time.monotonic() + max_wait
-            while len(self._ready) < min_count and not self._done_pulling():
+            while len(self._ready) < min_count and not self._done_pulling() and not self.failure:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._changed.wait(timeout=remaining):
+                if remaining <= 0:
                     break
+                self._changed.wait(timeout=min(remaining, 0.5))
             return [self._ready.popleft() for _ in range(min(max_count, len(self._ready)))]
 
     def acknowledge(self, ack_ids: list[str]) -> None:
-        """The outputs of these messages are published: Pub/Sub may forget them."""
+        """The outputs of these messages are published: Pub/Sub may forget them.
+
+        Only what Pub/Sub confirmed counts as acknowledged; a failed call is counted as
+        `ack_failed`, and Pub/Sub redelivers those messages (a duplicate, never a loss).
+        """
         for chunk in _chunks(ack_ids):
             try:
                 self._api.acknowledge(subscription=self.subscription, ack_ids=chunk, timeout=60)
             except API_ERRORS as exc:  # the lease may have run out: Pub/Sub redelivers, nothing is lost
+                self.counts["ack_failed"] += len(chunk)
                 log.warning("could not acknowledge %d messages (%s); Pub/Sub will redeliver them", len(chunk), exc)
-        self.acknowledged += len(ack_ids)
+            else:
+                self.counts["acknowledged"] += len(chunk)
         self._release(ack_ids)
 
     def redeliver(self, ack_ids: list[str]) -> None:
@@ -186,6 +233,7 @@ class LeasedSubscription:
             try:
                 self._api.modify_ack_deadline(subscription=self.subscription, ack_ids=chunk, ack_deadline_seconds=0,
                                               timeout=60)
+                self.counts["redelivered"] += len(chunk)
             except API_ERRORS as exc:
                 log.warning("could not return %d messages (%s); they come back when their lease ends", len(chunk),
                             exc)
@@ -217,57 +265,86 @@ class LeasedSubscription:
 
     # The background threads ----------------------------------------------------------------------
 
+    def _stop_wanted(self) -> bool:
+        return self._stopping.is_set() or _STOP_REQUESTED.is_set()
+
     def _done_pulling(self) -> bool:
-        return self._stopping.is_set() and not self._puller.is_alive()
+        return self._stop_wanted() and not self._puller.is_alive()
+
+    def _supervised(self, name: str, loop) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # noqa: BLE001 (a thread that dies quietly would leave the job idle)
+            self.failure = f"the {name} thread of {self.subscription} died: {type(exc).__name__}: {exc}"
+            log.error("%s", self.failure)
+        finally:
+            with self._changed:
+                self._changed.notify_all()
 
     def _room(self) -> int:
-        s = self.settings
-        if self._leased_bytes >= s.max_outstanding_bytes:
-            return 0
-        return max(0, min(s.pull_size, s.max_outstanding_messages - len(self._leases)))
+        count, size = self._sizes
+        return pull_room(self.settings, len(self._leases), self._leased_bytes,
+                         size / count if count else FIRST_SIZE_GUESS)
 
     def _pull_loop(self) -> None:
-        backoff = 0.5
-        while not self._stopping.is_set():
+        delays = backoff_delays()
+        while not self._stop_wanted():
             with self._changed:
-                self._changed.wait_for(lambda: self._room() > 0 or self._stopping.is_set())
+                self._changed.wait_for(lambda: self._room() > 0 or self._stop_wanted(), timeout=0.5)
                 room = self._room()
-            if self._stopping.is_set():
+            if self._stop_wanted():
                 break
+            if room == 0:
+                continue
             try:
                 response = self._api.pull(subscription=self.subscription, max_messages=room,
                                           timeout=PULL_TIMEOUT_SECS, retry=None)
             except exceptions.DeadlineExceeded:
+                self.last_pull_ok = time.monotonic()  # answered: nothing to pull
                 continue
             except (exceptions.NotFound, exceptions.PermissionDenied, exceptions.InvalidArgument) as exc:
                 self.failure = f"cannot pull {self.subscription}: {exc.message}"
                 break
             except exceptions.GoogleAPICallError as exc:  # unavailable, internal, …: try again
-                log.warning("pull failed (%s); retrying in %.1f s", exc, backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 30)
+                delay = next(delays)
+                self.counts["pull_retries"] += 1
+                log.warning("pull failed (%s); retrying in %.1f s", exc, delay)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline and not self._stop_wanted():
+                    self._stopping.wait(min(0.5, deadline - time.monotonic()))
                 continue
-            backoff = 0.5
+            delays = backoff_delays()
+            self.last_pull_ok = time.monotonic()
             received = list(response.received_messages)
             if not received:
                 continue
             self._extend([m.ack_id for m in received])  # from the subscription's deadline to ours, at once
+            now = time.monotonic()
             with self._changed:
+                count, total = self._sizes
                 for message in received:
                     size = len(message.message.data) + sum(len(k) + len(v) for k, v in
                                                            message.message.attributes.items())
-                    self._leases[message.ack_id] = size
+                    self._leases[message.ack_id] = (size, now)
                     self._leased_bytes += size
+                    count, total = count + 1, total + size
                     self._ready.append(message)
+                self._sizes = (count, total)
+                self.counts["received"] += len(received)
                 self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
 
     def _lease_loop(self) -> None:
-        interval = max(1.0, self.settings.ack_deadline_secs / 3)
+        interval = max(1.0, min(self.settings.ack_deadline_secs / 3, self.settings.max_lease_secs / 2))
         while not self._closed.wait(interval):
+            oldest = time.monotonic() - self.settings.max_lease_secs
             with self._changed:
-                held = list(self._leases)
+                expired = [ack_id for ack_id, (_, since) in self._leases.items() if since < oldest]
+                held = [ack_id for ack_id, (_, since) in self._leases.items() if since >= oldest]
+            if expired:
+                self.counts["leases_expired"] += len(expired)
+                log.warning("%d messages held for over %d s handed back to Pub/Sub", len(expired),
+                            self.settings.max_lease_secs)
+                self.redeliver(expired)
             self._extend(held)
 
     def _extend(self, ack_ids: list[str]) -> None:
@@ -281,7 +358,7 @@ class LeasedSubscription:
     def _release(self, ack_ids: list[str]) -> None:
         with self._changed:
             for ack_id in ack_ids:
-                self._leased_bytes -= self._leases.pop(ack_id, 0)
+                self._leased_bytes -= self._leases.pop(ack_id, (0, 0.0))[0]
             self._changed.notify_all()
 
 
@@ -300,21 +377,28 @@ def open_subscription(subscription: str, settings: LeaseSettings) -> LeasedSubsc
         leased = _OPEN.get(subscription)
         if leased is None:
             leased = _OPEN[subscription] = LeasedSubscription(subscription, settings)
-            if _STOP_REQUESTED.is_set():
-                leased.stop()
         return leased
 
 
-def request_stop() -> None:
-    """Stop pulling everywhere in this process (a signal handler calls this)."""
-    _STOP_REQUESTED.set()
+def opened() -> list[LeasedSubscription]:
+    """This process's subscriptions (the metrics endpoint and the health check read them)."""
     with _OPEN_LOCK:
-        for leased in _OPEN.values():
-            leased.stop()
+        return list(_OPEN.values())
+
+
+def request_stop() -> None:
+    """Stop pulling everywhere in this process. Safe in a signal handler: it only sets an event, which every
+    subscription's threads and reads look at (a lock here could be held by the very thread the signal
+    interrupted)."""
+    _STOP_REQUESTED.set()
+
+
+def stop_requested() -> bool:
+    return _STOP_REQUESTED.is_set()
 
 
 def close_all() -> dict[str, Any]:
-    """Close every open subscription; returns how many messages each acknowledged."""
+    """Close every open subscription; returns how many messages each acknowledged (confirmed by Pub/Sub)."""
     with _OPEN_LOCK:
         opened = dict(_OPEN)
         _OPEN.clear()

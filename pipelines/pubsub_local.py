@@ -12,7 +12,9 @@ acknowledged, and Pub/Sub redelivers it.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
@@ -20,8 +22,10 @@ from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTr
 from apache_beam.transforms.core import RestrictionProvider
 from google.api_core import exceptions
 
-from pipelines import pubsub_lease
+from pipelines import pubsub, pubsub_lease
 from pipelines.pubsub_lease import LeaseSettings
+from worker import telemetry
+from worker.defaults import METRICS_NAMESPACE
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +84,34 @@ class ReadLeasedMessages(beam.PTransform):
         return pipeline | "Impulse" >> beam.Impulse() | "Poll" >> beam.ParDo(self.poll)
 
 
+PUBLISH_REJECTED = "publish_rejected"  # the dead-letter reason of an output Pub/Sub refused to store
+PUBLISH_ATTEMPTS = 6  # tries of one publish request on transient errors (about 15 s with backoff)
+
+
 class PublishThenAcknowledge(beam.DoFn):
     """(ack id, PubsubMessage) in: publish the message, then acknowledge the input it answers.
 
     With `topic=None` nothing is published (dead letters with no dead-letter topic)
     and the inputs are acknowledged as handled.
+
+    A request Pub/Sub rejects as a whole (`InvalidArgument`: a schema-validated topic,
+    an attribute it refuses) is split in halves until the rejected messages stand
+    alone; each becomes a `publish_rejected` dead letter on `dead_letter_topic` (for a
+    dead letter: a minimal letter, id, reason and detail, on the same topic), and every
+    other message is published and acknowledged once. Transient errors are retried with
+    capped exponential backoff and jitter; what still fails goes back to Pub/Sub.
     """
 
-    def __init__(self, topic: str | None, subscription: str, settings: LeaseSettings):
+    def __init__(self, topic: str | None, subscription: str, settings: LeaseSettings,
+                 dead_letter_topic: str | None = None, dead_letters: bool = False):
         self.topic = topic
         self.subscription = subscription
         self.settings = settings
+        self.dead_letter_topic = dead_letter_topic
+        self.dead_letters = dead_letters  # this publishes dead letters: a rejected one is sent minimal
 
     def setup(self):
-        self._api = pubsub_lease.publisher_api() if self.topic else None
+        self._api = pubsub_lease.publisher_api() if self.topic or self.dead_letter_topic else None
 
     def start_bundle(self):
         self._pending: list[tuple[str, PubsubMessage]] = []
@@ -108,18 +126,104 @@ class PublishThenAcknowledge(beam.DoFn):
         leased = pubsub_lease.open_subscription(self.subscription, self.settings)
         if not self.topic:
             leased.acknowledge([ack_id for ack_id, _ in pending])
+            _count_answers([m for _, m in pending])
             return
         messages = [(m.data, m.attributes) for _, m in pending]
         for start, end in pubsub_lease.publish_requests(messages):
-            request = messages[start:end]
-            ack_ids = [ack_id for ack_id, _ in pending[start:end]]
+            self._publish_or_split(leased, pending[start:end])
+
+    def _publish_or_split(self, leased, items: list[tuple[str, PubsubMessage]]) -> None:
+        ack_ids = [ack_id for ack_id, _ in items]
+        try:
+            self._publish(self.topic, [(m.data, m.attributes) for _, m in items])
+        except exceptions.InvalidArgument as exc:
+            if len(items) > 1:
+                middle = len(items) // 2
+                self._publish_or_split(leased, items[:middle])
+                self._publish_or_split(leased, items[middle:])
+            else:
+                self._reject(leased, items[0], exc)
+            return
+        except pubsub_lease.API_ERRORS as exc:
+            leased.redeliver(ack_ids)
+            if isinstance(exc, (exceptions.NotFound, exceptions.PermissionDenied)):
+                raise RuntimeError(f"cannot publish to {self.topic}: {exc}") from exc
+            log.error("publishing %d messages to %s failed (%s); their inputs go back to Pub/Sub",
+                      len(items), self.topic, exc)
+            return
+        leased.acknowledge(ack_ids)
+        _count_answers([m for _, m in items])
+
+    def _publish(self, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> None:
+        """One request, retried on transient errors; raises what is not transient, or the last error."""
+        delays = pubsub_lease.backoff_delays()
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
-                pubsub_lease.publish_request(self._api, self.topic, request)
-            except pubsub_lease.API_ERRORS as exc:
-                leased.redeliver(ack_ids)
-                if isinstance(exc, (exceptions.NotFound, exceptions.PermissionDenied)):
-                    raise RuntimeError(f"cannot publish to {self.topic}: {exc}") from exc
-                log.error("publishing %d messages to %s failed (%s); their inputs go back to Pub/Sub",
-                          len(request), self.topic, exc)
-                continue
-            leased.acknowledge(ack_ids)
+                pubsub_lease.publish_request(self._api, topic, messages)
+                return
+            except pubsub_lease.TRANSIENT as exc:
+                if attempt == PUBLISH_ATTEMPTS or pubsub_lease.stop_requested():
+                    raise
+                delay = next(delays)
+                beam.metrics.Metrics.counter(METRICS_NAMESPACE, "publish_retries").inc()
+                telemetry.PUBLISH_RETRIES.inc()
+                log.warning("publish to %s failed (%s); retrying in %.1f s", topic, exc, delay)
+                time.sleep(delay)
+
+    def _reject(self, leased, item: tuple[str, PubsubMessage], exc: BaseException) -> None:
+        """One message Pub/Sub will not store: answer its input with a dead letter, then acknowledge it."""
+        ack_id, message = item
+        detail = f"{self.topic} refused it: {getattr(exc, 'message', None) or exc}"[:1000]
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "publish_rejected").inc()
+        telemetry.PUBLISH_REJECTED.inc()
+        letter = _rejected_letter(message, detail, minimal=self.dead_letters)
+        topic = self.topic if self.dead_letters else self.dead_letter_topic
+        if topic is None:
+            log.error("%s; no --dead-letter-topic to send its dead letter to: acknowledged and counted", detail)
+            leased.acknowledge([ack_id])
+            telemetry.ANSWERS.labels("dead_letter", PUBLISH_REJECTED).inc()
+            return
+        for body, attributes in (letter, (pubsub.minimal_dead_letter(json.loads(letter[0])), {})):
+            try:
+                self._publish(topic, [(body, attributes)])
+            except exceptions.InvalidArgument:
+                continue  # the letter itself was refused: try the minimal one
+            except pubsub_lease.API_ERRORS as error:
+                leased.redeliver([ack_id])
+                log.error("publishing the dead letter of a refused message failed (%s); its input goes back to "
+                          "Pub/Sub", error)
+                return
+            leased.acknowledge([ack_id])
+            telemetry.ANSWERS.labels("dead_letter", PUBLISH_REJECTED).inc()
+            return
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "answers_dropped").inc()
+        telemetry.ANSWERS_DROPPED.inc()
+        log.error("%s, and %s refused even a minimal dead letter: the input is acknowledged and counted "
+                  "(answers_dropped) rather than redelivered forever", detail, topic)
+        leased.acknowledge([ack_id])
+
+
+def _count_answers(messages: list[PubsubMessage]) -> None:
+    for message in messages:
+        reason = (message.attributes or {}).get("dead_letter_reason")
+        telemetry.ANSWERS.labels("dead_letter" if reason else "prediction", reason or "").inc()
+
+
+def _rejected_letter(message: PubsubMessage, detail: str, minimal: bool) -> tuple[bytes, dict[str, str]]:
+    """The dead letter for an output Pub/Sub refused: what the output said, as far as it can be read."""
+    try:
+        output = json.loads(message.data)
+    except ValueError:
+        output = {}
+    if not isinstance(output, dict):
+        output = {}
+    record_id = output.get("id")
+    if minimal:  # a dead letter was refused: keep its own reason, say why it is minimal
+        body = {"id": record_id, "reason": output.get("reason", PUBLISH_REJECTED),
+                "detail": f"{output.get('detail', '')} (sent minimal: {detail})"[:4000],
+                "message_id": output.get("message_id")}
+        return pubsub._json(body), {}
+    body = {"id": record_id, "reason": PUBLISH_REJECTED, "detail": detail,
+            "payload": message.data.decode("utf-8", errors="backslashreplace")[:1_000_000],
+            "message_id": output.get("message_id")}
+    return pubsub._json(body), {"dead_letter_reason": PUBLISH_REJECTED}

@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -91,14 +92,23 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
 def _run_late_ack(p: beam.Pipeline, config: StreamConfig) -> dict:
     pubsub_lease.check_exists(config.subscription, [t for t in (config.output_topic, config.dead_letter_topic) if t])
     build_stream(p, config)
+    server = None
+    if config.metrics_port:
+        from pipelines.metrics_server import MetricsServer
+
+        server = MetricsServer(config.metrics_host, config.metrics_port, config.unhealthy_after_secs)
+        print(f"metrics on http://{config.metrics_host}:{config.metrics_port}/metrics, health on /healthz",
+              file=sys.stderr, flush=True)
     try:
-        with _stop_on_signals():
+        with _stop_on_signals(config.stop_timeout_secs):
             result = p.run()
             result.wait_until_finish()
     except Exception as exc:
         raise JobFailed(f"the streaming job stopped ({cause(exc)})") from exc
     finally:
         acknowledged = pubsub_lease.close_all()
+        if server is not None:
+            server.close()
     counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
     totals: dict[str, int] = {}
     for counter in counters:
@@ -119,25 +129,44 @@ def check_names(config: StreamConfig) -> None:
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
+def _stop_on_signals(stop_timeout_secs: float) -> Iterator[None]:
     """SIGINT/SIGTERM: stop pulling and let what is in flight finish; a second signal leaves at once.
 
-    Leaving at once loses nothing: only messages whose outputs are confirmed have been
-    acknowledged, and Pub/Sub redelivers the rest.
+    The handler only sets an event (`pubsub_lease.request_stop`): it runs on whatever
+    the main thread was doing, which may hold any lock. A watchdog thread says that the
+    job is stopping, and ends the process if the stop takes longer than
+    `stop_timeout_secs` (Pub/Sub unreachable: publishes and acknowledgements would wait
+    for their own timeouts). Leaving early loses nothing: only messages whose outputs
+    are confirmed have been acknowledged, and Pub/Sub redelivers the rest.
     """
-    stopping = []
+    signalled = threading.Event()
+    done = threading.Event()
 
     def handler(signum, _frame):
-        if stopping:
+        if signalled.is_set():
             os._exit(128 + signum)
-        stopping.append(signum)
+        pubsub_lease.request_stop()
+        signalled.set()
+
+    def watchdog():
+        while not signalled.wait(0.5):
+            if done.is_set():
+                return
         print("stopping: finishing the messages in flight (signal again to quit at once)", file=sys.stderr,
               flush=True)
-        pubsub_lease.request_stop()
+        if not done.wait(stop_timeout_secs):
+            leased = sum(s.outstanding for s in pubsub_lease.opened())
+            print(f"error: the stop did not finish within {stop_timeout_secs:g} s (is Pub/Sub reachable?); "
+                  f"{leased} messages were not acknowledged and Pub/Sub will redeliver them", file=sys.stderr,
+                  flush=True)
+            os._exit(1)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    guard = threading.Thread(target=watchdog, name="stop watchdog", daemon=True)
+    guard.start()
     try:
         yield
     finally:
+        done.set()
         for s, h in previous.items():
             signal.signal(s, h)

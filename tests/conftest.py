@@ -15,6 +15,24 @@ from model.data import LabelledData
 from model.sample import generate
 from model.train import TrainConfig, train
 
+PROJECT = "complaints-test"  # the Pub/Sub emulator's project
+
+
+@pytest.fixture(scope="session")
+def emulator_host():
+    """Google's Pub/Sub emulator on a free loopback port, for every streaming test; stopped at the end."""
+    from pipelines.app import pubsub_admin as admin
+
+    with admin.emulator(PROJECT) as host:
+        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = host
+        yield host
+        if previous is None:
+            del os.environ["PUBSUB_EMULATOR_HOST"]
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+
+
 # Small enough to train in ~10 s on two cores, big enough to learn the sample data well.
 TINY_ARCHITECTURE = ArchitectureConfig(max_tokens=3000, embedding_dim=16, lstm_units=16, dense_units=32)
 TINY_TRAINING = TrainConfig(epochs=8, batch_size=64, learning_rate=0.01, seed=3, verbose=0)

@@ -20,20 +20,7 @@ import pytest
 
 from model.sample import generate
 from pipelines.app import pubsub_admin as admin
-
-PROJECT = "complaints-test"
-
-
-@pytest.fixture(scope="module")
-def emulator_host():
-    with admin.emulator(PROJECT) as host:
-        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-        os.environ["PUBSUB_EMULATOR_HOST"] = host
-        yield host
-        if previous is None:
-            del os.environ["PUBSUB_EMULATOR_HOST"]
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+from tests.conftest import PROJECT
 
 
 def _messages(texts: list[str]) -> tuple[list, dict]:
@@ -170,15 +157,19 @@ def _topics(name: str) -> tuple[str, str, str, str, str]:
     return in_topic, in_sub, out_topic, dead_topic, _Outputs(out_sub, dead_sub)
 
 
-def _start_job(model_dir: str, host: str, log_path, subscription: str, out_topic: str, dead_topic: str, *extra):
+def _start_job(model_dir: str, host: str, log_path, subscription: str, out_topic: str, dead_topic: str, *extra,
+               fault: str | None = None):
+    """The real job in a child process; with `fault`, through `tests.faulty_job` (which notes to log_path.fault)."""
     log = open(log_path, "ab")
+    started_at = log.tell()
+    command = [sys.executable, "-m", "tests.faulty_job", fault] if fault else [sys.executable, "-m", "pipelines"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines", "stream", "--model", model_dir, "--subscription", subscription,
+        [*command, "stream", "--model", model_dir, "--subscription", subscription,
          "--output-topic", out_topic, "--dead-letter-topic", dead_topic, "--ack-deadline-secs", "10", *extra],
-        env={**os.environ, "PUBSUB_EMULATOR_HOST": host}, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        env={**os.environ, "PUBSUB_EMULATOR_HOST": host, "FAULT_LOG": f"{log_path}.fault"}, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)),
     )
-    process.log_path = log_path
+    process.log_path, process.log_start = log_path, started_at
     return process
 
 
@@ -187,11 +178,23 @@ def _log(process) -> str:
         return f.read()[-3000:]
 
 
+def _own_log(process) -> str:
+    """What this process wrote (the log file is shared by a test's restarts)."""
+    with open(process.log_path, encoding="utf-8", errors="replace") as f:
+        f.seek(process.log_start)
+        return f.read()
+
+
 def _answer_all(outputs: _Outputs, published: set[str], *job) -> None:
-    """Start the job, wait until every published message is answered, stop it cleanly (exit 0)."""
+    """Start the job, wait until every published message is answered, stop it cleanly (exit 0).
+
+    The stop waits until the job serves (it logs "serving model" once its signal handlers are in place):
+    a signal before that ends a process by default, whatever the job would do.
+    """
     process = _start_job(*job)
     try:
-        outputs.wait_for(lambda o: published <= set(o.by_message), process)
+        outputs.wait_for(lambda o: published <= set(o.by_message) and "serving model" in _own_log(process),
+                         process)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         assert process.wait(timeout=60) == 0, _log(process)
@@ -260,7 +263,7 @@ def test_messages_of_any_size_and_content_are_answered_and_the_job_goes_on(emula
         (b'{"id": "inf1", "text": "kargo gelmedi", "score": -Infinity}', {}),
         (b'{"id": "deep", "text": "kargo gelmedi", "n": ' + b"[" * 600 + b"]" * 600 + b"}", {}),
         (b'{"id": "deep-ok", "text": "kargo gelmedi", "n": ' + b"[" * 60 + b"]" * 60 + b"}", {}),
-        ("[acil] kargo gelmedi".encode(), {"id": "plain-bracket"}),
+        (b"[acil] kargo gelmedi", {"id": "plain-bracket"}),
     ]
     messages += [(json.dumps({"id": f"after-{i}", "text": t}).encode(), {})
                  for i, t in enumerate(generate(20, seed=10, labelled=False)["text"])]

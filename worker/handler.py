@@ -27,7 +27,7 @@ from model import artifact, baseline
 from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from model.text import standardizer
-from worker import compiled, prediction
+from worker import compiled, prediction, telemetry
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 
 
@@ -146,6 +146,7 @@ class ModelSlot:
             return self._refuse(model_dir, why)
         self.current, self.model_dir = candidate, model_dir
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_swaps").inc()
+        telemetry.MODEL_SWAPS.inc()
         log.info("serving model %s from %s (%s)", candidate.version, model_dir, candidate.path)
         return True
 
@@ -193,6 +194,7 @@ class ModelSlot:
 
     def _refuse(self, model_dir: str, why: str) -> bool:
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_refused").inc()
+        telemetry.MODEL_REFUSED.inc()
         log.warning("refused model %s: %s; still serving %s", model_dir, why, self.current.version)
         return False
 
@@ -262,8 +264,10 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
         if self.watch_models:
             model.watch(self.watch_models, self.watch_interval_secs)
         serving = model.current  # one model for the whole batch, even if a swap lands meanwhile
+        with telemetry.BATCH_LATENCY.time():
+            inferred = self._infer(batch, serving)
         return [PredictionResult(text, result, model_id=serving.version)
-                for text, result in zip(batch, self._infer(batch, serving), strict=True)]
+                for text, result in zip(batch, inferred, strict=True)]
 
     def _infer(self, batch: Sequence[str], model: ServingModel) -> list:
         probabilities, tokens, oov, errors = serve_or_bisect(model, batch)

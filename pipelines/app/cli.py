@@ -12,6 +12,7 @@ from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
 from pipelines.drift import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
+from pipelines.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
 from pipelines.lock import DEFAULT_STALE_SECS
 from worker.defaults import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -21,6 +22,7 @@ from worker.defaults import (
 )
 
 _NETWORK, _TRAINING = ArchitectureConfig(), TrainConfig()  # the defaults, written once in model/config.py
+_LEASE = LeaseSettings()  # the live job's local read: defaults written once in pipelines/pubsub_lease.py
 
 
 class _Command(click.Command):
@@ -276,28 +278,40 @@ def unlock(output: str, force: bool) -> None:
 @_worker_options(DEFAULT_MIN_BATCH_SIZE)
 @click.option("--max-batch-duration-secs", default=1, show_default=True, type=click.IntRange(1),
               help="Longest a message waits for its batch to fill.")
-@click.option("--ack-deadline-secs", default=30, show_default=True, type=click.IntRange(10, 600),
+@click.option("--ack-deadline-secs", default=_LEASE.ack_deadline_secs, show_default=True, type=click.IntRange(10, 600),
               help="Local read: the lease kept on each message until its output is published; after a crash, "
               "Pub/Sub redelivers within this time.")
-@click.option("--max-outstanding-messages", default=5000, show_default=True, type=click.IntRange(1),
+@click.option("--max-outstanding-messages", default=_LEASE.max_outstanding_messages, show_default=True,
+              type=click.IntRange(1),
               help="Local read: pulled but not yet acknowledged messages, at most.")
-@click.option("--max-outstanding-mb", default=256, show_default=True, type=click.IntRange(11),
+@click.option("--max-outstanding-mb", default=_LEASE.max_outstanding_bytes // 2**20, show_default=True,
+              type=click.IntRange(11),
               help="Local read: their bytes, at most (a single message may be 10 MB).")
 @click.option("--watch-models", help="Glob of model directories (models/* or gs://B/models/*): serve each newer "
               "complete one that appears, without a restart.")
 @click.option("--watch-interval-secs", default=60, show_default=True, type=click.IntRange(1),
               help="How often --watch-models is looked at.")
+@click.option("--max-lease-secs", default=_LEASE.max_lease_secs, show_default=True, type=click.IntRange(10),
+              help="Local read: a message held longer than this is handed back to Pub/Sub (leases_expired).")
+@click.option("--stop-timeout-secs", default=STOP_TIMEOUT_SECS, show_default=True, type=click.IntRange(1),
+              help="Local read: after SIGINT/SIGTERM, the longest the job takes to stop; what it could not "
+              "publish by then is redelivered.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Local read: serve Prometheus metrics on "
+              "/metrics and a health check on /healthz at this port (off by default).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint binds.")
+@click.option("--unhealthy-after-secs", default=UNHEALTHY_AFTER_SECS, show_default=True, type=click.IntRange(1),
+              help="/healthz fails once no pull has succeeded for this long, or at once when a thread died.")
 @click.option("--read", default="auto", show_default=True, type=click.Choice(["auto", "late-ack", "beam"]),
               help="auto: the late-acknowledging read on local runners, Beam's ReadFromPubSub elsewhere; beam: "
               "Beam's own reader (locally it acknowledges on pull, see README).")
 @click.pass_context
 def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archive_output, window_seconds, top_k,
            xla, review_threshold, min_batch_size, max_batch_size, max_batch_duration_secs, ack_deadline_secs,
-           max_outstanding_messages, max_outstanding_mb, watch_models, watch_interval_secs, read) -> None:
+           max_outstanding_messages, max_outstanding_mb, watch_models, watch_interval_secs, max_lease_secs,
+           stop_timeout_secs, metrics_port, metrics_host, unhealthy_after_secs, read) -> None:
     """Label complaints from Pub/Sub as they arrive; SIGINT/SIGTERM finish what is in flight. Beam options may
     follow."""
     from pipelines.options import StreamConfig
-    from pipelines.pubsub_lease import LeaseSettings
     from pipelines.stream import run
     from worker.transform import WorkerConfig
 
@@ -305,7 +319,9 @@ def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archiv
         subscription=subscription, output_topic=output_topic, dead_letter_topic=dead_letter_topic,
         archive_output=archive_output, window_seconds=window_seconds, read=read,
         lease=LeaseSettings(ack_deadline_secs=ack_deadline_secs, max_outstanding_messages=max_outstanding_messages,
-                            max_outstanding_bytes=max_outstanding_mb * 2**20),
+                            max_outstanding_bytes=max_outstanding_mb * 2**20, max_lease_secs=max_lease_secs),
+        stop_timeout_secs=stop_timeout_secs, metrics_port=metrics_port, metrics_host=metrics_host,
+        unhealthy_after_secs=unhealthy_after_secs,
         worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
                             min_batch_size=min_batch_size, max_batch_size=max_batch_size,
                             max_batch_duration_secs=max_batch_duration_secs, watch_models=watch_models,

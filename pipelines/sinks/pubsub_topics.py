@@ -2,7 +2,9 @@
 
 Committed means: Pub/Sub has confirmed the publish. With the local late-ack read
 only then is the input message acknowledged (`PublishThenAcknowledge`), so a crash
-at any moment leaves every message either answered or redelivered. On Dataflow,
+at any moment leaves every message either answered or redelivered. An output that
+Pub/Sub refuses (`InvalidArgument`) is answered with a `publish_rejected` dead letter
+instead, and nothing else in its request is held back. On Dataflow,
 Beam's WriteToPubSub and the service's checkpoints give the same at-least-once.
 """
 
@@ -25,9 +27,9 @@ class PublishOutputs(beam.PTransform):
     acknowledged (a dead letter with nowhere to go is counted, not redelivered forever).
     """
 
-    def __init__(self, topic: str | None, encode: Callable, config: StreamConfig):
+    def __init__(self, topic: str | None, encode: Callable, config: StreamConfig, dead_letters: bool = False):
         super().__init__()
-        self.topic, self.encode, self.config = topic, encode, config
+        self.topic, self.encode, self.config, self.dead_letters = topic, encode, config, dead_letters
 
     def expand(self, outputs):
         if self.config.read == LATE_ACK:
@@ -36,7 +38,8 @@ class PublishOutputs(beam.PTransform):
                 outputs
                 | "Encode" >> beam.Map(lambda output: (ack_id_of(output), encode(output)))
                 | "PublishThenAcknowledge" >> beam.ParDo(
-                    PublishThenAcknowledge(self.topic, self.config.subscription, self.config.lease))
+                    PublishThenAcknowledge(self.topic, self.config.subscription, self.config.lease,
+                                           self.config.dead_letter_topic, self.dead_letters))
             )
         if self.topic:
             return outputs | "Encode" >> beam.Map(self.encode) | "Publish" >> beam.io.WriteToPubSub(
@@ -58,4 +61,4 @@ class PubSubTopics(Sink):
         # and the local read's stage never ends.
         for part, letters in classified[DEAD_LETTERS].items():
             letters | f"PublishDeadLetters{part}" >> PublishOutputs(
-                self.config.dead_letter_topic, encode_dead_letter, self.config)
+                self.config.dead_letter_topic, encode_dead_letter, self.config, dead_letters=True)

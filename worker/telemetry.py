@@ -1,0 +1,30 @@
+"""The process's own counters for an operator's scraper (Prometheus), beside Beam's metrics.
+
+Beam's metrics reach the runner (Dataflow's console), and a local job's only at its
+end. The live job on a local runner is one long-lived process, so it can also answer
+a scraper while it runs (`pipelines.metrics_server`). These are that process's
+counters; the code that does the thing counts it, once. Importing this module costs
+nothing else: prometheus_client is pure Python.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+ANSWERS = Counter("complaints_answers", "Messages answered: outputs Pub/Sub confirmed (or dead letters with no "
+                  "topic, acknowledged as handled), by kind and dead-letter reason", ["kind", "reason"],
+                  registry=REGISTRY)
+PUBLISH_RETRIES = Counter("complaints_publish_retries", "Publish requests tried again after a transient error",
+                          registry=REGISTRY)
+PUBLISH_REJECTED = Counter("complaints_publish_rejected", "Outputs Pub/Sub refused (InvalidArgument), answered with "
+                           "a publish_rejected dead letter", registry=REGISTRY)
+ANSWERS_DROPPED = Counter("complaints_answers_dropped", "Refused outputs whose minimal dead letter was refused too",
+                          registry=REGISTRY)
+MODEL_SWAPS = Counter("complaints_model_swaps", "Newer models taken into service without a restart",
+                      registry=REGISTRY)
+MODEL_REFUSED = Counter("complaints_model_refused", "Candidate models refused (they do not load, or do not fit)",
+                        registry=REGISTRY)
+BATCH_LATENCY = Histogram("complaints_batch_latency_seconds", "Model time per batch",
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
