@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.sample import generate
-from pipelines.parquet import ReadRowGroupTables, RowGroup
+from pipelines.parquet import InputSpec, ReadRowGroupTables, RowGroup
 from tests.beam_helpers import _Collect, classify
 from tests.test_worker import _FaultyConfig, _FaultyHandler
 from worker import prediction, records
@@ -25,6 +25,7 @@ from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS
 
 ODD_IDS = [None, "", "   ", "r-dup", "r-dup"]
 ODD_TEXTS = [None, "", " \n\t", "😡😡 ?!", "BOOM kargo gelmedi", "x" * 3000, "\ufeffmetin", "a\x00b"]
+LONG_ROW = 60  # 70,000 characters: labelled on its first records.MAX_TEXT_CHARS
 
 
 def classify_tables(tables: list[pa.Table], config, schema: pa.Schema) -> tuple[pa.Table, dict[str, list]]:
@@ -50,6 +51,7 @@ def mixed_table(rows: int) -> pa.Table:
     for n, odd in enumerate(ODD_TEXTS):
         texts[3 + 29 * n] = odd
     texts[125] = "BOOM " + texts[125]  # in a batch that starts in the table before
+    texts[LONG_ROW] = "kargo gelmedi " * 5000
     return pa.table({
         "id": pa.array(ids, pa.string()),
         "text": pa.array(texts, pa.string()),
@@ -91,6 +93,18 @@ def test_tables_give_the_record_paths_predictions_and_dead_letters(model_dir):
         assert [t["label"] for t in mine["top_k"]] == [t["label"] for t in theirs["top_k"]]
         assert [t["confidence"] for t in mine["top_k"]] == pytest.approx([t["confidence"] for t in theirs["top_k"]],
                                                                            abs=1e-5)
+    assert [r["id"] for r in got if r["text_truncated"]] == [f"r{LONG_ROW}"]  # both paths flag it, and only it
+
+
+def test_a_text_past_the_limit_is_labelled_on_its_start(loaded):
+    serving = ServingModel(loaded, xla=False)
+    long = "kargo gelmedi param iade edilmedi " * 3000  # 102,000 characters
+    cut = long[:records.MAX_TEXT_CHARS]
+    probabilities, tokens, _ = serving([long, cut, "kargo gelmedi"])
+    assert probabilities[0] == pytest.approx(probabilities[1], abs=1e-6) and tokens[0] == tokens[1]
+    outputs = prediction.BatchOutputs.of(probabilities, serving.labels, 3, 0.5, tokens, tokens, "v",
+                                         [long, cut, "kargo gelmedi"])
+    assert [r["text_truncated"] for r in prediction.records_of(outputs)] == [True, False, False]
 
 
 class _Recording(ServingModel):
@@ -149,7 +163,8 @@ def test_row_groups_are_read_in_bounded_slices_with_running_derived_ids(tmp_path
     rows = 45
     pq.write_table(pa.table({"text": [f"t{i}" for i in range(rows)], "shop": list(range(rows))}), path,
                    row_group_size=20)
-    reader = ReadRowGroupTables("id", "text", ("shop", "id", "shop"), derive_missing_id=True, slice_rows=7)
+    reader = ReadRowGroupTables(InputSpec.of(str(path)), "id", "text", ("shop", "id", "shop"), derive_missing_id=True,
+                                slice_rows=7)
     tables = [t for group, first in enumerate((0, 20, 40))
               for t in reader.process(RowGroup(str(path), group, first))]
     assert max(t.num_rows for t in tables) == 7

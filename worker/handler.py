@@ -27,7 +27,7 @@ from model import artifact, baseline
 from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from model.text import standardizer
-from worker import compiled, prediction, telemetry
+from worker import compiled, prediction, records, telemetry
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 
 
@@ -98,8 +98,12 @@ class ServingModel:
         self.warm = True
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty."""
-        probabilities, tokens, oov = self.serve(tf.constant(list(texts), dtype=tf.string))
+        """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty.
+
+        Only the first `records.MAX_TEXT_CHARS` characters of a text reach the model, whoever calls.
+        """
+        texts = [t if len(t) <= records.MAX_TEXT_CHARS else t[:records.MAX_TEXT_CHARS] for t in texts]
+        probabilities, tokens, oov = self.serve(tf.constant(texts, dtype=tf.string))
         return probabilities.numpy(), tokens.numpy(), oov.numpy()
 
 
@@ -271,15 +275,16 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
 
     def _infer(self, batch: Sequence[str], model: ServingModel) -> list:
         probabilities, tokens, oov, errors = serve_or_bisect(model, batch)
-        decoded = self._decode(probabilities, tokens, oov, model)
+        decoded = self._decode(probabilities, tokens, oov, model, batch)
         for row, detail in errors.items():
             decoded[row] = InferenceError(detail)
         return decoded
 
-    def _decode(self, probabilities: np.ndarray, tokens: np.ndarray, oov: np.ndarray, model: ServingModel) -> list:
+    def _decode(self, probabilities: np.ndarray, tokens: np.ndarray, oov: np.ndarray, model: ServingModel,
+                texts: Sequence[str]) -> list:
         """The prediction records of the whole batch at once; None for empty texts."""
         outputs = prediction.BatchOutputs.of(probabilities, model.labels, self.top_k, self.review_threshold,
-                                             tokens, oov, model.version)
+                                             tokens, oov, model.version, texts)
         return [None if n == 0 else row for row, n in zip(prediction.records_of(outputs), tokens, strict=True)]
 
     def get_metrics_namespace(self) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from model.predict import top_k
+from worker.records import MAX_TEXT_CHARS
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,14 @@ class BatchOutputs:
     oov_tokens: np.ndarray  # [rows] of which outside the model's word vocabulary
     model_version: str
     review_threshold: float
+    truncated: np.ndarray  # [rows] the text was longer than the model reads (records.MAX_TEXT_CHARS)
 
     @classmethod
     def of(cls, probabilities: np.ndarray, labels: np.ndarray, k: int, review_threshold: float,
-           tokens: np.ndarray, oov_tokens: np.ndarray, model_version: str) -> BatchOutputs:
+           tokens: np.ndarray, oov_tokens: np.ndarray, model_version: str, texts: Sequence[str]) -> BatchOutputs:
         ids, values = top_k(probabilities, k)
-        return cls(labels, ids, values, tokens, oov_tokens, model_version, review_threshold)
+        truncated = np.fromiter((len(t) > MAX_TEXT_CHARS for t in texts), bool, len(texts))
+        return cls(labels, ids, values, tokens, oov_tokens, model_version, review_threshold, truncated)
 
     def __len__(self) -> int:
         return len(self.top_ids)
@@ -97,6 +100,8 @@ FIELDS: list[Field] = [
           lambda o: o.tokens.tolist(), shown=False),
     Field("oov_tokens", pa.int32(), "of which outside the model's word vocabulary",
           lambda o: o.oov_tokens.tolist(), shown=False),
+    Field("text_truncated", pa.bool_(), f"the text was longer than {MAX_TEXT_CHARS:,} characters and was "
+          "labelled on its start", lambda o: o.truncated.tolist(), shown=False),
 ]
 
 

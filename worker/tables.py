@@ -142,10 +142,10 @@ class ClassifyTable(beam.DoFn):
             yield self._dead_letter(UNCLASSIFIED, letter)
         if not labelled.any():
             return
+        chosen = np.flatnonzero(labelled) + lo
         outputs = prediction.BatchOutputs.of(
             probabilities[labelled], serving.labels, self.config.top_k, self.config.review_threshold,
-            tokens[labelled], oov[labelled], serving.version)
-        chosen = np.flatnonzero(labelled) + lo
+            tokens[labelled], oov[labelled], serving.version, [waiting.texts[i] for i in chosen])
         kept = waiting.table.drop_columns([records.ID, records.TEXT]).take(pa.array(np.asarray(waiting.rows)[chosen]))
         predicted = prediction.table_of(outputs, [waiting.ids[i] for i in chosen], kept, self.schema)
         self.classified.inc(predicted.num_rows)
