@@ -159,6 +159,11 @@ def load(directory: str) -> Artifact:
     outputs = model.outputs[0].shape[-1]
     if outputs != len(labels):
         raise UserError(f"{directory}: the model has {outputs} outputs but labels.json has {len(labels)} labels")
+    actual = model_version(model, labels, str(metadata.get("locale")))
+    if actual != metadata.get("model_version"):
+        raise UserError(f"{directory}: metadata.json says model {metadata.get('model_version')!r} but its weights, "
+                        f"vocabulary and labels are model {actual!r} (files from two exports, or changed after "
+                        "export): copy the whole directory again, or retrain")
     loaded = Artifact(model=model, labels=labels, metadata=metadata, path=directory)
     if key is not None:
         _LOADED.clear()  # one entry: a swap replaces it, and old models are freed

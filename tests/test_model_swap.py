@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 import pytest
 
 from model import artifact
+from model.errors import UserError
 from worker.handler import ComplaintModelHandler, ModelSlot
 
 
@@ -81,3 +83,40 @@ def test_the_watch_falls_back_to_an_older_new_directory_when_the_newest_is_unfit
     os.utime(models / "c" / artifact.METADATA_FILE, (2e9, 2e9))  # c is the newest, and unfit
     slot.watch(str(models / "*"), interval_secs=0)
     assert slot.model_dir == str(models / "b")
+
+
+def test_a_directory_copied_file_by_file_is_served_once_complete(model_dir, retrained_model_dir, loaded, tmp_path,
+                                                                  caplog):
+    """As `gcloud storage cp -r` may copy it: metadata.json first, then model.keras in two writes."""
+    caplog.set_level(logging.INFO, logger="complaints.worker")
+    models = tmp_path / "models"
+    artifact.copy_directory(model_dir, str(models / "a"))
+    slot = ModelSlot(str(models / "a"))
+    slot.watch(str(models / "*"), interval_secs=0)
+    arriving = models / "b"
+    arriving.mkdir()
+    for name in (artifact.METADATA_FILE, artifact.LABELS_FILE):
+        shutil.copy(os.path.join(retrained_model_dir, name), arriving / name)
+    slot.watch(str(models / "*"), interval_secs=0)  # no model.keras yet: refused
+    assert slot.model_dir == str(models / "a")
+    data = open(os.path.join(retrained_model_dir, artifact.MODEL_FILE), "rb").read()
+    (arriving / artifact.MODEL_FILE).write_bytes(data[: len(data) // 2])
+    slot.watch(str(models / "*"), interval_secs=0)  # half of it: refused again, since it changed
+    assert slot.model_dir == str(models / "a")
+    slot.watch(str(models / "*"), interval_secs=0)  # unchanged since: not offered again
+    (arriving / artifact.MODEL_FILE).write_bytes(data)
+    slot.watch(str(models / "*"), interval_secs=0)
+    assert slot.model_dir == str(arriving) and slot.current.version == artifact.load(retrained_model_dir).version
+    refusals = [r for r in caplog.records if r.getMessage().startswith("refused model")]
+    assert len(refusals) == 2
+    assert sum("changed since it was last considered" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_metadata_that_claims_other_weights_is_refused(model_dir, retrained_model_dir, loaded, tmp_path):
+    """metadata.json of one export beside model.keras of another: the version is recomputed at load."""
+    mixed = artifact.copy_directory(model_dir, str(tmp_path / "mixed"))
+    shutil.copy(os.path.join(retrained_model_dir, artifact.MODEL_FILE), os.path.join(mixed, artifact.MODEL_FILE))
+    with pytest.raises(UserError, match=r"metadata\.json says model"):
+        artifact.load(mixed)
+    slot = ModelSlot(model_dir)
+    assert not slot.offer(mixed) and slot.current.version == loaded.version

@@ -127,7 +127,7 @@ class ModelSlot:
         self.sizes = sizes or compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE)
         self.current = serving or self._serving(model_dir)
         self.model_dir = model_dir
-        self._seen: set[str] | None = None  # model directories already considered (watching)
+        self._seen: dict[str, tuple | None] | None = None  # watched directories considered, by their files' state
         self._next_check = 0.0
         self._lock = threading.Lock()
         log.info("serving model %s from %s (%s)", self.current.version, model_dir, self.current.path)
@@ -156,23 +156,32 @@ class ModelSlot:
 
     def watch(self, pattern: str, interval_secs: float) -> None:
         """At most every `interval_secs`: offer the directories that appeared under `pattern`, newest first,
-        until one is taken (those older than it are passed over)."""
+        until one is taken (those older than it are passed over).
+
+        A directory is offered again whenever its files change (size or modification
+        time), so one seen while it was still being copied file by file (`gcloud
+        storage cp -r` writes in no particular order) is served once it is complete.
+        """
         now = time.monotonic()
         if now < self._next_check or not self._lock.acquire(blocking=False):
             return
         try:
             self._next_check = now + interval_secs
             try:
-                found = {d: _written_at(d) for d in artifact.complete_directories(pattern)}
+                found = {d: (_written_at(d), artifact.cache_key(d)) for d in artifact.complete_directories(pattern)}
             except (tf.errors.OpError, OSError) as exc:  # a directory removed while listing, a bucket hiccup
                 log.warning("could not list %s (%s); looking again in %.0f s", pattern, exc, interval_secs)
                 return
             if self._seen is None:  # what is there at start-up is not new
-                self._seen = set(found) | {self.model_dir.rstrip("/")}
+                self._seen = {d: state for d, (_, state) in found.items()}
+                self._seen.setdefault(self.model_dir.rstrip("/"), None)
                 return
-            new = [d for d in found if d not in self._seen]
-            self._seen.update(new)
-            for candidate in sorted(new, key=lambda d: (found[d], d), reverse=True):
+            changed = [d for d, (_, state) in found.items() if d not in self._seen or self._seen[d] != state]
+            for d in changed:
+                if d in self._seen:
+                    log.info("model directory %s changed since it was last considered; offering it again", d)
+                self._seen[d] = found[d][1]
+            for candidate in sorted(changed, key=lambda d: (found[d][0], d), reverse=True):
                 if self.offer(candidate):
                     break
         finally:
