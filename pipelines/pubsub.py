@@ -199,9 +199,15 @@ def encode_dead_letter(letter: dict) -> PubsubMessage:
 
 
 def minimal_dead_letter(letter: dict) -> bytes:
-    """Id, reason and detail alone: what is published when the full letter cannot be (encoded, or accepted)."""
-    return _json({"id": _cut(str(letter.get("id")), 4096) if letter.get("id") is not None else None,
-                  "reason": letter["reason"], "detail": _cut(str(letter.get("detail", "")), 4096)})
+    """Id, reason, detail and the input's message id alone: what is published when the full letter cannot be
+    (encoded, or accepted by the topic)."""
+    message_id = letter.get("message_id") or (letter.get("source") or {}).get("message_id")
+    def short(value) -> str:
+        text = str(value)
+        return text if len(text) <= 4096 else _cut(text, 4096)
+
+    return _json({"id": short(letter["id"]) if letter.get("id") is not None else None, "reason": letter["reason"],
+                  "detail": short(letter.get("detail", "")), "message_id": message_id})
 
 
 def _json(body: dict) -> bytes:

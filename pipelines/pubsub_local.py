@@ -26,6 +26,7 @@ from pipelines import pubsub, pubsub_lease
 from pipelines.pubsub_lease import LeaseSettings
 from worker import telemetry
 from worker.defaults import METRICS_NAMESPACE
+from worker.records import PUBLISH_REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,6 @@ class ReadLeasedMessages(beam.PTransform):
         return pipeline | "Impulse" >> beam.Impulse() | "Poll" >> beam.ParDo(self.poll)
 
 
-PUBLISH_REJECTED = "publish_rejected"  # the dead-letter reason of an output Pub/Sub refused to store
 PUBLISH_ATTEMPTS = 6  # tries of one publish request on transient errors (about 15 s with backoff)
 
 

@@ -269,3 +269,50 @@ def test_pulls_are_sized_to_the_byte_budget():
     assert pubsub_lease.pull_room(settings, 0, 9 * 2**20, 1_000_000) == 1  # always room for one
     assert pubsub_lease.pull_room(settings, 0, 10 * 2**20, 100) == 0  # the budget is spent
     assert pubsub_lease.pull_room(settings, 4990, 0, 100) == 10  # the message budget too
+
+
+class _Refusing:
+    """The publisher client, refusing (InvalidArgument) what `refuse(topic, messages)` says: fault injection."""
+
+    def __init__(self, real, refuse):
+        self.real, self.refuse = real, refuse
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def publish(self, topic, messages, **kwargs):
+        if self.refuse(topic, messages):
+            raise exceptions.InvalidArgument("injected: refused by the topic's schema")
+        return self.real.publish(topic=topic, messages=messages, **kwargs)
+
+
+def test_a_refused_dead_letter_is_sent_minimal(emulator_host):
+    """Fault injected into the publisher client: the output topic refuses the prediction, and the dead-letter
+    topic refuses any letter that carries a payload; the minimal letter goes through and the input is
+    acknowledged once."""
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+
+    from pipelines.pubsub_local import PublishThenAcknowledge
+
+    in_topic, in_sub, out_topic, dead_topic, outputs = _topics("minimal")
+    ids = set(admin.publish(in_topic, _complaints(1, seed=8)))
+    settings = LeaseSettings()
+    leased = pubsub_lease.open_subscription(in_sub, settings)
+    try:
+        [taken] = _take_all(leased, ids)
+        publisher = PublishThenAcknowledge(out_topic, in_sub, settings, dead_topic)
+        publisher.setup()
+        publisher._api = _Refusing(publisher._api, lambda topic, messages: topic == out_topic or any(
+            b'"payload"' in m["data"] for m in messages))
+        publisher.start_bundle()
+        output = json.dumps({"id": "c0", "label": "Kargo", "message_id": taken.message.message_id}).encode()
+        publisher.process((taken.ack_id, PubsubMessage(output, {"label": "Kargo"})))
+        publisher.finish_bundle()
+        assert leased.acknowledged == 1
+    finally:
+        pubsub_lease.close_all()
+    outputs.wait_for(lambda o: ids <= set(o.by_message))
+    [letter] = outputs.by_message[taken.message.message_id]
+    assert letter == {"id": "c0", "reason": "publish_rejected", "detail": letter["detail"],
+                      "message_id": taken.message.message_id}
+    assert "refused" in letter["detail"]

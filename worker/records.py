@@ -21,8 +21,9 @@ INVALID_UTF8 = "invalid_utf8"
 MALFORMED_JSON = "malformed_json"  # a Pub/Sub message that starts like JSON and is not
 EMPTY_TEXT = "empty_text"  # nothing left after standardisation
 INFERENCE_FAILED = "inference_failed"
+PUBLISH_REJECTED = "publish_rejected"  # the live job: Pub/Sub refused to store the record's output
 REASONS = (MALFORMED_RECORD, MALFORMED_JSON, MISSING_ID, MISSING_TEXT, TEXT_NOT_STRING, INVALID_UTF8, EMPTY_TEXT,
-           INFERENCE_FAILED)
+           INFERENCE_FAILED, PUBLISH_REJECTED)
 
 PAYLOAD_LIMIT = 4096  # characters of the original record kept in a dead letter
 # The model reads at most this many characters of a text; a longer one is labelled on its start and its
