@@ -10,9 +10,9 @@ setup(
     packages=find_packages(include=["model", "model.*", "worker", "worker.*", "pipelines", "pipelines.*"]),
     install_requires=[
         "tensorflow>=2.16,<2.22",
-        "keras>=3.3,<4",
+        "keras>=3.11.3,<4",  # safe_mode bypasses fixed by 3.11 (CVE-2025-1550 in 3.9, CVE-2025-8747 in 3.11)
         "apache-beam[gcp]>=2.60,<3",
-        "pyarrow>=14",
+        "pyarrow>=17",  # 14.0.0 reads Parquet unsafely (CVE-2023-47248); string_view columns need 16+
         "pandas>=2.0",
         "numpy>=1.26",
         "click>=8.1",

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 import model.linear  # registers SublinearTfIdf for loading
 import model.text  # noqa: F401  (registers the standardisation functions for loading)
+from model import safety
 from model.errors import UserError
 
 FORMAT_VERSION = 1
@@ -128,6 +129,8 @@ def read_metadata(directory: str) -> tuple[list[str], dict]:
             f"{directory} is not a complete model directory (missing {', '.join(missing)}): "
             "point --model at the output of `complaints train`, or train again"
         )
+    safety.check_size(join(directory, LABELS_FILE), safety.MAX_LABELS_BYTES)
+    safety.check_size(join(directory, METADATA_FILE), safety.MAX_METADATA_BYTES)
     labels = _read_json(join(directory, LABELS_FILE))
     metadata = _read_json(join(directory, METADATA_FILE))
     version = metadata.get("format_version") if isinstance(metadata, dict) else None
@@ -136,7 +139,9 @@ def read_metadata(directory: str) -> tuple[list[str], dict]:
             f"{directory} has model format {version!r}, this version reads format {FORMAT_VERSION}: "
             "retrain the model with this version of complaints"
         )
-    if not isinstance(labels, list) or len(labels) != metadata.get("n_classes"):
+    safety.check_metadata(directory, metadata)
+    safety.check_labels(directory, labels)
+    if len(labels) != metadata.get("n_classes"):
         raise UserError(f"{directory}/{LABELS_FILE} does not match metadata.json's class count: retrain the model")
     return labels, metadata
 
@@ -151,14 +156,13 @@ def load(directory: str) -> Artifact:
     key = cache_key(directory)
     if key is not None and key in _LOADED:
         return _LOADED[key]
+    safety.check_model_file(join(directory, MODEL_FILE))  # before Keras parses anything in it
     try:
-        model = keras.models.load_model(join(directory, MODEL_FILE), compile=False)
+        model = keras.models.load_model(join(directory, MODEL_FILE), compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 (Keras raises many types for a broken file)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{directory}/{MODEL_FILE} does not load ({first}): retrain or re-copy the model") from None
-    outputs = model.outputs[0].shape[-1]
-    if outputs != len(labels):
-        raise UserError(f"{directory}: the model has {outputs} outputs but labels.json has {len(labels)} labels")
+    safety.check_labels(directory, labels, model.outputs[0].shape[-1])
     actual = model_version(model, labels, str(metadata.get("locale")))
     if actual != metadata.get("model_version"):
         raise UserError(f"{directory}: metadata.json says model {metadata.get('model_version')!r} but its weights, "
