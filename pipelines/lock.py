@@ -87,6 +87,17 @@ class Holder:
         return (dt.datetime.now(dt.UTC) - beat).total_seconds()
 
 
+def _holder_in(fd: int) -> Holder | None:
+    """Who a local `_LOCK` (open as `fd`) names."""
+    return Holder.parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
+
+
+def _holder_at(path: str) -> Holder | None:
+    """Who a `_LOCK` on any filesystem names."""
+    with _filesystems().open(path, compression_type="uncompressed") as f:
+        return Holder.parse(f.read(65536).decode("utf-8", "replace"))
+
+
 def _held_message(output: str, holder: Holder | None) -> str:
     who = holder.describe() if holder else "another run (its _LOCK cannot be read)"
     return (f"{output} is being written by {who}: wait for it to finish, or, if that run is gone, "
@@ -127,7 +138,7 @@ class OutputLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                previous = Holder.parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
+                previous = _holder_in(fd)
                 os.close(fd)
                 raise UserError(_held_message(self.output, previous)) from None
             # The previous holder may have removed the file between our open and our lock:
@@ -139,7 +150,7 @@ class OutputLock:
             if not same:
                 os.close(fd)
                 continue
-            previous = Holder.parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
+            previous = _holder_in(fd)
             self.taken_over = previous
             os.ftruncate(fd, 0)
             os.pwrite(fd, self.holder.text().encode(), 0)
@@ -148,17 +159,13 @@ class OutputLock:
             return
         raise UserError(f"cannot take the hold on {self.output}: its _LOCK keeps changing")
 
-    def _read_remote(self) -> Holder | None:
-        with _filesystems().open(self.path, compression_type="uncompressed") as f:
-            return Holder.parse(f.read(65536).decode("utf-8", "replace"))
-
     def _write_remote(self) -> None:
         with _filesystems().create(self.path) as f:
             f.write(self.holder.text().encode())
 
     def _acquire_remote(self) -> None:
         if _filesystems().exists(self.path):
-            previous = self._read_remote()
+            previous = _holder_at(self.path)
             if previous is not None and previous.age_secs() < self.stale_secs:
                 raise UserError(_held_message(self.output, previous))
             self.taken_over = previous
@@ -169,7 +176,7 @@ class OutputLock:
     def _heartbeat(self) -> None:
         while not self._stop.wait(max(1.0, self.stale_secs / 10)):
             try:
-                current = self._read_remote()
+                current = _holder_at(self.path)
                 if current is None or current.run_id != self.holder.run_id:
                     return  # someone took it over (or unlocked it by hand): never overwrite theirs
                 self.holder = Holder(**{**self.holder.__dict__, "heartbeat": _now()})
@@ -190,7 +197,7 @@ class OutputLock:
         elif self._beat is not None:
             self._beat.join(timeout=5)
             try:
-                current = self._read_remote()
+                current = _holder_at(self.path)
                 if current is not None and current.run_id == self.holder.run_id:
                     _filesystems().delete([self.path])
             except Exception:  # noqa: BLE001
@@ -220,7 +227,7 @@ def _remove(output: str, path: str, force: bool, stale_secs: float) -> Holder | 
 
         fd = os.open(path, os.O_RDWR)
         try:
-            holder = Holder.parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
+            holder = _holder_in(fd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 alive = False
@@ -234,8 +241,7 @@ def _remove(output: str, path: str, force: bool, stale_secs: float) -> Holder | 
         finally:
             os.close(fd)
         return holder
-    with _filesystems().open(path, compression_type="uncompressed") as f:
-        holder = Holder.parse(f.read(65536).decode("utf-8", "replace"))
+    holder = _holder_at(path)
     if holder is not None and holder.age_secs() < stale_secs and not force:
         raise UserError(f"{holder.describe()} beat {holder.age_secs():.0f} s ago: it may still be writing; "
                         "pass --force if you are sure it is gone")
