@@ -179,7 +179,9 @@ class Commit:
             self.publish((SUMMARY,))  # moves the old one aside; nothing of that name is staged
         write_text(summary_path, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
         self.moved_up.append(("", summary_path))
-        write_text(join(self.output, SUCCESS), self.run_id)
+        marker = join(self.staging, SUCCESS)  # written whole, then renamed: a reader never sees it half-written
+        write_text(marker, self.run_id)
+        FileSystems.rename([marker], [join(self.output, SUCCESS)])
         for leftover in (self.aside, self.staging):
             abort(leftover)  # the output is complete; a leftover is cleared by the next run
         return summary

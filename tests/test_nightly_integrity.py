@@ -167,13 +167,16 @@ def test_a_second_run_is_refused_while_the_first_holds_the_output(model_dir, com
     output, _ = last_night(committed, tmp_path)
     problems, seen_success, done = [], set(), threading.Event()
 
+    def look():
+        problem = _complete_view(output)
+        if problem:
+            problems.append(problem)
+        if (output / "_SUCCESS").exists():
+            seen_success.add((output / "_SUCCESS").read_text())
+
     def poll():
         while not done.is_set():
-            problem = _complete_view(output)
-            if problem:
-                problems.append(problem)
-            if (output / "_SUCCESS").exists():
-                seen_success.add((output / "_SUCCESS").read_text())
+            look()
 
     reader = threading.Thread(target=poll, daemon=True)
     reader.start()
@@ -192,6 +195,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_output(model_dir, com
     assert a.wait(timeout=300) == 0, a.stdout.read()
     done.set()
     reader.join()
+    look()  # once more after A has finished: the loop may have ended just before A's _SUCCESS appeared
     assert problems == []
     assert len(seen_success) == 2  # last night's, then A's
     assert read_output(output)[2]["rows_in"] == 4000
