@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -72,6 +75,38 @@ def test_serve_refuses_a_broken_model_directory(tmp_path):
     assert result.output.startswith("error: model directory") and "Traceback" not in result.output
 
 
+def test_errors_reach_the_page_as_one_sentence(caplog):
+    import gradio as gr
+
+    from pipelines.app.web import SERVER_FAULT, plain_errors
+
+    def broken(_):
+        raise RuntimeError("/srv/models/secret path leaked")
+
+    def refused(_):
+        raise UserError("This complaint has 9 characters, more than this page takes (5).")
+
+    with pytest.raises(gr.Error) as fault:
+        plain_errors(broken)("x")
+    assert fault.value.message == SERVER_FAULT and "secret" not in str(fault.value)
+    assert "secret path leaked" in caplog.text  # the operator still gets the details, in the log
+    with pytest.raises(gr.Error, match="more than this page takes"):
+        plain_errors(refused)("x")
+
+
+def test_page_limits_reach_the_app(model_dir):
+    from pipelines.app.web import PageLimits, build_app
+
+    limits = PageLimits(queue_size=3, max_text_chars=77, download_minutes=2)
+    app = build_app(Predictor(model_dir, k=2, limits=limits))
+    assert app._queue.max_size == 3  # a fourth waiting request is told the queue is full
+    assert app.delete_cache == (30, 120)
+    boxes = [b for b in app.blocks.values() if getattr(b, "elem_id", None) == "complaint"]
+    assert boxes[0].max_length == 77
+    with pytest.raises(UserError, match="78 characters, more than this page takes \\(77\\)"):
+        Predictor(model_dir, k=2, limits=limits).classify_one("x" * 78)
+
+
 def _browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -85,12 +120,33 @@ def _browser():
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
+USER, PASSWORD = "ana", "pw-for-the-test"
+
+
+@dataclasses.dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    tmp: pathlib.Path  # the server's TMPDIR: everything it writes lands below
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
-def server(model_dir):
+def server(model_dir, tmp_path_factory):
+    """The real page behind a login, with small limits, writing only below its own TMPDIR."""
+    tmp = tmp_path_factory.mktemp("server-tmp")
+    users = tmp_path_factory.mktemp("auth") / "users"
+    users.write_text(f"# the test's account\n{USER}:{PASSWORD}\n")
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "pipelines", "serve", "--model", model_dir, "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "serve", "--model", model_dir, "--port", str(port),
+         "--auth-file", str(users), "--max-upload-mb", "1", "--download-minutes", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(tmp)})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
     while True:
@@ -101,27 +157,64 @@ def server(model_dir):
             assert process.poll() is None, process.stdout.read().decode(errors="replace")
             assert time.monotonic() < deadline, "the page did not come up in 90 s"
             time.sleep(0.5)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=20)
+    running = Server(url, process, tmp)
+    yield running
+    running.stop()
+
+
+def _wait(browser, condition, what: str, secs: float = 60):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, secs).until(condition, message=f"no {what} within {secs} s")
+
+
+def _sign_in(browser, url: str, password: str = PASSWORD) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    fields = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "input[type=password]")
+                   and b.find_elements(By.TAG_NAME, "input"), "sign-in page")
+    assert "Sign in to classify complaints." in browser.find_element(By.TAG_NAME, "body").text
+    fields[0].send_keys(USER)
+    fields[1].send_keys(password)
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Login").click()
+
+
+def _toasts(browser) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='toast-text']") if e.text]
+
+
+def _files_holding(root: pathlib.Path, marker: str) -> list[pathlib.Path]:
+    found = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and marker.encode() in path.read_bytes():
+                found.append(path)
+        except OSError:  # deleted while we looked
+            pass
+    return found
 
 
 def test_page_in_a_real_browser(server, loaded, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     text = "Kargom 12 gündür teslim edilmedi, kurye adreste yok dedi. Paramı geri istiyorum!"
     probabilities = loaded.predict([text])[0]
     label, confidence = loaded.labels[int(probabilities.argmax())], float(probabilities.max())
     browser = _browser()
     try:
-        browser.get(server)
-        box = WebDriverWait(browser, 60).until(lambda b: b.find_element(By.CSS_SELECTOR, "#complaint textarea"))
+        _sign_in(browser, server.url, password="wrong")
+        _wait(browser, lambda b: "Incorrect" in b.find_element(By.TAG_NAME, "body").text, "refusal of a bad login")
+        assert loaded.version not in browser.find_element(By.TAG_NAME, "body").text
+        _sign_in(browser, server.url)
+        box = _wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#complaint textarea"), "page after login")
         assert loaded.version in browser.find_element(By.TAG_NAME, "body").text
         box.send_keys(text)
         browser.find_element(By.CSS_SELECTOR, "#classify").click()
-        shown = WebDriverWait(browser, 60).until(lambda b: b.find_element(By.CSS_SELECTOR, "#verdict").text.strip())
+        shown = _wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#verdict").text.strip(), "verdict")
         assert shown.startswith(f"{label}, confidence {confidence:.4f}, needs review: ")
         assert label in browser.find_element(By.CSS_SELECTOR, "#top").text
         browser.save_screenshot(str(tmp_path / "prediction.png"))
@@ -129,11 +222,54 @@ def test_page_in_a_real_browser(server, loaded, tmp_path):
         box.send_keys(Keys.CONTROL, "a")  # clear() fires no input event, so the page would keep the text
         box.send_keys(Keys.DELETE)
         browser.find_element(By.CSS_SELECTOR, "#classify").click()
-        error = WebDriverWait(browser, 60).until(
-            lambda b: [e.text for e in b.find_elements(By.CSS_SELECTOR, "[data-testid='toast-text']") if e.text])
-        assert error == [EMPTY_INPUT]
+        assert _wait(browser, _toasts, "error message") == [EMPTY_INPUT]
         assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
-        browser.save_screenshot(str(tmp_path / "empty.png"))
         assert (tmp_path / "prediction.png").stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_many_complaints_leave_nothing_behind(server, tmp_path):
+    """Oversize upload refused; formulas escaped in the download; the complaint texts gone from disk
+    once answered (the download after its minutes), and the private folder gone when the server stops."""
+    from selenium.webdriver.common.by import By
+
+    marker = "Zq7marker kargo gelmedi"
+    (tmp_path / "big.csv").write_text("text\n" + "kargo gelmedi\n" * 100_000)  # 1.4 MB > 1 MB
+    (tmp_path / "mine.csv").write_text(f'text\n"=HYPERLINK(""http://x"")"\n{marker}\n-5 TL eksik iade\n')
+    browser = _browser()
+    try:
+        _sign_in(browser, server.url)
+        tab = _wait(browser, lambda b: [t for t in b.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                                        if t.text == "Many complaints"], "tabs")
+        tab[0].click()
+        browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(tmp_path / "big.csv"))
+        refused = _wait(browser, _toasts, "refusal of the oversize upload")
+        assert refused == ['File(s) exceed the maximum allowed size of 1.0 Mb: "big.csv"']
+        assert not _files_holding(server.tmp, "kargo gelmedi")
+
+        browser.refresh()
+        tab = _wait(browser, lambda b: [t for t in b.find_elements(By.CSS_SELECTOR, "button[role=tab]")
+                                        if t.text == "Many complaints"], "tabs")
+        tab[0].click()
+        browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(tmp_path / "mine.csv"))
+        _wait(browser, lambda b: _files_holding(server.tmp, marker), "upload on the server")
+        browser.find_element(By.CSS_SELECTOR, "#classify-all").click()
+        link = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#download a"), "download link")[0]
+        assert marker in browser.find_element(By.CSS_SELECTOR, "#table").text
+        csv = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
+            link.get_attribute("href"))
+        rows = pd.read_csv(io.StringIO(csv))
+        assert rows["text"].tolist() == ["'=HYPERLINK(\"http://x\")", marker, "'-5 TL eksik iade"]
+        held = _files_holding(server.tmp, marker)
+        assert [p.name for p in held] == ["predictions.csv"], held  # the upload itself is gone
+        deadline = time.monotonic() + 60
+        while _files_holding(server.tmp, marker):
+            assert time.monotonic() < deadline, "the download outlived its minutes"
+            time.sleep(0.5)
+    finally:
+        browser.quit()
+    server.stop()
+    assert not list(server.tmp.glob("complaints-page-*")), "the private folder outlived the server"

@@ -11,6 +11,7 @@ from model.config import ARCHITECTURES, DEFAULT_LOCALE, LOCALES, ArchitectureCon
 from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
+from pipelines.app.uploads import PageLimits
 from pipelines.drift import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
 from pipelines.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
 from pipelines.lock import DEFAULT_STALE_SECS
@@ -338,18 +339,42 @@ def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archiv
                    f"({counters})", err=True)
 
 
+_PAGE = PageLimits()
+
+
 @cli.command()
 @click.option("--model", "model_dir", required=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --auth/--auth-file (or --insecure-no-auth).")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1))
 @click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
               type=click.FloatRange(0, 1))
-def serve(model_dir: str, host: str, port: int, top_k: int, review_threshold: float) -> None:
+@click.option("--auth", metavar="USER:PASSWORD", help="Ask for this login (Gradio's own sign-in page).")
+@click.option("--auth-file", type=click.Path(dir_okay=False),
+              help="Ask for a login from this file: one USER:PASSWORD per line (keeps passwords out of `ps`).")
+@click.option("--insecure-no-auth", is_flag=True, help="Allow a non-loopback --host without a login.")
+@click.option("--max-rows", default=_PAGE.max_rows, show_default=True, type=click.IntRange(1),
+              help="Most complaints one request may classify.")
+@click.option("--max-upload-mb", default=_PAGE.max_upload_mb, show_default=True, type=click.IntRange(1),
+              help="Largest upload (and pasted text) one request may send.")
+@click.option("--max-text-chars", default=_PAGE.max_text_chars, show_default=True, type=click.IntRange(1),
+              help="Longest complaint the page takes.")
+@click.option("--queue-size", default=_PAGE.queue_size, show_default=True, type=click.IntRange(1),
+              help="Requests that may wait; more are told the queue is full.")
+@click.option("--download-minutes", default=_PAGE.download_minutes, show_default=True,
+              type=click.FloatRange(0.02),
+              help="How long a results CSV stays on the server for download.")
+def serve(model_dir: str, host: str, port: int, top_k: int, review_threshold: float, auth: str | None,
+          auth_file: str | None, insecure_no_auth: bool, **limits) -> None:
     """A web page to try the model on single complaints or a small batch (needs the ui extra)."""
+    from pipelines.app.access import Access
+    from pipelines.app.web import ServeConfig
     from pipelines.app.web import serve as run_server
 
-    run_server(model_dir, host, port, top_k, review_threshold)
+    run_server(ServeConfig(model_dir=model_dir, port=port, top_k=top_k, review_threshold=review_threshold,
+                           access=Access(host=host, auth=auth, auth_file=auth_file, insecure_no_auth=insecure_no_auth),
+                           limits=PageLimits(**limits)))
 
 
 @cli.command("pubsub-demo")

@@ -13,11 +13,12 @@ import pandas as pd
 
 from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
+from pipelines.app.uploads import PageLimits, pasted_texts, uploaded_texts
 from worker import prediction
 from worker.local import LocalClassifier, texts_as_records
 from worker.transform import DEAD_LETTERS, WorkerConfig
 
-MAX_BATCH_ROWS = 5_000
+MAX_BATCH_ROWS = PageLimits().max_rows
 EMPTY_INPUT = "Type or paste a complaint first."
 
 
@@ -67,8 +68,10 @@ class Verdict:
 class Predictor:
     """The loaded model and the page's decisions (top-k, review threshold)."""
 
-    def __init__(self, model_dir: str, k: int = DEFAULT_TOP_K, review_threshold: float = DEFAULT_REVIEW_THRESHOLD):
+    def __init__(self, model_dir: str, k: int = DEFAULT_TOP_K, review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
+                 limits: PageLimits | None = None):
         self.k = k
+        self.limits = limits or PageLimits()
         self.classifier = LocalClassifier(WorkerConfig(model_dir=model_dir, top_k=k,
                                                        review_threshold=review_threshold))
 
@@ -83,22 +86,16 @@ class Predictor:
     def classify_one(self, text: str | None) -> Verdict:
         if text is None or not text.strip():
             raise UserError(EMPTY_INPUT)
+        if len(text) > self.limits.max_text_chars:
+            raise UserError(f"This complaint has {len(text):,} characters, more than this page takes "
+                            f"({self.limits.max_text_chars:,}).")
         return self.predict([text])[0]
 
     def classify_many(self, pasted: str | None, upload_path: str | None) -> pd.DataFrame:
-        """One complaint per pasted line, or the `text` column of an uploaded CSV/Parquet."""
-        if upload_path:
-            frame = pd.read_parquet(upload_path) if upload_path.endswith(".parquet") else pd.read_csv(upload_path)
-            if "text" not in frame.columns:
-                raise UserError(f"the uploaded file has no 'text' column (columns: {', '.join(frame.columns)})")
-            texts = [t for t in frame["text"].fillna("").astype(str) if t.strip()]
-        else:
-            texts = [line for line in (pasted or "").splitlines() if line.strip()]
+        """One complaint per pasted line, or the `text` column of an uploaded CSV/Parquet (read lazily)."""
+        texts = uploaded_texts(upload_path, self.limits) if upload_path else pasted_texts(pasted, self.limits)
         if not texts:
             raise UserError("Paste complaints (one per line) or upload a CSV/Parquet file with a 'text' column.")
-        if len(texts) > MAX_BATCH_ROWS:
-            raise UserError(f"{len(texts)} complaints is more than this page takes ({MAX_BATCH_ROWS}): "
-                            "use `complaints label` for archives")
         return pd.DataFrame([v.shown() for v in self.predict(texts)])
 
     def header(self) -> str:
