@@ -10,20 +10,25 @@ setup(
     packages=find_packages(include=["model", "model.*", "worker", "worker.*", "pipelines", "pipelines.*"]),
     install_requires=[
         "tensorflow>=2.16,<2.22",
-        "keras>=3.11.3,<4",  # safe_mode bypasses fixed by 3.11 (CVE-2025-1550 in 3.9, CVE-2025-8747 in 3.11)
+        # safe_mode bypasses: CVE-2025-1550 (fixed 3.9), CVE-2025-8747/-9906 (3.11), CVE-2026-1462 via
+        # TFSMLayer (3.14); archive path traversal: CVE-2025-12060 (3.12), GHSA-hqp4-2352-xf5r (3.14)
+        "keras>=3.14,<4",
         "apache-beam[gcp]>=2.60,<3",
-        "pyarrow>=17",  # 14.0.0 reads Parquet unsafely (CVE-2023-47248); string_view columns need 16+
-        "pandas>=2.0",
-        "numpy>=1.26",
-        "click>=8.1",
-        "matplotlib>=3.8",
-        "scipy>=1.10",
+        "pyarrow>=17",  # 14.0.0 reads Parquet unsafely (CVE-2023-47248); string_view columns need 16+.
+        # No upper bound: a major every quarter, and Beam bounds it for its own reader.
+        "pandas>=2.0,<4",
+        "numpy>=1.26,<3",
+        "click>=8.1,<9",
+        "matplotlib>=3.8,<4",
+        "scipy>=1.10,<2",
         "prometheus-client>=0.20,<1",  # the live job's optional /metrics endpoint
     ],
     extras_require={
-        "ui": ["gradio>=6,<7"],
+        "ui": ["gradio>=6,<7"],  # 6 is past the /file traversal and ACL advisories of 4.x and 5.x
+        # scikit-learn: the tests' reference definitions and the quality baselines; uv: updates the locks;
+        # packaging: the test that the locks satisfy this file
         "dev": ["pytest>=8", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20", "hypothesis>=6.100",
-                "scikit-learn>=1.4"],  # scikit-learn: the tests' reference definitions, the quality baselines
+                "scikit-learn>=1.4", "uv>=0.5", "packaging>=23"],
     },
     entry_points={"console_scripts": ["complaints=pipelines.app.cli:main"]},
 )
