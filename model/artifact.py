@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+import os
 import posixpath
 from dataclasses import dataclass
 
@@ -197,9 +199,20 @@ def complete_directories(pattern: str) -> list[str]:
     for match in tf.io.gfile.glob(pattern):
         match = match.rstrip("/")
         directory = match.rsplit("/", 1)[0] if match.endswith("/" + METADATA_FILE) else match
-        if tf.io.gfile.exists(join(directory, METADATA_FILE)):
+        if tf.io.gfile.exists(join(directory, METADATA_FILE)) and not _linked(directory):
             found.add(directory)
     return sorted(found)
+
+
+def _linked(directory: str) -> bool:
+    """A local model directory reached through a symbolic link (itself or one of its files) is passed
+    over: the watched folder is what the operator vouches for, not wherever a link points."""
+    if "://" in directory:
+        return False  # object stores have no links
+    links = [p for p in [directory, *(join(directory, n) for n in REQUIRED_FILES)] if os.path.islink(p)]
+    if links:
+        logging.getLogger(__name__).warning("not serving %s: %s is a symbolic link", directory, links[0])
+    return bool(links)
 
 
 def copy_directory(source: str, target: str) -> str:

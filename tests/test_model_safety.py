@@ -158,3 +158,15 @@ def test_a_model_file_that_is_not_a_zip_is_one_line(model_dir, tmp_path):
     bad = _copy(model_dir, tmp_path / "notzip")
     shutil.copy(os.path.join(bad, artifact.LABELS_FILE), os.path.join(bad, artifact.MODEL_FILE))
     _one_error_line(CliRunner().invoke(cli, ["predict", "--model", bad, "kargo"]), "not a Keras model file")
+
+
+def test_watched_directories_reached_through_links_are_passed_over(model_dir, tmp_path, caplog):
+    watched = tmp_path / "models"
+    watched.mkdir()
+    real = _copy(model_dir, watched / "real")
+    os.symlink(model_dir, watched / "linked-dir")
+    partly = _copy(model_dir, watched / "linked-file")
+    os.remove(os.path.join(partly, artifact.MODEL_FILE))
+    os.symlink(os.path.join(model_dir, artifact.MODEL_FILE), os.path.join(partly, artifact.MODEL_FILE))
+    assert artifact.complete_directories(str(watched / "*")) == [real]
+    assert "linked-dir is a symbolic link" in caplog.text and "linked-file/model.keras" in caplog.text
