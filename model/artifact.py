@@ -81,8 +81,11 @@ def _walk(layer: keras.layers.Layer):
         yield from _walk(sub)
 
 
-def save(directory: str, model: keras.Model, labels: list[str], metadata: dict) -> dict:
-    """Write the artifact; `metadata` gains the format, version and environment facts."""
+def save(directory: str, model: keras.Model, labels: list[str], metadata: dict,
+         extra_files: dict[str, bytes] | None = None) -> dict:
+    """Write the artifact; `metadata` gains the format, version and environment facts.
+
+    `extra_files` (the drift reference) are written before metadata.json, like the rest."""
     tf.io.gfile.makedirs(directory)
     locale = metadata["locale"]
     full = {
@@ -101,6 +104,9 @@ def save(directory: str, model: keras.Model, labels: list[str], metadata: dict) 
         model.save(tmp)
         tf.io.gfile.copy(tmp, join(directory, MODEL_FILE), overwrite=True)
     write_json(join(directory, LABELS_FILE), labels)
+    for name, content in (extra_files or {}).items():
+        with tf.io.gfile.GFile(join(directory, name), "wb") as f:
+            f.write(content)
     # metadata.json last: its presence marks a complete artifact.
     write_json(join(directory, METADATA_FILE), full)
     return full

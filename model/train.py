@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model import artifact, baseline, evaluate
+from model import artifact, baseline, evaluate, reference
 from model.architecture import build, end_to_end, numeric_core
 from model.calibration import (
     ENOUGH_VALIDATION_ROWS,
@@ -324,9 +324,13 @@ def train(
                               f"; the exported model was refitted on {refit['fitted_on']} with the same settings"),
     }
     with phases.phase("computing the drift baseline"):
-        metadata["baseline"] = baseline.compute(label_ids[split.train], labels, after, data.texts[split.test], served,
-                                                standardizer(architecture.locale))
+        test_texts = data.texts[split.test]
+        served_test = after if refit["fitted_on"] == "train" else served.predict(
+            tf.constant(list(test_texts), tf.string), batch_size=1024, verbose=0)
+        metadata["baseline"], drift_reference = baseline.compute(
+            label_ids[split.train], labels, served_test, test_texts, served, standardizer(architecture.locale))
     with phases.phase("exporting the model", out_dir):
-        full = artifact.save(out_dir, served, labels, metadata)
+        full = artifact.save(out_dir, served, labels, metadata,
+                             extra_files={reference.REFERENCE_FILE: reference.to_bytes(drift_reference)})
         artifact.write_json(artifact.join(out_dir, "history.json"), history)
     return TrainResult(artifact_dir=out_dir, metadata=full, report=report, history=history, model=served)

@@ -39,9 +39,9 @@ from pipelines.parquet import (
 )
 from pipelines.progress import ReportProgress
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks
-from pipelines.summary import ComputeRunStats, assemble
+from pipelines.summary import WORDS, ComputeRunStats, assemble
 from worker import prediction
-from worker.tables import ClassifyTables
+from worker.tables import WORD_COUNTS, ClassifyTables
 from worker.transform import DEAD_LETTER_PARTS
 
 STATS_FILE = "_stats.json"
@@ -72,7 +72,7 @@ def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows:
     for sink in sinks if sinks is not None else batch_sinks(config, staging):
         classified | type(sink).__name__ >> sink
     (
-        (tables, classified[PREDICTIONS], classified[DEAD_LETTERS], read[FILES])
+        (tables, classified[PREDICTIONS], classified[DEAD_LETTERS], read[FILES], results[WORD_COUNTS])
         | "RunStats" >> ComputeRunStats()
         | "WriteStats" >> beam.io.WriteToText(out.join(staging, STATS_FILE), shard_name_template="")
     )
@@ -139,6 +139,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     if total_rows is not None and total_rows < config.xla_min_rows:
         config = replace(config, worker=replace(config.worker, xla=False))
     previous = out.read_summary(config.compare_to) if config.compare_to else None
+    compared = drift.Compared.of(config.worker.model_dir, metadata, previous)  # a broken reference: one line, now
     if not is_local(options):
         config = replace(config, progress=False)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -153,7 +154,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     try:
         leftovers = out.clear_leftovers(config.output, staging)
         out.prepare(config.output, staging)
-        job = Job(config, options, staging, run_id, metadata, inputs, total_rows, expected, previous, skipped)
+        job = Job(config, options, staging, run_id, metadata, inputs, total_rows, expected, compared, skipped)
         summary = job.run(test_pipeline)
     finally:
         lock.release()
@@ -170,11 +171,11 @@ class Job:
     """One run while the output is held: pipeline, books, drift and report, commit; any failure undone."""
 
     def __init__(self, config: BatchConfig, options, staging: str, run_id: str, metadata: dict, inputs: list,
-                 total_rows: int | None, expected: list[Expected] | None, previous: dict | None,
+                 total_rows: int | None, expected: list[Expected] | None, compared: drift.Compared,
                  skipped: dict[str, int]):
         self.config, self.options, self.staging, self.run_id = config, options, staging, run_id
         self.metadata, self.inputs, self.total_rows = metadata, inputs, total_rows
-        self.expected, self.previous = expected, previous
+        self.expected, self.compared = expected, compared
         self.skipped = skipped  # by the pre-flight; with --skip-validation the reader counts them
         self.sinks = batch_sinks(config, staging)
 
@@ -187,10 +188,10 @@ class Job:
                 started=started, finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seconds=seconds,
             )
             self._check_books(summary, stats)
-            summary["drift"] = drift.section(summary, self.metadata.get("baseline"), self.config.drift_threshold,
-                                             self.previous)
+            summary["drift"] = self.compared.section(summary, stats.get(WORDS), self.config.drift_threshold,
+                                                     self.config.worker.review_threshold)
             out.write_bytes(out.join(self.staging, out.REPORT),
-                            drift.report_png(summary, self.metadata.get("baseline"), self.previous))
+                            drift.report_png(summary, self.compared.baseline, self.compared.previous))
             transaction = out.Commit(output, self.staging, self.run_id)
             return transaction.run(lambda commit: self._publish(commit, summary))
         except out.CommitFailed as exc:

@@ -50,7 +50,7 @@ class BatchConfig:
     progress: bool = True
     validate: bool = True  # check input files before building the pipeline
     passthrough_fields: tuple = field(default=())  # pyarrow fields of keep_columns, filled by the pre-flight
-    drift_threshold: float = DEFAULT_THRESHOLD  # Jensen–Shannon divergence / L-infinity over which a signal alerts
+    drift_threshold: float | None = DEFAULT_THRESHOLD  # None: derived per signal for tonight's size (drift.py)
     compare_to: str | None = None  # a previous run's output: its label distribution is compared too
     xla_min_rows: int = 0  # smaller archives are served in graph mode (the compile would cost more than it saves)
     lock_stale_secs: float = DEFAULT_STALE_SECS  # object stores: a hold not renewed for this long is taken over

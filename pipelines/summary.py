@@ -85,6 +85,7 @@ class DeadLetterStats(beam.CombineFn):
 
 
 ROWS_IN, PREDICTION, DEAD_LETTER, FILES = "rows_in", "predictions", "dead_letters", "files"
+WORDS = "words"  # word id → count over every classified text: the drift check's word signal
 
 
 def _files() -> dict:
@@ -104,13 +105,16 @@ class RunFigures:
 
     def create(self) -> dict:
         return {ROWS_IN: 0, PREDICTION: self.predictions.create_accumulator(),
-                DEAD_LETTER: self.dead_letters.create_accumulator(), FILES: _files()}
+                DEAD_LETTER: self.dead_letters.create_accumulator(), FILES: _files(), WORDS: Counter()}
 
     def add(self, acc: dict, tag: str, value) -> dict:
         if tag == ROWS_IN:
             acc[ROWS_IN] += value.num_rows
         elif tag == PREDICTION:
             acc[PREDICTION] = self.predictions.add_input(acc[PREDICTION], value)
+        elif tag == WORDS:
+            ids, counts = value
+            acc[WORDS].update(dict(zip(ids.tolist(), counts.tolist(), strict=True)))
         elif tag == FILES:
             if value["skipped"]:
                 acc[FILES]["skipped"][value["skipped"]] += 1
@@ -128,12 +132,17 @@ class RunFigures:
             files["read"] += a[FILES]["read"]
             files["footer_rows"] += a[FILES]["footer_rows"]
             files["skipped"].update(a[FILES]["skipped"])
-        return {ROWS_IN: sum(a[ROWS_IN] for a in accumulators), FILES: files,
+        words = Counter()
+        for a in accumulators:
+            words.update(a[WORDS])
+        return {ROWS_IN: sum(a[ROWS_IN] for a in accumulators), FILES: files, WORDS: words,
                 PREDICTION: self.predictions.merge_accumulators([a[PREDICTION] for a in accumulators]),
                 DEAD_LETTER: self.dead_letters.merge_accumulators([a[DEAD_LETTER] for a in accumulators])}
 
     def extract(self, acc: dict) -> dict:
+        words = sorted(acc[WORDS].items())
         return {ROWS_IN: acc[ROWS_IN], FILES: {**acc[FILES], "skipped": dict(acc[FILES]["skipped"])},
+                WORDS: {"ids": [i for i, _ in words], "counts": [c for _, c in words]},
                 PREDICTION: self.predictions.extract_output(acc[PREDICTION]),
                 DEAD_LETTER: self.dead_letters.extract_output(acc[DEAD_LETTER])}
 
@@ -180,7 +189,7 @@ class MergeFigures(beam.CombineFn):
 
 
 class ComputeRunStats(beam.PTransform):
-    """(input tables, prediction tables, dead letters, files) → one JSON string of run figures.
+    """(input tables, prediction tables, dead letters, files[, word counts]) → one JSON string of run figures.
 
     Rows in are counted on the tables as read, independently of the outputs, so the
     books (rows in = predicted + dead-lettered) check the classification itself. One
@@ -190,13 +199,14 @@ class ComputeRunStats(beam.PTransform):
     """
 
     def expand(self, pcolls):
-        tables, predictions, dead_letters, files = pcolls
+        tables, predictions, dead_letters, files, *words = pcolls
         letters = dead_letters.items() if isinstance(dead_letters, dict) else [("DeadLetters", dead_letters)]
         partials = [
             tables | "FiguresIn" >> beam.ParDo(AccumulateFigures(ROWS_IN)),
             files | "FiguresFiles" >> beam.ParDo(AccumulateFigures(FILES)),
             predictions | "FiguresPredicted" >> beam.ParDo(AccumulateFigures(PREDICTION)),
             *(part | f"Figures{name}" >> beam.ParDo(AccumulateFigures(DEAD_LETTER)) for name, part in letters),
+            *(counts | "FiguresWords" >> beam.ParDo(AccumulateFigures(WORDS)) for counts in words),
         ]
         return (
             partials

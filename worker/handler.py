@@ -86,7 +86,13 @@ class ServingModel:
             """Probabilities, and per text its tokens and out-of-vocabulary tokens (for the drift check)."""
             return (probabilities(texts), *count_tokens(texts))
 
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
+        def word_counts(texts: tf.Tensor) -> tf.Tensor:
+            return count_tokens.histogram(texts)
+
         self.serve = serve
+        self._word_counts = word_counts
+        self.vocabulary_size = count_tokens.size  # word ids 1…, 0 for out of vocabulary
         self.sizes = sizes
         self.warm = False
 
@@ -96,6 +102,11 @@ class ServingModel:
         for size in self.sizes if self.path == "xla" else self.sizes[:1]:
             self(["warm up"] * size)
         self.warm = True
+
+    def word_counts(self, texts: Sequence[str]) -> np.ndarray:
+        """How often each word id occurs in `texts` (the drift check's word signal), as the model cuts them."""
+        texts = [t if len(t) <= records.MAX_TEXT_CHARS else t[:records.MAX_TEXT_CHARS] for t in texts]
+        return self._word_counts(tf.constant(texts, dtype=tf.string)).numpy()
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty.

@@ -29,6 +29,7 @@ from worker.handler import InferenceError, ModelSlot, serve_or_bisect
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, WorkerConfig, count_dead_letter, verdict
 
 INVALID, UNCLASSIFIED = DEAD_LETTER_PARTS
+WORD_COUNTS = "word_counts"  # per bundle: (word ids, counts) of the texts classified, for the drift check
 
 
 def row_record(table: pa.Table, row: int) -> dict:
@@ -70,6 +71,7 @@ class ClassifyTable(beam.DoFn):
     def start_bundle(self):
         self.waiting: list[Waiting] = []
         self.waiting_rows = 0
+        self.word_counts: np.ndarray | None = None
 
     def process(self, table: pa.Table):
         valid = Waiting(table, [], [], [])
@@ -91,11 +93,17 @@ class ClassifyTable(beam.DoFn):
             yield from self._classify(self.waiting_rows // size * size)
 
     def finish_bundle(self):
-        for output in self._classify(self.waiting_rows):
+        for output in [*self._classify(self.waiting_rows), *self._word_counts()]:
             if isinstance(output, beam.pvalue.TaggedOutput):
                 yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value_at_end_of_window(output.value))
             else:
                 yield GlobalWindows.windowed_value_at_end_of_window(output)
+
+    def _word_counts(self):
+        """The bundle's word counts, sparse: one small element a bundle, not one a batch."""
+        if self.word_counts is not None and self.word_counts.any():
+            ids = np.flatnonzero(self.word_counts)
+            yield beam.pvalue.TaggedOutput(WORD_COUNTS, (ids.astype(np.int32), self.word_counts[ids]))
 
     def _classify(self, count: int):
         """Classify the first `count` waiting rows, in batches: their dead letters, and one prediction table."""
@@ -116,6 +124,9 @@ class ClassifyTable(beam.DoFn):
         size = self.config.max_batch_size
         served = [serve_or_bisect(serving, texts[i:i + size]) for i in range(0, len(texts), size)]
         self.inferences.inc(len(texts))
+        counts = serving.word_counts(texts)
+        self.word_counts = counts if self.word_counts is None or len(self.word_counts) != len(counts) \
+            else self.word_counts + counts
         probabilities, tokens, oov = (np.concatenate([batch[k] for batch in served]) for k in range(3))
         failed = {n * size + i: detail for n, batch in enumerate(served) for i, detail in batch[3].items()}
         offset, predicted = 0, []
@@ -159,7 +170,8 @@ class ClassifyTable(beam.DoFn):
 
 
 class ClassifyTables(beam.PTransform):
-    """Input tables in; `{"predictions": tables, "Invalid": letters, "Unclassified": letters}` out."""
+    """Input tables in; `{"predictions": tables, "Invalid": letters, "Unclassified": letters,
+    "word_counts": per-bundle sparse word counts}` out."""
 
     def __init__(self, config: WorkerConfig, schema: pa.Schema):
         super().__init__()
@@ -167,5 +179,6 @@ class ClassifyTables(beam.PTransform):
 
     def expand(self, tables):
         results = tables | "ClassifyTable" >> beam.ParDo(ClassifyTable(self.config, self.schema)).with_outputs(
-            *DEAD_LETTER_PARTS, main=PREDICTIONS)
-        return {PREDICTIONS: results[PREDICTIONS], **{part: results[part] for part in DEAD_LETTER_PARTS}}
+            *DEAD_LETTER_PARTS, WORD_COUNTS, main=PREDICTIONS)
+        return {PREDICTIONS: results[PREDICTIONS], WORD_COUNTS: results[WORD_COUNTS],
+                **{part: results[part] for part in DEAD_LETTER_PARTS}}

@@ -220,8 +220,9 @@ def _worker_options(min_batch_size: int, max_batch_size: int = DEFAULT_MAX_BATCH
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the predictions.")
 @_worker_options(DEFAULT_NIGHTLY_BATCH_SIZE, DEFAULT_NIGHTLY_BATCH_SIZE)
 @click.option("--progress/--no-progress", default=True, show_default=True)
-@click.option("--drift-threshold", default=DEFAULT_DRIFT_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
-              help="Jensen–Shannon divergence / L-infinity distance over which a drift signal alerts.")
+@click.option("--drift-threshold", default=DEFAULT_DRIFT_THRESHOLD, type=click.FloatRange(0, 1),
+              help="One Jensen–Shannon / L-infinity threshold for every divergence signal (default: each derived "
+              "for tonight's row count from the model's drift reference).")
 @click.option("--compare-to", help="A previous night's --output: compare today's label distribution with it too.")
 @click.option("--fail-on-drift", is_flag=True, help="Exit with code 3 when drift alerts (after committing the output).")
 @click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "

@@ -1,0 +1,149 @@
+"""The held-out split as the model saw it, one compact row per complaint: the drift check's reference.
+
+`reference.parquet` in the model directory holds, for every row of the test split,
+what the exported model predicted (label id, confidence), its length and
+out-of-vocabulary counts, and its words as sorted vocabulary ids: counts only, no
+text, no word order. From it the nightly job draws samples of tonight's size to learn
+how far a night of unchanged data falls from the reference by chance alone
+(`pipelines/drift.py`); the figures for a sample and for a night are computed here,
+once, so both count the same way.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy import sparse
+
+from model import baseline as bins
+from model.errors import UserError
+
+REFERENCE_FILE = "reference.parquet"
+MAX_REFERENCE_BYTES = 256 << 20
+MIN_WORD_COUNT = 5  # words seen fewer times in the reference share one bin of the word signal
+SCHEMA = pa.schema([
+    ("label", pa.int32()), ("confidence", pa.float32()), ("tokens", pa.int32()), ("oov_tokens", pa.int32()),
+    ("word_ids", pa.list_(pa.int32())),
+])
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What a set of predictions looks like: the distributions and shares the signals compare."""
+
+    labels: np.ndarray  # share per label id
+    confidence: np.ndarray  # share per confidence bin
+    length: np.ndarray  # share per length bin
+    words: np.ndarray | None  # share per word id (0: out of vocabulary); None where not counted
+    mean_confidence: float
+    needs_review_share: float
+    oov_share: float
+    rows: int
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total else np.zeros_like(counts, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Reference:
+    label: np.ndarray
+    confidence: np.ndarray
+    tokens: np.ndarray
+    oov: np.ndarray
+    words: sparse.csr_matrix  # rows × word bins, each row's word counts (`pooled_bins`)
+    n_labels: int
+    word_bins: np.ndarray  # word id → bin
+
+    @property
+    def rows(self) -> int:
+        return len(self.label)
+
+    def figures(self, weights: np.ndarray | None, review_threshold: float) -> Figures:
+        """The figures of the rows drawn `weights` times each (all rows once when None)."""
+        w = np.ones(self.rows) if weights is None else np.asarray(weights, dtype=np.float64)
+        n = w.sum()
+        tokens = float(w @ self.tokens)
+        return Figures(
+            labels=_shares(np.bincount(self.label, w, self.n_labels)),
+            confidence=_shares(np.bincount(bins.confidence_bins(self.confidence), w, bins.CONFIDENCE_BINS)),
+            length=_shares(np.bincount(bins.length_bins(self.tokens), w, len(bins.LENGTH_EDGES))),
+            words=_shares(np.asarray(self.words.T @ w).ravel()),
+            mean_confidence=float(w @ self.confidence / n),
+            needs_review_share=float(w @ (self.confidence < review_threshold) / n),
+            oov_share=float(w @ self.oov / tokens) if tokens else 0.0,
+            rows=round(float(n)),
+        )
+
+
+def table_of(probabilities: np.ndarray, tokens: np.ndarray, oov: np.ndarray, word_ids: list[np.ndarray]) -> pa.Table:
+    return pa.table({
+        "label": pa.array(probabilities.argmax(axis=1), pa.int32()),
+        "confidence": pa.array(probabilities.max(axis=1), pa.float32()),
+        "tokens": pa.array(tokens, pa.int32()),
+        "oov_tokens": pa.array(oov, pa.int32()),
+        "word_ids": pa.array([np.sort(ids).astype(np.int32) for ids in word_ids], pa.list_(pa.int32())),
+    }, schema=SCHEMA)
+
+
+def to_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def read(directory: str, n_labels: int, vocabulary_size: int) -> Reference | None:
+    """The model directory's reference, or None for a model trained before there was one."""
+    import tensorflow as tf
+
+    from model import safety
+    from model.artifact import join
+
+    path = join(directory, REFERENCE_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    safety.check_size(path, MAX_REFERENCE_BYTES)
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            table = pq.read_table(io.BytesIO(f.read()))
+        table = table.select(SCHEMA.names).cast(SCHEMA)
+    except (pa.ArrowException, KeyError, ValueError) as exc:
+        raise UserError(f"model directory {directory}: {REFERENCE_FILE} is not a drift reference ({exc}); "
+                        "retrain, or delete the file to run without size-aware drift thresholds") from None
+    label = table.column("label").to_numpy()
+    words = table.column("word_ids").combine_chunks()
+    ids = np.array(words.values.to_numpy(zero_copy_only=False), dtype=np.int32)
+    if len(label) == 0 or label.min() < 0 or label.max() >= n_labels or (len(ids) and (
+            ids.min() < 0 or ids.max() >= vocabulary_size)):
+        raise UserError(f"model directory {directory}: {REFERENCE_FILE} does not match the model's labels or "
+                        "vocabulary; retrain, or delete the file to run without size-aware drift thresholds")
+    offsets = np.array(words.offsets.to_numpy(), dtype=np.int64)
+    matrix = sparse.csr_matrix((np.ones(len(ids)), ids, offsets), shape=(len(label), vocabulary_size))
+    matrix.sum_duplicates()
+    word_bins = pooled_bins(np.asarray(matrix.sum(axis=0)).ravel())
+    pool = sparse.csr_matrix((np.ones(vocabulary_size), (np.arange(vocabulary_size), word_bins)),
+                             shape=(vocabulary_size, word_bins.max() + 1))
+    return Reference(label=label, confidence=table.column("confidence").to_numpy().astype(np.float64),
+                     tokens=table.column("tokens").to_numpy(), oov=table.column("oov_tokens").to_numpy(),
+                     words=(matrix @ pool).tocsr(), n_labels=n_labels, word_bins=word_bins)
+
+
+def pooled_bins(reference_counts: np.ndarray) -> np.ndarray:
+    """Each word id's bin for the word signal: its own for a word seen MIN_WORD_COUNT times in the reference,
+    one shared bin for the rest of the vocabulary, and bin 0 for out-of-vocabulary words.
+
+    Rare words are pooled because a resampled night can only hold words the reference
+    rows hold, while a real night meets the vocabulary's long tail: counted one by one,
+    those would look like drift on every night.
+    """
+    frequent = reference_counts >= MIN_WORD_COUNT
+    frequent[0] = False
+    found = np.ones(len(reference_counts), dtype=np.int64)  # the pooled rest of the vocabulary
+    found[0] = 0
+    found[frequent] = np.arange(2, 2 + frequent.sum())
+    return found
