@@ -235,11 +235,14 @@ def test_thresholds_shrink_as_the_night_grows_and_stop_at_the_floor(weak_model_d
     size = loaded.metadata["baseline"]["reference"]["vocabulary_size"]
     ref = reference.read(weak_model_dir, len(loaded.labels), size)
     by_size = {rows: drift.thresholds(ref, rows, 0.5) for rows in (300, 3000, 30000)}
-    for name in by_size[300]:  # past a few thousand rows the reference's own noise dominates: 5% slack
-        assert by_size[300][name] >= by_size[3000][name] * 0.95 >= by_size[30000][name] * 0.95 ** 2, name
-        assert min(by_size[30000][name], by_size[3000][name]) >= drift.FLOORS[name]
-        assert by_size[300][name] > by_size[30000][name] or by_size[300][name] == drift.FLOORS[name], name
-    assert by_size[300]["labels_js"] > by_size[3000]["labels_js"] > by_size[30000]["labels_js"]
+    for name in by_size[300]:
+        small, medium, large = (by_size[rows][name] for rows in (300, 3000, 30000))
+        assert small > medium or small == drift.FLOORS[name], name
+        # past a few thousand rows the reference's own noise (316 test rows here) dominates: they level off,
+        # within the estimate's own noise (200 draws)
+        assert drift.FLOORS[name] <= large <= medium * 1.15, name
+    assert by_size[300]["words_js"] > 1.5 * by_size[3000]["words_js"]
+    assert by_size[300]["labels_linf"] > 1.2 * by_size[3000]["labels_linf"]
     assert drift.thresholds(ref, 300, 0.5, override=0.25)["labels_js"] == 0.25
 
 
