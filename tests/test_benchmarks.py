@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 
 def test_throughput_benchmark_smoke(tmp_path):
     out = tmp_path / "throughput.json"
@@ -134,3 +136,18 @@ def test_dead_letters_benchmark_smoke(tmp_path):
         assert r["peak_rss_mb"] > 0 and r["dead_lettered"] + r["predicted"] == r["rows"]
         if r["archive"] == "all-null text":
             assert r["dead_lettered"] == r["rows"]
+
+
+def test_drift_benchmark_smoke(tmp_path):
+    out = tmp_path / "drift.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.drift", "--nights", "1", "--sizes", "300", "--pool", "2000",
+                    "--shift-rows", "200", "--train-rows", "1500", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    cells = {(r["model"], r["night"], r["rows"]) for r in report["results"]}
+    assert cells == {(m, n, r) for m in ("weak", "strong") for n, r in [
+        ("unchanged", 300), ("held-out category 30%", 200), ("three categories", 200), ("English", 200)]}
+    for r in report["results"]:
+        assert 0 <= r["alerts"] <= r["nights"] == 1
+        assert r["goal_met"] == (r["alerts"] <= 1 if r["night"] == "unchanged" else r["alerts"] == 1)
+        assert bool(r["signals_alerting"]) == (r["alerts"] > 0)
