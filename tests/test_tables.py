@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +21,7 @@ from tests.beam_helpers import _Collect, classify
 from tests.test_worker import _FaultyConfig, _FaultyHandler
 from worker import prediction, records
 from worker.handler import ServingModel
-from worker.tables import ClassifyTable, ClassifyTables
+from worker.tables import WORD_COUNTS, ClassifyTable, ClassifyTables
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS
 
 ODD_IDS = [None, "", "   ", "r-dup", "r-dup"]
@@ -143,9 +144,14 @@ def test_batches_fill_across_the_tables_of_a_bundle(model_dir):
         outputs.append(beam.pvalue.TaggedOutput(windowed.tag, windowed.value.value) if is_letter else windowed.value)
     assert seen == [[50], [50, 50]]
     assert _Recording.sizes == [50, 50, 40]
+    words = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == WORD_COUNTS]
+    letters = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag != WORD_COUNTS]
     ids = [i for o in outputs if isinstance(o, pa.Table) for i in o.column("id").to_pylist()]
-    ids += [o.value["id"] for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
+    ids += [o.value["id"] for o in letters]
     assert sorted(ids) == sorted(f"t{i}" for i in range(140))
+    assert len(words) == 1  # one sparse element a bundle, whatever its batches
+    (word_ids, counts), = words
+    assert counts.sum() == step.slot.current(texts)[1].sum() and (np.diff(word_ids) > 0).all()
 
 
 def test_a_table_with_nothing_to_classify_gives_only_dead_letters(model_dir):
