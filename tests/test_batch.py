@@ -22,6 +22,8 @@ from worker import prediction
 from worker.records import DEAD_LETTER_SCHEMA
 from worker.transform import WorkerConfig
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 
 def config(model_dir, input_dir, output, **kwargs) -> BatchConfig:
     return BatchConfig(input_pattern=os.path.join(str(input_dir), "*.parquet"), output=str(output),

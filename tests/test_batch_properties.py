@@ -16,6 +16,7 @@ import tempfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,8 @@ from pipelines.errors import JobFailed
 from pipelines.options import BatchConfig
 from worker.records import REASONS
 from worker.transform import WorkerConfig
+
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
 
 ODD_TEXT = st.one_of(
     st.text(max_size=40),  # any Unicode but lone surrogates (Arrow cannot hold them)

@@ -12,6 +12,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from model.sample import generate
 from pipelines.app.cli import cli
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 
 def _compare(tmp_path, a: str, b: str, frame, *extra) -> tuple[dict, str]:
     frame.to_parquet(tmp_path / "data.parquet")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import tarfile
 
+import pytest
 from apache_beam.portability.api import beam_runner_api_pb2
 from click.testing import CliRunner
 
 from pipelines.app.cli import cli
 from tests.archives import snapshot, write_archive
+
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

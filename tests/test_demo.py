@@ -1,8 +1,11 @@
 """The README's demo command, on fewer rows."""
 
+import pytest
 from click.testing import CliRunner
 
 from pipelines.app.cli import cli
+
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
 
 
 def test_demo_runs_end_to_end(tmp_path):

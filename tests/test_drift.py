@@ -19,6 +19,8 @@ from pipelines import drift
 from pipelines.app.cli import cli
 from tests.test_batch import read_output
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 ENGLISH = ["The parcel never arrived and customer service does not answer my calls",
            "My internet connection drops every evening and nobody fixes it",
            "The bank charged me twice for the same transfer last week",

@@ -12,6 +12,8 @@ from model import artifact
 from model.errors import UserError
 from worker.handler import ComplaintModelHandler, ModelSlot
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 
 def test_a_model_with_the_same_labels_is_taken(model_dir, retrained_model_dir, loaded):
     slot = ModelSlot(model_dir)

@@ -32,6 +32,8 @@ from tests.archives import snapshot, write_archive
 from tests.test_batch import _assert_one_line_error, config, read_output
 from worker.transform import WorkerConfig
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

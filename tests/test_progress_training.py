@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from model.progress import Phases
 from model.sample import generate
 from pipelines.app.cli import cli
 from pipelines.app.files import write_frame
+
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
 
 PHASES = ("reading", "adapting the word and character vocabularies", "extracting TF-IDF features",
           "fitting the softmax layer (L-BFGS)", "out-of-fold fits for calibration",

@@ -13,6 +13,8 @@ from tests.beam_helpers import classify
 from tests.conftest import FAST, SMALL_LINEAR, TINY_ARCHITECTURE, labelled
 from worker.transform import WorkerConfig
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 
 @pytest.fixture(scope="module")
 def linear_model(linear_trained):

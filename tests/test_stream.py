@@ -22,6 +22,8 @@ from model.sample import generate
 from pipelines.app import pubsub_admin as admin
 from tests.conftest import PROJECT
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 
 def _messages(texts: list[str]) -> tuple[list, dict]:
     """Good and bad messages, and what each should become."""

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from google.api_core import exceptions
 
 from model.sample import generate
@@ -24,6 +25,8 @@ from pipelines.app import pubsub_admin as admin
 from pipelines.lease_settings import LeaseSettings
 from tests.conftest import PROJECT
 from tests.test_stream import _answer_all, _log, _start_job, _topics
+
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
 
 FAULT_LOG_DEADLINE = 180  # model load and compile in the child come first
 

@@ -9,6 +9,8 @@ from model.data import stratified_split
 from model.errors import UserError
 from model.sample import generate
 
+pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
+
 
 def test_tiny_model_learns_well_above_chance(trained):
     _, result = trained

@@ -197,6 +197,7 @@ def _files_holding(root: pathlib.Path, marker: str) -> list[pathlib.Path]:
     return found
 
 
+@pytest.mark.slow
 def test_page_in_a_real_browser(server, loaded, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -229,6 +230,7 @@ def test_page_in_a_real_browser(server, loaded, tmp_path):
         browser.quit()
 
 
+@pytest.mark.slow
 def test_many_complaints_leave_nothing_behind(server, tmp_path):
     """Oversize upload refused; formulas escaped in the download; the complaint texts gone from disk
     once answered (the download after its minutes), and the private folder gone when the server stops."""
