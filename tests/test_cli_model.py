@@ -45,6 +45,7 @@ def test_describe(tmp_path):
     assert "longer than 40 tokens" in result.output
 
 
+@pytest.mark.slow  # a training or a fresh interpreter
 def test_train_from_csv_with_other_columns_and_skipped_rows(tmp_path):
     frame = generate(600, seed=4).rename(columns={"text": "body", "category": "topic"})
     frame.loc[:4, "body"] = ""

@@ -43,6 +43,7 @@ def test_xla_core_equals_the_keras_model(model_dir, loaded):
             np.testing.assert_array_equal(tokens, graph(chunk)[1])
 
 
+@pytest.mark.slow  # a training or a fresh interpreter
 def test_a_model_that_cannot_be_split_is_served_whole_and_says_so(linear_trained, caplog):
     loaded = artifact.load(linear_trained[0])
     assert isinstance(compiled.split(loaded.model), str)

@@ -42,6 +42,7 @@ def runner_up_field(monkeypatch):
     return field
 
 
+@pytest.mark.slow  # runs both jobs
 def test_a_field_added_once_reaches_parquet_json_attributes_and_the_page(runner_up_field, model_dir, tmp_path):
     write_archive(tmp_path / "in", rows=60, files=1)
     output = tmp_path / "out"
@@ -110,6 +111,7 @@ def test_help_does_not_import_tensorflow():
     assert result.stdout.splitlines()[-1] == "imported: []"
 
 
+@pytest.mark.slow  # a training or a fresh interpreter
 def test_what_runs_on_workers_never_imports_the_application_shell():
     result = _fresh_python(
         "import sys, pipelines.batch, pipelines.stream, pipelines.sinks.parquet_files, "
@@ -119,6 +121,7 @@ def test_what_runs_on_workers_never_imports_the_application_shell():
     assert result.stdout.splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow  # a training or a fresh interpreter
 def test_importing_the_worker_leaves_the_root_logger_alone():
     result = _fresh_python("import logging, worker.handler, worker.transform\nprint(logging.getLogger().filters)")
     assert result.returncode == 0, result.stderr
