@@ -324,6 +324,7 @@ def _fail_each_step(committed, tonight, tmp_path, monkeypatch, error):
     step = 0
     while True:
         step += 1
+        assert step <= 50, "the commit never succeeded in 50 steps"
         output, before = last_night(committed, tmp_path / str(step))
         try:
             _commit_with(output, tonight, monkeypatch, FailingFileSystems(step, error(step)))

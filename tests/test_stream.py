@@ -111,8 +111,9 @@ def test_stream_labels_every_message_or_dead_letters_it(emulator_host, model_dir
 
 def _drain(subscription: str) -> list:
     """Pull until a pull comes back empty (each pull waits up to 2 s for messages)."""
-    pulled, batch = [], admin.pull(subscription)
+    pulled, batch, deadline = [], admin.pull(subscription), time.monotonic() + 300
     while batch:
+        assert time.monotonic() < deadline, f"{subscription} still not drained after 300 s ({len(pulled)} pulled)"
         pulled += batch
         batch = admin.pull(subscription)
     return pulled
@@ -325,7 +326,9 @@ def test_a_new_model_is_served_without_a_restart_and_unfit_ones_are_refused(
         def swapped(o):
             return retrained in _versions(o, [m for m in published if m in o.by_message])
 
+        deadline = time.monotonic() + 180
         while not swapped(outputs):  # traffic goes on until a prediction carries B's version
+            assert time.monotonic() < deadline, "no prediction carried the new model's version within 180 s"
             publish(10)
             outputs.wait_for(lambda o: set(published) <= set(o.by_message), process)
         after = publish(50)
@@ -336,7 +339,9 @@ def test_a_new_model_is_served_without_a_restart_and_unfit_ones_are_refused(
         with open(os.path.join(broken, artifact.MODEL_FILE), "wb") as f:
             f.write(b"corrupt")
         artifact.copy_directory(other_labels_model_dir, str(models / "d-other-labels"))
+        deadline = time.monotonic() + 180
         while _log(process).count("refused model") < 2:  # the watch looks when batches come
+            assert time.monotonic() < deadline, "the broken models were not both refused within 180 s"
             publish(10)
             outputs.wait_for(lambda o: set(published) <= set(o.by_message), process)
         last = publish(50)
