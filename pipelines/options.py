@@ -127,10 +127,6 @@ def is_local(options: PipelineOptions) -> bool:
     return (options.view_as(StandardOptions).runner or "") in LOCAL_RUNNERS
 
 
-def worker_count(options: PipelineOptions) -> int:
-    return options.view_as(DirectOptions).direct_num_workers or 1
-
-
 def template_only(options: PipelineOptions) -> bool:
     """`--template_location` or `--dry_run` build the Dataflow job without running it."""
     dry_run = options.view_as(TestOptions).dry_run

@@ -1,7 +1,10 @@
 """The live job: Pub/Sub subscription in, labelled messages out, within seconds.
 
-Same ClassifyComplaints as the nightly job, so the same text gets the same
-prediction. Only the edges depend on where it runs:
+Records through `ClassifyComplaints` (RunInference), while the nightly job classifies
+Arrow tables (`worker.tables.ClassifyTable`); both share the validation helpers, the
+model handler's serving function and the prediction fields, so the same text gets the
+same prediction (tests/test_tables.py compares them). Only the edges depend on where
+it runs:
 
 - locally (`read="late-ack"`): the project's own read (`pubsub_local`) pulls in bulk,
   holds each message's lease, and acknowledges it only after its prediction or dead
@@ -56,7 +59,7 @@ def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
         messages = p | "ReadMessages" >> beam.io.ReadFromPubSub(subscription=config.subscription,
                                                                 with_attributes=True)
     decoded = messages | "Decode" >> beam.ParDo(DecodeMessages()).with_outputs(DEAD_LETTERS, main="records")
-    results = decoded.records | "Classify" >> ClassifyComplaints(worker, flatten_dead_letters=False)
+    results = decoded.records | "Classify" >> ClassifyComplaints(worker)
     dead_letters = {"Undecodable": decoded[DEAD_LETTERS], **{part: results[part] for part in DEAD_LETTER_PARTS}}
     classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: dead_letters}
     for sink in stream_sinks(config):

@@ -200,7 +200,7 @@ class ComputeRunStats(beam.PTransform):
 
     def expand(self, pcolls):
         tables, predictions, dead_letters, files, *words = pcolls
-        letters = dead_letters.items() if isinstance(dead_letters, dict) else [("DeadLetters", dead_letters)]
+        letters = dead_letters.items()  # {part: PCollection}: the parts are never flattened (worker.transform)
         partials = [
             tables | "FiguresIn" >> beam.ParDo(AccumulateFigures(ROWS_IN)),
             files | "FiguresFiles" >> beam.ParDo(AccumulateFigures(FILES)),

@@ -7,7 +7,7 @@ import typing
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 
-from worker.transform import DEAD_LETTERS, PREDICTIONS, ClassifyComplaints, WorkerConfig
+from worker.transform import DEAD_LETTER_PARTS, DEAD_LETTERS, PREDICTIONS, ClassifyComplaints, WorkerConfig
 
 
 class _Collect(beam.DoFn):
@@ -26,7 +26,8 @@ def classify(records: list, config: WorkerConfig):
     p = beam.Pipeline(runner="FnApiRunner")
     results = p | beam.Create(records, reshuffle=False) | ClassifyComplaints(config)
     results[PREDICTIONS] | "CollectP" >> beam.ParDo(_Collect(PREDICTIONS))
-    results[DEAD_LETTERS] | "CollectD" >> beam.ParDo(_Collect(DEAD_LETTERS))
+    [results[part] for part in DEAD_LETTER_PARTS] | "DeadLetters" >> beam.Flatten() \
+        | "CollectD" >> beam.ParDo(_Collect(DEAD_LETTERS))
     result = p.run()
     result.wait_until_finish()
     return _Collect.store.get(PREDICTIONS, []), _Collect.store.get(DEAD_LETTERS, []), result

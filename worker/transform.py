@@ -1,7 +1,8 @@
 """ClassifyComplaints: validate → RunInference → prediction records, with dead letters.
 
-The only transform the pipelines use. Its output is a dict of two PCollections,
-`predictions` and `dead_letters`; every input record lands in exactly one of them.
+The live job's classifier (the nightly job classifies Arrow tables with
+`worker.tables`, on the same helpers). Its output is a dict of PCollections,
+`predictions` and the two dead-letter parts; every input record lands in exactly one.
 """
 
 from __future__ import annotations
@@ -122,18 +123,16 @@ class KeyedComplaintHandler(KeyedModelHandler):
 
 
 class ClassifyComplaints(beam.PTransform):
-    """Records `{id, text, …}` in; `{"predictions": …, "dead_letters": …}` out.
+    """Records `{id, text, …}` in; `{"predictions": …, "Invalid": …, "Unclassified": …}` out.
 
-    With `flatten_dead_letters=False` the dead letters come out in their two parts
-    (`DEAD_LETTER_PARTS`: invalid records, records inference gave no label), for runners
-    on which a Flatten would cut the stage in two (the live job's local read, whose
-    stage never ends).
+    The dead letters come out in their two parts (`DEAD_LETTER_PARTS`: invalid records,
+    records inference gave no label), never flattened here: on the live job's local
+    read a Flatten would cut the stage in two, and that stage never ends.
     """
 
-    def __init__(self, config: WorkerConfig, flatten_dead_letters: bool = True):
+    def __init__(self, config: WorkerConfig):
         super().__init__()
         self.config = config
-        self.flatten_dead_letters = flatten_dead_letters
 
     def expand(self, records_in):
         checked = records_in | "Validate" >> beam.ParDo(ValidateRecords()).with_outputs(DEAD_LETTERS, main="valid")
@@ -144,6 +143,4 @@ class ClassifyComplaints(beam.PTransform):
             DEAD_LETTERS, main=PREDICTIONS
         )
         parts = (checked[DEAD_LETTERS], decoded[DEAD_LETTERS])
-        if not self.flatten_dead_letters:
-            return {PREDICTIONS: decoded[PREDICTIONS], **dict(zip(DEAD_LETTER_PARTS, parts, strict=True))}
-        return {PREDICTIONS: decoded[PREDICTIONS], DEAD_LETTERS: parts | "AllDeadLetters" >> beam.Flatten()}
+        return {PREDICTIONS: decoded[PREDICTIONS], **dict(zip(DEAD_LETTER_PARTS, parts, strict=True))}
