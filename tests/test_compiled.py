@@ -26,6 +26,7 @@ def test_batches_are_padded_to_a_few_sizes(rows, padded):
     assert int(compiled.padded_size(tf.constant(rows), compiled.buckets(32, 512))) == padded
 
 
+@pytest.mark.slow  # compiles every XLA batch size
 def test_xla_core_equals_the_keras_model(model_dir, loaded):
     texts = generate(1024, seed=21, labelled=False)["text"].tolist()
     texts[:4] = ["?!...", "😡", "x " * 500, "İSTANBUL ılık şikâyet"]  # empty, very long, Turkish casing
