@@ -105,17 +105,20 @@ class ServingModel:
 
     def word_counts(self, texts: Sequence[str]) -> np.ndarray:
         """How often each word id occurs in `texts` (the drift check's word signal), as the model cuts them."""
-        texts = [t if len(t) <= records.MAX_TEXT_CHARS else t[:records.MAX_TEXT_CHARS] for t in texts]
-        return self._word_counts(tf.constant(texts, dtype=tf.string)).numpy()
+        return self._word_counts(tf.constant(_cut(texts), dtype=tf.string)).numpy()
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty.
 
         Only the first `records.MAX_TEXT_CHARS` characters of a text reach the model, whoever calls.
         """
-        texts = [t if len(t) <= records.MAX_TEXT_CHARS else t[:records.MAX_TEXT_CHARS] for t in texts]
-        probabilities, tokens, oov = self.serve(tf.constant(texts, dtype=tf.string))
+        probabilities, tokens, oov = self.serve(tf.constant(_cut(texts), dtype=tf.string))
         return probabilities.numpy(), tokens.numpy(), oov.numpy()
+
+
+def _cut(texts: Sequence[str]) -> list[str]:
+    """Each text's first `records.MAX_TEXT_CHARS` characters: all the model (and its word counts) ever see."""
+    return [t if len(t) <= records.MAX_TEXT_CHARS else t[:records.MAX_TEXT_CHARS] for t in texts]
 
 
 _SERVING: dict[tuple, ServingModel] = {}
