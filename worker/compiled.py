@@ -3,7 +3,7 @@
 XLA cannot compile string ops, so the whole end-to-end model runs in graph mode.
 But only the vectoriser handles strings: everything after it (token ids →
 embedding → BiLSTM → dense → pool → logits → temperature → softmax) is numeric, and
-XLA runs it 1.2–1.3× faster on these CPUs. The artifact stays the end-to-end Keras
+XLA runs it faster than graph mode (benchmarks/RESULTS.md). The artifact stays the end-to-end Keras
 model; the split is derived here, at load time, from its layers.
 
 XLA compiles one program per input shape. The sequence length is fixed, so only the

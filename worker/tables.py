@@ -5,8 +5,9 @@ and serving function, same prediction fields), but a whole table of rows travels
 one element: validation is one loop over two columns, inference runs on the valid
 texts in batches of `max_batch_size`, and the predictions come out as Arrow tables
 built column by column. Per element, Beam's bookkeeping (a DoFn hop, a
-windowed value, a metrics update) costs microseconds; per review in the record path
-that was about 50 µs, a sixth of the model's own time (README, Performance).
+windowed value, a metrics update) costs microseconds, and in the record path every review
+paid it half a dozen times: a visible share of the model's own time (benchmarks/RESULTS.md,
+the throughput rounds of issue #18).
 
 Rows that cannot be classified are the rare case and stay records: dead letters,
 built by the record path's own `records.validate` and `verdict`, so a row gets the

@@ -305,7 +305,7 @@ def unlock(output: str, force: bool) -> None:
               help="/healthz fails once no pull has succeeded for this long, or at once when a thread died.")
 @click.option("--read", default="auto", show_default=True, type=click.Choice(["auto", "late-ack", "beam"]),
               help="auto: the late-acknowledging read on local runners, Beam's ReadFromPubSub elsewhere; beam: "
-              "Beam's own reader (locally it acknowledges on pull, see README).")
+              "Beam's own reader (locally it acknowledges on pull, see docs/live-job.md).")
 @click.pass_context
 def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archive_output, window_seconds, top_k,
            xla, review_threshold, min_batch_size, max_batch_size, max_batch_duration_secs, ack_deadline_secs,

@@ -64,5 +64,5 @@ def run_demo(workdir: str, rows: int, echo: Callable[[str], None] = print) -> di
     echo(render(summary))
     echo("The demo's model was trained on generated text: its labels show the pipeline working, not what a "
          "model trained on your own archive would say. Next: complaints train --data YOUR.parquet --out model/ "
-         "(README, 'Training').")
+         "(docs/training.md).")
     return summary
