@@ -2,8 +2,10 @@
 
 Generated archives vary the Arrow types and encodings of the text, id and kept
 columns, nulls, odd strings and row-group layouts. For each, either the run succeeds
-with rows in = predicted + dead-lettered and every input id accounted for, or it
-fails with one line (a UserError or JobFailed) and no `_SUCCESS`.
+with rows in = predicted + dead-lettered and every input id accounted for, or the
+archive is one the job must refuse (`refusals`: a text column that is not text, a
+float id column, a kept column whose type differs between files, no rows at all) and
+it is refused in one line naming that, with no `_SUCCESS`. Any other refusal fails.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import collections
 import glob
 import json
 import os
+import re
 import tempfile
 
 import pyarrow as pa
@@ -118,6 +121,27 @@ def _expected_id(value, file: str, row: int, has_id: bool) -> str | None:
     return value if value.strip() else None
 
 
+def refusals(archive: list[tuple[pa.Table, int]]) -> list[str]:
+    """The refusals this archive calls for, as patterns of their one line; empty: the run must succeed."""
+    expected, kept_types = [], set()
+    for table, _ in archive:
+        text_type = table.schema.field("text").type
+        text_type = text_type.value_type if pa.types.is_dictionary(text_type) else text_type
+        if pa.types.is_integer(text_type):
+            expected.append(r"text column 'text' is int64, not a string column")
+        if "id" in table.column_names and pa.types.is_floating(table.schema.field("id").type):
+            expected.append(r"id column 'id' is double; use a string or integer column")
+        kept = table.schema.field("store").type
+        kept = kept.value_type if pa.types.is_dictionary(kept) else kept
+        if not pa.types.is_null(kept):
+            kept_types.add(str(kept))
+    if len(kept_types) > 1:
+        expected.append(r"kept column 'store' is \S+ in .+ but \S+ in ")
+    if not expected and sum(table.num_rows for table, _ in archive) == 0:
+        expected.append(r"input files hold no rows: nothing to label")
+    return expected
+
+
 # No shrinking: each example is a whole job run, and the failing archive is printed as generated.
 @settings(max_examples=int(os.environ.get("PROPERTY_EXAMPLES", "12")), deadline=None,
           phases=[Phase.explicit, Phase.reuse, Phase.generate],
@@ -135,13 +159,16 @@ def test_every_row_is_predicted_or_dead_lettered_or_the_run_fails_in_one_line(mo
     output = os.path.join(work, "out")
     config = BatchConfig(input_pattern=os.path.join(work, "part-*.parquet"), output=output,
                          worker=WorkerConfig(model_dir), keep_columns=("store",), progress=False)
+    allowed = refusals(archive)
     try:
         summary = run(config)
     except (UserError, JobFailed) as exc:
         event(f"refused: {str(exc).split(': ', 1)[-1][:50]}")
-        assert str(exc).strip() and "\n" not in str(exc).strip(), str(exc)
+        assert "\n" not in str(exc).strip(), str(exc)
+        assert any(re.search(pattern, str(exc)) for pattern in allowed), f"refused, but not as expected: {exc}"
         assert not os.path.exists(os.path.join(output, "_SUCCESS"))
         return
+    assert not allowed, f"the job labelled an archive it must refuse ({allowed})"
     event("labelled")
     predicted = [i for p in glob.glob(f"{output}/predictions-*.parquet") for i in pq.read_table(p)["id"].to_pylist()]
     dead = [i for p in glob.glob(f"{output}/dead_letters-*.parquet") for i in pq.read_table(p)["id"].to_pylist()]
