@@ -239,8 +239,8 @@ class _CountingHandler(ComplaintModelHandler):
 
 class _CountingConfig(WorkerConfig):
     def handler(self):
-        return _CountingHandler(self.model_dir, max_batch_duration_secs=self.max_batch_duration_secs,
-                                min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size)
+        return _CountingHandler(self.model_dir, min_batch_size=self.min_batch_size,
+                                max_batch_size=self.max_batch_size)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,8 @@
 """The live job: Pub/Sub subscription in, labelled messages out, within seconds.
 
-Records through `ClassifyComplaints` (RunInference), while the nightly job classifies
-Arrow tables (`worker.tables.ClassifyTable`); both share the validation helpers, the
-model handler's serving function and the prediction fields, so the same text gets the
-same prediction (tests/test_tables.py compares them). Only the edges depend on where
-it runs:
+Records through `ClassifyComplaints`, the live edge of the one classification core
+that the nightly job serves its tables through (`worker.core`, behind RunInference),
+so the same text gets the same verdict. Only the edges depend on where it runs:
 
 - locally (`read="late-ack"`): the project's own read (`pubsub_local`) pulls in bulk,
   holds each message's lease, and acknowledges it only after its prediction or dead

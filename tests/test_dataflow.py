@@ -43,7 +43,7 @@ def _staged_modules(staging) -> set[str]:
 
 def test_dataflow_runner_builds_and_stages_the_live_job(model_dir, tmp_path, monkeypatch):
     """On Dataflow the live job keeps Beam's native Pub/Sub I/O (the service acknowledges after a
-    durable checkpoint) and RunInference's stateful batching; the late-ack local read is not in it."""
+    durable checkpoint) and Beam's stateful batching before RunInference; the late-ack local read is not in it."""
     monkeypatch.chdir(ROOT)
     args, staging = _dataflow_args(tmp_path)
     result = CliRunner().invoke(cli, [
@@ -55,7 +55,8 @@ def test_dataflow_runner_builds_and_stages_the_live_job(model_dir, tmp_path, mon
     assert "template at" in result.output
     steps = _graph(staging)
     assert steps["ReadMessages/Read"] == "beam:transform:pubsub_read:v1"
-    assert "Classify/RunInference/BatchElements/ParDo(_StatefulBatchElementsDoFn)" in steps
+    assert "Classify/Batch/ParDo(_StatefulBatchElementsDoFn)" in steps  # Beam's stateful batching
+    assert "Classify/RunInference/BeamML_RunInference" in steps
     for sink in ("PublishPredictions", "PublishDeadLettersUndecodable", "PublishDeadLettersInvalid",
                  "PublishDeadLettersUnclassified"):
         assert steps[f"PubSubTopics/{sink}/Publish/ParDo(_PubSubWriteDoFn)"] == "beam:transform:pubsub_write:v1"
@@ -87,7 +88,8 @@ def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypa
     assert snapshot(committed) == before  # no _SUCCESS withdrawn, no staging folder, no _LOCK
 
     names = set(_graph(staging))
-    for step in ("ReadArchive/Match", "ReadArchive/ListRowGroups", "ReadArchive/ReadTables", "Classify/ClassifyTable",
+    for step in ("ReadArchive/Match", "ReadArchive/ListRowGroups", "ReadArchive/ReadTables", "Classify/BatchValidRows",
+                 "Classify/RunInference", "Classify/SplitClassified",
                  "ParquetFiles/WritePredictions",
                  "ParquetFiles/WriteDeadLetters",
                  "RunStats", "WriteStats"):
@@ -95,6 +97,6 @@ def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypa
     assert "Progress" not in names  # terminal progress is for local runs only
 
     members = _staged_modules(staging)
-    for module in ("model/artifact.py", "model/text.py", "worker/handler.py", "worker/transform.py",
+    for module in ("model/artifact.py", "model/text.py", "worker/handler.py", "worker/core.py", "worker/transform.py",
                    "pipelines/batch.py", "pipelines/parquet.py", "pipelines/sinks/parquet_files.py", "setup.py"):
         assert module in members, module

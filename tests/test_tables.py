@@ -1,13 +1,12 @@
-"""The nightly job's table path (`worker.tables`, `ReadRowGroupTables`) against the record path.
+"""The nightly job's edge (`worker.tables`, `ReadRowGroupTables`) against the live job's.
 
-The live job classifies a record at a time (`ClassifyComplaints`), the nightly job a
-table at a time; the same rows must get the same predictions and the same dead
-letters either way, including rows the model fails on alone.
+Both serve batches through the one core (`worker.core`) behind RunInference, but the
+nightly job forms them from Arrow tables and the live job from records; the same rows
+must get the same predictions and the same dead letters either way, including rows
+the model fails on alone.
 """
 
 from __future__ import annotations
-
-import typing
 
 import apache_beam as beam
 import numpy as np
@@ -17,11 +16,11 @@ import pytest
 
 from model.sample import generate
 from pipelines.parquet import InputSpec, ReadRowGroupTables, RowGroup
-from tests.beam_helpers import _Collect, classify
-from tests.test_worker import _FaultyConfig, _FaultyHandler
+from tests.beam_helpers import _Collect, classify, metric
+from tests.test_worker import _FaultyConfig
 from worker import prediction, records
 from worker.handler import ServingModel
-from worker.tables import WORD_COUNTS, ClassifyTable, ClassifyTables
+from worker.tables import WORD_COUNTS, BatchValidRows, ClassifyTables
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS
 
 ODD_IDS = [None, "", "   ", "r-dup", "r-dup"]
@@ -34,9 +33,10 @@ def classify_tables(tables: list[pa.Table], config, schema: pa.Schema) -> tuple[
     _Collect.store = {}
     p = beam.Pipeline(runner="FnApiRunner")
     results = p | beam.Create(tables, reshuffle=False) | ClassifyTables(config, schema)
-    for name in (PREDICTIONS, *DEAD_LETTER_PARTS):
+    for name in (PREDICTIONS, WORD_COUNTS, *DEAD_LETTER_PARTS):
         results[name] | f"Collect{name}" >> beam.ParDo(_Collect(name))
-    p.run().wait_until_finish()
+    classify_tables.result = p.run()
+    classify_tables.result.wait_until_finish()
     found = _Collect.store.get(PREDICTIONS, [])
     assert all(t.schema == schema for t in found)
     return (pa.concat_tables(found) if found else schema.empty_table()), \
@@ -108,50 +108,46 @@ def test_a_text_past_the_limit_is_labelled_on_its_start(loaded):
     assert [r["text_truncated"] for r in prediction.records_of(outputs)] == [True, False, False]
 
 
-class _Recording(ServingModel):
-    """The real model, counting the rows of every call."""
-
-    sizes: typing.ClassVar[list[int]] = []
-
-    def __call__(self, texts):
-        _Recording.sizes.append(len(texts))
-        return super().__call__(texts)
-
-
-class _RecordingHandler(_FaultyHandler):
-    serving = _Recording
-
-
-class _RecordingConfig(_FaultyConfig):
-    handler_class = _RecordingHandler
-
-
-def test_batches_fill_across_the_tables_of_a_bundle(model_dir):
-    """Two tables of 70 rows, batches of 50: the model sees 50 as the first table arrives, 50 with the
-    second, and the bundle's last 40 when it ends; not 50, 20, 50, 20 (each padded to a compiled size)."""
+def test_batches_fill_across_the_tables_of_a_bundle():
+    """Two tables of 70 rows, batches of 50: a batch of 50 as the first table arrives, 50 with the second,
+    and the bundle's last 40 when it ends; not 50, 20, 50, 20 (each padded to a compiled size). Rows
+    the rule refuses never enter a batch."""
     texts = generate(140, seed=32, labelled=False)["text"].tolist()
-    tables = [pa.table({"id": [f"t{i}" for i in range(lo, lo + 70)], "text": texts[lo:lo + 70]}) for lo in (0, 70)]
-    step = ClassifyTable(_RecordingConfig(model_dir, max_batch_size=50), prediction.schema())
-    step.setup()
+    texts[3] = None
+    tables = [pa.table({"id": [f"t{i}" for i in range(lo, lo + 70)], "text": texts[lo:lo + 70],
+                        "shop": list(range(lo, lo + 70))}) for lo in (0, 70)]
+    step = BatchValidRows(max_batch_size=50)
     step.start_bundle()
-    _Recording.sizes = []
-    outputs, seen = [], []
+    seen, letters = [], []
     for table in tables:
-        outputs += list(step.process(table))
-        seen.append(list(_Recording.sizes))
-    for windowed in step.finish_bundle():
-        is_letter = isinstance(windowed, beam.pvalue.TaggedOutput)
-        outputs.append(beam.pvalue.TaggedOutput(windowed.tag, windowed.value.value) if is_letter else windowed.value)
-    assert seen == [[50], [50, 50]]
-    assert _Recording.sizes == [50, 50, 40]
-    words = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == WORD_COUNTS]
-    letters = [o for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag != WORD_COUNTS]
-    ids = [i for o in outputs if isinstance(o, pa.Table) for i in o.column("id").to_pylist()]
-    ids += [o.value["id"] for o in letters]
-    assert sorted(ids) == sorted(f"t{i}" for i in range(140))
-    assert len(words) == 1  # one sparse element a bundle, whatever its batches
-    (word_ids, counts), = words
-    assert counts.sum() == step.slot.current(texts)[1].sum() and (np.diff(word_ids) > 0).all()
+        outputs = list(step.process(table))
+        letters += [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput)]
+        seen.append([o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)])
+    last = [windowed.value for windowed in step.finish_bundle()]
+    assert [[len(b) for b in batches] for batches in seen] == [[50], [50]]
+    assert [len(b) for b in last] == [39]
+    assert [letter["id"] for letter in letters] == ["t3"]
+    batches = [b for batches in seen for b in batches] + last
+    assert [i for b in batches for i in b.ids] == [f"t{i}" for i in range(140) if i != 3]
+    for b in batches:  # each row's kept columns stay beside its text, across the table boundary
+        assert [f"t{s}" for s in b.kept.column("shop").to_pylist()] == b.ids
+        assert b.texts == [texts[int(i[1:])] for i in b.ids]
+
+
+def test_word_counts_cover_every_classified_text(model_dir, loaded):
+    """The drift check's word signal: summed over the batches, the model's own token count of the texts."""
+    texts = generate(140, seed=33, labelled=False)["text"].tolist()
+    table = pa.table({"id": [f"w{i}" for i in range(140)], "text": texts})
+    _, _ = classify_tables([table.slice(0, 70), table.slice(70)], _FaultyConfig(model_dir, max_batch_size=50),
+                           prediction.schema())
+    words = _Collect.store.get(WORD_COUNTS, [])
+    assert len(words) >= 3  # one sparse element a batch
+    assert all((np.diff(word_ids) > 0).all() for word_ids, _ in words)
+    assert sum(int(counts.sum()) for _, counts in words) == ServingModel(loaded, xla=False)(texts)[1].sum()
+    # RunInference's own metrics, as the live job has them: one model load, every valid row counted.
+    assert [d.count for d in metric(classify_tables.result, "load_model_latency_milli_secs", "distributions")] == [1]
+    assert metric(classify_tables.result, "num_inferences") == 140
+    assert metric(classify_tables.result, "inference_request_batch_size", "distributions")[0].max == 50
 
 
 def test_a_table_with_nothing_to_classify_gives_only_dead_letters(model_dir):

@@ -37,6 +37,7 @@ def test_predictions_equal_the_models_own_and_keep_ids(model_dir, loaded, texts)
     batches = metric(result, "inference_request_batch_size", "distributions")[0]
     assert batches.count >= 12 and batches.max <= 100
     assert metric(result, "classified") == 1200
+    assert metric(result, "num_inferences") == 1200  # RunInference's own count: rows, not batches
 
 
 def test_top_k_and_needs_review_on_a_known_case(model_dir, loaded, texts):
@@ -120,8 +121,9 @@ class _FaultyHandler(ComplaintModelHandler):
 class _FaultyConfig(WorkerConfig):
     handler_class = _FaultyHandler
 
-    def handler(self):
-        return self.handler_class(self.model_dir, min_batch_size=50, max_batch_size=50)
+    def handler(self, warm_up=True, schema=None, word_counts=False):
+        return self.handler_class(self.model_dir, top_k=self.top_k, min_batch_size=50, max_batch_size=50,
+                                  schema=schema, word_counts=word_counts)
 
 
 def test_one_failing_record_does_not_fail_its_batch(model_dir, texts):

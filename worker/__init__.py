@@ -1,8 +1,9 @@
-"""Beam, but no I/O: records or Arrow tables in → predictions + dead letters out.
+"""Beam, but no I/O: batches of rows in → prediction tables + dead letters out.
 
-The live job classifies a record at a time (`ClassifyComplaints`), the nightly job
-an Arrow table at a time (`ClassifyTables`). Both validate with the same helpers,
-serve through the same model handler and build predictions from the same fields,
-so batch and stream give identical predictions (tests/test_tables.py). Never
-imports `pipelines` and never opens a file or a topic.
+One core (`core.classify`) behind one RunInference model handler (`handler`) serves
+both jobs; each job has a thin edge that forms its batches: the nightly job from
+Arrow tables (`tables.ClassifyTables`), the live job from Pub/Sub records
+(`transform.ClassifyComplaints`). `local.LocalClassifier` gives the same verdicts
+without a pipeline (`predict`, the page, `compare`). Never imports `pipelines` and
+never opens a file or a topic.
 """

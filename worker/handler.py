@@ -1,12 +1,14 @@
-"""The RunInference model handler for a complaint model directory.
+"""The RunInference model handler for a complaint model directory: both jobs' one handler.
 
 A custom `ModelHandler` rather than Beam's stock `TFModelHandlerTensor`: the stock
 handler imports tensorflow_hub, loads only `.keras` files and hands us raw
-probabilities. Ours loads the artifact once per worker process, serves it through
-one graph-compiled function (strings in, probabilities and an "empty after
-standardisation" mask out), decodes labels/top-k for the whole batch with NumPy, and
-never lets one bad record fail its batch: a failing batch is bisected until the
-culprit stands alone and is returned as an error for the dead-letter output.
+probabilities. Ours loads the artifact once per worker process (RunInference keeps it
+in Beam's `shared.Shared`, across threads and across the DoFn instances a runner sets
+up), serves it through one compiled function (strings in; probabilities, token and
+out-of-vocabulary counts out), and hands each batch to the one classification core
+(`worker.core.classify`). Its elements are batches the jobs form themselves
+(`should_skip_batching`): the nightly job fills them across the tables of a bundle,
+the live job with Beam's `BatchElements`, as RunInference itself would.
 """
 
 from __future__ import annotations
@@ -15,19 +17,19 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 import tensorflow as tf
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.ml.inference.base import ModelHandler
 
 from model import artifact, baseline
 from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from model.text import standardizer
-from worker import compiled, prediction, records, telemetry
+from worker import compiled, core, prediction, records, telemetry
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 
 
@@ -50,13 +52,6 @@ def _drop_beam_memory_warning() -> None:
     root = logging.getLogger()
     if _MEMORY_WARNING_FILTER not in root.filters:
         root.addFilter(_MEMORY_WARNING_FILTER)
-
-
-@dataclass(frozen=True)
-class InferenceError:
-    """Stands in for a prediction when the record itself made inference fail."""
-
-    detail: str
 
 
 class ServingModel:
@@ -121,8 +116,8 @@ def _cut(texts: Sequence[str]) -> list[str]:
     return [t if len(t) <= records.MAX_TEXT_CHARS else t[:records.MAX_TEXT_CHARS] for t in texts]
 
 
-_SERVING: dict[tuple, ServingModel] = {}
-_SERVING_LOCK = threading.Lock()
+_KEPT: dict[tuple, ServingModel] = {}  # see ModelSlot._serving: Beam's Shared alone would drop it
+_KEPT_LOCK = threading.Lock()
 
 
 class ModelSlot:
@@ -204,17 +199,21 @@ class ModelSlot:
     def _serving(self, model_dir: str) -> ServingModel:
         """The process's ServingModel for this unchanged directory and settings, built and warmed up once.
 
-        Some runners (Beam's local streaming runner) set up a fresh DoFn, and so a
-        fresh slot, for every bundle; without this each would load and compile again.
+        RunInference keeps the slot in Beam's `shared.Shared`, but Beam keeps only the
+        most recently acquired shared object of a process alive, and the stateful
+        `BatchElements` before RunInference acquires its own (`WithSharedKey`) each time
+        a DoFn is set up. A runner that sets up fresh DoFns for every bundle (Beam's
+        local streaming runner) would so drop the model and load and compile it again
+        for every bundle. The last ServingModel is therefore kept here, one entry.
         """
         key = (artifact.cache_key(model_dir), self.xla, self.sizes)
-        with _SERVING_LOCK:
-            serving = _SERVING.get(key) if key[0] is not None else None
+        with _KEPT_LOCK:
+            serving = _KEPT.get(key) if key[0] is not None else None
             if serving is None:
                 serving = ServingModel(artifact.load(model_dir), self.xla, self.sizes)
                 if key[0] is not None:
-                    _SERVING.clear()  # one entry, as artifact.load keeps: a swap frees the old model
-                    _SERVING[key] = serving
+                    _KEPT.clear()  # one entry, as artifact.load keeps: a swap frees the old model
+                    _KEPT[key] = serving
             if self.warm_up and not serving.warm:
                 serving.warm_up()
         return serving
@@ -230,8 +229,8 @@ def _written_at(model_dir: str) -> float:
     return tf.io.gfile.stat(f"{model_dir}/{artifact.METADATA_FILE}").mtime_nsec / 1e9
 
 
-class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
-    """Raw complaint texts in; per text a decoded prediction (or an InferenceError) out."""
+class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot]):
+    """A batch of valid rows (`core.Rows`) in; what the core made of it (`core.Classified`) out."""
 
     def __init__(
         self,
@@ -241,21 +240,18 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
         review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
         min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        max_batch_duration_secs: int | None = None,
         watch_models: str | None = None,
         watch_interval_secs: float = 60.0,
         xla: bool = True,
         warm_up: bool = True,
+        schema: pa.Schema | None = None,
+        word_counts: bool = False,
     ):
-        super().__init__(
-            min_batch_size=min_batch_size,
-            max_batch_size=max_batch_size,
-            max_batch_duration_secs=max_batch_duration_secs,
-        )
+        super().__init__()
         self.model_dir = model_dir
         self.batch_sizes = (min(min_batch_size, max_batch_size), max_batch_size)
-        self.top_k = top_k
-        self.review_threshold = review_threshold
+        self.decoding = core.Decoding(top_k, review_threshold, max_batch_size, schema or prediction.schema(),
+                                      word_counts)
         self.watch_models = watch_models
         self.watch_interval_secs = watch_interval_secs
         self.xla = xla
@@ -285,58 +281,19 @@ class ComplaintModelHandler(ModelHandler[str, Any, ModelSlot]):
             suffix = "/" + artifact.METADATA_FILE
             self._candidate = model_path[: -len(suffix)] if model_path.endswith(suffix) else model_path
 
-    def run_inference(
-        self, batch: Sequence[str], model: ModelSlot, inference_args: dict[str, Any] | None = None
-    ) -> Iterable[PredictionResult]:
+    def should_skip_batching(self) -> bool:
+        return True  # the jobs form the batches (see the module's docstring)
+
+    def run_inference(self, batch: core.Rows, model: ModelSlot,
+                      inference_args: dict[str, Any] | None = None) -> Iterable[core.Classified]:
         if self.watch_models:
             model.watch(self.watch_models, self.watch_interval_secs)
         serving = model.current  # one model for the whole batch, even if a swap lands meanwhile
         with telemetry.BATCH_LATENCY.time():
-            inferred = self._infer(batch, serving)
-        return [PredictionResult(text, result, model_id=serving.version)
-                for text, result in zip(batch, inferred, strict=True)]
-
-    def _infer(self, batch: Sequence[str], model: ServingModel) -> list:
-        probabilities, tokens, oov, errors = serve_or_bisect(model, batch)
-        decoded = self._decode(probabilities, tokens, oov, model, batch)
-        for row, detail in errors.items():
-            decoded[row] = InferenceError(detail)
-        return decoded
-
-    def _decode(self, probabilities: np.ndarray, tokens: np.ndarray, oov: np.ndarray, model: ServingModel,
-                texts: Sequence[str]) -> list:
-        """The prediction records of the whole batch at once; None for empty texts."""
-        outputs = prediction.BatchOutputs.of(probabilities, model.labels, self.top_k, self.review_threshold,
-                                             tokens, oov, model.version, texts)
-        return [None if n == 0 else row for row, n in zip(prediction.records_of(outputs), tokens, strict=True)]
+            return [core.classify(serving, batch, self.decoding)]
 
     def get_metrics_namespace(self) -> str:
         return METRICS_NAMESPACE
 
-    def get_num_bytes(self, batch: Sequence[str]) -> int:
-        return sum(len(text) for text in batch)
-
-
-def serve_or_bisect(model: ServingModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                          dict[int, str]]:
-    """(probabilities, tokens, out-of-vocabulary tokens, errors) for a batch that one bad text must not fail.
-
-    A failing batch is bisected until the culprit stands alone; its row gets zeros
-    (no tokens) and its error, by row number, in `errors`.
-    """
-    try:
-        probabilities, tokens, oov = model(texts)
-        return probabilities, tokens, oov, {}
-    except (tf.errors.OpError, ValueError, UnicodeError) as exc:
-        if len(texts) == 1:
-            none = np.zeros(1, np.int64)
-            return np.zeros((1, len(model.labels)), np.float32), none, none, {0: _first_line(exc)}
-        middle = len(texts) // 2
-        left, right = serve_or_bisect(model, texts[:middle]), serve_or_bisect(model, texts[middle:])
-        errors = {**left[3], **{middle + row: detail for row, detail in right[3].items()}}
-        return (*(np.concatenate([a, b]) for a, b in zip(left[:3], right[:3], strict=True)), errors)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
+    def get_num_bytes(self, batch: core.Rows) -> int:
+        return sum(len(text) for text in batch.texts)

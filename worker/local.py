@@ -1,8 +1,8 @@
-"""The jobs' verdict on a handful of records, without a pipeline: for `complaints predict` and the page.
+"""The jobs' verdict on a handful of records, without a pipeline: for `complaints predict`, the page and `compare`.
 
-Same validation, same handler, same decoding as `ClassifyComplaints`, so a text the
-nightly job would dead-letter (`empty_text`, …) is dead-lettered here too, with the
-same reason, and a text it would label gets the same prediction record.
+Same validation (`records.validate`), same handler and core (`worker.core`) as both
+jobs, so a text the jobs would dead-letter (`empty_text`, …) is dead-lettered here
+too, with the same reason, and a text they would label gets the same prediction.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from worker import records
 from worker.handler import ModelSlot
-from worker.transform import DEAD_LETTERS, WorkerConfig, verdict
+from worker.transform import DEAD_LETTERS, PREDICTIONS, WorkerConfig, rows_of
 
 
 class LocalClassifier:
@@ -26,22 +26,27 @@ class LocalClassifier:
     def metadata(self) -> dict:
         return self.slot.current.metadata
 
+    @property
+    def version(self) -> str:
+        return self.slot.current.version
+
     def classify(self, inputs: Sequence[dict]) -> list[tuple[str, dict]]:
         """Per input record: (PREDICTIONS, prediction record) or (DEAD_LETTERS, dead letter)."""
         out: list[tuple[str, dict] | None] = [None] * len(inputs)
-        valid = []
+        positions, valid = [], []
         for i, record in enumerate(inputs):
             checked = records.validate(record)
             if isinstance(checked, dict):
                 out[i] = (DEAD_LETTERS, checked)
             else:
-                valid.append((i, *checked))
-        size = self.config.max_batch_size
-        for start in range(0, len(valid), size):
-            chunk = valid[start:start + size]
-            results = self.handler.run_inference([text for _, _, text in chunk], self.slot)
-            for (i, key, text), result in zip(chunk, results, strict=True):
-                out[i] = verdict(key, text, result.inference)
+                positions.append(i)
+                valid.append(checked)
+        if valid:
+            [classified] = self.handler.run_inference(rows_of(valid), self.slot)
+            for row, record in zip(classified.predicted.tolist(), classified.records, strict=True):
+                out[positions[row]] = (PREDICTIONS, record)
+            for row, letter in zip(classified.dead_rows, classified.dead_letters, strict=True):
+                out[positions[row]] = (DEAD_LETTERS, letter)
         return out  # type: ignore[return-value]
 
 

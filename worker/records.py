@@ -113,6 +113,26 @@ def checked_text(text: Any) -> str | tuple[str, str]:
     return text
 
 
+def check(raw_id: Any, raw_text: Any) -> tuple[str, str] | tuple[str | None, str, str]:
+    """THE validity rule of a row, whoever read it: (id, text) to classify, or (id or None, reason, detail).
+
+    Both jobs decide with it (the nightly job over a table's columns, the live job and
+    `predict` over records, through `validate`), so a row is refused for the same
+    reason everywhere.
+    """
+    rid = record_id(raw_id)
+    if rid is None:
+        return None, MISSING_ID, "the record has no id"
+    text = checked_text(raw_text)
+    return (rid, *text) if isinstance(text, tuple) else (rid, text)
+
+
+def refused(record: dict, checked: tuple[str | None, str, str]) -> dict:
+    """The dead letter of a record `check` refused; its payload carries the id as the letter does (a string)."""
+    rid, reason, detail = checked
+    return dead_letter(rid, reason, detail, record if rid is None else {**record, ID: rid})
+
+
 def validate(record: Any) -> tuple[dict, str] | dict:
     """Split a record into (key fields, text), or return its dead letter.
 
@@ -121,16 +141,12 @@ def validate(record: Any) -> tuple[dict, str] | dict:
     """
     if not isinstance(record, dict):
         return dead_letter(None, MALFORMED_RECORD, f"expected a mapping, got {type(record).__name__}", record)
-    rid = record_id(record.get(ID))
-    if rid is None:
-        return dead_letter(None, MISSING_ID, "the record has no id", record)
-    text = checked_text(record.get(TEXT))
-    if isinstance(text, tuple):
-        # The payload carries the id as the letter's `id` field does (a string), for every reason.
-        return dead_letter(rid, *text, {**record, ID: rid})
+    checked = check(record.get(ID), record.get(TEXT))
+    if len(checked) == 3:
+        return refused(record, checked)
     key = {k: v for k, v in record.items() if k != TEXT}
-    key[ID] = rid
-    return key, text
+    key[ID] = checked[0]
+    return key, checked[1]
 
 
 def unvalidatable(record: Any, exc: BaseException) -> dict:

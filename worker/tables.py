@@ -1,185 +1,128 @@
-"""ClassifyTables: the nightly job's classifier, an Arrow table of input rows at a time.
+"""ClassifyTables: the nightly job's edge of the classification core, an Arrow table at a time.
 
-Same decisions as `ClassifyComplaints` (same validation helpers, same model handler
-and serving function, same prediction fields), but a whole table of rows travels as
-one element: validation is one loop over two columns, inference runs on the valid
-texts in batches of `max_batch_size`, and the predictions come out as Arrow tables
-built column by column. Per element, Beam's bookkeeping (a DoFn hop, a
-windowed value, a metrics update) costs microseconds, and in the record path every review
-paid it half a dozen times: a visible share of the model's own time (benchmarks/RESULTS.md,
-the throughput rounds of issue #18).
-
-Rows that cannot be classified are the rare case and stay records: dead letters,
-built by the record path's own `records.validate` and `verdict`, so a row gets the
-same letter either way (tests/test_tables.py compares the two paths).
+A whole table of rows travels as one element, from the reader to the writer: per
+element Beam's bookkeeping (a DoFn hop, a windowed value, a metrics update) costs
+microseconds, and a record per row paid it half a dozen times, a visible share of the
+model's own time (benchmarks/RESULTS.md, issue #18's rounds). Validation is one loop
+over two columns with the one rule (`records.check`); the valid rows of a bundle's
+tables fill batches of `max_batch_size`, which RunInference serves through the one
+handler and core (`worker.core`); predictions come out as Arrow tables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.ml.inference.base import RunInference
 from apache_beam.transforms.window import GlobalWindows
 
-from worker import prediction, records
+from worker import records
+from worker.core import Classified, Rows
 from worker.defaults import METRICS_NAMESPACE
-from worker.handler import InferenceError, ModelSlot, serve_or_bisect
-from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, WorkerConfig, count_dead_letter, verdict
+from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, WorkerConfig, count_dead_letter
 
 INVALID, UNCLASSIFIED = DEAD_LETTER_PARTS
-WORD_COUNTS = "word_counts"  # per bundle: (word ids, counts) of the texts classified, for the drift check
+WORD_COUNTS = "word_counts"  # per batch: (word ids, counts) of the texts classified, for the drift check
 
 
 def row_record(table: pa.Table, row: int) -> dict:
-    """One input row as the record path's reader gave it: `{id, text, kept…}`."""
+    """One input row as a record: `{id, text, kept…}` (a dead letter's payload)."""
     return table.slice(row, 1).to_pylist()[0]
 
 
-@dataclass
-class Waiting:
-    """A table's valid rows that wait for a batch; `start` of them have been classified."""
-
-    table: pa.Table
-    rows: list[int]
-    ids: list[str]
-    texts: list[str]
-    start: int = 0
-
-
-class ClassifyTable(beam.DoFn):
-    """Input tables (`id`, `text`, kept columns) → prediction tables, and dead letters in two parts.
+class BatchValidRows(beam.DoFn):
+    """Input tables (`id`, `text`, kept columns) → batches of valid rows (`Rows`), and the invalid rows' letters.
 
     Valid rows wait until a full batch (`max_batch_size`) has gathered, across the
-    tables of a bundle, and the rest is classified when the bundle ends: only the
-    bundle's last batch is padded up to a compiled size. (Per table, a 10,000-row
-    row group ended in a batch of 784 padded to 1,024: 2.4% of the model's time
-    spent on padding.)
+    tables of a bundle, and the rest is batched when the bundle ends: only the
+    bundle's last batch is padded up to a compiled size. (A batch per table ended a
+    10,000-row row group in a batch of 784 padded to 1,024.)
     """
 
-    def __init__(self, config: WorkerConfig, schema: pa.Schema):
-        self.config, self.schema = config, schema
-
-    def setup(self):
-        self.handler = self.config.handler()
-        self.slot: ModelSlot = self.handler.load_model()  # one ServingModel a process (worker.handler._SERVING)
-        self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "classified")
-        self.needs_review = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "needs_review")
-        self.inferences = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "num_inferences")
+    def __init__(self, max_batch_size: int):
+        self.max_batch_size = max_batch_size
 
     def start_bundle(self):
-        self.waiting: list[Waiting] = []
+        self.waiting: list[Rows] = []
         self.waiting_rows = 0
-        self.word_counts: np.ndarray | None = None
 
-    def process(self, table: pa.Table):
-        valid = Waiting(table, [], [], [])
-        ids = table.column(records.ID).to_pylist()
-        for row, (raw_id, raw_text) in enumerate(zip(ids, table.column(records.TEXT).to_pylist(), strict=True)):
-            rid = records.record_id(raw_id)
-            text = records.checked_text(raw_text) if rid is not None else None
-            if isinstance(text, str):
-                valid.rows.append(row)
-                valid.ids.append(rid)
-                valid.texts.append(text)
+    def process(self, table: pa.Table) -> Iterator:
+        ids, texts, valid = [], [], []
+        raw_ids, raw_texts = table.column(records.ID).to_pylist(), table.column(records.TEXT).to_pylist()
+        for row, (raw_id, raw_text) in enumerate(zip(raw_ids, raw_texts, strict=True)):
+            checked = records.check(raw_id, raw_text)
+            if len(checked) == 2:
+                valid.append(row)
+                ids.append(checked[0])
+                texts.append(checked[1])
             else:
-                yield self._dead_letter(INVALID, records.validate(row_record(table, row)))
-        if valid.texts:
-            self.waiting.append(valid)
-            self.waiting_rows += len(valid.texts)
-        size = self.config.max_batch_size
-        if self.waiting_rows >= size:
-            yield from self._classify(self.waiting_rows // size * size)
+                letter = records.refused(row_record(table, row), checked)
+                count_dead_letter(letter)
+                yield beam.pvalue.TaggedOutput(INVALID, letter)
+        if valid:
+            kept = table.drop_columns([records.ID, records.TEXT]).take(pa.array(valid, pa.int64()))
+            self.waiting.append(Rows(ids, texts, kept))
+            self.waiting_rows += len(valid)
+        while self.waiting_rows >= self.max_batch_size:
+            yield self._batch(self.max_batch_size)
 
     def finish_bundle(self):
-        for output in [*self._classify(self.waiting_rows), *self._word_counts()]:
-            if isinstance(output, beam.pvalue.TaggedOutput):
-                yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value_at_end_of_window(output.value))
-            else:
-                yield GlobalWindows.windowed_value_at_end_of_window(output)
+        if self.waiting_rows:
+            yield GlobalWindows.windowed_value_at_end_of_window(self._batch(self.waiting_rows))
 
-    def _word_counts(self):
-        """The bundle's word counts, sparse: one small element a bundle, not one a batch."""
-        if self.word_counts is not None and self.word_counts.any():
-            ids = np.flatnonzero(self.word_counts)
-            yield beam.pvalue.TaggedOutput(WORD_COUNTS, (ids.astype(np.int32), self.word_counts[ids]))
-
-    def _classify(self, count: int):
-        """Classify the first `count` waiting rows, in batches: their dead letters, and one prediction table."""
-        segments = []
-        while count > 0:
+    def _batch(self, size: int) -> Rows:
+        """The first `size` waiting rows as one batch."""
+        parts = []
+        while size:
             first = self.waiting[0]
-            end = min(len(first.texts), first.start + count)
-            segments.append((first, first.start, end))
-            count -= end - first.start
-            self.waiting_rows -= end - first.start
-            first.start = end
-            if end == len(first.texts):
-                self.waiting.pop(0)
-        if not segments:
-            return
-        texts = [text for waiting, lo, hi in segments for text in waiting.texts[lo:hi]]
-        serving = self.slot.current  # one model for these batches
-        size = self.config.max_batch_size
-        served = [serve_or_bisect(serving, texts[i:i + size]) for i in range(0, len(texts), size)]
-        self.inferences.inc(len(texts))
-        counts = serving.word_counts(texts)
-        self.word_counts = counts if self.word_counts is None or len(self.word_counts) != len(counts) \
-            else self.word_counts + counts
-        probabilities, tokens, oov = (np.concatenate([batch[k] for batch in served]) for k in range(3))
-        failed = {n * size + i: detail for n, batch in enumerate(served) for i, detail in batch[3].items()}
-        offset, predicted = 0, []
-        for waiting, lo, hi in segments:
-            at = slice(offset, offset + hi - lo)
-            errors = {i - offset: detail for i, detail in failed.items() if at.start <= i < at.stop}
-            for output in self._outputs(waiting, lo, (probabilities[at], tokens[at], oov[at], errors), serving):
-                if isinstance(output, pa.Table):
-                    predicted.append(output)
-                else:
-                    yield output
-            offset = at.stop
-        if predicted:
-            yield pa.concat_tables(predicted)  # one row group in the output, whichever tables its rows came from
+            if len(first) <= size:
+                parts.append(self.waiting.pop(0))
+            else:
+                parts.append(Rows(first.ids[:size], first.texts[:size], first.kept.slice(0, size)))
+                self.waiting[0] = Rows(first.ids[size:], first.texts[size:], first.kept.slice(size))
+            size -= len(parts[-1])
+            self.waiting_rows -= len(parts[-1])
+        return Rows.join(parts)
 
-    def _outputs(self, waiting: Waiting, lo: int, inferred: tuple, serving):
-        """Dead letters and the prediction table of one table's rows `lo…`, from their inference."""
-        probabilities, tokens, oov, errors = inferred
-        labelled = tokens > 0
-        labelled[list(errors)] = False
-        for i in np.flatnonzero(~labelled):  # empty after standardisation, or the model failed on it alone
-            key, text = records.validate(row_record(waiting.table, waiting.rows[lo + i]))
-            _, letter = verdict(key, text, InferenceError(errors[i]) if i in errors else None)
-            yield self._dead_letter(UNCLASSIFIED, letter)
-        if not labelled.any():
-            return
-        chosen = np.flatnonzero(labelled) + lo
-        outputs = prediction.BatchOutputs.of(
-            probabilities[labelled], serving.labels, self.config.top_k, self.config.review_threshold,
-            tokens[labelled], oov[labelled], serving.version, [waiting.texts[i] for i in chosen])
-        kept = waiting.table.drop_columns([records.ID, records.TEXT]).take(pa.array(np.asarray(waiting.rows)[chosen]))
-        predicted = prediction.table_of(outputs, [waiting.ids[i] for i in chosen], kept, self.schema)
-        self.classified.inc(predicted.num_rows)
-        self.needs_review.inc(pc.sum(predicted.column("needs_review")).as_py() or 0)
-        yield predicted
 
-    @staticmethod
-    def _dead_letter(part: str, letter: dict) -> beam.pvalue.TaggedOutput:
-        count_dead_letter(letter)
-        return beam.pvalue.TaggedOutput(part, letter)
+class SplitClassified(beam.DoFn):
+    """What the core made of a batch → its prediction table, its dead letters and its word counts."""
+
+    def setup(self):
+        self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "classified")
+        self.needs_review = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "needs_review")
+
+    def process(self, classified: Classified) -> Iterator:
+        for letter in classified.dead_letters:
+            count_dead_letter(letter)
+            yield beam.pvalue.TaggedOutput(UNCLASSIFIED, letter)
+        if classified.word_counts is not None:
+            yield beam.pvalue.TaggedOutput(WORD_COUNTS, classified.word_counts)
+        predictions = classified.predictions
+        if predictions.num_rows:
+            self.classified.inc(predictions.num_rows)
+            self.needs_review.inc(pc.sum(predictions.column("needs_review")).as_py() or 0)
+            yield predictions
 
 
 class ClassifyTables(beam.PTransform):
     """Input tables in; `{"predictions": tables, "Invalid": letters, "Unclassified": letters,
-    "word_counts": per-bundle sparse word counts}` out."""
+    "word_counts": per-batch sparse word counts}` out."""
 
     def __init__(self, config: WorkerConfig, schema: pa.Schema):
         super().__init__()
         self.config, self.schema = config, schema
 
     def expand(self, tables):
-        results = tables | "ClassifyTable" >> beam.ParDo(ClassifyTable(self.config, self.schema)).with_outputs(
-            *DEAD_LETTER_PARTS, WORD_COUNTS, main=PREDICTIONS)
-        return {PREDICTIONS: results[PREDICTIONS], WORD_COUNTS: results[WORD_COUNTS],
-                **{part: results[part] for part in DEAD_LETTER_PARTS}}
+        batched = tables | "BatchValidRows" >> beam.ParDo(BatchValidRows(self.config.max_batch_size)).with_outputs(
+            INVALID, main="rows")
+        handler = self.config.handler(schema=self.schema, word_counts=True)
+        classified = batched.rows | "RunInference" >> RunInference(handler, metrics_namespace=METRICS_NAMESPACE)
+        split = classified | "SplitClassified" >> beam.ParDo(SplitClassified()).with_outputs(
+            UNCLASSIFIED, WORD_COUNTS, main=PREDICTIONS)
+        return {PREDICTIONS: split[PREDICTIONS], WORD_COUNTS: split[WORD_COUNTS],
+                INVALID: batched[INVALID], UNCLASSIFIED: split[UNCLASSIFIED]}
+

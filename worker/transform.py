@@ -1,8 +1,12 @@
-"""ClassifyComplaints: validate → RunInference → prediction records, with dead letters.
+"""ClassifyComplaints: the live job's edge of the classification core, records in and out.
 
-The live job's classifier (the nightly job classifies Arrow tables with
-`worker.tables`, on the same helpers). Its output is a dict of PCollections,
-`predictions` and the two dead-letter parts; every input record lands in exactly one.
+Records are validated with the one rule (`records.check`, through `records.validate`),
+batched by Beam's `BatchElements` (across bundles on Dataflow, with
+`max_batch_duration_secs`), and served by RunInference through the one handler and
+core (`worker.core`), as the nightly job's tables are. Each prediction becomes a
+record again, its input's fields merged back, since Pub/Sub messages are records.
+The output is a dict of PCollections, `predictions` and the two dead-letter parts;
+every input record lands in exactly one.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+import pyarrow as pa
+from apache_beam.ml.inference.base import RunInference
 
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from worker import records
+from worker.core import Classified, Rows
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
-from worker.handler import ComplaintModelHandler, InferenceError
+from worker.handler import ComplaintModelHandler
 
 PREDICTIONS = "predictions"
 DEAD_LETTERS = "dead_letters"
@@ -36,19 +42,22 @@ class WorkerConfig:
     watch_interval_secs: float = 60.0
     xla: bool = True  # the BiLSTM's numeric core as XLA programs (worker/compiled.py); False: all graph mode
 
-    def handler(self, warm_up: bool = True) -> ComplaintModelHandler:
-        """`warm_up`: compile every padded batch size at load (jobs); off, each is compiled when first seen."""
+    def handler(self, warm_up: bool = True, schema: pa.Schema | None = None,
+                word_counts: bool = False) -> ComplaintModelHandler:
+        """`warm_up`: compile every padded batch size at load (jobs); off, each is compiled when first seen.
+        `schema`: of the prediction tables (the nightly job's kept columns); `word_counts`: for drift."""
         return ComplaintModelHandler(
             self.model_dir,
             top_k=self.top_k,
             review_threshold=self.review_threshold,
             min_batch_size=self.min_batch_size,
             max_batch_size=self.max_batch_size,
-            max_batch_duration_secs=self.max_batch_duration_secs,
             watch_models=self.watch_models,
             watch_interval_secs=self.watch_interval_secs,
             xla=self.xla,
             warm_up=warm_up,
+            schema=schema,
+            word_counts=word_counts,
         )
 
 
@@ -73,53 +82,32 @@ class ValidateRecords(beam.DoFn):
             yield checked
 
 
-def verdict(key: dict, text: str, inference) -> tuple[str, dict]:
-    """(PREDICTIONS, record) or (DEAD_LETTERS, letter) for one inference: the jobs', `predict`'s and the page's."""
-    if inference is None or isinstance(inference, InferenceError):
-        reason = records.EMPTY_TEXT if inference is None else records.INFERENCE_FAILED
-        detail = "nothing is left after standardisation" if inference is None else inference.detail
-        return DEAD_LETTERS, records.dead_letter(key[records.ID], reason, detail, {**key, records.TEXT: text})
-    return PREDICTIONS, {**key, **inference}
+def rows_of(valid: list[tuple[dict, str]]) -> Rows:
+    """A batch of validated records as the core takes it: each record's other fields travel beside its text."""
+    return Rows([key[records.ID] for key, _ in valid], [text for _, text in valid], [key for key, _ in valid])
 
 
 class ToPredictionRecords(beam.DoFn):
-    """Merge each inference with its record's key fields into the output record.
+    """What the core made of a batch → prediction records (the record's fields, then the prediction's), and
+    dead letters.
 
     The record's source (if any) stays on the prediction under `records.SOURCE`, so a
     sink can acknowledge the message it came from; sinks never write it.
     """
 
-    def __init__(self):
+    def setup(self):
         self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "classified")
         self.needs_review = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "needs_review")
 
-    def process(self, element: tuple[dict, PredictionResult]):
-        key, result = element
-        tag, record = verdict(key, result.example, result.inference)
-        if tag == DEAD_LETTERS:
-            count_dead_letter(record)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, record)
-            return
-        self.classified.inc()
-        if record["needs_review"]:
-            self.needs_review.inc()
-        yield record
-
-
-class KeyedComplaintHandler(KeyedModelHandler):
-    """Beam's KeyedModelHandler, with the batch size in bytes counted on the texts alone.
-
-    Beam's own count pickles every batch's keys for its byte-size metric: 3 ms a
-    512-row batch, 6 µs a row, in a profile of the nightly job. The keys are ids and
-    passthrough values; the texts are what the model reads and what the metric is for.
-    """
-
-    def __init__(self, handler: ComplaintModelHandler):
-        super().__init__(handler)
-        self.texts_handler = handler
-
-    def get_num_bytes(self, batch) -> int:
-        return self.texts_handler.get_num_bytes([text for _, text in batch])
+    def process(self, classified: Classified):
+        for letter in classified.dead_letters:
+            count_dead_letter(letter)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
+        for record in classified.records:
+            self.classified.inc()
+            if record["needs_review"]:
+                self.needs_review.inc()
+            yield record
 
 
 class ClassifyComplaints(beam.PTransform):
@@ -135,10 +123,14 @@ class ClassifyComplaints(beam.PTransform):
         self.config = config
 
     def expand(self, records_in):
+        config = self.config
         checked = records_in | "Validate" >> beam.ParDo(ValidateRecords()).with_outputs(DEAD_LETTERS, main="valid")
-        inferred = checked.valid | "RunInference" >> RunInference(
-            KeyedComplaintHandler(self.config.handler()), metrics_namespace=METRICS_NAMESPACE
-        )
+        batches = (checked.valid
+                   | "Batch" >> beam.BatchElements(min_batch_size=min(config.min_batch_size, config.max_batch_size),
+                                                   max_batch_size=config.max_batch_size,
+                                                   max_batch_duration_secs=config.max_batch_duration_secs)
+                   | "ToRows" >> beam.Map(rows_of))
+        inferred = batches | "RunInference" >> RunInference(config.handler(), metrics_namespace=METRICS_NAMESPACE)
         decoded = inferred | "ToRecords" >> beam.ParDo(ToPredictionRecords()).with_outputs(
             DEAD_LETTERS, main=PREDICTIONS
         )

@@ -1,8 +1,8 @@
 """`complaints compare`: two models on the same complaints, before one of them goes live.
 
-Both models are served by the worker's own handler (`ComplaintModelHandler`), so
-what is compared is what the jobs would serve; rows that either model would
-dead-letter as empty are left out and counted. Writes compare.json and compare.png.
+Both models give their verdicts through the jobs' own core (`worker.local`), so what
+is compared is what the jobs would serve; rows that either model would dead-letter
+are left out and counted. Writes compare.json and compare.png.
 """
 
 from __future__ import annotations
@@ -17,22 +17,18 @@ from model import compare
 from model.data import read_table, resolve_paths
 from model.errors import UserError
 
-BATCH = 512
-
 
 def _serve(model_dir: str, texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, str]:
-    """(labels, confidences, empty mask, version) from the jobs' serving path."""
-    from worker.handler import ComplaintModelHandler
+    """(labels, confidences, dead-lettered mask, version): each text's verdict, as the jobs would give it."""
+    from worker.local import LocalClassifier, texts_as_records
+    from worker.transform import DEAD_LETTERS, WorkerConfig
 
-    serving = ComplaintModelHandler(model_dir).load_model().current
-    labels, confidences, empty = [], [], []
-    for start in range(0, len(texts), BATCH):
-        probabilities, tokens, _ = serving(texts[start:start + BATCH])
-        labels += serving.labels[probabilities.argmax(axis=1)].tolist()
-        confidences.append(probabilities.max(axis=1))
-        empty.append(tokens == 0)
-    return labels, np.concatenate(confidences or [np.zeros(0)]), np.concatenate(empty or [np.zeros(0, bool)]), \
-        serving.version
+    classifier = LocalClassifier(WorkerConfig(model_dir=model_dir))
+    verdicts = classifier.classify(texts_as_records(texts))
+    dead = np.array([tag == DEAD_LETTERS for tag, _ in verdicts], bool)
+    labels = ["" if tag == DEAD_LETTERS else record["label"] for tag, record in verdicts]
+    confidences = np.array([0.0 if tag == DEAD_LETTERS else record["confidence"] for tag, record in verdicts])
+    return labels, confidences, dead, classifier.version
 
 
 def run_compare(model_a: str, model_b: str, data: str, text_column: str, label_column: str,

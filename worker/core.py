@@ -1,0 +1,149 @@
+"""The one classification core: a batch of valid rows in, a prediction table and its dead letters out.
+
+Both jobs, `complaints predict`, the web page and `compare` classify through
+`classify`, behind the one model handler (`worker.handler.ComplaintModelHandler`),
+so a text gets one verdict everywhere: one validity rule (`records.check`, applied
+by each job's edge before the batch forms), one bisection of a failing batch, one
+decoding of the model's outputs (`prediction.BatchOutputs`) and one prediction
+table (`prediction.table_of`). Only what travels beside a row differs: the nightly
+job's kept columns are an Arrow table, the live job's record fields (any JSON) a
+dict per row, which its Pub/Sub edge merges back into each message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+
+from worker import prediction, records
+
+if TYPE_CHECKING:
+    from worker.handler import ServingModel
+
+Kept = pa.Table | list[dict]  # per row, what passes through: kept columns (nightly) or record fields (live)
+
+
+@dataclass
+class Rows:
+    """A batch of rows that passed `records.check`, formed by the job (RunInference's `with_no_batching`).
+
+    `len()` is its row count, so RunInference's metrics (`num_inferences`,
+    `inference_request_batch_size`) count rows, not batches.
+    """
+
+    ids: list[str]
+    texts: list[str]
+    kept: Kept
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def kept_row(self, row: int) -> dict:
+        kept = self.kept
+        return kept.slice(row, 1).to_pylist()[0] if isinstance(kept, pa.Table) else kept[row]
+
+    @classmethod
+    def join(cls, parts: Sequence[Rows]) -> Rows:
+        """One batch of several (the nightly job fills a batch across the tables of a bundle)."""
+        if len(parts) == 1:
+            return parts[0]
+        kept = pa.concat_tables([p.kept for p in parts]) if isinstance(parts[0].kept, pa.Table) \
+            else [row for p in parts for row in p.kept]
+        return cls([i for p in parts for i in p.ids], [t for p in parts for t in p.texts], kept)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a batch's outputs are shaped: the settings every job and `predict` share."""
+
+    top_k: int
+    review_threshold: float
+    max_batch_size: int  # rows per call of the model (the compiled sizes are padded up to)
+    schema: pa.Schema  # of the prediction table: `prediction.schema(kept columns)`
+    word_counts: bool = False  # also count each word id (the nightly drift check's word signal)
+
+
+@dataclass
+class Classified:
+    """What the core made of a batch. `predicted` and `dead_rows` are row numbers in the batch."""
+
+    predictions: pa.Table  # the prediction record's fields, then the kept columns the schema names
+    predicted: np.ndarray
+    kept: list[dict] | None  # for record batches: each prediction's record fields, in order
+    dead_letters: list[dict]
+    dead_rows: list[int]
+    word_counts: tuple[np.ndarray, np.ndarray] | None  # (word ids, counts) of the predicted texts
+
+    @property
+    def records(self) -> list[dict]:
+        """The predictions as records (the Pub/Sub edge, `predict`): the row's record fields, then the fields."""
+        table = self.predictions.to_pylist()
+        return table if self.kept is None else [{**kept, **row} for kept, row in zip(self.kept, table, strict=True)]
+
+
+def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classified:
+    """Predictions for the rows the model labels; a dead letter for each it cannot (empty, or it failed)."""
+    size = decoding.max_batch_size
+    served = [serve_or_bisect(serving, rows.texts[i:i + size]) for i in range(0, len(rows), size)]
+    width = len(serving.labels)
+    probabilities, tokens, oov = (
+        np.concatenate([batch[k] for batch in served]) if served else empty
+        for k, empty in enumerate((np.zeros((0, width), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64))))
+    failed = {n * size + i: detail for n, batch in enumerate(served) for i, detail in batch[3].items()}
+    labelled = tokens > 0
+    labelled[list(failed)] = False
+    dead_rows = np.flatnonzero(~labelled).tolist()
+    letters = [_dead_letter(rows, row, failed.get(row)) for row in dead_rows]
+    chosen = np.flatnonzero(labelled)
+    texts = [rows.texts[i] for i in chosen]
+    outputs = prediction.BatchOutputs.of(probabilities[chosen], serving.labels, decoding.top_k,
+                                         decoding.review_threshold, tokens[chosen], oov[chosen], serving.version, texts)
+    if isinstance(rows.kept, pa.Table):
+        kept_table, kept = rows.kept.take(pa.array(chosen, pa.int64())), None
+    else:
+        kept_table, kept = pa.table({}), [rows.kept[i] for i in chosen]
+    table = prediction.table_of(outputs, [rows.ids[i] for i in chosen], kept_table, decoding.schema)
+    words = _sparse(serving.word_counts(texts)) if decoding.word_counts and texts else None
+    return Classified(table, chosen, kept, letters, dead_rows, words)
+
+
+def _dead_letter(rows: Rows, row: int, failure: str | None) -> dict:
+    reason, detail = (records.EMPTY_TEXT, "nothing is left after standardisation") if failure is None \
+        else (records.INFERENCE_FAILED, failure)
+    payload = {**rows.kept_row(row), records.ID: rows.ids[row], records.TEXT: rows.texts[row]}
+    return records.dead_letter(rows.ids[row], reason, detail, payload)
+
+
+def _sparse(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.flatnonzero(counts)
+    return ids.astype(np.int32), counts[ids]
+
+
+def serve_or_bisect(model: ServingModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                          dict[int, str]]:
+    """(probabilities, tokens, out-of-vocabulary tokens, errors) for a batch that one bad text must not fail.
+
+    A failing batch is bisected until the culprit stands alone; its row gets zeros
+    (no tokens) and its error, by row number, in `errors`.
+    """
+    try:
+        probabilities, tokens, oov = model(texts)
+        return probabilities, tokens, oov, {}
+    except (tf.errors.OpError, ValueError, UnicodeError) as exc:
+        if len(texts) == 1:
+            none = np.zeros(1, np.int64)
+            return np.zeros((1, len(model.labels)), np.float32), none, none, {0: _first_line(exc)}
+        middle = len(texts) // 2
+        left, right = serve_or_bisect(model, texts[:middle]), serve_or_bisect(model, texts[middle:])
+        errors = {**left[3], **{middle + row: detail for row, detail in right[3].items()}}
+        return (*(np.concatenate([a, b]) for a, b in zip(left[:3], right[:3], strict=True)), errors)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
