@@ -8,6 +8,8 @@ the model fails on alone.
 
 from __future__ import annotations
 
+import json
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
@@ -116,7 +118,8 @@ def test_batches_fill_across_the_tables_of_a_bundle():
     texts[3] = None
     tables = [pa.table({"id": [f"t{i}" for i in range(lo, lo + 70)], "text": texts[lo:lo + 70],
                         "shop": list(range(lo, lo + 70))}) for lo in (0, 70)]
-    step = BatchValidRows(max_batch_size=50)
+    step = BatchValidRows(max_batch_size=50, schema=prediction.schema([pa.field("shop", pa.int64())]))
+    step.setup()
     step.start_bundle()
     seen, letters = [], []
     for table in tables:
@@ -151,12 +154,15 @@ def test_word_counts_cover_every_classified_text(model_dir, loaded):
 
 
 def test_a_table_with_nothing_to_classify_gives_only_dead_letters(model_dir):
-    table = pa.table({"id": pa.array(["a", None, "c"]), "text": pa.array([None, "metin", "  "])})
+    table = pa.table({"id": pa.array(["a", None, "c", "d"]), "text": pa.array([None, "metin", "  ", "?!..."])})
     config = _FaultyConfig(model_dir)
     predicted, letters = classify_tables([table], config, prediction.schema())
     assert predicted.num_rows == 0
     assert sorted(d["reason"] for d in letters["Invalid"]) == [records.EMPTY_TEXT, records.MISSING_ID,
                                                                records.MISSING_TEXT]
+    [empty] = letters["Unclassified"]  # no kept column: the model's verdict, with the row as its payload
+    assert (empty["id"], empty["reason"], json.loads(empty["payload"])) == ("d", records.EMPTY_TEXT,
+                                                                             {"id": "d", "text": "?!..."})
 
 
 def test_row_groups_are_read_in_bounded_slices_with_running_derived_ids(tmp_path):

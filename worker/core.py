@@ -45,7 +45,9 @@ class Rows:
 
     def kept_row(self, row: int) -> dict:
         kept = self.kept
-        return kept.slice(row, 1).to_pylist()[0] if isinstance(kept, pa.Table) else kept[row]
+        if isinstance(kept, pa.Table):  # with no kept column, Arrow keeps no rows either: nothing to pass on
+            return kept.slice(row, 1).to_pylist()[0] if kept.num_columns else {}
+        return kept[row]
 
     @classmethod
     def join(cls, parts: Sequence[Rows]) -> Rows:

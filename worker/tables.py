@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.transforms.window import GlobalWindows
 
-from worker import records
+from worker import prediction, records
 from worker.core import Classified, Rows
 from worker.defaults import METRICS_NAMESPACE
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, WorkerConfig, count_dead_letter
@@ -42,8 +42,12 @@ class BatchValidRows(beam.DoFn):
     10,000-row row group in a batch of 784 padded to 1,024.)
     """
 
-    def __init__(self, max_batch_size: int):
+    def __init__(self, max_batch_size: int, schema: pa.Schema):
         self.max_batch_size = max_batch_size
+        self.schema = schema  # of the predictions: the kept columns are cast to its types here
+
+    def setup(self):
+        self.kept_names = [f.name for f in self.schema if f.name not in prediction.names()]
 
     def start_bundle(self):
         self.waiting: list[Rows] = []
@@ -63,7 +67,11 @@ class BatchValidRows(beam.DoFn):
                 count_dead_letter(letter)
                 yield beam.pvalue.TaggedOutput(INVALID, letter)
         if valid:
-            kept = table.drop_columns([records.ID, records.TEXT]).take(pa.array(valid, pa.int64()))
+            # One type per kept column, whichever file a table came from (a dictionary in one file, plain strings
+            # or all nulls in another), so the tables of a bundle can share a batch.
+            kept = pa.table({name: table.column(name).cast(self.schema.field(name).type) if name in
+                             table.column_names else pa.nulls(table.num_rows, self.schema.field(name).type)
+                             for name in self.kept_names}).take(pa.array(valid, pa.int64()))
             self.waiting.append(Rows(ids, texts, kept))
             self.waiting_rows += len(valid)
         while self.waiting_rows >= self.max_batch_size:
@@ -117,8 +125,8 @@ class ClassifyTables(beam.PTransform):
         self.config, self.schema = config, schema
 
     def expand(self, tables):
-        batched = tables | "BatchValidRows" >> beam.ParDo(BatchValidRows(self.config.max_batch_size)).with_outputs(
-            INVALID, main="rows")
+        batched = tables | "BatchValidRows" >> beam.ParDo(
+            BatchValidRows(self.config.max_batch_size, self.schema)).with_outputs(INVALID, main="rows")
         handler = self.config.handler(schema=self.schema, word_counts=True)
         classified = batched.rows | "RunInference" >> RunInference(handler, metrics_namespace=METRICS_NAMESPACE)
         split = classified | "SplitClassified" >> beam.ParDo(SplitClassified()).with_outputs(
