@@ -133,6 +133,7 @@ def test_a_file_that_changes_after_the_preflight_fails_the_run(model_dir, commit
 def _complete_view(output) -> str | None:
     """Read the output as a consumer would. A problem, or None (incomplete, or consistent, or a commit happened
     while reading, which a consumer detects by the run id in `_SUCCESS` and retries)."""
+    first = None  # _SUCCESS may appear between a failed first read and the second
     try:
         first = (output / "_SUCCESS").read_text()
         names = os.listdir(output)
@@ -144,7 +145,7 @@ def _complete_view(output) -> str | None:
             second = (output / "_SUCCESS").read_text()
         except FileNotFoundError:
             return None
-        if second != first:
+        if first is None or second != first:
             return None
         return f"_SUCCESS {first!r} stayed while the files could not be read"
     if first != second:
