@@ -1,12 +1,13 @@
 """The training configurations: plain dataclasses, importable without TensorFlow.
 
-The command line takes its defaults from these (`complaints train --help` answers
-without importing TensorFlow), so every default is written once, here.
+The command line derives its options from these (`pipelines.app.config_options`; a
+field's metadata is its option's help), and `complaints train --help` answers without
+importing TensorFlow, so every default and its explanation are written once, here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 LOCALES = ("tr", "unicode")
 DEFAULT_LOCALE = "tr"
@@ -18,13 +19,15 @@ FINAL_FITS = ("train", "train+validation", "all")
 class ArchitectureConfig:
     """Sizes of the reference network; the defaults are the reference model."""
 
-    max_tokens: int = 100_000
-    sequence_length: int = 40
-    embedding_dim: int = 16
-    lstm_units: int = 256
+    max_tokens: int = field(default=100_000, metadata={
+        "low": 2, "help": "Word vocabulary size: the BiLSTM's, and the linear model's word n-grams."})
+    sequence_length: int = field(default=40, metadata={"low": 1, "help": "Words the BiLSTM reads of a text."})
+    embedding_dim: int = field(default=16, metadata={"low": 1, "help": "BiLSTM only."})
+    lstm_units: int = field(default=256, metadata={"low": 1, "help": "BiLSTM only."})
     dropout: float = 0.2
-    dense_units: int = 64
-    locale: str = DEFAULT_LOCALE
+    dense_units: int = field(default=64, metadata={"low": 1, "help": "BiLSTM only."})
+    locale: str = field(default=DEFAULT_LOCALE, metadata={
+        "choices": LOCALES, "help": "Lower-casing rules: Turkish, or plain Unicode for other languages."})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,15 +60,25 @@ class LinearConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 128
-    validation_split: float = 0.1
-    test_split: float = 0.1
-    seed: int = 42
-    patience: int = 2
-    learning_rate: float = 1e-3
+    """How training runs; field metadata is the CLI's help."""
+
+    epochs: int = field(default=10, metadata={"low": 1, "help": "BiLSTM: passes over the training split, at most."})
+    batch_size: int = field(default=128, metadata={"low": 1, "help": "BiLSTM: rows per gradient step."})
+    validation_split: float = field(default=0.1, metadata={
+        "help": "Share of rows held out for early stopping and calibration."})
+    test_split: float = field(default=0.1, metadata={
+        "help": "Share of rows held out for the test figures."})
+    seed: int = field(default=42, metadata={"help": "Seeds the splits, the sample and the weights."})
+    patience: int = field(default=2, metadata={
+        "low": 0, "help": "BiLSTM: early-stopping patience on validation loss."})
+    learning_rate: float = field(default=1e-3, metadata={"low": 0, "help": "BiLSTM only."})
     verbose: int = 1
-    architecture: str = "bilstm"  # bilstm | linear | auto (both, the better by validation macro-F1)
-    calibrate: bool = True  # fit a temperature on held-out logits and bake it in
+    architecture: str = field(default="bilstm", metadata={
+        "choices": ARCHITECTURES, "help": "bilstm: the reference; linear: TF-IDF word+character n-grams; auto: "
+        "both, the better by validation macro-F1."})
+    calibrate: bool = field(default=True, metadata={
+        "help": "Fit a temperature on the validation split so confidences match accuracy."})
     calibration_folds: int = 5  # linear only: out-of-fold training predictions join the calibration set
-    final_fit: str = "train+validation"  # what the exported model learns from: "train", "train+validation", "all"
+    final_fit: str = field(default="train+validation", metadata={
+        "choices": FINAL_FITS[1:], "help": "What the refit learns from; all = the test split too (the test "
+        "figures were taken before)."})  # "train": no refit (--no-refit)

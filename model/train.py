@@ -111,18 +111,18 @@ def _refit_parts(split: Split, final_fit: str) -> list[np.ndarray]:
     return [split.train, split.validation] + ([split.test] if final_fit == "all" else [])
 
 
-def _fit(
-    kind: str,
-    texts: np.ndarray,
-    label_ids: np.ndarray,
-    split,
-    n_classes: int,
-    architecture: ArchitectureConfig,
-    linear: LinearConfig,
-    config: TrainConfig,
-    refit_epochs: int | None = None,
-    phases: Phases | None = None,
-) -> Fitted:
+@dataclass(frozen=True)
+class _Settings:
+    """One training run's settings, as `train` resolved them."""
+
+    architecture: ArchitectureConfig
+    linear: LinearConfig
+    config: TrainConfig
+    phases: Phases
+
+
+def _fit(kind: str, texts: np.ndarray, label_ids: np.ndarray, split, n_classes: int, settings: _Settings,
+         refit_epochs: int | None = None) -> Fitted:
     """Fit one architecture on `split.train`.
 
     For the BiLSTM's refit (`refit_epochs`, its best epoch count), it trains exactly
@@ -133,8 +133,8 @@ def _fit(
     calibration set. The linear model computes the TF-IDF rows of the refit's rows
     in the same pass as its training rows.
     """
+    architecture, linear, config, phases = settings.architecture, settings.linear, settings.config, settings.phases
     keras.utils.set_random_seed(config.seed)
-    phases = phases or Phases(enabled=False)
     train_texts = texts[split.train]
     if kind == "linear":
         small = needs_out_of_fold(len(split.validation))  # too few validation rows to calibrate or stop on alone
@@ -182,8 +182,8 @@ def _fit(
     return Fitted(network, history, facts)
 
 
-def _refit(kind, fitted: Fitted, texts, label_ids, split, n_classes, architecture, linear, config, best_epoch,
-           phases):
+def _refit(kind: str, fitted: Fitted, texts: np.ndarray, label_ids: np.ndarray, split, n_classes: int,
+           settings: _Settings, best_epoch: int | None):
     """The exported network: the split-trained one, or the same architecture refitted on more rows.
 
     The splits have done their job (early stopping, selection, calibration, the test
@@ -192,6 +192,7 @@ def _refit(kind, fitted: Fitted, texts, label_ids, split, n_classes, architectur
     the training split, its solver run from zero for the iterations the split chose
     (`refit_linear`). The temperature fitted on held-out logits is kept.
     """
+    config = settings.config
     if config.final_fit == "train":
         return fitted.network, {"fitted_on": "train", "rows": len(split.train)}
     parts = _refit_parts(split, config.final_fit)
@@ -200,13 +201,14 @@ def _refit(kind, fitted: Fitted, texts, label_ids, split, n_classes, architectur
         print(f"refitting {kind} on {config.final_fit} ({len(rows):,} rows)"
               + (f" for {best_epoch} epoch(s)" if kind == "bilstm" else ""))
     if kind == "linear":
-        refitted, facts = refit_linear(fitted.linear, label_ids[rows], n_classes, linear, config.seed, phases)
+        refitted, facts = refit_linear(fitted.linear, label_ids[rows], n_classes, settings.linear, config.seed,
+                                       settings.phases)
         return refitted, {"fitted_on": config.final_fit, "rows": len(rows), "epochs": None,
                           "features_adapted_on": "train", "iterations": facts["iterations"]}
     rows = np.sort(rows)
     refit_split = Split(train=rows, validation=rows[:0], test=split.test)
-    refitted = _fit(kind, texts, label_ids, refit_split, n_classes, architecture, linear, config,
-                    refit_epochs=best_epoch or config.epochs, phases=phases).network
+    refitted = _fit(kind, texts, label_ids, refit_split, n_classes, settings,
+                    refit_epochs=best_epoch or config.epochs).network
     return refitted, {"fitted_on": config.final_fit, "rows": len(rows), "epochs": best_epoch}
 
 
@@ -246,8 +248,9 @@ def train(
     kinds = ["bilstm", "linear"] if config.architecture == "auto" else [config.architecture]
     candidates = {}
     phases = Phases(enabled=config.verbose > 0)
+    settings = _Settings(architecture, linear, config, phases)
     for kind in kinds:
-        fitted = _fit(kind, data.texts, label_ids, split, len(labels), architecture, linear, config, phases=phases)
+        fitted = _fit(kind, data.texts, label_ids, split, len(labels), settings)
         with phases.phase(f"scoring the {kind} model on the validation split", f"{len(split.validation):,} rows"):
             val_logits = (fitted.linear.logits_of_other_rows()[: len(split.validation)] if fitted.linear
                           else _logits(fitted.network, data.texts[split.validation]))
@@ -275,8 +278,7 @@ def train(
             "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
 
     best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None
-    final_network, refit = _refit(chosen, fitted, data.texts, label_ids, split, len(labels), architecture, linear,
-                                  config, best_epoch, phases)
+    final_network, refit = _refit(chosen, fitted, data.texts, label_ids, split, len(labels), settings, best_epoch)
     served = end_to_end(final_network, temperature)
     metadata = {
         "architecture": facts,

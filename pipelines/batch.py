@@ -13,7 +13,7 @@ import os
 import posixpath
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 import pyarrow as pa
@@ -136,6 +136,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     else:
         _, metadata = artifact.read_metadata(config.worker.model_dir)
         total_rows, inputs = None, [{"path": config.input_pattern}]
+    found = Found(metadata, inputs, total_rows, expected, skipped)
     if total_rows is not None and total_rows < config.xla_min_rows:
         config = replace(config, worker=replace(config.worker, xla=False))
     previous = out.read_summary(config.compare_to) if config.compare_to else None
@@ -154,7 +155,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     try:
         leftovers = out.clear_leftovers(config.output, staging)
         out.prepare(config.output, staging)
-        job = Job(config, options, staging, run_id, metadata, inputs, total_rows, expected, compared, skipped)
+        job = Job(config, options, staging, run_id, found, compared)
         summary = job.run(test_pipeline)
     finally:
         lock.release()
@@ -167,16 +168,25 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     return summary
 
 
+@dataclass(frozen=True)
+class Found:
+    """What the pre-flight found: the model's metadata and the inputs (none of it with --skip-validation)."""
+
+    metadata: dict
+    inputs: list[dict]  # for the summary: path, and size and rows when known
+    total_rows: int | None
+    expected: list[Expected] | None  # exactly these files are read
+    skipped: dict[str, int]  # by the pre-flight; with --skip-validation the reader counts them
+
+
 class Job:
     """One run while the output is held: pipeline, books, drift and report, commit; any failure undone."""
 
-    def __init__(self, config: BatchConfig, options, staging: str, run_id: str, metadata: dict, inputs: list,
-                 total_rows: int | None, expected: list[Expected] | None, compared: drift.Compared,
-                 skipped: dict[str, int]):
+    def __init__(self, config: BatchConfig, options, staging: str, run_id: str, found: Found,
+                 compared: drift.Compared):
         self.config, self.options, self.staging, self.run_id = config, options, staging, run_id
-        self.metadata, self.inputs, self.total_rows = metadata, inputs, total_rows
-        self.expected, self.compared = expected, compared
-        self.skipped = skipped  # by the pre-flight; with --skip-validation the reader counts them
+        self.metadata, self.inputs, self.total_rows = found.metadata, found.inputs, found.total_rows
+        self.expected, self.compared, self.skipped = found.expected, compared, found.skipped
         self.sinks = batch_sinks(config, staging)
 
     def run(self, test_pipeline: beam.Pipeline | None = None) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 STOP_TIMEOUT_SECS = 30  # after SIGINT/SIGTERM, the longest the late-ack job takes to stop
 UNHEALTHY_AFTER_SECS = 60  # /healthz fails once no pull has succeeded for this long
@@ -12,8 +12,13 @@ UNHEALTHY_AFTER_SECS = 60  # /healthz fails once no pull has succeeded for this 
 class LeaseSettings:
     """How much the local read holds at once, and how long Pub/Sub waits for it."""
 
-    ack_deadline_secs: int = 30  # after a crash, messages come back after at most this long
-    max_outstanding_messages: int = 5000  # pulled and not yet acknowledged
+    ack_deadline_secs: int = field(default=30, metadata={
+        "low": 10, "high": 600, "help": "Local read: the lease kept on each message until its output is "
+        "published; after a crash, Pub/Sub redelivers within this time."})
+    max_outstanding_messages: int = field(default=5000, metadata={
+        "low": 1, "help": "Local read: pulled but not yet acknowledged messages, at most."})
     max_outstanding_bytes: int = 256 * 2**20  # pulls are sized by the mean message size seen to stay under it
     pull_size: int = 1000  # messages asked for in one pull
-    max_lease_secs: int = 600  # a message held longer is handed back to Pub/Sub (leases_expired)
+    max_lease_secs: int = field(default=600, metadata={
+        "low": 10, "help": "Local read: a message held longer than this is handed back to Pub/Sub "
+        "(leases_expired)."})

@@ -1,13 +1,11 @@
-"""Config objects for the jobs, and the Beam options they run with.
+"""The Beam options the jobs run with; their config objects are in `pipelines.config`.
 
-Pipeline construction is a pure function of these configs (`build_batch(p, config)`);
+Pipeline construction is a pure function of those configs (`build_batch(p, config)`);
 turning command-line leftovers into PipelineOptions, with a local runner that never
 downloads anything, happens here.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 from apache_beam.options.pipeline_options import (
     DirectOptions,
@@ -19,60 +17,15 @@ from apache_beam.options.pipeline_options import (
 )
 
 from model.errors import UserError
-from pipelines.drift import DEFAULT_THRESHOLD
-from pipelines.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
-from pipelines.lock import DEFAULT_STALE_SECS
-from worker.transform import WorkerConfig
+from pipelines.config import BEAM_READ, LATE_ACK, BatchConfig, StreamConfig
+
+__all__ = ["BEAM_READ", "LATE_ACK", "BatchConfig", "StreamConfig", "beam_options", "stream_options"]
 
 # Beam 2.77's plain DirectRunner first tries Prism, whose binary it downloads. These
 # run in-process and never reach the network.
 LOCAL_BATCH_RUNNER = "FnApiRunner"
 LOCAL_STREAM_RUNNER = "BundleBasedDirectRunner"
 LOCAL_RUNNERS = {"FnApiRunner", "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner"}
-
-# How the live job reads Pub/Sub: the project's late-acknowledging read (local
-# runners), or Beam's native ReadFromPubSub (Dataflow; locally for comparison only).
-LATE_ACK = "late-ack"
-BEAM_READ = "beam"
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    """The nightly job: which archive, which model, where the labels go."""
-
-    input_pattern: str
-    output: str
-    worker: WorkerConfig
-    id_column: str = "id"
-    text_column: str = "text"
-    keep_columns: tuple[str, ...] = ()
-    derive_missing_id: bool = True  # the id column is the default one and may be absent
-    progress: bool = True
-    validate: bool = True  # check input files before building the pipeline
-    passthrough_fields: tuple = field(default=())  # pyarrow fields of keep_columns, filled by the pre-flight
-    drift_threshold: float | None = DEFAULT_THRESHOLD  # None: derived per signal for tonight's size (drift.py)
-    compare_to: str | None = None  # a previous run's output: its label distribution is compared too
-    xla_min_rows: int = 0  # smaller archives are served in graph mode (the compile would cost more than it saves)
-    lock_stale_secs: float = DEFAULT_STALE_SECS  # object stores: a hold not renewed for this long is taken over
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    """The live job: subscription in, topics out, optional Parquet archive."""
-
-    subscription: str
-    output_topic: str
-    worker: WorkerConfig
-    dead_letter_topic: str | None = None
-    archive_output: str | None = None
-    window_seconds: int = 60
-    read: str = "auto"  # LATE_ACK on local runners, BEAM_READ elsewhere; stream_options() resolves it
-    lease: LeaseSettings = field(default_factory=LeaseSettings)  # the late-ack read's flow control and deadline
-    stop_timeout_secs: float = STOP_TIMEOUT_SECS  # after SIGINT/SIGTERM, the longest the late-ack job takes to stop
-    metrics_port: int | None = None  # late-ack job: Prometheus metrics and /healthz on this port
-    metrics_host: str = "127.0.0.1"
-    unhealthy_after_secs: float = UNHEALTHY_AFTER_SECS  # /healthz fails when no pull has succeeded for this long
-
 
 def beam_options(beam_args: list[str] | None, streaming: bool = False) -> PipelineOptions:
     """PipelineOptions from leftover arguments, with our local runner as the default."""

@@ -22,13 +22,12 @@ fields if it would not fit (`omitted_fields`). Attributes keep Pub/Sub's limits
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
-from worker import prediction, records
+from worker import prediction, record_columns, records
 from worker.transform import DEAD_LETTERS, count_dead_letter
 
 # A publish request may hold 10,000,000 bytes (topic name, attributes and framing
@@ -153,12 +152,6 @@ class DecodeMessages(beam.DoFn):
             yield record
 
 
-def ack_id_of(output: dict) -> str | None:
-    """The local read's ack id of the message a prediction or dead letter came from."""
-    source = output.get(records.SOURCE) or output.get("source") or {}
-    return source.get("ack_id")
-
-
 def encode_prediction(record: dict) -> PubsubMessage:
     """The prediction as JSON (every field but `_source`), with the attributes its definition names.
 
@@ -211,25 +204,8 @@ def minimal_dead_letter(letter: dict) -> bytes:
 
 
 def _json(body: dict) -> bytes:
-    """Strict JSON: a non-finite float is null (RFC 8259 has no NaN), never a bare `NaN`.
-
-    A lone surrogate (legal in a JSON escape, not in UTF-8) comes out as its \\uXXXX escape.
-    """
-    try:
-        text = json.dumps(body, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(body), ensure_ascii=False, default=str, allow_nan=False)
-    return text.encode("utf-8", errors="backslashreplace")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
+    """Strict JSON (`record_columns.strict_json`): never a bare `NaN`; a lone surrogate as its \\uXXXX escape."""
+    return record_columns.strict_json(body).encode("utf-8")
 
 
 def _shrink_prediction(body: dict) -> bytes:

@@ -4,10 +4,12 @@
 takes what `pubsub_lease` has pulled (at least `min_count` messages, or whatever
 came within `max_wait`), emits them, and defers the rest of its range: the runner
 calls it again at once, and everything downstream of it runs in the same bundle.
-`PublishThenAcknowledge` publishes a bundle's outputs in large synchronous requests
-(each returns only once Pub/Sub has stored the messages) and only then acknowledges
-the input messages they came from. A message whose job dies before that is never
-acknowledged, and Pub/Sub redelivers it.
+`PublishConfirmed` (the Pub/Sub sink's writer) publishes a bundle's outputs in large
+synchronous requests (each returns only once Pub/Sub has stored the messages) and
+says, request by request, which inputs are answered and which go back;
+`AcknowledgeLeased` (the source's side) acknowledges or returns them at once, in the
+same fused stage. A message whose job dies before that is never acknowledged, and
+Pub/Sub redelivers it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.transforms.window import GlobalWindows
 from google.api_core import exceptions
 
 from pipelines import pubsub, pubsub_lease
@@ -88,11 +91,35 @@ class ReadLeasedMessages(beam.PTransform):
 PUBLISH_ATTEMPTS = 6  # tries of one publish request on transient errors (about 15 s with backoff)
 
 
-class PublishThenAcknowledge(beam.DoFn):
-    """(ack id, PubsubMessage) in: publish the message, then acknowledge the input it answers.
+class AcknowledgeLeased(beam.DoFn):
+    """(ack ids, confirmed) in, from a sink that answers: acknowledge the inputs it confirmed, give back the rest.
 
-    With `topic=None` nothing is published (dead letters with no dead-letter topic)
-    and the inputs are acknowledged as handled.
+    The source's side of the late-ack read: a sink only says what it confirmed.
+    """
+
+    def __init__(self, subscription: str, settings: LeaseSettings):
+        self.subscription, self.settings = subscription, settings
+
+    def process(self, answer: tuple[tuple[str, ...], bool]):
+        ack_ids, confirmed = answer
+        leased = pubsub_lease.open_subscription(self.subscription, self.settings)
+        if confirmed:
+            leased.acknowledge(list(ack_ids))
+        else:
+            leased.redeliver(list(ack_ids))
+
+
+def _answer(ack_ids: list[str], confirmed: bool):
+    return GlobalWindows.windowed_value((tuple(ack_ids), confirmed))
+
+
+class PublishConfirmed(beam.DoFn):
+    """(ack id, PubsubMessage) in: publish the message; out, per request, (ack ids, confirmed) for the source.
+
+    Emitted from `finish_bundle` as each request returns, so `AcknowledgeLeased`
+    acknowledges a request's inputs before the next request is sent. With
+    `topic=None` nothing is published (dead letters with no dead-letter topic) and
+    the inputs are answered as handled.
 
     A request Pub/Sub rejects as a whole (`InvalidArgument`: a schema-validated topic,
     an attribute it refuses) is split in halves until the rejected messages stand
@@ -102,11 +129,8 @@ class PublishThenAcknowledge(beam.DoFn):
     capped exponential backoff and jitter; what still fails goes back to Pub/Sub.
     """
 
-    def __init__(self, topic: str | None, subscription: str, settings: LeaseSettings,
-                 dead_letter_topic: str | None = None, dead_letters: bool = False):
+    def __init__(self, topic: str | None, dead_letter_topic: str | None = None, dead_letters: bool = False):
         self.topic = topic
-        self.subscription = subscription
-        self.settings = settings
         self.dead_letter_topic = dead_letter_topic
         self.dead_letters = dead_letters  # this publishes dead letters: a rejected one is sent minimal
 
@@ -123,36 +147,35 @@ class PublishThenAcknowledge(beam.DoFn):
         pending, self._pending = self._pending, []
         if not pending:
             return
-        leased = pubsub_lease.open_subscription(self.subscription, self.settings)
         if not self.topic:
-            leased.acknowledge([ack_id for ack_id, _ in pending])
             _count_answers([m for _, m in pending])
+            yield _answer([ack_id for ack_id, _ in pending], True)
             return
         messages = [(m.data, m.attributes) for _, m in pending]
         for start, end in pubsub_lease.publish_requests(messages):
-            self._publish_or_split(leased, pending[start:end])
+            yield from self._publish_or_split(pending[start:end])
 
-    def _publish_or_split(self, leased, items: list[tuple[str, PubsubMessage]]) -> None:
+    def _publish_or_split(self, items: list[tuple[str, PubsubMessage]]):
         ack_ids = [ack_id for ack_id, _ in items]
         try:
             self._publish(self.topic, [(m.data, m.attributes) for _, m in items])
         except exceptions.InvalidArgument as exc:
             if len(items) > 1:
                 middle = len(items) // 2
-                self._publish_or_split(leased, items[:middle])
-                self._publish_or_split(leased, items[middle:])
+                yield from self._publish_or_split(items[:middle])
+                yield from self._publish_or_split(items[middle:])
             else:
-                self._reject(leased, items[0], exc)
+                yield from self._reject(items[0], exc)
             return
         except pubsub_lease.API_ERRORS as exc:
-            leased.redeliver(ack_ids)
+            yield _answer(ack_ids, False)
             if isinstance(exc, (exceptions.NotFound, exceptions.PermissionDenied)):
                 raise RuntimeError(f"cannot publish to {self.topic}: {exc}") from exc
             log.error("publishing %d messages to %s failed (%s); their inputs go back to Pub/Sub",
                       len(items), self.topic, exc)
             return
-        leased.acknowledge(ack_ids)
         _count_answers([m for _, m in items])
+        yield _answer(ack_ids, True)
 
     def _publish(self, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> None:
         """One request, retried on transient errors; raises what is not transient, or the last error."""
@@ -170,8 +193,8 @@ class PublishThenAcknowledge(beam.DoFn):
                 log.warning("publish to %s failed (%s); retrying in %.1f s", topic, exc, delay)
                 time.sleep(delay)
 
-    def _reject(self, leased, item: tuple[str, PubsubMessage], exc: BaseException) -> None:
-        """One message Pub/Sub will not store: answer its input with a dead letter, then acknowledge it."""
+    def _reject(self, item: tuple[str, PubsubMessage], exc: BaseException):
+        """One message Pub/Sub will not store: answer its input with a dead letter, then have it acknowledged."""
         ack_id, message = item
         detail = f"{self.topic} refused it: {getattr(exc, 'message', None) or exc}"[:1000]
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "publish_rejected").inc()
@@ -180,8 +203,8 @@ class PublishThenAcknowledge(beam.DoFn):
         topic = self.topic if self.dead_letters else self.dead_letter_topic
         if topic is None:
             log.error("%s; no --dead-letter-topic to send its dead letter to: acknowledged and counted", detail)
-            leased.acknowledge([ack_id])
             telemetry.ANSWERS.labels("dead_letter", PUBLISH_REJECTED).inc()
+            yield _answer([ack_id], True)
             return
         for body, attributes in (letter, (pubsub.minimal_dead_letter(json.loads(letter[0])), {})):
             try:
@@ -189,18 +212,18 @@ class PublishThenAcknowledge(beam.DoFn):
             except exceptions.InvalidArgument:
                 continue  # the letter itself was refused: try the minimal one
             except pubsub_lease.API_ERRORS as error:
-                leased.redeliver([ack_id])
                 log.error("publishing the dead letter of a refused message failed (%s); its input goes back to "
                           "Pub/Sub", error)
+                yield _answer([ack_id], False)
                 return
-            leased.acknowledge([ack_id])
             telemetry.ANSWERS.labels("dead_letter", PUBLISH_REJECTED).inc()
+            yield _answer([ack_id], True)
             return
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "answers_dropped").inc()
         telemetry.ANSWERS_DROPPED.inc()
         log.error("%s, and %s refused even a minimal dead letter: the input is acknowledged and counted "
                   "(answers_dropped) rather than redelivered forever", detail, topic)
-        leased.acknowledge([ack_id])
+        yield _answer([ack_id], True)
 
 
 def _count_answers(messages: list[PubsubMessage]) -> None:

@@ -1,12 +1,13 @@
 """The live job: Pub/Sub subscription in, labelled messages out, within seconds.
 
-Records through `ClassifyComplaints`, the live edge of the one classification core
-that the nightly job serves its tables through (`worker.core`, behind RunInference),
-so the same text gets the same verdict. Only the edges depend on where it runs:
+Messages are decoded into records, which `ClassifyComplaints` (the live edge of the
+one classification core, `worker.core`, behind RunInference, as the nightly job's)
+turns into prediction tables, so the same text gets the same verdict and the sinks
+receive what the nightly job's receive. Only the edges depend on where it runs:
 
 - locally (`read="late-ack"`): the project's own read (`pubsub_local`) pulls in bulk,
-  holds each message's lease, and acknowledges it only after its prediction or dead
-  letter has been published and confirmed. The job runs on Beam's in-process
+  holds each message's lease, and acknowledges it only after the Pub/Sub sink has
+  confirmed its prediction or dead letter (the sink answers, the source acknowledges). The job runs on Beam's in-process
   FnApiRunner as one endless fused stage, so batches are the messages each poll
   takes, and a stop request (SIGINT/SIGTERM) drains what is in flight and exits.
 - on Dataflow (`read="beam"`): Beam's native ReadFromPubSub/WriteToPubSub, where the
@@ -36,7 +37,7 @@ from pipelines import pubsub_lease
 from pipelines.errors import JobFailed, cause
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
 from pipelines.pubsub import DecodeMessages
-from pipelines.pubsub_local import ReadLeasedMessages
+from pipelines.pubsub_local import AcknowledgeLeased, ReadLeasedMessages
 from pipelines.sinks import DEAD_LETTERS, stream_sinks
 from worker.defaults import METRICS_NAMESPACE
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
@@ -61,7 +62,11 @@ def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
     dead_letters = {"Undecodable": decoded[DEAD_LETTERS], **{part: results[part] for part in DEAD_LETTER_PARTS}}
     classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: dead_letters}
     for sink in stream_sinks(config):
-        classified | type(sink).__name__ >> sink
+        answers = classified | type(sink).__name__ >> sink
+        if late_ack:  # the source acknowledges what a sink confirmed, each answer in its own (fused) step
+            for n, answered in enumerate(answers):
+                answered | f"Acknowledge{type(sink).__name__}{n}" >> beam.ParDo(
+                    AcknowledgeLeased(config.subscription, config.lease))
     return classified
 
 

@@ -7,6 +7,7 @@ import typing
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 
+from worker import record_columns
 from worker.transform import DEAD_LETTER_PARTS, DEAD_LETTERS, PREDICTIONS, ClassifyComplaints, WorkerConfig
 
 
@@ -25,7 +26,8 @@ def classify(records: list, config: WorkerConfig):
     _Collect.store = {}
     p = beam.Pipeline(runner="FnApiRunner")
     results = p | beam.Create(records, reshuffle=False) | ClassifyComplaints(config)
-    results[PREDICTIONS] | "CollectP" >> beam.ParDo(_Collect(PREDICTIONS))
+    results[PREDICTIONS] | "ToRecords" >> beam.FlatMap(record_columns.records) \
+        | "CollectP" >> beam.ParDo(_Collect(PREDICTIONS))
     [results[part] for part in DEAD_LETTER_PARTS] | "DeadLetters" >> beam.Flatten() \
         | "CollectD" >> beam.ParDo(_Collect(DEAD_LETTERS))
     result = p.run()

@@ -35,6 +35,7 @@ from model.sample import generate
 from pipelines.app.cli import cli
 from pipelines.app.predictor import Predictor
 from pipelines.pubsub import DecodeMessages
+from worker import record_columns
 from worker.transform import DEAD_LETTER_PARTS, DEAD_LETTERS, PREDICTIONS, ClassifyComplaints, WorkerConfig
 
 pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
@@ -128,7 +129,8 @@ def live(model_dir: str, archive: dict, expected: dict[str, list[tuple]]) -> Non
         decoded = (p | beam.Create(live_messages(archive), reshuffle=False)
                    | beam.ParDo(DecodeMessages()).with_outputs(DEAD_LETTERS, main="records"))
         results = decoded.records | ClassifyComplaints(worker)
-        outputs = [decoded[DEAD_LETTERS], results[PREDICTIONS], *(results[part] for part in DEAD_LETTER_PARTS)]
+        predictions = results[PREDICTIONS] | beam.FlatMap(record_columns.records)  # as the Pub/Sub edge sends them
+        outputs = [decoded[DEAD_LETTERS], predictions, *(results[part] for part in DEAD_LETTER_PARTS)]
         assert_that(outputs | beam.Flatten(), agrees_with(expected))
 
 

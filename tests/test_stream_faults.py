@@ -295,7 +295,7 @@ def test_a_refused_dead_letter_is_sent_minimal(emulator_host):
     acknowledged once."""
     from apache_beam.io.gcp.pubsub import PubsubMessage
 
-    from pipelines.pubsub_local import PublishThenAcknowledge
+    from pipelines.pubsub_local import AcknowledgeLeased, PublishConfirmed
 
     in_topic, in_sub, out_topic, dead_topic, outputs = _topics("minimal")
     ids = set(admin.publish(in_topic, _complaints(1, seed=8)))
@@ -303,14 +303,17 @@ def test_a_refused_dead_letter_is_sent_minimal(emulator_host):
     leased = pubsub_lease.open_subscription(in_sub, settings)
     try:
         [taken] = _take_all(leased, ids)
-        publisher = PublishThenAcknowledge(out_topic, in_sub, settings, dead_topic)
+        publisher, source = PublishConfirmed(out_topic, dead_topic), AcknowledgeLeased(in_sub, settings)
         publisher.setup()
         publisher._api = _Refusing(publisher._api, lambda topic, messages: topic == out_topic or any(
             b'"payload"' in m["data"] for m in messages))
         publisher.start_bundle()
         output = json.dumps({"id": "c0", "label": "Kargo", "message_id": taken.message.message_id}).encode()
         publisher.process((taken.ack_id, PubsubMessage(output, {"label": "Kargo"})))
-        publisher.finish_bundle()
+        answers = [answer.value for answer in publisher.finish_bundle()]
+        assert answers == [((taken.ack_id,), True)]  # the sink answers; the source acknowledges
+        for answer in answers:
+            source.process(answer)
         assert leased.acknowledged == 1
     finally:
         pubsub_lease.close_all()

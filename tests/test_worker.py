@@ -1,5 +1,7 @@
 """ClassifyComplaints on a real tiny model, on Beam's in-process runner."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -122,7 +124,7 @@ class _FaultyConfig(WorkerConfig):
     handler_class = _FaultyHandler
 
     def handler(self, warm_up=True, schema=None, word_counts=False):
-        return self.handler_class(self.model_dir, top_k=self.top_k, min_batch_size=50, max_batch_size=50,
+        return self.handler_class(dataclasses.replace(self, min_batch_size=50, max_batch_size=50),
                                   schema=schema, word_counts=word_counts)
 
 

@@ -5,9 +5,9 @@ Both jobs, `complaints predict`, the web page and `compare` classify through
 so a text gets one verdict everywhere: one validity rule (`records.check`, applied
 by each job's edge before the batch forms), one bisection of a failing batch, one
 decoding of the model's outputs (`prediction.BatchOutputs`) and one prediction
-table (`prediction.table_of`). Only what travels beside a row differs: the nightly
-job's kept columns are an Arrow table, the live job's record fields (any JSON) a
-dict per row, which its Pub/Sub edge merges back into each message.
+table (`prediction.table_of`). What travels beside a row is an Arrow table in both
+jobs: the nightly job's kept columns, or the live record's fields as the columns of
+`worker.record_columns`, which only the Pub/Sub edge turns back into records.
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 
-from worker import prediction, records
+from worker import prediction, record_columns, records
 
 if TYPE_CHECKING:
     from worker.handler import ServingModel
-
-Kept = pa.Table | list[dict]  # per row, what passes through: kept columns (nightly) or record fields (live)
-
 
 @dataclass
 class Rows:
@@ -38,25 +35,26 @@ class Rows:
 
     ids: list[str]
     texts: list[str]
-    kept: Kept
+    kept: pa.Table  # per row, what passes through: kept columns, or a record's (`worker.record_columns`)
+    of_records: bool = False  # `kept` holds `record_columns.COLUMNS`
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def kept_row(self, row: int) -> dict:
-        kept = self.kept
-        if isinstance(kept, pa.Table):  # with no kept column, Arrow keeps no rows either: nothing to pass on
-            return kept.slice(row, 1).to_pylist()[0] if kept.num_columns else {}
-        return kept[row]
+        """What passed through beside one row, as its input had it (a dead letter's payload)."""
+        if not self.kept.num_columns:  # with no kept column, Arrow keeps no rows either: nothing to pass on
+            return {}
+        kept = self.kept.slice(row, 1).to_pylist()[0]
+        return record_columns.record_of(kept) if self.of_records else kept
 
     @classmethod
     def join(cls, parts: Sequence[Rows]) -> Rows:
         """One batch of several (the nightly job fills a batch across the tables of a bundle)."""
         if len(parts) == 1:
             return parts[0]
-        kept = pa.concat_tables([p.kept for p in parts]) if isinstance(parts[0].kept, pa.Table) \
-            else [row for p in parts for row in p.kept]
-        return cls([i for p in parts for i in p.ids], [t for p in parts for t in p.texts], kept)
+        return cls([i for p in parts for i in p.ids], [t for p in parts for t in p.texts],
+                   pa.concat_tables([p.kept for p in parts]), parts[0].of_records)
 
 
 @dataclass(frozen=True)
@@ -76,16 +74,9 @@ class Classified:
 
     predictions: pa.Table  # the prediction record's fields, then the kept columns the schema names
     predicted: np.ndarray
-    kept: list[dict] | None  # for record batches: each prediction's record fields, in order
     dead_letters: list[dict]
     dead_rows: list[int]
     word_counts: tuple[np.ndarray, np.ndarray] | None  # (word ids, counts) of the predicted texts
-
-    @property
-    def records(self) -> list[dict]:
-        """The predictions as records (the Pub/Sub edge, `predict`): the row's record fields, then the fields."""
-        table = self.predictions.to_pylist()
-        return table if self.kept is None else [{**kept, **row} for kept, row in zip(self.kept, table, strict=True)]
 
 
 def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classified:
@@ -105,13 +96,10 @@ def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classifie
     texts = [rows.texts[i] for i in chosen]
     outputs = prediction.BatchOutputs.of(probabilities[chosen], serving.labels, decoding.top_k,
                                          decoding.review_threshold, tokens[chosen], oov[chosen], serving.version, texts)
-    if isinstance(rows.kept, pa.Table):
-        kept_table, kept = rows.kept.take(pa.array(chosen, pa.int64())), None
-    else:
-        kept_table, kept = pa.table({}), [rows.kept[i] for i in chosen]
-    table = prediction.table_of(outputs, [rows.ids[i] for i in chosen], kept_table, decoding.schema)
+    kept = rows.kept.take(pa.array(chosen, pa.int64())) if rows.kept.num_columns else rows.kept
+    table = prediction.table_of(outputs, [rows.ids[i] for i in chosen], kept, decoding.schema)
     words = _sparse(serving.word_counts(texts)) if decoding.word_counts and texts else None
-    return Classified(table, chosen, kept, letters, dead_rows, words)
+    return Classified(table, chosen, letters, dead_rows, words)
 
 
 def _dead_letter(rows: Rows, row: int, failure: str | None) -> dict:

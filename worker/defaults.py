@@ -9,6 +9,7 @@ METRICS_NAMESPACE = "complaints"  # Beam counters/distributions of the worker an
 
 DEFAULT_MIN_BATCH_SIZE = 32  # the live job: a batch is what a poll brings, down to a few messages
 DEFAULT_MAX_BATCH_SIZE = 512
+LIVE_MAX_BATCH_DURATION_SECS = 1  # the live job: the longest a message waits for its batch to fill
 # The nightly job classifies a table at a time (`worker.tables`) in batches of one size, one XLA
 # program to compile; bigger batches run the BiLSTM faster, flattening out above 1,024 rows, while a
 # bigger program takes longer to compile (benchmarks/RESULTS.md, issue #18's rounds).

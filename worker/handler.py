@@ -27,9 +27,9 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from model import artifact, baseline
 from model.errors import UserError
-from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from model.text import standardizer
-from worker import compiled, core, prediction, records, telemetry
+from worker import compiled, core, record_columns, records, telemetry
+from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 
 
@@ -232,29 +232,17 @@ def _written_at(model_dir: str) -> float:
 class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot]):
     """A batch of valid rows (`core.Rows`) in; what the core made of it (`core.Classified`) out."""
 
-    def __init__(
-        self,
-        model_dir: str,
-        *,
-        top_k: int = DEFAULT_TOP_K,
-        review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
-        min_batch_size: int = DEFAULT_MIN_BATCH_SIZE,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        watch_models: str | None = None,
-        watch_interval_secs: float = 60.0,
-        xla: bool = True,
-        warm_up: bool = True,
-        schema: pa.Schema | None = None,
-        word_counts: bool = False,
-    ):
+    def __init__(self, config: WorkerConfig, *, warm_up: bool = True, schema: pa.Schema | None = None,
+                 word_counts: bool = False):
+        """`config`: model, batch sizes and decoding (`worker.config`); the rest as `WorkerConfig.handler`."""
         super().__init__()
-        self.model_dir = model_dir
-        self.batch_sizes = (min(min_batch_size, max_batch_size), max_batch_size)
-        self.decoding = core.Decoding(top_k, review_threshold, max_batch_size, schema or prediction.schema(),
-                                      word_counts)
-        self.watch_models = watch_models
-        self.watch_interval_secs = watch_interval_secs
-        self.xla = xla
+        self.model_dir = config.model_dir
+        self.batch_sizes = (min(config.min_batch_size, config.max_batch_size), config.max_batch_size)
+        self.decoding = core.Decoding(config.top_k, config.review_threshold, config.max_batch_size,
+                                      schema or record_columns.schema(), word_counts)
+        self.watch_models = config.watch_models
+        self.watch_interval_secs = config.watch_interval_secs
+        self.xla = config.xla
         self.warm_up = warm_up
         self._candidate: str | None = None
         self._slot: ModelSlot | None = None

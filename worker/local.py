@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from worker import records
+from worker import record_columns, records
 from worker.handler import ModelSlot
 from worker.transform import DEAD_LETTERS, PREDICTIONS, WorkerConfig, rows_of
 
@@ -43,7 +43,8 @@ class LocalClassifier:
                 valid.append(checked)
         if valid:
             [classified] = self.handler.run_inference(rows_of(valid), self.slot)
-            for row, record in zip(classified.predicted.tolist(), classified.records, strict=True):
+            predicted = record_columns.records(classified.predictions)
+            for row, record in zip(classified.predicted.tolist(), predicted, strict=True):
                 out[positions[row]] = (PREDICTIONS, record)
             for row, letter in zip(classified.dead_rows, classified.dead_letters, strict=True):
                 out[positions[row]] = (DEAD_LETTERS, letter)

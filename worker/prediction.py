@@ -105,6 +105,11 @@ FIELDS: list[Field] = [
 ]
 
 
+def _own() -> dict[str, Field]:
+    """Read at each call: a field added to `FIELDS` (tests/test_house.py) reaches every table."""
+    return {f.name: f for f in FIELDS}
+
+
 def names() -> tuple[str, ...]:
     return tuple(f.name for f in FIELDS)
 
@@ -120,18 +125,14 @@ def records_of(outputs: BatchOutputs) -> list[dict]:
 def table_of(outputs: BatchOutputs, ids: Sequence[str], passthrough: pa.Table, schema: pa.Schema) -> pa.Table:
     """The prediction records of a batch as one Arrow table of `schema`, column by column.
 
-    `passthrough` holds the batch's input columns, row for row; those of `schema`
-    are taken, as the record path's `pa.Table.from_pylist(records, schema)` takes
-    them, and a passthrough column `schema` has but the input lacks is null.
+    `passthrough` holds the batch's input columns, row for row (`kept_of`).
     """
-    own = {f.name: f for f in FIELDS}
+    kept, own = kept_of(passthrough, schema, len(outputs)), _own()
     columns = []
     for target in schema:
         field = own.get(target.name)
         if field is None:
-            column = passthrough.column(target.name) if target.name in passthrough.column_names \
-                else pa.nulls(len(outputs), target.type)
-            columns.append(column.cast(target.type))
+            columns.append(kept.column(target.name))
         elif field.column is None:
             columns.append(pa.array(ids, target.type))
         elif field.arrow is not None:
@@ -139,6 +140,18 @@ def table_of(outputs: BatchOutputs, ids: Sequence[str], passthrough: pa.Table, s
         else:
             columns.append(pa.array(field.column(outputs), target.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def kept_of(table: pa.Table, schema: pa.Schema, rows: int | None = None) -> pa.Table:
+    """The passthrough columns `schema` names, taken from `table` and cast to the schema's types.
+
+    A column the table lacks is null, and a dictionary-encoded or all-null one takes
+    the schema's type, so tables from files that typed a kept column differently can
+    share a batch and a file.
+    """
+    rows, own = table.num_rows if rows is None else rows, _own()
+    return pa.table({f.name: table.column(f.name).cast(f.type) if f.name in table.column_names
+                     else pa.nulls(rows, f.type) for f in schema if f.name not in own})
 
 
 def schema(passthrough: Sequence[pa.Field] = ()) -> pa.Schema:

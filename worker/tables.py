@@ -15,17 +15,21 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.compute as pc
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.transforms.window import GlobalWindows
 
 from worker import prediction, records
-from worker.core import Classified, Rows
+from worker.core import Rows
 from worker.defaults import METRICS_NAMESPACE
-from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, WorkerConfig, count_dead_letter
-
-INVALID, UNCLASSIFIED = DEAD_LETTER_PARTS
-WORD_COUNTS = "word_counts"  # per batch: (word ids, counts) of the texts classified, for the drift check
+from worker.transform import (
+    INVALID,
+    PREDICTIONS,
+    UNCLASSIFIED,
+    WORD_COUNTS,
+    SplitClassified,
+    WorkerConfig,
+    count_dead_letter,
+)
 
 
 def row_record(table: pa.Table, row: int) -> dict:
@@ -46,9 +50,6 @@ class BatchValidRows(beam.DoFn):
         self.max_batch_size = max_batch_size
         self.schema = schema  # of the predictions: the kept columns are cast to its types here
 
-    def setup(self):
-        self.kept_names = [f.name for f in self.schema if f.name not in prediction.names()]
-
     def start_bundle(self):
         self.waiting: list[Rows] = []
         self.waiting_rows = 0
@@ -67,11 +68,7 @@ class BatchValidRows(beam.DoFn):
                 count_dead_letter(letter)
                 yield beam.pvalue.TaggedOutput(INVALID, letter)
         if valid:
-            # One type per kept column, whichever file a table came from (a dictionary in one file, plain strings
-            # or all nulls in another), so the tables of a bundle can share a batch.
-            kept = pa.table({name: table.column(name).cast(self.schema.field(name).type) if name in
-                             table.column_names else pa.nulls(table.num_rows, self.schema.field(name).type)
-                             for name in self.kept_names}).take(pa.array(valid, pa.int64()))
+            kept = prediction.kept_of(table, self.schema).take(pa.array(valid, pa.int64()))
             self.waiting.append(Rows(ids, texts, kept))
             self.waiting_rows += len(valid)
         while self.waiting_rows >= self.max_batch_size:
@@ -94,26 +91,6 @@ class BatchValidRows(beam.DoFn):
             size -= len(parts[-1])
             self.waiting_rows -= len(parts[-1])
         return Rows.join(parts)
-
-
-class SplitClassified(beam.DoFn):
-    """What the core made of a batch → its prediction table, its dead letters and its word counts."""
-
-    def setup(self):
-        self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "classified")
-        self.needs_review = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "needs_review")
-
-    def process(self, classified: Classified) -> Iterator:
-        for letter in classified.dead_letters:
-            count_dead_letter(letter)
-            yield beam.pvalue.TaggedOutput(UNCLASSIFIED, letter)
-        if classified.word_counts is not None:
-            yield beam.pvalue.TaggedOutput(WORD_COUNTS, classified.word_counts)
-        predictions = classified.predictions
-        if predictions.num_rows:
-            self.classified.inc(predictions.num_rows)
-            self.needs_review.inc(pc.sum(predictions.column("needs_review")).as_py() or 0)
-            yield predictions
 
 
 class ClassifyTables(beam.PTransform):

@@ -1,64 +1,33 @@
-"""ClassifyComplaints: the live job's edge of the classification core, records in and out.
+"""ClassifyComplaints: the live job's edge of the classification core, records in, prediction tables out.
 
 Records are validated with the one rule (`records.check`, through `records.validate`),
 batched by Beam's `BatchElements` (across bundles on Dataflow, with
 `max_batch_duration_secs`), and served by RunInference through the one handler and
-core (`worker.core`), as the nightly job's tables are. Each prediction becomes a
-record again, its input's fields merged back, since Pub/Sub messages are records.
-The output is a dict of PCollections, `predictions` and the two dead-letter parts;
-every input record lands in exactly one.
+core (`worker.core`), as the nightly job's tables are. Predictions come out as Arrow
+tables, as the nightly job's do, so every sink receives one shape; the record's own
+fields ride in the columns of `worker.record_columns`. The output is a dict of
+PCollections, `predictions` and the two dead-letter parts; every input record lands
+in exactly one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import apache_beam as beam
-import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.ml.inference.base import RunInference
 
-from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
-from worker import records
+from worker import record_columns, records
+from worker.config import WorkerConfig
 from worker.core import Classified, Rows
-from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
-from worker.handler import ComplaintModelHandler
+from worker.defaults import METRICS_NAMESPACE
 
 PREDICTIONS = "predictions"
 DEAD_LETTERS = "dead_letters"
 DEAD_LETTER_PARTS = ("Invalid", "Unclassified")  # records that fail validation; records inference gives no label
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Everything the worker needs: which model and how to batch and decode."""
-
-    model_dir: str
-    top_k: int = DEFAULT_TOP_K
-    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
-    min_batch_size: int = DEFAULT_MIN_BATCH_SIZE
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_batch_duration_secs: int | None = None  # set for streaming: batches form across bundles
-    watch_models: str | None = None  # a glob of model directories: serve each newer complete one that appears
-    watch_interval_secs: float = 60.0
-    xla: bool = True  # the BiLSTM's numeric core as XLA programs (worker/compiled.py); False: all graph mode
-
-    def handler(self, warm_up: bool = True, schema: pa.Schema | None = None,
-                word_counts: bool = False) -> ComplaintModelHandler:
-        """`warm_up`: compile every padded batch size at load (jobs); off, each is compiled when first seen.
-        `schema`: of the prediction tables (the nightly job's kept columns); `word_counts`: for drift."""
-        return ComplaintModelHandler(
-            self.model_dir,
-            top_k=self.top_k,
-            review_threshold=self.review_threshold,
-            min_batch_size=self.min_batch_size,
-            max_batch_size=self.max_batch_size,
-            watch_models=self.watch_models,
-            watch_interval_secs=self.watch_interval_secs,
-            xla=self.xla,
-            warm_up=warm_up,
-            schema=schema,
-            word_counts=word_counts,
-        )
+INVALID, UNCLASSIFIED = DEAD_LETTER_PARTS
+WORD_COUNTS = "word_counts"  # per batch: (word ids, counts) of the texts classified, for the drift check
 
 
 def count_dead_letter(letter: dict) -> None:
@@ -83,35 +52,41 @@ class ValidateRecords(beam.DoFn):
 
 
 def rows_of(valid: list[tuple[dict, str]]) -> Rows:
-    """A batch of validated records as the core takes it: each record's other fields travel beside its text."""
-    return Rows([key[records.ID] for key, _ in valid], [text for _, text in valid], [key for key, _ in valid])
+    """A batch of validated records as the core takes it: each record's other fields as columns beside its text."""
+    keys = [key for key, _ in valid]
+    return Rows([key[records.ID] for key in keys], [text for _, text in valid], record_columns.kept_table(keys),
+                of_records=True)
 
 
-class ToPredictionRecords(beam.DoFn):
-    """What the core made of a batch → prediction records (the record's fields, then the prediction's), and
-    dead letters.
+class SplitClassified(beam.DoFn):
+    """What the core made of a batch → its prediction table, its dead letters and (nightly) its word counts.
 
-    The record's source (if any) stays on the prediction under `records.SOURCE`, so a
-    sink can acknowledge the message it came from; sinks never write it.
+    The one place both jobs count what they classified.
     """
 
     def setup(self):
         self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "classified")
         self.needs_review = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "needs_review")
 
-    def process(self, classified: Classified):
+    def process(self, classified: Classified) -> Iterator:
         for letter in classified.dead_letters:
             count_dead_letter(letter)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, letter)
-        for record in classified.records:
-            self.classified.inc()
-            if record["needs_review"]:
-                self.needs_review.inc()
-            yield record
+            yield beam.pvalue.TaggedOutput(UNCLASSIFIED, letter)
+        if classified.word_counts is not None:
+            yield beam.pvalue.TaggedOutput(WORD_COUNTS, classified.word_counts)
+        predictions = classified.predictions
+        if predictions.num_rows:
+            self.classified.inc(predictions.num_rows)
+            self.needs_review.inc(pc.sum(predictions.column("needs_review")).as_py() or 0)
+            yield predictions
 
 
 class ClassifyComplaints(beam.PTransform):
-    """Records `{id, text, …}` in; `{"predictions": …, "Invalid": …, "Unclassified": …}` out.
+    """Records `{id, text, …}` in; `{"predictions": tables, "Invalid": letters, "Unclassified": letters}` out.
+
+    The prediction tables are of `record_columns.schema()`: the record's other fields ride in
+    the columns of `worker.record_columns`, and `record_columns.records` turns a table
+    back into the records Pub/Sub sends.
 
     The dead letters come out in their two parts (`DEAD_LETTER_PARTS`: invalid records,
     records inference gave no label), never flattened here: on the live job's local
@@ -130,9 +105,8 @@ class ClassifyComplaints(beam.PTransform):
                                                    max_batch_size=config.max_batch_size,
                                                    max_batch_duration_secs=config.max_batch_duration_secs)
                    | "ToRows" >> beam.Map(rows_of))
-        inferred = batches | "RunInference" >> RunInference(config.handler(), metrics_namespace=METRICS_NAMESPACE)
-        decoded = inferred | "ToRecords" >> beam.ParDo(ToPredictionRecords()).with_outputs(
-            DEAD_LETTERS, main=PREDICTIONS
-        )
-        parts = (checked[DEAD_LETTERS], decoded[DEAD_LETTERS])
-        return {PREDICTIONS: decoded[PREDICTIONS], **dict(zip(DEAD_LETTER_PARTS, parts, strict=True))}
+        inferred = batches | "RunInference" >> RunInference(config.handler(schema=record_columns.schema()),
+                                                            metrics_namespace=METRICS_NAMESPACE)
+        split = inferred | "SplitClassified" >> beam.ParDo(SplitClassified()).with_outputs(
+            UNCLASSIFIED, main=PREDICTIONS)
+        return {PREDICTIONS: split[PREDICTIONS], INVALID: checked[DEAD_LETTERS], UNCLASSIFIED: split[UNCLASSIFIED]}

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
 import click
 
-from model.config import ARCHITECTURES, DEFAULT_LOCALE, LOCALES, ArchitectureConfig, TrainConfig
+from model.config import ArchitectureConfig, TrainConfig
 from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
+from pipelines.app.config_options import build, options
 from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
 from pipelines.app.uploads import PageLimits
-from pipelines.drift import DEFAULT_THRESHOLD as DEFAULT_DRIFT_THRESHOLD
-from pipelines.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
-from pipelines.lock import DEFAULT_STALE_SECS
-from worker.defaults import (
-    DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_MIN_BATCH_SIZE,
-    DEFAULT_NIGHTLY_BATCH_SIZE,
-    XLA_MIN_ROWS,
-)
+from pipelines.config import BatchConfig, StreamConfig
+from pipelines.lease_settings import LeaseSettings
+from worker.config import WorkerConfig
+from worker.defaults import DEFAULT_NIGHTLY_BATCH_SIZE, LIVE_MAX_BATCH_DURATION_SECS, XLA_MIN_ROWS
 
-_NETWORK, _TRAINING = ArchitectureConfig(), TrainConfig()  # the defaults, written once in model/config.py
-_LEASE = LeaseSettings()  # the live job's local read: defaults written once in pipelines/pubsub_lease.py
+_TRAINING = TrainConfig()  # the defaults, written once in model/config.py
+_LEASE = LeaseSettings()  # the live job's local read: defaults written once in pipelines/lease_settings.py
 
 
 class _Command(click.Command):
@@ -80,8 +77,7 @@ def _data_options(f):
 
 @cli.command()
 @_data_options
-@click.option("--sequence-length", default=_NETWORK.sequence_length, show_default=True)
-@click.option("--locale", default=DEFAULT_LOCALE, show_default=True, type=click.Choice(LOCALES))
+@options(ArchitectureConfig, "sequence_length", "locale")
 def describe(data: str, text_column: str, label_column: str, sequence_length: int, locale: str) -> None:
     """Class distribution and text lengths: how much of each text the model sees."""
     from pipelines.app.reports import describe_data
@@ -92,48 +88,23 @@ def describe(data: str, text_column: str, label_column: str, sequence_length: in
 @cli.command()
 @_data_options
 @click.option("--out", "out_dir", required=True, help="Model directory to write.")
-@click.option("--epochs", default=_TRAINING.epochs, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=_TRAINING.batch_size, show_default=True, type=click.IntRange(1))
-@click.option("--validation-split", default=_TRAINING.validation_split, show_default=True)
-@click.option("--test-split", default=_TRAINING.test_split, show_default=True)
-@click.option("--seed", default=_TRAINING.seed, show_default=True)
+@options(TrainConfig, "epochs", "batch_size", "validation_split", "test_split", "seed")
 @click.option("--max-rows", type=click.IntRange(1), help="Train on a seeded random sample of this many rows.")
-@click.option("--locale", default=DEFAULT_LOCALE, show_default=True, type=click.Choice(LOCALES),
-              help="Lower-casing rules: Turkish, or plain Unicode for other languages.")
-@click.option("--max-tokens", default=_NETWORK.max_tokens, show_default=True,
-              help="Word vocabulary size: the BiLSTM's, and the linear model's word n-grams.")
-@click.option("--sequence-length", default=_NETWORK.sequence_length, show_default=True, help="BiLSTM only.")
-@click.option("--embedding-dim", default=_NETWORK.embedding_dim, show_default=True, help="BiLSTM only.")
-@click.option("--lstm-units", default=_NETWORK.lstm_units, show_default=True, help="BiLSTM only.")
-@click.option("--dense-units", default=_NETWORK.dense_units, show_default=True, help="BiLSTM only.")
-@click.option("--patience", default=_TRAINING.patience, show_default=True,
-              help="BiLSTM: early-stopping patience on validation loss.")
-@click.option("--learning-rate", default=_TRAINING.learning_rate, show_default=True, help="BiLSTM only.")
-@click.option("--architecture", default=_TRAINING.architecture, show_default=True, type=click.Choice(ARCHITECTURES),
-              help="bilstm: the reference; linear: TF-IDF word+character n-grams; auto: both, the better by "
-              "validation macro-F1.")
-@click.option("--calibrate/--no-calibrate", default=_TRAINING.calibrate, show_default=True,
-              help="Fit a temperature on the validation split so confidences match accuracy.")
+@options(ArchitectureConfig, "locale", "max_tokens", "sequence_length", "embedding_dim", "lstm_units", "dense_units")
+@options(TrainConfig, "patience", "learning_rate", "architecture", "calibrate")
 @click.option("--refit/--no-refit", default=True, show_default=True,
               help="After selection and calibration, refit the chosen model on more rows (--final-fit).")
-@click.option("--final-fit", default=_TRAINING.final_fit, show_default=True,
-              type=click.Choice(["train+validation", "all"]), help="What the refit learns from; all = the test "
-              "split too (the test figures were taken before).")
+@options(TrainConfig, "final_fit")
 @click.option("--quiet", is_flag=True, help="No progress (phases, heartbeats, Keras' bars): for schedulers.")
-def train(data, text_column, label_column, out_dir, epochs, batch_size, validation_split, test_split, seed,
-          max_rows, locale, max_tokens, sequence_length, embedding_dim, lstm_units, dense_units, patience,
-          learning_rate, architecture, calibrate, refit, final_fit, quiet) -> None:
+def train(data: str, text_column: str, label_column: str, out_dir: str, max_rows: int | None, refit: bool,
+          quiet: bool, **values) -> None:
     """Train a classifier (BiLSTM, linear or the better of both) and export the end-to-end model directory."""
     from pipelines.app.reports import train_and_report
 
-    network = ArchitectureConfig(
-        max_tokens=max_tokens, sequence_length=sequence_length, embedding_dim=embedding_dim,
-        lstm_units=lstm_units, dense_units=dense_units, locale=locale,
-    )
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, validation_split=validation_split,
-                         test_split=test_split, seed=seed, patience=patience,
-                         learning_rate=learning_rate, architecture=architecture, calibrate=calibrate,
-                         final_fit=final_fit if refit else "train", verbose=0 if quiet else _TRAINING.verbose)
+    network = build(ArchitectureConfig, values)
+    config = build(TrainConfig, values, verbose=0 if quiet else _TRAINING.verbose)
+    if not refit:
+        config = dataclasses.replace(config, final_fit="train")
     click.echo(train_and_report(data, text_column, label_column, out_dir, network, config, max_rows))
 
 
@@ -193,61 +164,36 @@ def predict(model_dir: str, top_k: int, review_threshold: float, as_json: bool, 
 
 
 _BEAM_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
-
-
-def _worker_options(min_batch_size: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
-    def add(f):
-        f = click.option("--max-batch-size", default=max_batch_size, show_default=True,
-                         type=click.IntRange(1))(f)
-        f = click.option("--min-batch-size", default=min_batch_size, show_default=True, type=click.IntRange(1))(f)
-        f = click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
-                         type=click.FloatRange(0, 1), help="needs_review is true below this confidence.")(f)
-        f = click.option("--xla", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
-                         help="Run the BiLSTM's numeric core as XLA programs (about 1.1-1.3x faster, one compile "
-                         f"of about a second at start); auto: on for the live job and archives of "
-                         f"{XLA_MIN_ROWS:,}+ rows.")(f)
-        return click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1))(f)
-    return add
+_XLA = click.option(
+    "--xla", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+    help="Run the BiLSTM's numeric core as XLA programs (about 1.1-1.3x faster, one compile of about a second at "
+    f"start); auto: on for the live job and archives of {XLA_MIN_ROWS:,}+ rows.")
 
 
 @cli.command(context_settings=_BEAM_ARGS)
-@click.option("--model", "model_dir", required=True, help="Model directory (local or gs://).")
-@click.option("--input", "input_pattern", required=True, help="Parquet file or glob (local or gs://).")
-@click.option("--output", required=True, help="Output directory: predictions, dead letters, summary, _SUCCESS.")
-@click.option("--id-column", default="id", show_default=True,
-              help="Left at the default and absent from a file, ids are derived as FILE_NAME:ROW.")
-@click.option("--text-column", default="text", show_default=True)
+@options(WorkerConfig, "model_dir")
+@options(BatchConfig, "input_pattern", "output", "id_column", "text_column")
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the predictions.")
-@_worker_options(DEFAULT_NIGHTLY_BATCH_SIZE, DEFAULT_NIGHTLY_BATCH_SIZE)
-@click.option("--progress/--no-progress", default=True, show_default=True)
-@click.option("--drift-threshold", default=DEFAULT_DRIFT_THRESHOLD, type=click.FloatRange(0, 1),
-              help="One Jensen–Shannon / L-infinity threshold for every divergence signal (default: each derived "
-              "for tonight's row count from the model's drift reference).")
-@click.option("--compare-to", help="A previous night's --output: compare today's label distribution with it too.")
+@options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size",
+         min_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE, max_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE)
+@_XLA
+@options(BatchConfig, "progress", "drift_threshold", "compare_to")
 @click.option("--fail-on-drift", is_flag=True, help="Exit with code 3 when drift alerts (after committing the output).")
 @click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "
               "local credentials).")
-@click.option("--lock-stale-secs", default=DEFAULT_STALE_SECS, show_default=True, type=click.IntRange(60),
-              help="gs:// outputs: a hold on the output not renewed for this long is taken over (local holds end "
-              "with their process).")
+@options(BatchConfig, "lock_stale_secs")
 @click.pass_context
-def label(ctx, model_dir, input_pattern, output, id_column, text_column, keep_columns, top_k, xla, review_threshold,
-          min_batch_size, max_batch_size, progress, drift_threshold, compare_to, fail_on_drift,
-          skip_validation, lock_stale_secs) -> None:
+def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation: bool, **values) -> None:
     """Label a Parquet archive. Beam options (--runner, --project, ...) may follow."""
     from pipelines.batch import run
-    from pipelines.options import BatchConfig
     from pipelines.summary import render
-    from worker.transform import WorkerConfig
 
-    config = BatchConfig(
-        input_pattern=input_pattern, output=output, id_column=id_column, text_column=text_column,
+    worker = build(WorkerConfig, values, xla=xla != "off")
+    config = build(
+        BatchConfig, values, worker=worker,
         keep_columns=tuple(c.strip() for c in keep_columns.split(",") if c.strip()),
         derive_missing_id=ctx.get_parameter_source("id_column") == click.core.ParameterSource.DEFAULT,
-        progress=progress, validate=not skip_validation, drift_threshold=drift_threshold, compare_to=compare_to,
-        worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
-                            min_batch_size=min_batch_size, max_batch_size=max_batch_size, xla=xla != "off"),
-        xla_min_rows=XLA_MIN_ROWS if xla == "auto" else 0, lock_stale_secs=lock_stale_secs,
+        validate=not skip_validation, xla_min_rows=XLA_MIN_ROWS if xla == "auto" else 0,
     )
     summary = run(config, list(ctx.args))
     if "template_location" in summary:
@@ -271,66 +217,27 @@ def unlock(output: str, force: bool) -> None:
 
 
 @cli.command(context_settings=_BEAM_ARGS)
-@click.option("--model", "model_dir", required=True, help="Model directory (local or gs://).")
-@click.option("--subscription", required=True, help="projects/P/subscriptions/S to read complaints from.")
-@click.option("--output-topic", required=True, help="projects/P/topics/T for labelled complaints.")
-@click.option("--dead-letter-topic", help="projects/P/topics/D for messages that cannot be labelled.")
-@click.option("--archive-output", help="Also write predictions as Parquet per window under this prefix.")
-@click.option("--window-seconds", default=60, show_default=True, type=click.IntRange(1))
-@_worker_options(DEFAULT_MIN_BATCH_SIZE)
-@click.option("--max-batch-duration-secs", default=1, show_default=True, type=click.IntRange(1),
-              help="Longest a message waits for its batch to fill.")
-@click.option("--ack-deadline-secs", default=_LEASE.ack_deadline_secs, show_default=True, type=click.IntRange(10, 600),
-              help="Local read: the lease kept on each message until its output is published; after a crash, "
-              "Pub/Sub redelivers within this time.")
-@click.option("--max-outstanding-messages", default=_LEASE.max_outstanding_messages, show_default=True,
-              type=click.IntRange(1),
-              help="Local read: pulled but not yet acknowledged messages, at most.")
+@options(WorkerConfig, "model_dir")
+@options(StreamConfig, "subscription", "output_topic", "dead_letter_topic", "archive_output", "window_seconds")
+@options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size", "max_batch_duration_secs",
+         max_batch_duration_secs=LIVE_MAX_BATCH_DURATION_SECS)
+@_XLA
+@options(LeaseSettings, "ack_deadline_secs", "max_outstanding_messages")
 @click.option("--max-outstanding-mb", default=_LEASE.max_outstanding_bytes // 2**20, show_default=True,
-              type=click.IntRange(11),
-              help="Local read: their bytes, at most (a single message may be 10 MB).")
-@click.option("--watch-models", help="Glob of model directories (models/* or gs://B/models/*): serve each newer "
-              "complete one that appears, without a restart.")
-@click.option("--watch-interval-secs", default=60, show_default=True, type=click.IntRange(1),
-              help="How often --watch-models is looked at.")
-@click.option("--max-lease-secs", default=_LEASE.max_lease_secs, show_default=True, type=click.IntRange(10),
-              help="Local read: a message held longer than this is handed back to Pub/Sub (leases_expired).")
-@click.option("--stop-timeout-secs", default=STOP_TIMEOUT_SECS, show_default=True, type=click.IntRange(1),
-              help="Local read: after SIGINT/SIGTERM, the longest the job takes to stop; what it could not "
-              "publish by then is redelivered.")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Local read: serve Prometheus metrics on "
-              "/metrics and a health check on /healthz at this port (off by default).")
-@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint binds.")
-@click.option("--unhealthy-after-secs", default=UNHEALTHY_AFTER_SECS, show_default=True, type=click.IntRange(1),
-              help="/healthz fails once no pull has succeeded for this long, or at once when a thread died.")
-@click.option("--read", default="auto", show_default=True, type=click.Choice(["auto", "late-ack", "beam"]),
-              help="auto: the late-acknowledging read on local runners, Beam's ReadFromPubSub elsewhere; beam: "
-              "Beam's own reader (locally it acknowledges on pull, see docs/live-job.md).")
+              type=click.IntRange(11), help="Local read: their bytes, at most (a single message may be 10 MB).")
+@options(WorkerConfig, "watch_models", "watch_interval_secs")
+@options(LeaseSettings, "max_lease_secs")
+@options(StreamConfig, "stop_timeout_secs", "metrics_port", "metrics_host", "unhealthy_after_secs", "read")
 @click.pass_context
-def stream(ctx, model_dir, subscription, output_topic, dead_letter_topic, archive_output, window_seconds, top_k,
-           xla, review_threshold, min_batch_size, max_batch_size, max_batch_duration_secs, ack_deadline_secs,
-           max_outstanding_messages, max_outstanding_mb, watch_models, watch_interval_secs, max_lease_secs,
-           stop_timeout_secs, metrics_port, metrics_host, unhealthy_after_secs, read) -> None:
+def stream(ctx, xla: str, max_outstanding_mb: int, **values) -> None:
     """Label complaints from Pub/Sub as they arrive; SIGINT/SIGTERM finish what is in flight. Beam options may
     follow."""
-    from pipelines.options import StreamConfig
     from pipelines.stream import run
-    from worker.transform import WorkerConfig
 
-    config = StreamConfig(
-        subscription=subscription, output_topic=output_topic, dead_letter_topic=dead_letter_topic,
-        archive_output=archive_output, window_seconds=window_seconds, read=read,
-        lease=LeaseSettings(ack_deadline_secs=ack_deadline_secs, max_outstanding_messages=max_outstanding_messages,
-                            max_outstanding_bytes=max_outstanding_mb * 2**20, max_lease_secs=max_lease_secs),
-        stop_timeout_secs=stop_timeout_secs, metrics_port=metrics_port, metrics_host=metrics_host,
-        unhealthy_after_secs=unhealthy_after_secs,
-        worker=WorkerConfig(model_dir=model_dir, top_k=top_k, review_threshold=review_threshold,
-                            min_batch_size=min_batch_size, max_batch_size=max_batch_size,
-                            max_batch_duration_secs=max_batch_duration_secs, watch_models=watch_models,
-                            watch_interval_secs=watch_interval_secs, xla=xla != "off"),
-    )
+    lease = build(LeaseSettings, values, max_outstanding_bytes=max_outstanding_mb * 2**20)
+    config = build(StreamConfig, values, worker=build(WorkerConfig, values, xla=xla != "off"), lease=lease)
     show_worker_log()
-    click.echo(f"labelling {subscription} → {output_topic} (Ctrl-C stops)", err=True)
+    click.echo(f"labelling {config.subscription} → {config.output_topic} (Ctrl-C stops)", err=True)
     outcome = run(config, list(ctx.args))
     if isinstance(outcome, dict) and "template_location" in outcome:
         click.echo(f"Dataflow job built, not run: template at {outcome['template_location']}")

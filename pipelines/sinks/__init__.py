@@ -1,23 +1,29 @@
-"""Sinks: where the classified records go. The seam between "classify" and "write".
+"""Sinks: where the classified rows go. The seam between "classify" and "write", one contract in both jobs.
 
 A sink is a small PTransform. **It receives** a dict `{"predictions": PCollection,
-"dead_letters": {part name: PCollection, …}}`. Predictions have the fields of
-`worker.prediction`, then the passthrough columns: from the nightly job they come
-as Arrow tables of `prediction.schema` (`worker.tables`), from the live job as
-records, which also carry `_source` (sinks never write it). Dead letters are
-records, in named parts (`Invalid`, `Unclassified`, and the live job's
-`Undecodable`), which a sink may Flatten, except
-on the live job's local runner, where a Flatten would never run (`pipelines.stream`).
+"dead_letters": {part name: PCollection, …}}`, the same shape from both jobs:
+- predictions are Arrow tables: the fields of `worker.prediction`, then the
+  passthrough columns (the nightly job's kept columns; the live job's record, as
+  the columns of `worker.record_columns`, whose `_source` no sink writes);
+- dead letters are records of `records.DEAD_LETTER_SCHEMA`'s fields (the live job's
+  also carry the message they came from as `source`), in named parts (`Invalid`,
+  `Unclassified`, and the live job's `Undecodable`). A sink may Flatten them, except
+  on the live job's local runner, where a Flatten would never run (`pipelines.stream`).
 
-**What "committed" means** is each sink's to say (its `COMMITTED`), and the job
+**It returns** the list of its answers, for the source to act on: PCollections of
+`(ack ids, confirmed)` for what its write confirmed or gave back (the Pub/Sub sink
+with the local late-ack read), or an empty list. Acknowledging is the source's
+concern (`pipelines.pubsub_local.AcknowledgeLeased`), not the sink's.
+
+**What "committed" means** is each sink's to say (its `committed`), and the job
 keeps to it:
 - a batch job calls `commit(transaction)` on every sink after the pipeline finished and
   the books balance (rows in = predicted + dead-lettered); a file sink moves its staged
   files up with `transaction.publish(patterns)` (`pipelines.output.Commit`), which the
   job undoes if a later step fails. The job then writes its summary and `_SUCCESS`
   last; it calls `abort(staging)` if anything failed;
-- a live job never finishes: a sink that acknowledges inputs (Pub/Sub) does so only
-  once its own write is confirmed, and the others say what a crash may lose.
+- a live job never finishes: the source acknowledges an input only once a sink that
+  answers has confirmed its output, and the other sinks say what a crash may lose.
 
 **Adding a sink** is one new module here (a `Sink` subclass) and one line in
 `batch_sinks` or `stream_sinks` below; the jobs need no change.
@@ -35,7 +41,7 @@ __all__ = ["DEAD_LETTERS", "PREDICTIONS", "Sink", "batch_sinks", "stream_sinks"]
 class Sink(beam.PTransform):
     """Base of every sink: the lifecycle hooks default to nothing (a sink whose writes are final)."""
 
-    COMMITTED = "when its write step has run"
+    committed = "when its write step has run"
 
     def commit(self, transaction) -> None:
         """Make what this run wrote visible through `transaction` (`pipelines.output.Commit`); called once the
@@ -50,17 +56,18 @@ def batch_sinks(config, staging: str) -> list[Sink]:
     from pipelines.sinks.parquet_files import ParquetFiles
 
     return [
-        ParquetFiles(config.output, staging, config.passthrough_fields),
+        ParquetFiles.nightly(config.output, staging, config.passthrough_fields),
     ]
 
 
 def stream_sinks(config) -> list[Sink]:
     """The live job's sinks, from its config (`pipelines.options.StreamConfig`)."""
-    from pipelines.sinks.parquet_windows import ParquetWindows
+    from pipelines.options import LATE_ACK
+    from pipelines.sinks.parquet_files import ParquetFiles
     from pipelines.sinks.pubsub_topics import PubSubTopics
 
     return [
         PubSubTopics(config),
-        *([ParquetWindows(config.archive_output, config.window_seconds, config.read)] if config.archive_output
-          else []),
+        *([ParquetFiles.live(config.archive_output, config.window_seconds, wall_clock=config.read == LATE_ACK)]
+          if config.archive_output else []),
     ]

@@ -1,8 +1,14 @@
-"""The nightly job's Parquet sink: predictions and dead letters as Parquet files in `--output`.
+"""The Parquet sink of both jobs: prediction tables as Parquet files, committed as each job can.
 
-Committed means: the files are in `--output` and the job has written `_SUCCESS`
-after them. Until then they sit in the run's staging directory, so a reader that
-waits for `_SUCCESS` never sees a half-written night.
+One class, two ways to commit, because one job ends and the other never does:
+- **nightly** (`ParquetFiles.nightly`): predictions and dead letters in `--output`.
+  Committed means: the files are in `--output` and the job has written `_SUCCESS`
+  after them. Until then they sit in the run's staging directory, so a reader that
+  waits for `_SUCCESS` never sees a half-written night.
+- **live** (`ParquetFiles.live`): predictions in one file per window of labelling
+  time (`pipelines.sinks.parquet_windows`), with the record's passthrough (its
+  `message_id` and its other fields as one JSON column). Committed means: a window's
+  file is under its final name once complete.
 
 Dead letters are written like predictions: sharded, as they come, in tables of at
 most `LETTER_TABLE_ROWS` letters, so an archive whose every row is dead-lettered
@@ -23,7 +29,8 @@ from apache_beam.transforms.window import GlobalWindows
 
 from pipelines import output as out
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink
-from worker import prediction
+from pipelines.sinks import parquet_windows as windows
+from worker import prediction, record_columns
 from worker.records import DEAD_LETTER_SCHEMA
 
 PREDICTION_FILES = "predictions-*.parquet"
@@ -62,18 +69,37 @@ class LettersToTables(beam.DoFn):
 
 
 class ParquetFiles(Sink):
-    COMMITTED = "moved from the run's staging directory into --output, before the job writes _SUCCESS"
+    """Prediction tables (and, nightly, dead letters) as Parquet files; see the module for what committed means."""
 
-    def __init__(self, output: str, staging: str, passthrough: tuple[pa.Field, ...] = ()):
+    def __init__(self, output: str, schema: pa.Schema, staging: str | None = None,
+                 window_seconds: int | None = None, wall_clock: bool = False):
         super().__init__()
-        self.output, self.staging, self.passthrough = output, staging, tuple(passthrough)
+        self.output, self.schema, self.staging = output, schema, staging
+        self.window_seconds, self.wall_clock = window_seconds, wall_clock
+        self.committed = ("moved from the run's staging directory into --output, before the job writes _SUCCESS"
+                          if window_seconds is None else
+                          "a window's file is under its final name once complete; a killed local job may miss "
+                          "one window")
 
-    def expand(self, classified):
+    @classmethod
+    def nightly(cls, output: str, staging: str, passthrough: tuple[pa.Field, ...] = ()) -> ParquetFiles:
+        return cls(output, prediction.schema(passthrough), staging=staging)
+
+    @classmethod
+    def live(cls, prefix: str, window_seconds: int, wall_clock: bool) -> ParquetFiles:
+        """`wall_clock`: the local runner's read, whose one endless stage no watermark moves on."""
+        return cls(prefix, prediction.schema(record_columns.WRITTEN), window_seconds=window_seconds,
+                   wall_clock=wall_clock)
+
+    def expand(self, classified) -> list:
+        if self.window_seconds is not None:
+            windows.write(classified[PREDICTIONS], self.output, self.window_seconds, self.schema, self.wall_clock)
+            return []
         (
             classified[PREDICTIONS]  # Arrow tables of `schema`, one row group each (`worker.tables`)
             | "WritePredictions" >> beam.io.WriteToParquetBatched(
                 out.join(self.staging, "predictions"), file_name_suffix=".parquet", codec="zstd",
-                schema=tagged(prediction.schema(self.passthrough), "predictions"))
+                schema=tagged(self.schema, "predictions"))
         )
         (
             tuple(classified[DEAD_LETTERS].values())
@@ -83,6 +109,8 @@ class ParquetFiles(Sink):
                 out.join(self.staging, "dead_letters"), file_name_suffix=".parquet", codec="zstd",
                 schema=tagged(DEAD_LETTER_SCHEMA, "dead_letters"))
         )
+        return []
 
     def commit(self, transaction) -> None:
-        transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES))
+        if self.window_seconds is None:
+            transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES))

@@ -1,8 +1,9 @@
-"""The live job's Parquet sink: its predictions as Parquet files, one per window of labelling time.
+"""The live job's Parquet writers: prediction tables as Parquet files, one per window of labelling time.
 
-Committed means: a window's file appears under its final name once complete (it is
-written under a temporary name first). A killed local job may miss up to one
-window: the output topic, not this archive, is the record of what was labelled.
+`ParquetFiles.live` (`pipelines.sinks.parquet_files`) writes through them. A window's
+file appears under its final name once complete (it is written under a temporary
+name first). A killed local job may miss up to one window: the output topic, not
+this archive, is the record of what was labelled.
 
 Two writers of the same files, because the runners differ in what moves a window on:
 on Dataflow, Beam's windowed `WriteToFiles` (the watermark closes each window); on
@@ -24,43 +25,30 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 from apache_beam.utils.timestamp import Timestamp
 
-from pipelines.options import LATE_ACK
-from pipelines.sinks import PREDICTIONS, Sink
-from worker import prediction
 
-
-def archive_schema() -> pa.Schema:
-    """Read when a writer is built, so it follows `worker.prediction.FIELDS`."""
-    return prediction.schema([pa.field("message_id", pa.string())])
-
-
-def _row(record: dict, schema: pa.Schema) -> dict:
-    return {name: record.get(name) for name in schema.names}
-
-
-def _write(rows: list[dict], handle, schema: pa.Schema) -> None:
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), handle, compression="zstd")
+def _write(tables: list[pa.Table], handle, schema: pa.Schema) -> None:
+    pq.write_table(pa.concat_tables([t.select(schema.names) for t in tables]), handle, compression="zstd")
 
 
 class ParquetSink(fileio.FileSink):
-    """Buffers one window's records and writes them as one Parquet table on flush."""
+    """Buffers one window's prediction tables and writes them as one Parquet table on flush."""
 
-    def __init__(self, schema: pa.Schema | None = None):
-        self.schema = schema or archive_schema()
-        self._rows: list[dict] = []
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+        self._tables: list[pa.Table] = []
         self._handle = None
 
     def open(self, fh):
         self._handle = fh
-        self._rows = []
+        self._tables = []
 
-    def write(self, record):
-        self._rows.append(_row(record, self.schema))
+    def write(self, table: pa.Table):
+        self._tables.append(table)
 
     def flush(self):
-        if self._rows:
-            _write(self._rows, self._handle, self.schema)
-            self._rows = []
+        if self._tables:
+            _write(self._tables, self._handle, self.schema)
+            self._tables = []
 
 
 def _stamp_now(record):
@@ -75,13 +63,12 @@ class ArchivePredictions(beam.PTransform):
     not its messages', so windows are taken over labelling time.
     """
 
-    def __init__(self, prefix: str, window_seconds: int):
+    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema):
         super().__init__()
-        self.prefix = prefix
-        self.window_seconds = window_seconds
+        self.prefix, self.window_seconds, self.schema = prefix, window_seconds, schema
 
     def expand(self, predictions):
-        schema = archive_schema()
+        schema = self.schema
         return (
             predictions
             | "StampLabellingTime" >> beam.Map(_stamp_now)
@@ -98,27 +85,27 @@ class ArchivePredictions(beam.PTransform):
 class ArchiveByWallClock(beam.DoFn):
     """The local runner's archive: a window's rows are written once the wall clock passes its end.
 
-    Rows are kept in memory until then; the last window is written when the job
+    Tables are kept in memory until then; the last window is written when the job
     stops cleanly (teardown). The input messages are acknowledged once their
     predictions are published, not once archived, so a killed job may miss up to one
     window here: the output topic is the record of what was labelled.
     """
 
-    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema | None = None):
+    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema):
         self.prefix = prefix
         self.window_seconds = window_seconds
-        self.schema = schema or archive_schema()
+        self.schema = schema
 
     def setup(self):
-        self._rows: list[dict] = []
+        self._tables: list[pa.Table] = []
         self._start: float | None = None
 
-    def process(self, prediction: dict):
+    def process(self, table: pa.Table):
         start = math.floor(time.time() / self.window_seconds) * self.window_seconds
         if self._start is not None and start != self._start:
             self._flush()
         self._start = start
-        self._rows.append(_row(prediction, self.schema))
+        self._tables.append(table)
 
     def finish_bundle(self):
         if self._start is not None and time.time() >= self._start + self.window_seconds:
@@ -128,26 +115,18 @@ class ArchiveByWallClock(beam.DoFn):
         self._flush()
 
     def _flush(self):
-        if self._rows:
+        if self._tables:
             start, end = Timestamp(self._start), Timestamp(self._start + self.window_seconds)
             name = f"predictions-{start.to_rfc3339()}-{end.to_rfc3339()}-{uuid.uuid4().hex[:8]}.parquet"
             final, temporary = FileSystems.join(self.prefix, name), FileSystems.join(self.prefix, ".writing-" + name)
             with FileSystems.create(temporary) as handle:
-                _write(self._rows, handle, self.schema)
+                _write(self._tables, handle, self.schema)
             FileSystems.rename([temporary], [final])
-        self._rows, self._start = [], None
+        self._tables, self._start = [], None
 
 
-class ParquetWindows(Sink):
-    COMMITTED = "a window's file is under its final name once complete; a killed local job may miss one window"
-
-    def __init__(self, prefix: str, window_seconds: int, read: str):
-        super().__init__()
-        self.prefix, self.window_seconds, self.read = prefix, window_seconds, read
-
-    def expand(self, classified):
-        predictions = classified[PREDICTIONS]
-        if self.read == LATE_ACK:
-            return predictions | "ArchiveByWallClock" >> beam.ParDo(
-                ArchiveByWallClock(self.prefix, self.window_seconds))
-        return predictions | "ArchiveWindows" >> ArchivePredictions(self.prefix, self.window_seconds)
+def write(predictions, prefix: str, window_seconds: int, schema: pa.Schema, wall_clock: bool):
+    """Apply the writer the runner needs: the wall clock's on the local read, Beam's windows elsewhere."""
+    if wall_clock:
+        return predictions | "ArchiveByWallClock" >> beam.ParDo(ArchiveByWallClock(prefix, window_seconds, schema))
+    return predictions | "ArchiveWindows" >> ArchivePredictions(prefix, window_seconds, schema)

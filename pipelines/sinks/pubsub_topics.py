@@ -1,8 +1,9 @@
 """The live job's Pub/Sub sink: predictions to the output topic, dead letters to the dead-letter topic.
 
 Committed means: Pub/Sub has confirmed the publish. With the local late-ack read
-only then is the input message acknowledged (`PublishThenAcknowledge`), so a crash
-at any moment leaves every message either answered or redelivered. An output that
+this sink answers, request by request, which inputs it confirmed (`PublishConfirmed`),
+and only those does the source acknowledge (`AcknowledgeLeased`), so a crash at any
+moment leaves every message either answered or redelivered. An output that
 Pub/Sub refuses (`InvalidArgument`) is answered with a `publish_rejected` dead letter
 instead, and nothing else in its request is held back. On Dataflow,
 Beam's WriteToPubSub and the service's checkpoints give the same at-least-once.
@@ -15,16 +16,19 @@ from collections.abc import Callable
 import apache_beam as beam
 
 from pipelines.options import LATE_ACK, StreamConfig
-from pipelines.pubsub import ack_id_of, encode_dead_letter, encode_prediction
-from pipelines.pubsub_local import PublishThenAcknowledge
+from pipelines.pubsub import encode_dead_letter, encode_prediction
+from pipelines.pubsub_local import PublishConfirmed
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink
+from worker import record_columns
 
 
 class PublishOutputs(beam.PTransform):
-    """Encode outputs for Pub/Sub and publish them; with the late-ack read, acknowledge their inputs after.
+    """Encode outputs for Pub/Sub and publish them; with the late-ack read, return what was confirmed.
 
-    A topic of None publishes nothing: with the late-ack read the inputs are still
-    acknowledged (a dead letter with nowhere to go is counted, not redelivered forever).
+    The late-ack read's answers are `(ack ids, confirmed)` pairs for the source to act
+    on; otherwise (Beam's read, where the service acknowledges) there are none. A topic
+    of None publishes nothing: with the late-ack read its inputs are answered anyway (a
+    dead letter with nowhere to go is counted, not redelivered forever).
     """
 
     def __init__(self, topic: str | None, encode: Callable, config: StreamConfig, dead_letters: bool = False):
@@ -36,29 +40,30 @@ class PublishOutputs(beam.PTransform):
             encode = self.encode
             return (
                 outputs
-                | "Encode" >> beam.Map(lambda output: (ack_id_of(output), encode(output)))
-                | "PublishThenAcknowledge" >> beam.ParDo(
-                    PublishThenAcknowledge(self.topic, self.config.subscription, self.config.lease,
-                                           self.config.dead_letter_topic, self.dead_letters))
+                | "Encode" >> beam.Map(lambda output: (record_columns.ack_id(output), encode(output)))
+                | "PublishConfirmed" >> beam.ParDo(
+                    PublishConfirmed(self.topic, self.config.dead_letter_topic, self.dead_letters))
             )
         if self.topic:
-            return outputs | "Encode" >> beam.Map(self.encode) | "Publish" >> beam.io.WriteToPubSub(
+            outputs | "Encode" >> beam.Map(self.encode) | "Publish" >> beam.io.WriteToPubSub(
                 self.topic, with_attributes=True)
-        return outputs
+        return None
 
 
 class PubSubTopics(Sink):
-    COMMITTED = "Pub/Sub confirmed the publish; only then is the input acknowledged (late-ack read)"
+    committed = "Pub/Sub confirmed the publish; only then does the late-ack read acknowledge the input"
 
     def __init__(self, config: StreamConfig):
         super().__init__()
         self.config = config
 
-    def expand(self, classified):
-        classified[PREDICTIONS] | "PublishPredictions" >> PublishOutputs(
-            self.config.output_topic, encode_prediction, self.config)
+    def expand(self, classified) -> list:
+        records = classified[PREDICTIONS] | "ToRecords" >> beam.FlatMap(record_columns.records)
+        answers = [records | "PublishPredictions" >> PublishOutputs(
+            self.config.output_topic, encode_prediction, self.config)]
         # Each part on its own: a Flatten would be a stage boundary on the local runner,
         # and the local read's stage never ends.
         for part, letters in classified[DEAD_LETTERS].items():
-            letters | f"PublishDeadLetters{part}" >> PublishOutputs(
-                self.config.dead_letter_topic, encode_dead_letter, self.config, dead_letters=True)
+            answers.append(letters | f"PublishDeadLetters{part}" >> PublishOutputs(
+                self.config.dead_letter_topic, encode_dead_letter, self.config, dead_letters=True))
+        return [answer for answer in answers if answer is not None]

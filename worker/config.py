@@ -1,0 +1,48 @@
+"""What the worker needs to serve a model, importable without TensorFlow (the CLI reads it for --help).
+
+Each field's metadata is its command-line option's help (`pipelines.app.config_options`),
+so a default and its explanation are written once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
+from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from worker.handler import ComplaintModelHandler
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Which model, and how to batch and decode."""
+
+    model_dir: str = field(metadata={"option": "--model", "help": "Model directory (local or gs://)."})
+    top_k: int = field(default=DEFAULT_TOP_K, metadata={"low": 1, "help": "Categories listed per prediction."})
+    review_threshold: float = field(default=DEFAULT_REVIEW_THRESHOLD, metadata={
+        "low": 0, "high": 1, "help": "needs_review is true below this confidence."})
+    min_batch_size: int = field(default=DEFAULT_MIN_BATCH_SIZE, metadata={
+        "low": 1, "help": "Fewest rows a batch waits for."})
+    max_batch_size: int = field(default=DEFAULT_MAX_BATCH_SIZE, metadata={
+        "low": 1, "help": "Most rows one call of the model takes."})
+    max_batch_duration_secs: int | None = field(default=None, metadata={
+        "low": 1, "help": "Longest a message waits for its batch to fill."})  # streaming: batches across bundles
+    watch_models: str | None = field(default=None, metadata={
+        "help": "Glob of model directories (models/* or gs://B/models/*): serve each newer complete one that "
+                "appears, without a restart."})
+    watch_interval_secs: float = field(default=60.0, metadata={
+        "low": 1, "help": "How often --watch-models is looked at."})
+    xla: bool = True  # the BiLSTM's numeric core as XLA programs (worker/compiled.py); False: all graph mode
+
+    def handler(self, warm_up: bool = True, schema: pa.Schema | None = None,
+                word_counts: bool = False) -> ComplaintModelHandler:
+        """`warm_up`: compile every padded batch size at load (jobs); off, each is compiled when first seen.
+        `schema`: of the prediction tables (default: records'); `word_counts`: for the drift check."""
+        from worker.handler import ComplaintModelHandler
+
+        return ComplaintModelHandler(self, warm_up=warm_up, schema=schema, word_counts=word_counts)
