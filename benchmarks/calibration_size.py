@@ -30,7 +30,7 @@ import numpy as np
 from model.calibration import expected_calibration_error, fit_temperature, softmax
 from model.config import LinearConfig
 from model.data import stratified_split
-from model.linear import out_of_fold_logits, train_linear
+from model.linear import OtherRows, out_of_fold_logits, train_linear
 from model.sample import generate
 
 SIZES = (250, 500, 1_000, 2_000, 5_000)
@@ -51,7 +51,7 @@ def measure(rows: int, seed: int, draws: int, folds: int) -> dict:
     config = LinearConfig()
     started = time.monotonic()
     fit = train_linear(config, texts[split.train].tolist(), label_ids[split.train], len(labels), seed,
-                       other_texts=np.concatenate([texts[split.validation], texts[split.test]]).tolist())
+                       other=OtherRows(np.concatenate([texts[split.validation], texts[split.test]]).tolist()))
     other = fit.logits_of_other_rows()
     val_logits, test_logits = other[: len(split.validation)], other[len(split.validation):]
     y_val, y_test = label_ids[split.validation], label_ids[split.test]

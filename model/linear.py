@@ -293,20 +293,30 @@ def _classifier(features: keras.Model, kernel: np.ndarray, bias: np.ndarray) -> 
     return keras.Model(features.input, outputs, name="linear_classifier")
 
 
+@dataclass(frozen=True)
+class OtherRows:
+    """Rows featurised beside the training rows: the validation split, and for a refit on everything the test
+    split. With `validation_label_ids`, the first that many are the validation split."""
+
+    texts: list[str]
+    validation_label_ids: np.ndarray | None = None
+
+
 def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, n_classes: int, seed: int,
                  calibration_folds: int = 0, sparse: bool = True, phases: Phases | None = None,
-                 other_texts: list[str] | None = None, validation_label_ids: np.ndarray | None = None) -> LinearFit:
+                 other: OtherRows | None = None) -> LinearFit:
     """Fit features and softmax layer on the training texts.
 
-    `other_texts` (the validation split, and for a refit on everything the test split)
-    get TF-IDF rows in the same pass, with the training texts' vocabulary and idf,
-    for their logits and for `refit_linear`. With `validation_label_ids`, the first
-    that many other texts are the validation split, and the solver stops early on
-    their loss. With `calibration_folds` ≥ 2 the training rows' out-of-fold logits
-    come back too, for calibration.
+    The `other` rows get TF-IDF rows in the same pass, with the training texts'
+    vocabulary and idf, for their logits and for `refit_linear`; with their
+    validation labels the solver stops early on the validation loss. With
+    `calibration_folds` ≥ 2 the training rows' out-of-fold logits come back too, for
+    calibration.
     """
     phases = phases or Phases(enabled=False)
-    features, x = featurise(config, texts, other_texts or [], sparse, phases)
+    other = other or OtherRows([])
+    validation_label_ids = other.validation_label_ids
+    features, x = featurise(config, texts, other.texts, sparse, phases)
     train_x = softmax.row_view(x, 0, len(texts))
     validation = None
     if validation_label_ids is not None and len(validation_label_ids):

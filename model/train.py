@@ -28,7 +28,7 @@ from model.calibration import (
 from model.config import ARCHITECTURES, FINAL_FITS, ArchitectureConfig, LinearConfig, TrainConfig
 from model.data import LabelledData, Split, fingerprint, stratified_split
 from model.errors import UserError
-from model.linear import LinearFit, refit_linear, train_linear
+from model.linear import LinearFit, OtherRows, refit_linear, train_linear
 from model.progress import Phases
 from model.text import make_vectorizer, standardizer
 
@@ -141,8 +141,8 @@ def _fit(kind: str, texts: np.ndarray, label_ids: np.ndarray, split, n_classes: 
         folds = config.calibration_folds if config.calibrate and small else 0
         other = [texts[part] for part in _refit_parts(split, config.final_fit)[1:]] or [texts[split.validation]]
         fit = train_linear(linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds,
-                           phases=phases, other_texts=np.concatenate(other).tolist(),
-                           validation_label_ids=None if small else label_ids[split.validation])
+                           phases=phases, other=OtherRows(np.concatenate(other).tolist(),
+                                                          None if small else label_ids[split.validation]))
         if config.verbose:
             print(f"linear: softmax over {fit.facts['features']:,} TF-IDF features fitted in "
                   f"{fit.facts['iterations']} L-BFGS iterations{'' if fit.facts['converged'] else ' (not converged)'}")

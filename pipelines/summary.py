@@ -19,8 +19,9 @@ from model import baseline
 from pipelines import drift
 
 
-class PredictionStats(beam.CombineFn):
-    """Per label counts, confidence sum and histogram, needs-review count, token and length figures.
+class PredictionStats:
+    """Per label counts, confidence sum and histogram, needs-review count, token and length figures: one part
+    of `RunFigures`' accumulator.
 
     Its inputs are prediction tables (`worker.tables`), counted column-wise. The
     histograms use the bins of `model.baseline`, so they compare with the training
@@ -64,8 +65,8 @@ def _add_bins(histogram: list[int], bins: np.ndarray) -> list[int]:
     return (np.asarray(histogram) + np.bincount(bins, minlength=len(histogram))).tolist()
 
 
-class DeadLetterStats(beam.CombineFn):
-    """Count of dead letters per reason."""
+class DeadLetterStats:
+    """Count of dead letters per reason: one part of `RunFigures`' accumulator."""
 
     def create_accumulator(self):
         return Counter()

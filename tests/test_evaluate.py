@@ -79,3 +79,11 @@ def test_evaluate_command_checks_confidences_like_training(model_dir, loaded, tm
     assert metrics["ece"] == pytest.approx(_ece_by_hand(loaded.predict(frame["text"].tolist()), y_true), abs=1e-6)
     assert (tmp_path / "report" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert "ECE" in result.output
+    # Its accuracy is that of the labels the jobs give (the one core), row for row.
+    from worker.local import LocalClassifier, texts_as_records
+    from worker.transform import WorkerConfig
+
+    verdicts = LocalClassifier(WorkerConfig(model_dir)).classify(texts_as_records(frame["text"].tolist()))
+    jobs_labels = [record.get("label") for _, record in verdicts]
+    assert metrics["accuracy"] == pytest.approx(np.mean([a == b for a, b in zip(jobs_labels, frame["category"],
+                                                                                strict=True)]), abs=1e-9)

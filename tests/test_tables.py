@@ -18,7 +18,7 @@ import pytest
 
 from model.sample import generate
 from pipelines.parquet import InputSpec, ReadRowGroupTables, RowGroup
-from tests.beam_helpers import _Collect, classify, metric
+from tests.beam_helpers import Gathered, classify, metric
 from tests.test_worker import _FaultyConfig
 from worker import prediction, records
 from worker.handler import ServingModel
@@ -32,17 +32,18 @@ LONG_ROW = 60  # 70,000 characters: labelled on its first records.MAX_TEXT_CHARS
 
 def classify_tables(tables: list[pa.Table], config, schema: pa.Schema) -> tuple[pa.Table, dict[str, list]]:
     """(all prediction tables as one, dead letters by part) on the FnApiRunner."""
-    _Collect.store = {}
+    gathered = Gathered()
     p = beam.Pipeline(runner="FnApiRunner")
     results = p | beam.Create(tables, reshuffle=False) | ClassifyTables(config, schema)
     for name in (PREDICTIONS, WORD_COUNTS, *DEAD_LETTER_PARTS):
-        results[name] | f"Collect{name}" >> beam.ParDo(_Collect(name))
+        gathered.add(results[name], name)
     classify_tables.result = p.run()
     classify_tables.result.wait_until_finish()
-    found = _Collect.store.get(PREDICTIONS, [])
+    classify_tables.gathered = gathered
+    found = gathered.get(PREDICTIONS)
     assert all(t.schema == schema for t in found)
     return (pa.concat_tables(found) if found else schema.empty_table()), \
-        {part: _Collect.store.get(part, []) for part in DEAD_LETTER_PARTS}
+        {part: gathered.get(part) for part in DEAD_LETTER_PARTS}
 
 
 def mixed_table(rows: int) -> pa.Table:
@@ -143,7 +144,7 @@ def test_word_counts_cover_every_classified_text(model_dir, loaded):
     table = pa.table({"id": [f"w{i}" for i in range(140)], "text": texts})
     _, _ = classify_tables([table.slice(0, 70), table.slice(70)], _FaultyConfig(model_dir, max_batch_size=50),
                            prediction.schema())
-    words = _Collect.store.get(WORD_COUNTS, [])
+    words = classify_tables.gathered.get(WORD_COUNTS)
     assert len(words) >= 3  # one sparse element a batch
     assert all((np.diff(word_ids) > 0).all() for word_ids, _ in words)
     assert sum(int(counts.sum()) for _, counts in words) == ServingModel(loaded, xla=False)(texts)[1].sum()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from worker import record_columns, records
+import numpy as np
+
+from worker import core, record_columns, records
 from worker.handler import ModelSlot
 from worker.transform import DEAD_LETTERS, PREDICTIONS, WorkerConfig, rows_of
 
@@ -49,6 +51,16 @@ class LocalClassifier:
             for row, letter in zip(classified.dead_rows, classified.dead_letters, strict=True):
                 out[positions[row]] = (DEAD_LETTERS, letter)
         return out  # type: ignore[return-value]
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Every class's probability per text, from the serving function the jobs serve with (same text cut,
+        same batches, same compiled program), for `complaints evaluate`: its scores are the jobs' verdicts.
+
+        A text the model fails on gets zeros (the jobs dead-letter it), found by the core's bisection.
+        """
+        serving, size = self.slot.current, self.config.max_batch_size
+        parts = [core.serve_or_bisect(serving, list(texts[i:i + size]))[0] for i in range(0, len(texts), size)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(serving.labels)), np.float32)
 
 
 def texts_as_records(texts: Sequence[str]) -> list[dict]:

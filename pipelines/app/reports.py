@@ -10,12 +10,14 @@ import os
 
 import numpy as np
 
-from model import artifact, evaluate
+from model import evaluate
 from model.architecture import ArchitectureConfig
 from model.data import describe, load_labelled, read_table, resolve_paths, select_columns
 from model.errors import UserError
 from model.progress import Phases
 from model.train import TrainConfig, train
+from worker.config import WorkerConfig
+from worker.local import LocalClassifier
 
 
 def describe_data(data: str, text_column: str, label_column: str, sequence_length: int, locale: str) -> str:
@@ -88,14 +90,19 @@ def _calibration_line(calibration: dict) -> str:
 
 def evaluate_model(model_dir: str, data: str, text_column: str, label_column: str, report_dir: str) -> str:
     """Score a model on labelled data; the report goes to `report_dir`, never into the model directory
-    (a watched models folder, or a read-only bucket, must not change because someone evaluated)."""
-    loaded = artifact.load(model_dir)
+    (a watched models folder, or a read-only bucket, must not change because someone evaluated).
+
+    The scores come through the jobs' serving function (`LocalClassifier.probabilities`), so the
+    accuracy reported is the accuracy of the labels the jobs would write.
+    """
+    classifier = LocalClassifier(WorkerConfig(model_dir))  # a directory that does not load: one line, first
+    labels = classifier.slot.current.labels.tolist()
     labelled = load_labelled(data, text_column, label_column)
-    known = {label: i for i, label in enumerate(loaded.labels)}
+    known = {label: i for i, label in enumerate(labels)}
     unknown = sorted(set(labelled.labels) - set(known))
     if unknown:
         raise UserError(f"{data} has categories the model does not know: {', '.join(unknown[:5])}")
     y_true = np.array([known[label] for label in labelled.labels])
-    probabilities = loaded.predict(labelled.texts.tolist())
-    report = evaluate.write_report(report_dir, y_true, probabilities, loaded.labels)
+    probabilities = classifier.probabilities(labelled.texts.tolist())
+    report = evaluate.write_report(report_dir, y_true, probabilities, labels)
     return f"{evaluate.format_report(report)}\nreport written to {report_dir}"

@@ -1,0 +1,112 @@
+"""Options defined once: the command line is derived from the config dataclasses (issue #27, item 6)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import pathlib
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from model.config import ArchitectureConfig, TrainConfig
+from pipelines.app.cli import cli
+from pipelines.config import BatchConfig, StreamConfig
+from pipelines.lease_settings import LeaseSettings
+from worker.config import WorkerConfig
+from worker.defaults import DEFAULT_NIGHTLY_BATCH_SIZE, LIVE_MAX_BATCH_DURATION_SECS
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = {
+    "label": (WorkerConfig, BatchConfig),
+    "stream": (WorkerConfig, StreamConfig, LeaseSettings),
+    "train": (TrainConfig, ArchitectureConfig),
+    "describe": (ArchitectureConfig,),
+}
+# Where a job needs another default than the field's, the command names it (one constant each).
+JOB_DEFAULTS = {
+    "label": {"min_batch_size": DEFAULT_NIGHTLY_BATCH_SIZE, "max_batch_size": DEFAULT_NIGHTLY_BATCH_SIZE},
+    "stream": {"max_batch_duration_secs": LIVE_MAX_BATCH_DURATION_SECS},
+}
+
+
+# Options the command writes itself because one option is not one field's value (`--xla auto|on|off` sets two
+# fields, `--keep-columns` is a comma-separated list).
+CONVERTED = {"keep_columns", "xla"}
+
+
+def _fields(command: str) -> dict[str, dataclasses.Field]:
+    return {f.name: f for config in CONFIGS[command] for f in dataclasses.fields(config)}
+
+
+@pytest.mark.parametrize("command", sorted(CONFIGS))
+def test_each_option_takes_its_default_and_help_from_its_config_field(command):
+    fields = _fields(command)
+    params = [p for p in cli.commands[command].params
+              if isinstance(p, click.Option) and p.name in fields and p.name not in CONVERTED]
+    assert len(params) >= 2
+    for param in params:
+        field = fields[param.name]
+        if field.default is not dataclasses.MISSING:
+            expected = JOB_DEFAULTS.get(command, {}).get(param.name, field.default)
+            assert param.default == expected, (command, param.name)
+        else:
+            assert param.required, (command, param.name)
+        assert param.help == field.metadata.get("help"), (command, param.name)
+
+
+def test_every_documented_field_is_an_option_somewhere():
+    """A field given help is one a command offers: none documented and left unreachable."""
+    offered = {(config, p.name) for command, configs in CONFIGS.items() for config in configs
+               for p in cli.commands[command].params if p.name in {f.name for f in dataclasses.fields(config)}}
+    documented = {(config, f.name) for configs in CONFIGS.values() for config in configs
+                  for f in dataclasses.fields(config) if f.metadata.get("help")}
+    assert documented <= offered, sorted((c.__name__, n) for c, n in documented - offered)
+
+
+def test_parsed_values_build_the_configs_the_jobs_run_with(monkeypatch, tmp_path):
+    """`label` hands the job the values given, and the defaults of what is not given, through the configs."""
+    import pipelines.batch
+
+    seen = {}
+
+    def capture(config, beam_args):
+        seen["config"], seen["args"] = config, beam_args
+        return {"template_location": "captured"}
+
+    monkeypatch.setattr(pipelines.batch, "run", capture)
+    result = CliRunner().invoke(cli, [
+        "label", "--model", "m", "--input", "in/*.parquet", "--output", "out", "--top-k", "5", "--no-progress",
+        "--keep-columns", "a, b", "--xla", "off", "--runner", "DirectRunner"])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert config.worker == WorkerConfig(model_dir="m", top_k=5, min_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE,
+                                         max_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE, xla=False)
+    assert (config.input_pattern, config.output, config.progress, config.keep_columns) == \
+        ("in/*.parquet", "out", False, ("a", "b"))
+    assert config.lock_stale_secs == BatchConfig.__dataclass_fields__["lock_stale_secs"].default
+    assert seen["args"] == ["--runner", "DirectRunner"]
+
+
+def test_an_option_out_of_its_fields_range_is_refused_in_one_line():
+    result = CliRunner().invoke(cli, ["stream", "--model", "m", "--subscription", "s",
+                                                    "--output-topic", "t", "--ack-deadline-secs", "5"])
+    assert result.exit_code == 2 and "10<=x<=600" in result.output
+
+
+def _parameters(node: ast.FunctionDef) -> int:
+    args = node.args
+    names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+    return len(names) - (1 if names and names[0] in ("self", "cls") else 0)
+
+
+def test_no_function_takes_more_than_about_eight_parameters():
+    """The issue's "~8": nine at most (the L-BFGS solver's settings, scikit-learn style, are the widest)."""
+    wide = []
+    for path in ROOT.glob("*/**/*.py"):
+        if path.parts[len(ROOT.parts)] in ("model", "worker", "pipelines", "benchmarks"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _parameters(node) > 9:
+                    wide.append(f"{path.relative_to(ROOT)}:{node.name} ({_parameters(node)})")
+    assert wide == []
