@@ -174,6 +174,19 @@ def bench_label(model_dir: str, archive: str, out: str, extra: list[str]) -> tup
     return summary["rows_per_second"], peak / 2**20, summary["seconds"]
 
 
+def bench_label_dask(model_dir: str, archive: str, out: str) -> tuple[float | None, str]:
+    """`label --runner DaskRunner` on a LocalCluster of 2 worker processes × 1 thread started here."""
+    try:
+        from distributed import LocalCluster
+    except ImportError:
+        return None, "dask not installed (pip install -e '.[dask]')"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:
+        rate, _, seconds = bench_label(model_dir, archive, out, ["--runner", "DaskRunner", "--dask_client_address",
+                                                                 cluster.scheduler_address])
+    return rate, f"LocalCluster(2 processes x 1 thread), {seconds:.1f} s"
+
+
 PREPARE = """
 import json, sys, time
 from model import artifact
@@ -202,6 +215,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="Tiny model (CI smoke run)")
     parser.add_argument("--skip-4n", action="store_true", help="Skip the peak-RSS run at 4N rows")
     parser.add_argument("--out", default="benchmarks/results/throughput.json")
+    parser.add_argument("--only", help="Comma-separated variants to run side by side (e.g. label,label-dask); "
+                        "default: all")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="throughput-")
@@ -217,29 +232,54 @@ def main() -> None:
         results.append({"variant": name, "reviews_per_s": rate, "peak_rss_mb": rss, "note": note})
         print(f"  {name:<20} {rate or 0:>10,.0f} reviews/s  {note}", flush=True)
 
-    raw, raw_detail = bench_raw(model_dir, texts, xla=False)
-    add("raw", raw, peak_rss_mb(), f"graph mode, batch size {raw_detail['best_batch_size']}")
-    raw_xla, xla_detail = bench_raw(model_dir, texts, xla=True)
-    add("raw-xla", raw_xla, peak_rss_mb(), f"{xla_detail['path']}, batch size {xla_detail['best_batch_size']}")
-    add("keras-predict", bench_keras_predict(model_dir, texts), peak_rss_mb(), "batch size 32 (Keras default)")
-    add("per-text", bench_per_text(model_dir, texts), peak_rss_mb(), "sample of 500")
-    rate, note = bench_stock_runinference(model_dir, texts[:2000])
-    add("stock-runinference", rate, None, note)
-    rate, rss, label_seconds = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
-    add("label", rate, rss, "complaints label, defaults")
-    xla_rate, _, _ = bench_label(model_dir, archive, os.path.join(work, "out-xla"), ["--xla", "on"])
-    add("label-xla", xla_rate, None, "complaints label --xla on")
-    graph_rate, _, _ = bench_label(model_dir, archive, os.path.join(work, "out-graph"), ["--xla", "off"])
-    add("label-graph", graph_rate, None, "complaints label --xla off")
-    rate, rss_mp, _ = bench_label(model_dir, archive, os.path.join(work, "out2"),
-                               ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
-    add("label-mp", rate, rss_mp, "2 worker processes (RSS of all processes)")
+    wanted = set(args.only.split(",")) if args.only else None
+
+    def want(name: str) -> bool:
+        return wanted is None or name in wanted
+
+    raw_detail = xla_detail = {}
+    if want("raw"):
+        raw, raw_detail = bench_raw(model_dir, texts, xla=False)
+        add("raw", raw, peak_rss_mb(), f"graph mode, batch size {raw_detail['best_batch_size']}")
+    if want("raw-xla"):
+        raw_xla, xla_detail = bench_raw(model_dir, texts, xla=True)
+        add("raw-xla", raw_xla, peak_rss_mb(), f"{xla_detail['path']}, batch size {xla_detail['best_batch_size']}")
+    if want("keras-predict"):
+        add("keras-predict", bench_keras_predict(model_dir, texts), peak_rss_mb(), "batch size 32 (Keras default)")
+    if want("per-text"):
+        add("per-text", bench_per_text(model_dir, texts), peak_rss_mb(), "sample of 500")
+    if want("stock-runinference"):
+        rate, note = bench_stock_runinference(model_dir, texts[:2000])
+        add("stock-runinference", rate, None, note)
+    rss = label_seconds = None
+    if want("label"):
+        rate, rss, label_seconds = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
+        add("label", rate, rss, "complaints label, defaults")
+    if want("label-xla"):
+        add("label-xla", bench_label(model_dir, archive, os.path.join(work, "out-xla"), ["--xla", "on"])[0], None,
+            "complaints label --xla on")
+    if want("label-graph"):
+        add("label-graph", bench_label(model_dir, archive, os.path.join(work, "out-graph"), ["--xla", "off"])[0],
+            None, "complaints label --xla off")
+    if want("label-mp"):
+        rate, rss_mp, _ = bench_label(model_dir, archive, os.path.join(work, "out2"),
+                                      ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+        add("label-mp", rate, rss_mp, "2 worker processes (RSS of all processes)")
+    if want("label-dask"):
+        rate, note = bench_label_dask(model_dir, archive, os.path.join(work, "out-dask"))
+        add("label-dask", rate, None, note)
     memory = {"rows": args.rows, "label_peak_rss_mb": rss}
-    if not args.skip_4n:
+    if not args.skip_4n and rss:
         archive4 = os.path.join(work, "n4", "archive.parquet")
         write_archive(archive4, 4 * args.rows, args.source)
         _, rss4, _ = bench_label(model_dir, archive4, os.path.join(work, "out4"), [])
         memory.update({"rows_4n": 4 * args.rows, "label_peak_rss_mb_4n": rss4, "ratio": rss4 / rss})
+    by = {r["variant"]: r["reviews_per_s"] for r in results}
+    if wanted is not None:  # a partial run: the variants side by side, no ceilings
+        _report(args, results, by, {"label-dask/label": _ratio(by, "label-dask", "label")}, {}, memory, {}, {})
+        return
+    raw, raw_xla, label = by["raw"], by["raw-xla"], by["label"]
+    xla_rate, graph_rate = by["label-xla"], by["label-graph"]
 
     tiny = os.path.join(work, "tiny", "archive.parquet")
     write_archive(tiny, 10, args.source)
@@ -251,10 +291,6 @@ def main() -> None:
     fixed["label/raw-xla ceiling"] = raw_xla_seconds / (raw_xla_seconds + fixed["prepare_xla_s"])
     fixed["label/raw ceiling"] = (args.rows / raw) / (raw_xla_seconds + fixed["prepare_xla_s"])
 
-    for r in results:
-        r["ratio_to_raw"] = r["reviews_per_s"] / raw if r["reviews_per_s"] else None
-    label = next(r["reviews_per_s"] for r in results if r["variant"] == "label")
-    by = {r["variant"]: r["reviews_per_s"] for r in results}
     targets = {
         "label/raw-xla": label / raw_xla,
         "label/raw": label / raw,
@@ -265,7 +301,20 @@ def main() -> None:
         "rss(4N)/rss(N)": memory.get("ratio"),
         "label/raw-xla ceiling": fixed["label/raw-xla ceiling"],
         "label/raw ceiling": fixed["label/raw ceiling"],
+        "label-dask/label": _ratio(by, "label-dask", "label"),
     }
+    _report(args, results, by, targets, fixed, memory, raw_detail, xla_detail)
+
+
+def _ratio(by: dict, a: str, b: str) -> float | None:
+    return by[a] / by[b] if by.get(a) and by.get(b) else None
+
+
+def _report(args, results: list[dict], by: dict, targets: dict, fixed: dict, memory: dict, raw_detail: dict,
+            xla_detail: dict) -> None:
+    raw = by.get("raw")
+    for r in results:
+        r["ratio_to_raw"] = r["reviews_per_s"] / raw if r["reviews_per_s"] and raw else None
     machine = {"cores": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version()}
     print(f"\n{args.rows:,} reviews; {machine['cores']} cores, {machine['cpu']}")
     print(f"{'variant':<20} {'reviews/s':>11} {'ratio to raw':>13} {'peak RSS MB':>12}")
@@ -275,9 +324,11 @@ def main() -> None:
         rss_text = f"{r['peak_rss_mb']:,.0f}" if r["peak_rss_mb"] else "n/a"
         print(f"{r['variant']:<20} {rate:>11} {ratio:>13} {rss_text:>12}   {r['note']}")
     print("targets: " + ", ".join(f"{k} = {v:.2f}" for k, v in targets.items() if v is not None))
-    print(f"fixed: model load + compile {fixed['prepare_xla_s']:.2f} s with XLA, {fixed['prepare_graph_s']:.2f} s "
-          f"without; label on 10 rows {fixed['label_10_rows_xla_s']:.2f} s (--xla on); raw-xla needs "
-          f"{raw_xla_seconds:.1f} s for these rows, label {label_seconds:.1f} s")
+    if fixed:
+        raw_xla_seconds = args.rows / by["raw-xla"]
+        print(f"fixed: model load + compile {fixed['prepare_xla_s']:.2f} s with XLA, {fixed['prepare_graph_s']:.2f} s "
+              f"without; label on 10 rows {fixed['label_10_rows_xla_s']:.2f} s (--xla on); raw-xla needs "
+              f"{raw_xla_seconds:.1f} s for these rows, label {fixed['label_s']:.1f} s")
     if "ratio" in memory:
         print(f"label peak RSS: {memory['label_peak_rss_mb']:,.0f} MB at {args.rows:,} rows, "
               f"{memory['label_peak_rss_mb_4n']:,.0f} MB at {4 * args.rows:,} rows")

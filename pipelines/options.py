@@ -25,6 +25,8 @@ __all__ = ["BEAM_READ", "LATE_ACK", "BatchConfig", "StreamConfig", "beam_options
 # run in-process and never reach the network.
 LOCAL_BATCH_RUNNER = "FnApiRunner"
 LOCAL_STREAM_RUNNER = "BundleBasedDirectRunner"
+# Beam's own DaskRunner computes only one branch of a job; ours (pipelines/dask_runner.py) runs them all.
+DASK_RUNNERS = {"DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner", "pipelines.dask_runner.DaskRunner"}
 LOCAL_RUNNERS = {"FnApiRunner", "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner"}
 
 def beam_options(beam_args: list[str] | None, streaming: bool = False) -> PipelineOptions:
@@ -33,6 +35,14 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False) -> Pipeli
     standard = options.view_as(StandardOptions)
     if not standard.runner:
         standard.runner = LOCAL_STREAM_RUNNER if streaming else LOCAL_BATCH_RUNNER
+    if standard.runner in DASK_RUNNERS:
+        if streaming:
+            raise UserError("the Dask runner runs batch jobs only: run the live job on the local runner or Dataflow")
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UserError("--runner DaskRunner needs Dask: pip install -e '.[dask]'") from None
+        standard.runner = "pipelines.dask_runner.DaskRunner"  # Beam's, with its gaps closed
     if streaming:
         standard.streaming = True
     # Everything the job pickles imports from the installed package, not __main__.

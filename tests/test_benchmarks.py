@@ -16,7 +16,10 @@ def test_throughput_benchmark_smoke(tmp_path):
     report = json.loads(out.read_text())
     variants = {r["variant"]: r for r in report["results"]}
     assert set(variants) == {"raw", "raw-xla", "keras-predict", "per-text", "stock-runinference", "label",
-                             "label-xla", "label-graph", "label-mp"}
+                             "label-xla", "label-graph", "label-mp", "label-dask"}
+    assert variants["label-dask"]["reviews_per_s"] > 0  # on a LocalCluster the benchmark starts
+    assert report["targets"]["label-dask/label"] == pytest.approx(
+        variants["label-dask"]["reviews_per_s"] / variants["label"]["reviews_per_s"])
     assert report["raw_xla"]["path"] == "xla" and report["raw"]["path"] == "graph"
     raw = variants["raw"]["reviews_per_s"]
     for name in ("raw", "raw-xla", "keras-predict", "per-text", "label", "label-xla", "label-graph", "label-mp"):

@@ -13,6 +13,7 @@ the live job with Beam's `BatchElements`, as RunInference itself would.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -117,6 +118,13 @@ def _cut(texts: Sequence[str]) -> list[str]:
 
 
 _KEPT: dict[tuple, ServingModel] = {}  # see ModelSlot._serving: Beam's Shared alone would drop it
+_LOADS: collections.Counter[str] = collections.Counter()  # ServingModels this process built, by directory
+
+
+def loads() -> dict[str, int]:
+    """How many times this process loaded each model directory: once a worker process, unless it was swapped
+    (tests/test_dask.py asks every Dask worker)."""
+    return dict(_LOADS)
 _KEPT_LOCK = threading.Lock()
 
 
@@ -211,6 +219,7 @@ class ModelSlot:
             serving = _KEPT.get(key) if key[0] is not None else None
             if serving is None:
                 serving = ServingModel(artifact.load(model_dir), self.xla, self.sizes)
+                _LOADS[model_dir] += 1
                 if key[0] is not None:
                     _KEPT.clear()  # one entry, as artifact.load keeps: a swap frees the old model
                     _KEPT[key] = serving
