@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
 from model.errors import UserError
-from pipelines import drift
+from pipelines import drift, remote
 from pipelines import output as out
 from pipelines.errors import JobFailed, cause
 from pipelines.lock import OutputLock
@@ -221,7 +221,9 @@ class Job:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
         p = test_pipeline or beam.Pipeline(options=self.options)
         build_batch(p, self.config, self.staging, self.total_rows, self.sinks, self.expected)
-        p.run().wait_until_finish()
+        result = p.run()
+        remote.announce(result, self.options)  # a Dataflow job: its id and console address; then followed to its end
+        result.wait_until_finish()
         stats = json.loads(out.read_text(out.join(self.staging, STATS_FILE)))
         for reason, count in self.skipped.items():
             stats["files"]["skipped"][reason] = stats["files"]["skipped"].get(reason, 0) + count

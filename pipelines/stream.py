@@ -33,7 +33,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
 from model.errors import UserError
-from pipelines import pubsub_lease
+from pipelines import pubsub_lease, remote
 from pipelines.errors import JobFailed, cause
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
 from pipelines.pubsub import DecodeMessages
@@ -89,6 +89,7 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
         result = p.run()
         if template_only(options):
             return {"template_location": options.view_as(GoogleCloudOptions).template_location}
+        remote.announce(result, options)
         result.wait_until_finish()
     except Exception as exc:
         raise JobFailed(f"the streaming job stopped ({cause(exc)})") from exc

@@ -100,3 +100,21 @@ def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypa
     for module in ("model/artifact.py", "model/text.py", "worker/handler.py", "worker/core.py", "worker/transform.py",
                    "pipelines/batch.py", "pipelines/parquet.py", "pipelines/sinks/parquet_files.py", "setup.py"):
         assert module in members, module
+
+
+def test_a_submitted_dataflow_job_names_itself_and_where_to_watch_it():
+    """Dataflow cannot run here: a stand-in for the runner's result (its `job_id()`, as DataflowPipelineResult
+    has it) checks the line the jobs print once Dataflow has accepted a job; a local result prints nothing."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.remote import watch_line
+
+    class Submitted:
+        def job_id(self):
+            return "2026-11-30_01_02_03-123"
+
+    options = PipelineOptions(["--project", "demo-project", "--region", "europe-west1"])
+    assert watch_line(Submitted(), options) == (
+        "Dataflow job 2026-11-30_01_02_03-123 submitted; watch it at https://console.cloud.google.com/dataflow/jobs/"
+        "europe-west1/2026-11-30_01_02_03-123?project=demo-project")
+    assert watch_line(object(), options) is None
