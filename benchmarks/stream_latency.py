@@ -238,9 +238,8 @@ class _CountingHandler(ComplaintModelHandler):
 
 
 class _CountingConfig(WorkerConfig):
-    def handler(self):
-        return _CountingHandler(self.model_dir, min_batch_size=self.min_batch_size,
-                                max_batch_size=self.max_batch_size)
+    def handler(self, warm_up=True, schema=None, word_counts=False):
+        return _CountingHandler(self, warm_up=warm_up, schema=schema, word_counts=word_counts)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Layout:
     labels.json     list: index → category name
     metadata.json   format version, model version, sizes, locale, data fingerprint, metrics …
 
-Files go through `tf.io.gfile`, so the same code reads a local directory or gs://.
+Files go through `model.files`, so the same code reads a local directory or gs://.
 Importing this module registers the standardisation functions (via model.text),
 which is all `keras.models.load_model` needs: no pickled Python.
 """
@@ -26,7 +26,7 @@ import tensorflow as tf
 
 import model.linear  # registers SublinearTfIdf for loading
 import model.text  # noqa: F401  (registers the standardisation functions for loading)
-from model import safety
+from model import files, safety
 from model.errors import UserError
 
 FORMAT_VERSION = 1
@@ -86,7 +86,7 @@ def save(directory: str, model: keras.Model, labels: list[str], metadata: dict,
     """Write the artifact; `metadata` gains the format, version and environment facts.
 
     `extra_files` (the drift reference) are written before metadata.json, like the rest."""
-    tf.io.gfile.makedirs(directory)
+    files.makedirs(directory)
     locale = metadata["locale"]
     full = {
         "format_version": FORMAT_VERSION,
@@ -102,36 +102,34 @@ def save(directory: str, model: keras.Model, labels: list[str], metadata: dict,
     else:  # Keras writes .keras files locally; copy up to remote filesystems.
         tmp = f"/tmp/{full['model_version']}.keras"
         model.save(tmp)
-        tf.io.gfile.copy(tmp, join(directory, MODEL_FILE), overwrite=True)
+        files.copy(tmp, join(directory, MODEL_FILE))
+        os.remove(tmp)
     write_json(join(directory, LABELS_FILE), labels)
     for name, content in (extra_files or {}).items():
-        with tf.io.gfile.GFile(join(directory, name), "wb") as f:
-            f.write(content)
+        files.write_bytes(join(directory, name), content)
     # metadata.json last: its presence marks a complete artifact.
     write_json(join(directory, METADATA_FILE), full)
     return full
 
 
 def write_json(path: str, value) -> None:
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    files.write_bytes(path, (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
 
 
 def _read_json(path: str):
     try:
-        with tf.io.gfile.GFile(path, "r") as f:
-            return json.loads(f.read())
-    except json.JSONDecodeError as exc:
+        return json.loads(files.read_bytes(path).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}): re-export the model with `complaints train`") from None
 
 
 def read_metadata(directory: str) -> tuple[list[str], dict]:
     """Labels and metadata, checked, without loading TensorFlow weights."""
-    if not tf.io.gfile.isdir(directory):
+    if not files.isdir(directory):
         raise UserError(
             f"model directory {directory} does not exist: train one with `complaints train --out {directory}`"
         )
-    missing = [n for n in REQUIRED_FILES if not tf.io.gfile.exists(join(directory, n))]
+    missing = [n for n in REQUIRED_FILES if not files.exists(join(directory, n))]
     if missing:
         raise UserError(
             f"{directory} is not a complete model directory (missing {', '.join(missing)}): "
@@ -165,11 +163,15 @@ def load(directory: str) -> Artifact:
     if key is not None and key in _LOADED:
         return _LOADED[key]
     safety.check_model_file(join(directory, MODEL_FILE))  # before Keras parses anything in it
+    local, temporary = files.local_copy(join(directory, MODEL_FILE))  # Keras reads a local .keras file
     try:
-        model = keras.models.load_model(join(directory, MODEL_FILE), compile=False, safe_mode=True)
+        model = keras.models.load_model(local, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 (Keras raises many types for a broken file)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{directory}/{MODEL_FILE} does not load ({first}): retrain or re-copy the model") from None
+    finally:
+        if temporary:
+            os.remove(local)
     safety.check_labels(directory, labels, model.outputs[0].shape[-1])
     actual = model_version(model, labels, str(metadata.get("locale")))
     if actual != metadata.get("model_version"):
@@ -189,8 +191,8 @@ _LOADED: dict[tuple, Artifact] = {}
 def cache_key(directory: str) -> tuple | None:
     """The directory and its files' sizes and modification times: a file changed in place is loaded afresh."""
     try:
-        stats = [tf.io.gfile.stat(join(directory, name)) for name in REQUIRED_FILES]
-    except (tf.errors.OpError, OSError):
+        stats = [files.stat(join(directory, name)) for name in REQUIRED_FILES]
+    except OSError:
         return None
     return (directory.rstrip("/"), *((s.length, s.mtime_nsec) for s in stats))
 
@@ -202,10 +204,10 @@ def complete_directories(pattern: str) -> list[str]:
     A pattern may also name the metadata files themselves (`models/*/metadata.json`).
     """
     found = set()
-    for match in tf.io.gfile.glob(pattern):
+    for match in files.glob(pattern):
         match = match.rstrip("/")
         directory = match.rsplit("/", 1)[0] if match.endswith("/" + METADATA_FILE) else match
-        if tf.io.gfile.exists(join(directory, METADATA_FILE)) and not _linked(directory):
+        if files.exists(join(directory, METADATA_FILE)) and not _linked(directory):
             found.add(directory)
     return sorted(found)
 
@@ -224,12 +226,10 @@ def _linked(directory: str) -> bool:
 def copy_directory(source: str, target: str) -> str:
     """Copy a model directory so that a watcher never sees it half-written: metadata.json last."""
     source = source.rstrip("/")
-    for root, _dirs, files in tf.io.gfile.walk(source):
-        top = root.rstrip("/") == source
-        into = target if top else join(target, root[len(source):].strip("/"))
-        tf.io.gfile.makedirs(into)
-        for name in files:
-            if not (top and name == METADATA_FILE):
-                tf.io.gfile.copy(join(root, name), join(into, name), overwrite=True)
-    tf.io.gfile.copy(join(source, METADATA_FILE), join(target, METADATA_FILE), overwrite=True)
+    for relative in files.files_under(source):
+        if relative != METADATA_FILE:
+            into = join(target, relative)
+            files.makedirs(os.path.dirname(into) if not files.remote(into) else target)
+            files.copy(join(source, relative), into)
+    files.copy(join(source, METADATA_FILE), join(target, METADATA_FILE))
     return target

@@ -99,18 +99,14 @@ def to_bytes(table: pa.Table) -> bytes:
 
 def read(directory: str, n_labels: int, vocabulary_size: int) -> Reference | None:
     """The model directory's reference, or None for a model trained before there was one."""
-    import tensorflow as tf
+    from model import files, safety
 
-    from model import safety
-    from model.artifact import join
-
-    path = join(directory, REFERENCE_FILE)
-    if not tf.io.gfile.exists(path):
+    path = files.join(directory, REFERENCE_FILE)
+    if not files.exists(path):
         return None
     safety.check_size(path, MAX_REFERENCE_BYTES)
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            table = pq.read_table(io.BytesIO(f.read()))
+        table = pq.read_table(io.BytesIO(files.read_bytes(path)))
         table = table.select(SCHEMA.names).cast(SCHEMA)
     except (pa.ArrowException, KeyError, ValueError) as exc:
         raise UserError(f"model directory {directory}: {REFERENCE_FILE} is not a drift reference ({exc}); "

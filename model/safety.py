@@ -13,11 +13,11 @@ through `model.artifact.load`).
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 
-import tensorflow as tf
-
+from model import files
 from model.errors import UserError
 
 MAX_MODEL_BYTES = 1 << 30  # the reference BiLSTM is about 10 MB, the linear model at 431,306 rows about 40 MB
@@ -41,8 +41,8 @@ ALLOWED_FUNCTIONS = {"complaints>standardize_turkish", "complaints>standardize_u
 
 def check_size(path: str, limit: int) -> None:
     try:
-        size = tf.io.gfile.stat(path).length
-    except (tf.errors.OpError, OSError):
+        size = files.stat(path).length
+    except OSError:
         return  # a missing file is reported by the caller, in its own words
     if size > limit:
         raise UserError(f"{path} is {size:,} bytes, over the {limit:,} a model directory's file may have: "
@@ -53,7 +53,7 @@ def check_model_file(path: str) -> None:
     """Refuse, in one line, a `model.keras` whose config names anything the project's architectures do not."""
     check_size(path, MAX_MODEL_BYTES)
     try:
-        with tf.io.gfile.GFile(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+        with zipfile.ZipFile(io.BytesIO(files.read_bytes(path))) as archive:
             info = archive.getinfo("config.json")
             if info.file_size > MAX_CONFIG_BYTES:
                 raise UserError(f"{path}: its config.json is {info.file_size:,} bytes: not a model this project "
@@ -61,7 +61,7 @@ def check_model_file(path: str) -> None:
             config = json.loads(archive.read(info))
     except UserError:
         raise
-    except (zipfile.BadZipFile, KeyError, ValueError, RecursionError, OSError, tf.errors.OpError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, RecursionError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path} does not load (not a Keras model file: {first}): retrain or re-copy the "
                         "model") from None

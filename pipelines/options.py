@@ -47,6 +47,14 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False) -> Pipeli
         standard.streaming = True
     # Everything the job pickles imports from the installed package, not __main__.
     options.view_as(SetupOptions).save_main_session = False
+    # The job's own file work (pre-flight, lock, commit) uses these options too, so --no_auth, a project or a
+    # storage emulator apply before the pipeline runs, not only inside it.
+    from apache_beam.io.filesystems import FileSystems
+
+    from model.files import emulator_without_credentials
+
+    FileSystems.set_options(options)
+    emulator_without_credentials()
     return options
 
 

@@ -117,7 +117,10 @@ def _top_folder(output: str, path: str) -> str:
 def abort(staging: str) -> None:
     """Remove what a failed run staged; nothing in the output directory changed."""
     try:
-        _delete([staging])
+        if "://" in staging:  # object stores have no folders: remove the objects under the prefix
+            _delete([m.path for m in FileSystems.match([join(staging, "**")])[0].metadata_list])
+        else:
+            _delete([staging])
     except Exception:  # noqa: BLE001 (best effort: the error being reported matters more)
         pass
 

@@ -48,3 +48,19 @@ def snapshot(folder) -> dict[str, bytes]:
             path = os.path.join(root, name)
             found[os.path.relpath(path, folder)] = open(path, "rb").read()
     return found
+
+
+def output_problem(names: list[str], summary: dict, counts: dict[str, int]) -> str | None:
+    """What a consumer would find wrong in a committed output: files that disagree with its summary, or None.
+
+    `names`: the output's visible files; `counts`: the rows of each Parquet file among them.
+    """
+    listed = sorted(n for n in names if n.endswith(".parquet") or n == "report.png")
+    if listed != sorted(summary["output_files"]):
+        return f"files {listed} beside a summary listing {sorted(summary['output_files'])}"
+    predicted = sum(c for n, c in counts.items() if n.startswith("predictions-"))
+    dead = sum(c for n, c in counts.items() if n.startswith("dead_letters-"))
+    if (predicted, dead) != (summary["predicted"], summary["dead_lettered"]):
+        return f"{predicted} + {dead} rows in files beside a summary of {summary['predicted']} + " \
+               f"{summary['dead_lettered']}"
+    return None

@@ -28,7 +28,7 @@ from pipelines.batch import run
 from pipelines.errors import JobFailed
 from pipelines.options import BatchConfig
 from pipelines.sinks import parquet_files
-from tests.archives import snapshot, write_archive
+from tests.archives import output_problem, snapshot, write_archive
 from tests.test_batch import _assert_one_line_error, config, read_output
 from worker.transform import WorkerConfig
 
@@ -150,15 +150,7 @@ def _complete_view(output) -> str | None:
         return f"_SUCCESS {first!r} stayed while the files could not be read"
     if first != second:
         return None
-    listed = sorted(n for n in names if n.endswith(".parquet") or n == "report.png")
-    if listed != sorted(summary["output_files"]):
-        return f"files {listed} beside a summary listing {sorted(summary['output_files'])}"
-    predicted = sum(c for n, c in counts.items() if n.startswith("predictions-"))
-    dead = sum(c for n, c in counts.items() if n.startswith("dead_letters-"))
-    if (predicted, dead) != (summary["predicted"], summary["dead_lettered"]):
-        return f"{predicted} + {dead} rows in files beside a summary of {summary['predicted']} + " \
-               f"{summary['dead_lettered']}"
-    return None
+    return output_problem(names, summary, counts)
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_output(model_dir, committed, tmp_path):

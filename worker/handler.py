@@ -26,7 +26,7 @@ import pyarrow as pa
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
-from model import artifact, baseline
+from model import artifact, baseline, files
 from model.errors import UserError
 from model.text import standardizer
 from worker import compiled, core, record_columns, records, telemetry
@@ -235,7 +235,7 @@ class ModelSlot:
 
 
 def _written_at(model_dir: str) -> float:
-    return tf.io.gfile.stat(f"{model_dir}/{artifact.METADATA_FILE}").mtime_nsec / 1e9
+    return files.stat(files.join(model_dir, artifact.METADATA_FILE)).mtime_nsec / 1e9
 
 
 class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot]):

@@ -1,0 +1,151 @@
+"""gs:// paths against a real storage emulator (gcp-storage-emulator, from the package registry) (issue #28, item 2).
+
+The emulator is started here on a free loopback port and stopped after; the jobs
+find it through `STORAGE_EMULATOR_HOST`, as Google's client libraries do. Archive,
+output and model directory all live in the emulated bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from model import artifact, files
+from pipelines.app.cli import cli
+from tests.archives import output_problem, write_archive
+
+pytestmark = pytest.mark.slow  # a service and whole jobs
+
+BUCKET = "complaints-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gcs():
+    """gs://BUCKET on a storage emulator for this module; the environment points Beam's client at it."""
+    binary = shutil.which("gcp-storage-emulator") or os.path.join(os.path.dirname(sys.executable),
+                                                                   "gcp-storage-emulator")
+    port = _free_port()
+    server = subprocess.Popen([binary, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
+                               f"--default-bucket={BUCKET}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # it logs every request
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "the storage emulator did not start"
+            time.sleep(0.1)
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    try:
+        yield f"gs://{BUCKET}"
+    finally:
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _upload(local_dir, prefix: str) -> None:
+    for name in os.listdir(local_dir):
+        files.write_bytes(f"{prefix}/{name}", open(os.path.join(local_dir, name), "rb").read())
+
+
+def _label(*args: str):
+    return CliRunner().invoke(cli, ["label", "--no-progress", *args])
+
+
+def _view(output: str) -> str | None:
+    """The output as a consumer reads it: a problem, or None (incomplete, consistent, or a commit happened while
+    reading, which the run id in `_SUCCESS` shows and a consumer retries)."""
+    success = f"{output}/_SUCCESS"
+    try:
+        first = files.read_bytes(success)
+        names = [p.rsplit("/", 1)[1] for p in files.glob(f"{output}/*") if not p.rsplit("/", 1)[1].startswith(".")]
+        summary = json.loads(files.read_bytes(f"{output}/summary.json"))
+        counts = {n: pq.ParquetFile(pa.BufferReader(files.read_bytes(f"{output}/{n}"))).metadata.num_rows
+                  for n in names if n.endswith(".parquet")}
+        second = files.read_bytes(success)
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    return None if first != second else output_problem(names, summary, counts)
+
+
+def test_the_nightly_job_reads_writes_and_loads_its_model_on_gs(gcs, model_dir, tmp_path):
+    write_archive(tmp_path / "one", rows=900, files=2, seed=41)
+    write_archive(tmp_path / "two", rows=400, files=1, seed=42)
+    _upload(tmp_path / "one", f"{gcs}/archive/one")
+    _upload(tmp_path / "two", f"{gcs}/archive/two")
+    model = artifact.copy_directory(model_dir, f"{gcs}/models/v1")
+    output = f"{gcs}/labelled/latest"
+
+    first = _label("--model", model, "--input", f"{gcs}/archive/one/*.parquet", "--output", output)
+    assert first.exit_code == 0, first.output
+    assert _view(output) is None and files.exists(f"{output}/_SUCCESS")
+    assert json.loads(files.read_bytes(f"{output}/summary.json"))["rows_in"] == 900
+
+    # The second night replaces the first while a reader polls: never _SUCCESS beside a mixture.
+    problems, successes, done = [], set(), threading.Event()
+
+    def poll():
+        while not done.is_set():
+            problem = _view(output)
+            if problem:
+                problems.append(problem)
+            if files.exists(f"{output}/_SUCCESS"):
+                successes.add(files.read_bytes(f"{output}/_SUCCESS"))
+            done.wait(0.05)  # a consumer polling often, not a load test of the emulator
+
+    reader = threading.Thread(target=poll, daemon=True)
+    reader.start()
+    second = _label("--model", model, "--input", f"{gcs}/archive/two/*.parquet", "--output", output)
+    done.set()
+    reader.join(timeout=60)
+    assert second.exit_code == 0, second.output
+    assert problems == [] and len(successes) >= 1
+    summary = json.loads(files.read_bytes(f"{output}/summary.json"))
+    assert summary["rows_in"] == 400 and summary["predicted"] + summary["dead_lettered"] == 400
+    assert not [p for p in files.files_under(output) if p.startswith((".staging-", ".replaced-", "_LOCK"))]
+
+
+def test_a_model_directory_on_gs_that_is_not_one_is_one_line(gcs):
+    result = _label("--model", f"{gcs}/models/absent", "--input", f"{gcs}/archive/one/*.parquet", "--output",
+                    f"{gcs}/labelled/other")
+    assert result.exit_code == 2 and result.output.startswith("error: model directory gs://")
+    assert "Traceback" not in result.output
+
+
+def test_watched_models_on_gs_are_served_when_complete(gcs, model_dir, retrained_model_dir):
+    from worker.handler import ModelSlot
+
+    models = f"{gcs}/watched"
+    first = artifact.copy_directory(model_dir, f"{models}/a")
+    slot = ModelSlot(first)
+    slot.watch(f"{models}/*", interval_secs=0)  # what is there at start is not new
+    files.write_bytes(f"{models}/b/{artifact.LABELS_FILE}", b"[]")  # a copy in progress: no metadata.json yet
+    slot.watch(f"{models}/*", interval_secs=0)
+    assert slot.model_dir == first
+    artifact.copy_directory(retrained_model_dir, f"{models}/b")
+    slot.watch(f"{models}/*", interval_secs=0)
+    assert slot.model_dir == f"{models}/b"
+    assert slot.current.version == artifact.load(retrained_model_dir).version
