@@ -108,7 +108,7 @@ def test_every_branch_runs_outputs_stay_apart_and_finish_bundle_outputs_count(cl
 
 def test_the_live_job_on_dask_is_refused_in_one_line(model_dir):
     result = CliRunner().invoke(cli, ["stream", "--model", model_dir, "--subscription",
-                                      "projects/p/subscriptions/sub", "--output-topic", "projects/p/topics/out",
-                                      "--runner", "DaskRunner"])
+                                      "projects/demo-project/subscriptions/complaints", "--output-topic",
+                                      "projects/demo-project/topics/labelled", "--runner", "DaskRunner"])
     assert result.exit_code == 2 and "batch jobs only" in result.output
     assert "Traceback" not in result.output
