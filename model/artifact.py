@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 from dataclasses import dataclass
 
 import keras
@@ -58,8 +57,7 @@ class Artifact:
         return self.model.predict(tf.constant(texts, dtype=tf.string), batch_size=batch_size, verbose=0)
 
 
-def join(directory: str, name: str) -> str:
-    return posixpath.join(directory, name) if "://" in directory else f"{directory.rstrip('/')}/{name}"
+join = files.join  # one path rule for the model directory, kept here for the callers that import it
 
 
 def model_version(model: keras.Model, labels: list[str], locale: str) -> str:

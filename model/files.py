@@ -45,7 +45,7 @@ def emulator_without_credentials() -> None:
 
 
 def join(directory: str, name: str) -> str:
-    return posixpath.join(directory, name) if remote(directory) else os.path.join(directory, name)
+    return posixpath.join(directory, name) if remote(directory) else f"{directory.rstrip('/')}/{name}"
 
 
 @dataclass(frozen=True)
