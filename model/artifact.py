@@ -110,6 +110,21 @@ def save(directory: str, model: keras.Model, labels: list[str], metadata: dict,
     return full
 
 
+def add_to_metadata(directory: str, key: str, value) -> dict:
+    """metadata.json with `key` set, replaced whole: a local file by rename (a reader sees the old or the new,
+    never half), an object by one upload (atomic on object stores). The model's version does not change."""
+    _, metadata = read_metadata(directory)
+    updated = {**metadata, key: value}
+    path = join(directory, METADATA_FILE)
+    if files.remote(path):
+        write_json(path, updated)
+    else:
+        staged = f"{path}.{os.getpid()}.tmp"
+        write_json(staged, updated)
+        os.replace(staged, path)
+    return updated
+
+
 def write_json(path: str, value) -> None:
     files.write_bytes(path, (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
 

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model import artifact, baseline, evaluate, reference
+from model import artifact, baseline, evaluate, precision, reference
 from model.architecture import build, end_to_end, numeric_core
 from model.calibration import (
     ENOUGH_VALIDATION_ROWS,
@@ -29,6 +29,7 @@ from model.config import ARCHITECTURES, FINAL_FITS, ArchitectureConfig, LinearCo
 from model.data import LabelledData, Split, fingerprint, stratified_split
 from model.errors import UserError
 from model.linear import LinearFit, OtherRows, refit_linear, train_linear
+from model.predict import DEFAULT_REVIEW_THRESHOLD
 from model.progress import Phases
 from model.text import make_vectorizer, standardizer
 
@@ -331,6 +332,9 @@ def train(
             tf.constant(list(test_texts), tf.string), batch_size=1024, verbose=0)
         metadata["baseline"], drift_reference = baseline.compute(
             label_ids[split.train], labels, served_test, test_texts, served, standardizer(architecture.locale))
+    with phases.phase("measuring serving precisions against FP32", f"{len(test_texts):,} test rows"):
+        metadata[precision.RECORD_KEY] = precision.measure(served, test_texts.tolist(), DEFAULT_REVIEW_THRESHOLD,
+                                                           f"the test split ({len(test_texts):,} rows)")
     with phases.phase("exporting the model", out_dir):
         full = artifact.save(out_dir, served, labels, metadata,
                              extra_files={reference.REFERENCE_FILE: reference.to_bytes(drift_reference)})

@@ -41,6 +41,8 @@ from pipelines.progress import ReportProgress
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks
 from pipelines.summary import WORDS, ComputeRunStats, assemble
 from worker import prediction
+from worker.handler import precision_choice
+from worker.precision_choice import PrecisionSetting, candidates
 from worker.tables import WORD_COUNTS, ClassifyTables
 from worker.transform import DEAD_LETTER_PARTS
 
@@ -136,6 +138,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     else:
         _, metadata = artifact.read_metadata(config.worker.model_dir)
         total_rows, inputs = None, [{"path": config.input_pattern}]
+    candidates(PrecisionSetting.of(config.worker), metadata, config.worker.model_dir)  # a refusal: one line, now
     found = Found(metadata, inputs, total_rows, expected, skipped)
     if total_rows is not None and total_rows < config.xla_min_rows:
         config = replace(config, worker=replace(config.worker, xla=False))
@@ -198,6 +201,10 @@ class Job:
                 started=started, finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seconds=seconds,
             )
             self._check_books(summary, stats)
+            asked = PrecisionSetting.of(self.config.worker)
+            summary["precision"] = precision_choice(self.metadata["model_version"], asked) or {
+                "setting": asked.setting, "served": None,
+                "why": "chosen by each worker process as it loads the model: see the workers' logs"}
             summary["drift"] = self.compared.section(summary, stats.get(WORDS), self.config.drift_threshold,
                                                      self.config.worker.review_threshold)
             out.write_bytes(out.join(self.staging, out.REPORT),

@@ -40,6 +40,7 @@ from pipelines.pubsub import DecodeMessages
 from pipelines.pubsub_local import AcknowledgeLeased, ReadLeasedMessages
 from pipelines.sinks import DEAD_LETTERS, stream_sinks
 from worker.defaults import METRICS_NAMESPACE
+from worker.precision_choice import PrecisionSetting, candidates
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
     Returns the pipeline result for Beam's read; for the late-ack read, once it has
     stopped cleanly, a dict with the number of messages it acknowledged.
     """
-    artifact.load(config.worker.model_dir)  # a model that does not load fails here, in one line
+    loaded = artifact.load(config.worker.model_dir)  # a model that does not load fails here, in one line
+    candidates(PrecisionSetting.of(config.worker), loaded.metadata, config.worker.model_dir)  # nor one refused
     check_names(config)
     options, read = stream_options(beam_args, config.read)
     create_local_locations(options)

@@ -82,7 +82,7 @@ def same(a: tuple, b: tuple) -> bool:
     return a[1:3] == b[1:3] and a[5:] == b[5:] and close
 
 
-def nightly(model_dir: str, work: str, archive: dict) -> dict[str, tuple]:
+def nightly(model_dir: str, work: str, archive: dict, extra: list[str] | None = None) -> dict[str, tuple]:
     """`complaints label` on the archive: verdict by id (rows without an id only counted, under None)."""
     for n, (lo, hi) in enumerate(archive["files"]):
         pq.write_table(pa.table({"id": pa.array(archive["ids"][lo:hi], pa.string()),
@@ -91,7 +91,7 @@ def nightly(model_dir: str, work: str, archive: dict) -> dict[str, tuple]:
                        os.path.join(work, f"part-{n}.parquet"), row_group_size=archive["row_group_size"])
     out = os.path.join(work, "labelled")
     result = CliRunner().invoke(cli, ["label", "--model", model_dir, "--input", os.path.join(work, "part-*.parquet"),
-                                      "--output", out, "--keep-columns", "store", "--no-progress"])
+                                      "--output", out, "--keep-columns", "store", "--no-progress", *(extra or [])])
     assert result.exit_code == 0, result.output
     found: dict = {}
     for path in sorted(glob.glob(os.path.join(out, "*-of-*.parquet"))):
@@ -122,9 +122,10 @@ def agrees_with(expected: dict[str, list[tuple]]):
     return match
 
 
-def live(model_dir: str, archive: dict, expected: dict[str, list[tuple]]) -> None:
+def live(model_dir: str, archive: dict, expected: dict[str, list[tuple]], precision: str = "auto") -> None:
     """The live job's stage as `complaints stream` builds it for the local read, checked with `assert_that`."""
-    worker = WorkerConfig(model_dir)  # the live defaults: batches of 32–512, XLA; the local read forms batches a poll
+    # the live defaults: batches of 32–512, XLA; the local read forms batches a poll
+    worker = WorkerConfig(model_dir, precision=precision)
     with beam.Pipeline(runner="FnApiRunner") as p:
         decoded = (p | beam.Create(live_messages(archive), reshuffle=False)
                    | beam.ParDo(DecodeMessages()).with_outputs(DEAD_LETTERS, main="records"))

@@ -48,11 +48,12 @@ def split(model: keras.Model) -> Split | str:
     if vectorizer.get_config().get("output_mode") != "int" or not vectorizer.get_config().get(
             "output_sequence_length"):
         return "its vectoriser does not output fixed-length token ids"
-    try:
-        numeric = keras.Model(vectorizer.output, classifier.output)
-    except (ValueError, TypeError) as exc:
+    try:  # the vectoriser's output as the next layer takes it: a precision's copy shares the vectoriser (two nodes)
+        following = classifier.layers[classifier.layers.index(vectorizer) + 1]
+        numeric = keras.Model(following.input, classifier.output)
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
         return f"its classifier does not split after the vectoriser ({exc})"
-    ids = keras.Input(shape=(vectorizer.get_config()["output_sequence_length"],), dtype=vectorizer.output.dtype)
+    ids = keras.Input(shape=(vectorizer.get_config()["output_sequence_length"],), dtype=following.input.dtype)
     x = numeric(ids)
     for layer in after:
         x = layer(x)

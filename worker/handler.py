@@ -26,12 +26,13 @@ import pyarrow as pa
 import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
-from model import artifact, baseline, files
+from model import artifact, baseline, files, precision
 from model.errors import UserError
 from model.text import standardizer
 from worker import compiled, core, record_columns, records, telemetry
 from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
+from worker.precision_choice import PrecisionSetting, candidates, fastest, probe_texts
 
 
 class _DropBeamMemoryWarning(logging.Filter):
@@ -61,20 +62,29 @@ class ServingModel:
     The BiLSTM's numeric core runs as XLA programs behind its graph-mode vectoriser
     (`worker.compiled`); a model that cannot be split (the linear model) is served
     whole in graph mode, and the log says which (`path`).
+
+    At bf16 (`model.precision.converted`) the numeric core runs in graph mode, where
+    TensorFlow's oneDNN kernels use the CPU's bf16 instructions; XLA's CPU backend
+    has no bf16 matrix kernels to gain from (`benchmarks/RESULTS.md`).
     """
 
     def __init__(self, loaded: artifact.Artifact, xla: bool = True,
-                 sizes: tuple[int, ...] = compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE)):
+                 sizes: tuple[int, ...] = compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE),
+                 at: str = precision.FP32):
         self.labels = np.array(loaded.labels, dtype=object)
         self.version = loaded.version
         self.metadata = loaded.metadata
-        keras_model = loaded.model
-        count_tokens = baseline.TokenCounter(keras_model, standardizer(loaded.locale))
-        parts = compiled.split(keras_model) if xla else "XLA is switched off"
+        self.precision = at
+        self.choice: dict = {"served": at}  # how the precision was chosen (ModelSlot), for logs and summaries
+        keras_model = precision.converted(loaded.model, at)
+        count_tokens = baseline.TokenCounter(loaded.model, standardizer(loaded.locale))
+        parts = compiled.split(keras_model) if xla and at == precision.FP32 else \
+            "XLA is switched off" if not xla else f"at {at} the core runs in graph mode"
         if isinstance(parts, compiled.Split):
             probabilities, self.path = compiled.probabilities_fn(parts, sizes), "xla"
         else:
-            probabilities, self.path = (lambda texts: keras_model(texts, training=False)), "graph"
+            self.path = "graph" if at == precision.FP32 else f"graph-{at}"
+            probabilities = lambda texts: tf.cast(keras_model(texts, training=False), tf.float32)  # noqa: E731
             log.info("model %s served in graph mode: %s", loaded.version, parts)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
@@ -126,6 +136,19 @@ def loads() -> dict[str, int]:
     (tests/test_dask.py asks every Dask worker)."""
     return dict(_LOADS)
 _KEPT_LOCK = threading.Lock()
+_CHOICES: dict[tuple, dict] = {}  # by (model version, setting): how this process chose (the nightly summary)
+
+
+def precision_choice(model_version: str, asked: PrecisionSetting) -> dict | None:
+    """How this process chose the precision it serves `model_version` at when `asked`, if it served it: on
+    the local runner the job's worker is this process, so the summary can say what was served and why."""
+    return _CHOICES.get((model_version, asked))
+
+
+def _described(choice: dict) -> str:
+    rates = choice.get("rows_per_second")
+    measured = f"; measured {', '.join(f'{k} {v:,.0f} rows/s' for k, v in rates.items())}" if rates else ""
+    return f"precision {choice['served']} ({choice.get('why', 'given')}{measured})"
 
 
 class ModelSlot:
@@ -139,15 +162,17 @@ class ModelSlot:
     """
 
     def __init__(self, model_dir: str, serving: ServingModel | None = None, xla: bool = True,
-                 sizes: tuple[int, ...] | None = None, warm_up: bool = False):
-        self.xla, self.warm_up = xla, warm_up
+                 sizes: tuple[int, ...] | None = None, warm_up: bool = False,
+                 at: PrecisionSetting | None = None):
+        self.xla, self.warm_up, self.at = xla, warm_up, at or PrecisionSetting()
         self.sizes = sizes or compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE)
         self.current = serving or self._serving(model_dir)
         self.model_dir = model_dir
         self._seen: dict[str, tuple | None] | None = None  # watched directories considered, by their files' state
         self._next_check = 0.0
         self._lock = threading.Lock()
-        log.info("serving model %s from %s (%s)", self.current.version, model_dir, self.current.path)
+        log.info("serving model %s from %s (%s, %s)", self.current.version, model_dir, self.current.path,
+                 _described(self.current.choice))
 
     def offer(self, model_dir: str) -> bool:
         """Serve `model_dir` from the next batch on, unless it is unfit; True if it was taken."""
@@ -168,7 +193,8 @@ class ModelSlot:
         self.current, self.model_dir = candidate, model_dir
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_swaps").inc()
         telemetry.MODEL_SWAPS.inc()
-        log.info("serving model %s from %s (%s)", candidate.version, model_dir, candidate.path)
+        log.info("serving model %s from %s (%s, %s)", candidate.version, model_dir, candidate.path,
+                 _described(candidate.choice))
         return True
 
     def watch(self, pattern: str, interval_secs: float) -> None:
@@ -214,17 +240,36 @@ class ModelSlot:
         local streaming runner) would so drop the model and load and compile it again
         for every bundle. The last ServingModel is therefore kept here, one entry.
         """
-        key = (artifact.cache_key(model_dir), self.xla, self.sizes)
+        key = (artifact.cache_key(model_dir), self.xla, self.sizes, self.at)
         with _KEPT_LOCK:
             serving = _KEPT.get(key) if key[0] is not None else None
             if serving is None:
-                serving = ServingModel(artifact.load(model_dir), self.xla, self.sizes)
+                serving = self._at_chosen_precision(artifact.load(model_dir), model_dir)
                 _LOADS[model_dir] += 1
                 if key[0] is not None:
                     _KEPT.clear()  # one entry, as artifact.load keeps: a swap frees the old model
                     _KEPT[key] = serving
             if self.warm_up and not serving.warm:
                 serving.warm_up()
+        return serving
+
+    def _at_chosen_precision(self, loaded: artifact.Artifact, model_dir: str) -> ServingModel:
+        """The model served at the precision `worker.precision_choice` picks; with several candidates, each is
+        compiled and timed here, once, and the fastest kept."""
+        options, why = candidates(self.at, loaded.metadata, model_dir)
+        built = {at: ServingModel(loaded, self.xla, self.sizes, at) for at in options}
+        rates = None
+        if len(built) > 1:
+            rows = self.sizes[-1]
+            texts = probe_texts(rows)
+            chosen, rates = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows)
+        else:
+            [chosen] = built
+        serving = built[chosen]
+        serving.choice = {"setting": self.at.setting, "served": chosen, "why": why,
+                          "rows_per_second": {at: round(r, 1) for at, r in rates.items()} if rates else None}
+        _CHOICES[(loaded.version, self.at)] = serving.choice
+        telemetry.served_precision(chosen, rates)
         return serving
 
     def _refuse(self, model_dir: str, why: str) -> bool:
@@ -252,6 +297,7 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
         self.watch_models = config.watch_models
         self.watch_interval_secs = config.watch_interval_secs
         self.xla = config.xla
+        self.at = PrecisionSetting.of(config)
         self.warm_up = warm_up
         self._candidate: str | None = None
         self._slot: ModelSlot | None = None
@@ -265,7 +311,7 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
         """The process's slot; after `update_model_path`, the same slot offered the new model."""
         if self._slot is None:
             self._slot = ModelSlot(self.model_dir, xla=self.xla, warm_up=self.warm_up,
-                                   sizes=compiled.buckets(self.batch_sizes[0], self.batch_sizes[1]))
+                                   sizes=compiled.buckets(self.batch_sizes[0], self.batch_sizes[1]), at=self.at)
         if self._candidate:
             self._slot.offer(self._candidate)
             self._candidate = None

@@ -9,7 +9,7 @@ nothing else: prometheus_client is pure Python.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -28,3 +28,15 @@ MODEL_REFUSED = Counter("complaints_model_refused", "Candidate models refused (t
                         registry=REGISTRY)
 BATCH_LATENCY = Histogram("complaints_batch_latency_seconds", "Model time per batch",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
+SERVED_PRECISION = Gauge("complaints_served_precision", "1 for the precision the serving model runs at, 0 for the "
+                         "others", ["precision"], registry=REGISTRY)
+PRECISION_RATE = Gauge("complaints_precision_rows_per_second", "Rows per second each candidate precision reached "
+                       "when --precision auto measured them at load", ["precision"], registry=REGISTRY)
+
+
+def served_precision(chosen: str, rates: dict[str, float] | None) -> None:
+    """What the last model taken into service runs at, and what auto measured (the live job's metrics)."""
+    for name in ("fp32", "bf16"):
+        SERVED_PRECISION.labels(name).set(1 if name == chosen else 0)
+    for name, rate in (rates or {}).items():
+        PRECISION_RATE.labels(name).set(rate)

@@ -120,6 +120,22 @@ def evaluate(model_dir: str, data: str, text_column: str, label_column: str, rep
     click.echo(evaluate_model(model_dir, data, text_column, label_column, report_dir))
 
 
+@cli.command("precision")
+@click.option("--model", "model_dir", required=True)
+@_data_options
+@click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
+              type=click.FloatRange(0, 1), help="The rule's threshold (a job's own is checked when it loads).")
+@click.option("--max-rows", default=20_000, show_default=True, type=click.IntRange(100),
+              help="Measure on a seeded sample of at most this many rows.")
+def precision_command(model_dir: str, data: str, text_column: str, label_column: str, review_threshold: float,
+                      max_rows: int) -> None:
+    """Measure each lower precision against FP32 on labelled rows the model was not trained on, and record the
+    agreement in the model directory's metadata.json (what --precision auto and bf16 are allowed by)."""
+    from pipelines.app.reports import record_precisions
+
+    click.echo(record_precisions(model_dir, data, text_column, label_column, review_threshold, max_rows))
+
+
 @cli.command()
 @click.option("--model", "models", required=True, multiple=True, help="Give it twice: A (e.g. the serving model), "
               "then B (the candidate).")
@@ -140,9 +156,11 @@ def compare(models: tuple[str, ...], data: str, text_column: str, label_column: 
 @click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1))
 @click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
               type=click.FloatRange(0, 1), help="needs_review is true below this confidence.")
+@options(WorkerConfig, "precision", "force_precision")
 @click.option("--json", "as_json", is_flag=True, help="One JSON prediction per line.")
 @click.argument("texts", nargs=-1)
-def predict(model_dir: str, top_k: int, review_threshold: float, as_json: bool, texts: tuple[str, ...]) -> None:
+def predict(model_dir: str, top_k: int, review_threshold: float, precision: str, force_precision: bool,
+            as_json: bool, texts: tuple[str, ...]) -> None:
     """Label TEXTS (or lines on stdin) as the jobs would: label, confidence and top-k, or the dead-letter
     reason. Exits 1 only when every text was rejected."""
     from pipelines.app.predictor import Predictor
@@ -150,7 +168,8 @@ def predict(model_dir: str, top_k: int, review_threshold: float, as_json: bool, 
     lines = list(texts) or [line.rstrip("\n") for line in sys.stdin]
     if not lines:
         raise UserError("no text to classify: pass texts as arguments or one per line on stdin")
-    verdicts = Predictor(model_dir, top_k, review_threshold).predict(lines)
+    verdicts = Predictor(model_dir, top_k, review_threshold, precision=precision,
+                         force_precision=force_precision).predict(lines)
     for v in verdicts:
         if as_json:
             click.echo(json.dumps(v.as_json(), ensure_ascii=False))
@@ -177,6 +196,7 @@ _XLA = click.option(
 @options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size",
          min_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE, max_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE)
 @_XLA
+@options(WorkerConfig, "precision", "force_precision")
 @options(BatchConfig, "progress", "drift_threshold", "compare_to")
 @click.option("--fail-on-drift", is_flag=True, help="Exit with code 3 when drift alerts (after committing the output).")
 @click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "
@@ -222,6 +242,7 @@ def unlock(output: str, force: bool) -> None:
 @options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size", "max_batch_duration_secs",
          max_batch_duration_secs=LIVE_MAX_BATCH_DURATION_SECS)
 @_XLA
+@options(WorkerConfig, "precision", "force_precision")
 @options(LeaseSettings, "ack_deadline_secs", "max_outstanding_messages")
 @click.option("--max-outstanding-mb", default=_LEASE.max_outstanding_bytes // 2**20, show_default=True,
               type=click.IntRange(11), help="Local read: their bytes, at most (a single message may be 10 MB).")
@@ -273,16 +294,17 @@ _PAGE = PageLimits()
 @click.option("--download-minutes", default=_PAGE.download_minutes, show_default=True,
               type=click.FloatRange(0.02),
               help="How long a results CSV stays on the server for download.")
-def serve(model_dir: str, host: str, port: int, top_k: int, review_threshold: float, auth: str | None,
-          auth_file: str | None, insecure_no_auth: bool, **limits) -> None:
+@options(WorkerConfig, "precision", "force_precision")
+def serve(model_dir: str, host: str, port: int, auth: str | None, auth_file: str | None, insecure_no_auth: bool,
+          **values) -> None:
     """A web page to try the model on single complaints or a small batch (needs the ui extra)."""
     from pipelines.app.access import Access
     from pipelines.app.web import ServeConfig
     from pipelines.app.web import serve as run_server
 
-    run_server(ServeConfig(model_dir=model_dir, port=port, top_k=top_k, review_threshold=review_threshold,
-                           access=Access(host=host, auth=auth, auth_file=auth_file, insecure_no_auth=insecure_no_auth),
-                           limits=PageLimits(**limits)))
+    served = {name: values.pop(name) for name in ("top_k", "review_threshold", "precision", "force_precision")}
+    run_server(ServeConfig(model_dir=model_dir, port=port, **served, limits=PageLimits(**values),
+                           access=Access(host=host, auth=auth, auth_file=auth_file, insecure_no_auth=insecure_no_auth)))
 
 
 @cli.command("pubsub-demo")

@@ -69,11 +69,11 @@ class Predictor:
     """The loaded model and the page's decisions (top-k, review threshold)."""
 
     def __init__(self, model_dir: str, k: int = DEFAULT_TOP_K, review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
-                 limits: PageLimits | None = None):
+                 limits: PageLimits | None = None, precision: str = "auto", force_precision: bool = False):
         self.k = k
         self.limits = limits or PageLimits()
-        self.classifier = LocalClassifier(WorkerConfig(model_dir=model_dir, top_k=k,
-                                                       review_threshold=review_threshold))
+        self.classifier = LocalClassifier(WorkerConfig(model_dir=model_dir, top_k=k, review_threshold=review_threshold,
+                                                       precision=precision, force_precision=force_precision))
 
     @property
     def metadata(self) -> dict:

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from model import evaluate
+from model import artifact, evaluate, precision
 from model.architecture import ArchitectureConfig
 from model.data import describe, load_labelled, read_table, resolve_paths, select_columns
 from model.errors import UserError
@@ -106,3 +106,30 @@ def evaluate_model(model_dir: str, data: str, text_column: str, label_column: st
     probabilities = classifier.probabilities(labelled.texts.tolist())
     report = evaluate.write_report(report_dir, y_true, probabilities, labels)
     return f"{evaluate.format_report(report)}\nreport written to {report_dir}"
+
+
+def record_precisions(model_dir: str, data: str, text_column: str, label_column: str, review_threshold: float,
+                      max_rows: int) -> str:
+    """Measure the lower precisions against FP32 on `data` and add the record to the model's metadata.json."""
+    loaded = artifact.load(model_dir)  # a directory that does not load: one line, first
+    labelled = load_labelled(data, text_column, label_column, max_rows=max_rows)
+    if not len(labelled):
+        raise UserError(f"{data} has no rows with a text and a label to measure on")
+    rows_of = f"{len(labelled):,} rows of {data}"
+    records = precision.measure(loaded.model, labelled.texts.tolist(), review_threshold, rows_of)
+    metadata = artifact.add_to_metadata(model_dir, precision.RECORD_KEY,
+                                        {**(loaded.metadata.get(precision.RECORD_KEY) or {}), **records})
+    where = artifact.join(model_dir, artifact.METADATA_FILE)
+    return f"{precision_table(metadata, review_threshold)}\nrecorded in {where}"
+
+
+def precision_table(metadata: dict, review_threshold: float) -> str:
+    """The agreement records, one line each, and whether each precision may be served at this threshold."""
+    lines = [f"{'precision':<10} {'rows':>8} {'agreement':>10} {'changed':>8} {'confident changed':>18} "
+             f"{'review flag changed':>20} {'max prob. change':>17}  served?"]
+    for name, record in sorted((metadata.get(precision.RECORD_KEY) or {}).items()):
+        refused = precision.refusal(metadata, name, review_threshold)
+        lines.append(f"{name:<10} {record['rows']:>8,} {record['agreement']:>10.2%} {record['changed_rows']:>8,} "
+                     f"{record['confident_changes']:>18,} {record['review_flag_changes']:>20,} "
+                     f"{record['max_probability_change']:>17.4f}  {'no: ' + refused if refused else 'allowed'}")
+    return "\n".join(lines)

@@ -62,6 +62,8 @@ class ServeConfig:
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD
     access: Access = field(default_factory=Access)
     limits: PageLimits = field(default_factory=PageLimits)
+    precision: str = "auto"  # worker.config.WorkerConfig's
+    force_precision: bool = False
 
 
 def plain_errors(fn):
@@ -132,7 +134,8 @@ def build_app(predictor: Predictor):
 
 def serve(config: ServeConfig) -> None:
     credentials = config.access.credentials()  # refuses an open network page before anything loads
-    predictor = Predictor(config.model_dir, config.top_k, config.review_threshold, config.limits)
+    predictor = Predictor(config.model_dir, config.top_k, config.review_threshold, config.limits, config.precision,
+                          config.force_precision)
     private = tempfile.mkdtemp(prefix="complaints-page-")  # mode 0700: this user's eyes only
     os.environ["GRADIO_TEMP_DIR"] = private  # before Gradio's import, which reads it
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

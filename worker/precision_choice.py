@@ -1,0 +1,86 @@
+"""Which precision a worker process serves a model at: the flag, the model's agreement record, and this CPU.
+
+`--precision fp32|bf16` is served as asked, unless the model's record
+(`model.precision.refusal`) forbids it: then it is refused in one line, or served
+anyway with `--force-precision`. `--precision auto` serves FP32 unless the record
+allows a lower precision and this CPU computes it in hardware; then it times a few
+batches of each, interleaved, once per model and process, and keeps the fastest.
+So `auto` is never a lower precision the record forbids, and on a CPU without AMX
+or AVX-512 BF16 it is FP32 with no time spent measuring.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from model import precision
+from model.errors import UserError
+
+if TYPE_CHECKING:
+    from worker.config import WorkerConfig
+
+log = logging.getLogger("complaints.worker")
+
+PROBE_ROUNDS = 5  # interleaved timings per candidate; the median counts
+
+
+@dataclass(frozen=True)
+class PrecisionSetting:
+    """What the command asked for, and the review threshold the rule is checked against."""
+
+    setting: str = precision.AUTO
+    force: bool = False
+    review_threshold: float = 0.5
+
+    @classmethod
+    def of(cls, config: WorkerConfig) -> PrecisionSetting:
+        return cls(config.precision, config.force_precision, config.review_threshold)
+
+
+def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str) -> tuple[list[str], str]:
+    """(the precisions to consider, best first by expectation; why these)."""
+    if asked.setting not in precision.SETTINGS:
+        raise UserError(f"unknown precision {asked.setting!r}: use one of {', '.join(precision.SETTINGS)}")
+    if asked.setting != precision.AUTO:
+        why = precision.refusal(metadata, asked.setting, asked.review_threshold)
+        if why is None:
+            return [asked.setting], "asked for"
+        if asked.force:
+            log.warning("serving %s at %s although %s (--force-precision)", model_dir, asked.setting, why)
+            return [asked.setting], f"asked for, forced although {why}"
+        raise UserError(f"model {model_dir} may not be served at --precision {asked.setting}: {why}; use "
+                        "--precision auto or fp32, or --force-precision to serve it anyway")
+    lower = [p for p in precision.PRECISIONS if p != precision.FP32]
+    allowed = [p for p in lower if precision.refusal(metadata, p, asked.review_threshold) is None]
+    if not allowed:
+        reasons = "; ".join(f"{p}: {precision.refusal(metadata, p, asked.review_threshold)}" for p in lower)
+        return [precision.FP32], f"auto: no lower precision allowed for this model ({reasons})"
+    if not precision.native_bf16():
+        return [precision.FP32], ("auto: this CPU has no bf16 instructions (AMX, AVX-512 BF16), so bf16 would be "
+                                  "emulated and slower")
+    return [precision.FP32, *allowed], "auto: the fastest allowed, timed at load"
+
+
+def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE_ROUNDS) -> tuple[str, dict]:
+    """The candidate whose call ran fastest (median of interleaved rounds, after one untimed call each),
+    and each one's rows per second. Interleaving keeps a noisy neighbour from favouring one candidate."""
+    for call in calls.values():
+        call()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - started)
+    rates = {name: rows / statistics.median(times) for name, times in seconds.items()}
+    return max(rates, key=rates.get), rates
+
+
+def probe_texts(rows: int) -> Sequence[str]:
+    """Texts long enough to fill the sequence (the numeric core's cost does not depend on the words)."""
+    return ["şikayet ürün kargo fatura iade destek " * 8] * rows
