@@ -4,14 +4,19 @@ One archive of N generated reviews (or a ../shared/data file), one reference-siz
 model, every variant in the same run, so the ratios are comparable on a noisy machine:
 
     raw            the serving function in graph mode on in-memory batches (best batch size)
-    raw-xla        the same with the BiLSTM's numeric core compiled by XLA (the worker's default), warmed up
+    raw-xla        the same with the BiLSTM's numeric core compiled by XLA (the worker's FP32 default), warmed up
+    raw-bf16       the serving function at --precision bf16 (Keras mixed_bfloat16 core, graph mode), batch 1,024,
+                   on the first 20,000 texts (emulated bf16 is slow where the CPU has no bf16 instructions)
     keras-predict  model.predict(texts) with Keras defaults
     per-text       one model.predict([text]) per review, on a sample of 500
     stock-runinference  Beam's TFModelHandlerTensor, if it can run the artifact
-    label          `complaints label`, Parquet in and out, local runner, defaults (--xla auto)
+    label          `complaints label`, Parquet in and out, local runner, defaults (--xla auto, --precision auto)
+    label-fp32     the same with --precision fp32
     label-xla      the same with --xla on
     label-graph    the same with --xla off
     label-mp       the same with --direct_running_mode=multi_processing --direct_num_workers=2
+    label-dask     the same with --runner DaskRunner on a LocalCluster of 2 processes started for it
+    label-dask-warm  a second run on that cluster: its workers have TensorFlow imported and the model compiled
 
 And what the raw variants leave out: the seconds a fresh process needs to load the
 model and compile its nightly batch size (`prepare`), and `complaints label`'s own
@@ -54,6 +59,15 @@ def build_model(out: str, rows: int, small: bool) -> None:
     train(data, out, architecture, TrainConfig(epochs=1, verbose=0))
 
 
+def workspace(prefix: str, model: str | None, small: bool) -> tuple[str, str]:
+    """(a fresh working folder, the model directory): `model`, or one trained into the folder."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    model_dir = model or os.path.join(work, "model")
+    if not model:
+        build_model(model_dir, 3000 if small else 20_000, small)
+    return work, model_dir
+
+
 def write_archive(path: str, rows: int, source: str | None) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -82,16 +96,17 @@ def timed(fn, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def bench_raw(model_dir: str, texts: list[str], xla: bool) -> tuple[float, dict]:
+def bench_raw(model_dir: str, texts: list[str], xla: bool, at: str = "fp32",
+              sizes: tuple[int, ...] = (64, 256, 512, 1024, 2048)) -> tuple[float, dict]:
     """Steady-state throughput of the worker's serving function: every batch size traced (and, with
     XLA, compiled) before timing, so this is the fastest the model runs here."""
     from model import artifact
     from worker.handler import ServingModel
 
-    serving = ServingModel(artifact.load(model_dir), xla=xla)
+    serving = ServingModel(artifact.load(model_dir), xla=xla, at=at)
     by_size = {}
     sample = texts[: min(len(texts), 20_000)]
-    for size in (64, 256, 512, 1024, 2048):
+    for size in sizes:
         serving(sample[:size])  # trace, and compile this padded size
         def run(size=size):
             for i in range(0, len(sample), size):
@@ -126,7 +141,24 @@ def bench_per_text(model_dir: str, texts: list[str]) -> float:
     return timed(lambda: [model.predict(tf.constant([t]), verbose=0) for t in sample], len(sample))
 
 
+def _pkg_resources_shim() -> None:
+    """tensorflow_hub 0.16.1, its last release, imports `pkg_resources` (for one version check), which
+    setuptools no longer ships (since 81): Beam's TensorFlow handler imports tensorflow_hub, so without
+    this the stock handler cannot even be imported. The shim gives it `parse_version`, nothing else."""
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import types
+
+        from packaging.version import parse
+
+        sys.modules["pkg_resources"] = types.SimpleNamespace(parse_version=parse)
+
+
 def bench_stock_runinference(model_dir: str, texts: list[str]) -> tuple[float | None, str]:
+    """Beam's own TFModelHandlerTensor on the artifact (`pip install -e '.[bench]'`): what a Beam user would
+    try first. It gets one string tensor per element and stacks them into batches of Beam's choosing."""
+    _pkg_resources_shim()
     try:
         import apache_beam as beam
         import tensorflow as tf
@@ -174,17 +206,23 @@ def bench_label(model_dir: str, archive: str, out: str, extra: list[str]) -> tup
     return summary["rows_per_second"], peak / 2**20, summary["seconds"]
 
 
-def bench_label_dask(model_dir: str, archive: str, out: str) -> tuple[float | None, str]:
-    """`label --runner DaskRunner` on a LocalCluster of 2 worker processes × 1 thread started here."""
+def bench_label_dask(model_dir: str, archive: str, out: str, runs: int = 1) -> list[tuple[float | None, str]]:
+    """`label --runner DaskRunner` on a LocalCluster of 2 worker processes × 1 thread started here, `runs` times
+    on the same cluster: the first on fresh workers, the later ones on workers that have imported TensorFlow
+    and hold the compiled model already (a long-lived cluster)."""
     try:
         from distributed import LocalCluster
     except ImportError:
-        return None, "dask not installed (pip install -e '.[dask]')"
+        return [(None, "dask not installed (pip install -e '.[dask]')")] * runs
+    found = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0") as cluster:
-        rate, _, seconds = bench_label(model_dir, archive, out, ["--runner", "DaskRunner", "--dask_client_address",
-                                                                 cluster.scheduler_address])
-    return rate, f"LocalCluster(2 processes x 1 thread), {seconds:.1f} s"
+        for run in range(runs):
+            rate, _, seconds = bench_label(model_dir, archive, f"{out}-{run}", [
+                "--runner", "DaskRunner", "--dask_client_address", cluster.scheduler_address])
+            found.append((rate, f"LocalCluster(2 processes x 1 thread), {'warm' if run else 'fresh'} workers, "
+                                f"{seconds:.1f} s"))
+    return found
 
 
 PREPARE = """
@@ -219,10 +257,7 @@ def main() -> None:
                         "default: all")
     args = parser.parse_args()
 
-    work = tempfile.mkdtemp(prefix="throughput-")
-    model_dir = args.model or os.path.join(work, "model")
-    if not args.model:
-        build_model(model_dir, 3000 if args.small else 20_000, args.small)
+    work, model_dir = workspace("throughput-", args.model, args.small)
     archive = os.path.join(work, "n", "archive.parquet")
     texts = write_archive(archive, args.rows, args.source)
 
@@ -244,6 +279,9 @@ def main() -> None:
     if want("raw-xla"):
         raw_xla, xla_detail = bench_raw(model_dir, texts, xla=True)
         add("raw-xla", raw_xla, peak_rss_mb(), f"{xla_detail['path']}, batch size {xla_detail['best_batch_size']}")
+    if want("raw-bf16"):
+        rate, detail = bench_raw(model_dir, texts[:20_000], xla=False, at="bf16", sizes=(1024,))
+        add("raw-bf16", rate, peak_rss_mb(), f"{detail['path']}, batch size 1024, first {min(len(texts), 20_000):,}")
     if want("keras-predict"):
         add("keras-predict", bench_keras_predict(model_dir, texts), peak_rss_mb(), "batch size 32 (Keras default)")
     if want("per-text"):
@@ -254,7 +292,10 @@ def main() -> None:
     rss = label_seconds = None
     if want("label"):
         rate, rss, label_seconds = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
-        add("label", rate, rss, "complaints label, defaults")
+        add("label", rate, rss, "complaints label, defaults (--precision auto)")
+    if want("label-fp32"):
+        add("label-fp32", bench_label(model_dir, archive, os.path.join(work, "out-fp32"), ["--precision", "fp32"])[0],
+            None, "complaints label --precision fp32")
     if want("label-xla"):
         add("label-xla", bench_label(model_dir, archive, os.path.join(work, "out-xla"), ["--xla", "on"])[0], None,
             "complaints label --xla on")
@@ -265,9 +306,11 @@ def main() -> None:
         rate, rss_mp, _ = bench_label(model_dir, archive, os.path.join(work, "out2"),
                                       ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
         add("label-mp", rate, rss_mp, "2 worker processes (RSS of all processes)")
-    if want("label-dask"):
-        rate, note = bench_label_dask(model_dir, archive, os.path.join(work, "out-dask"))
-        add("label-dask", rate, None, note)
+    if want("label-dask") or want("label-dask-warm"):
+        dask_runs = bench_label_dask(model_dir, archive, os.path.join(work, "out-dask"), 2 if want("label-dask-warm")
+                                     else 1)
+        for name, (rate, note) in zip(("label-dask", "label-dask-warm"), dask_runs, strict=False):
+            add(name, rate, None, note)
     memory = {"rows": args.rows, "label_peak_rss_mb": rss}
     if not args.skip_4n and rss:
         archive4 = os.path.join(work, "n4", "archive.parquet")
@@ -276,7 +319,7 @@ def main() -> None:
         memory.update({"rows_4n": 4 * args.rows, "label_peak_rss_mb_4n": rss4, "ratio": rss4 / rss})
     by = {r["variant"]: r["reviews_per_s"] for r in results}
     if wanted is not None:  # a partial run: the variants side by side, no ceilings
-        _report(args, results, by, {"label-dask/label": _ratio(by, "label-dask", "label")}, {}, memory, {}, {})
+        _report(args, results, by, _ratios(by), {}, memory, {}, {})
         return
     raw, raw_xla, label = by["raw"], by["raw-xla"], by["label"]
     xla_rate, graph_rate = by["label-xla"], by["label-graph"]
@@ -301,9 +344,18 @@ def main() -> None:
         "rss(4N)/rss(N)": memory.get("ratio"),
         "label/raw-xla ceiling": fixed["label/raw-xla ceiling"],
         "label/raw ceiling": fixed["label/raw ceiling"],
-        "label-dask/label": _ratio(by, "label-dask", "label"),
+        **_ratios(by),
     }
     _report(args, results, by, targets, fixed, memory, raw_detail, xla_detail)
+
+
+def _ratios(by: dict) -> dict:
+    """The side-by-side ratios any run can have, of the variants it ran."""
+    return {"label/label-fp32 (auto over fp32)": _ratio(by, "label", "label-fp32"),
+            "raw-bf16/raw": _ratio(by, "raw-bf16", "raw"), "raw-bf16/raw-xla": _ratio(by, "raw-bf16", "raw-xla"),
+            "stock-runinference/label": _ratio(by, "stock-runinference", "label"),
+            "label-dask/label": _ratio(by, "label-dask", "label"),
+            "label-dask-warm/label": _ratio(by, "label-dask-warm", "label")}
 
 
 def _ratio(by: dict, a: str, b: str) -> float | None:
@@ -315,8 +367,12 @@ def _report(args, results: list[dict], by: dict, targets: dict, fixed: dict, mem
     raw = by.get("raw")
     for r in results:
         r["ratio_to_raw"] = r["reviews_per_s"] / raw if r["reviews_per_s"] and raw else None
-    machine = {"cores": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version()}
-    print(f"\n{args.rows:,} reviews; {machine['cores']} cores, {machine['cpu']}")
+    from model.precision import isa_features
+
+    machine = {"cores": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
+               "isa_features": isa_features()}
+    features = ", ".join(machine["isa_features"]) or "no AMX, AVX-512 BF16/VNNI or AVX-VNNI"
+    print(f"\n{args.rows:,} reviews; {machine['cores']} cores, {machine['cpu']} ({features})")
     print(f"{'variant':<20} {'reviews/s':>11} {'ratio to raw':>13} {'peak RSS MB':>12}")
     for r in results:
         rate = f"{r['reviews_per_s']:,.0f}" if r["reviews_per_s"] else "n/a"

@@ -15,14 +15,15 @@ def test_throughput_benchmark_smoke(tmp_path):
                     "--out", str(out)], check=True, capture_output=True, timeout=600)
     report = json.loads(out.read_text())
     variants = {r["variant"]: r for r in report["results"]}
-    assert set(variants) == {"raw", "raw-xla", "keras-predict", "per-text", "stock-runinference", "label",
-                             "label-xla", "label-graph", "label-mp", "label-dask"}
-    assert variants["label-dask"]["reviews_per_s"] > 0  # on a LocalCluster the benchmark starts
+    assert set(variants) == {"raw", "raw-xla", "raw-bf16", "keras-predict", "per-text", "stock-runinference", "label",
+                             "label-fp32", "label-xla", "label-graph", "label-mp", "label-dask", "label-dask-warm"}
+    assert variants["label-dask"]["reviews_per_s"] > 0 and variants["label-dask-warm"]["reviews_per_s"] > 0
     assert report["targets"]["label-dask/label"] == pytest.approx(
         variants["label-dask"]["reviews_per_s"] / variants["label"]["reviews_per_s"])
     assert report["raw_xla"]["path"] == "xla" and report["raw"]["path"] == "graph"
     raw = variants["raw"]["reviews_per_s"]
-    for name in ("raw", "raw-xla", "keras-predict", "per-text", "label", "label-xla", "label-graph", "label-mp"):
+    for name in ("raw", "raw-xla", "raw-bf16", "keras-predict", "per-text", "label", "label-fp32", "label-xla",
+                 "label-graph", "label-mp"):
         assert variants[name]["reviews_per_s"] > 0
         assert variants[name]["ratio_to_raw"] == pytest.approx(variants[name]["reviews_per_s"] / raw)
     assert report["targets"]["label/raw"] == pytest.approx(variants["label"]["ratio_to_raw"])
@@ -37,9 +38,24 @@ def test_throughput_benchmark_smoke(tmp_path):
     assert report["targets"]["label/raw-xla ceiling"] == fixed["label/raw-xla ceiling"]
     raw_seconds = 200 / raw
     assert fixed["label/raw ceiling"] == pytest.approx(raw_seconds / (raw_xla_seconds + fixed["prepare_xla_s"]))
-    stock = variants["stock-runinference"]
-    assert (stock["note"] == "ok" and stock["reviews_per_s"] > 0) or \
-        (stock["note"].startswith(("cannot import", "failed")) and stock["reviews_per_s"] is None)
+    assert report["targets"]["label/label-fp32 (auto over fp32)"] == pytest.approx(
+        variants["label"]["reviews_per_s"] / variants["label-fp32"]["reviews_per_s"])
+    assert "graph-bf16" in variants["raw-bf16"]["note"]
+    assert isinstance(report["machine"]["isa_features"], list)
+    stock = variants["stock-runinference"]  # the dev install has the bench extra: Beam's own handler must run
+    assert stock["note"] == "ok" and stock["reviews_per_s"] > 0, stock
+
+
+def test_interleaved_benchmark_smoke(model_dir, tmp_path):
+    out = tmp_path / "interleaved.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.interleaved", "--model", model_dir, "--rows", "200",
+                    "--rounds", "2", "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert set(report["runs"]) == {"label", "label-fp32", "label-dask"}
+    assert all(len(rates) == 2 and min(rates) > 0 for rates in report["runs"].values())
+    medians = report["medians"]
+    assert medians["label-dask (warm rounds)"] == report["runs"]["label-dask"][1]
+    assert report["ratios"]["label/label-fp32"] == pytest.approx(medians["label"] / medians["label-fp32"])
 
 
 def test_stream_latency_benchmark_smoke(model_dir, tmp_path):

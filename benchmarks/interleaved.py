@@ -1,0 +1,84 @@
+"""`complaints label` variants run in turn, several rounds, medians: for ratios a noisy 2-core machine can support.
+
+One `throughput` run measures each variant once, and on these machines two runs of
+the same command differ by up to a fifth. Here every round runs each variant once,
+in the same order, on one archive and one model, and the medians are compared:
+
+    label          defaults (--precision auto)
+    label-fp32     --precision fp32
+    label-dask     --runner DaskRunner on one LocalCluster(2 processes x 1 thread) kept for all rounds:
+                   round 1 finds fresh workers, later rounds warm ones (TensorFlow imported, model compiled)
+
+    python -m benchmarks.interleaved --model MODEL --rows 100000 --rounds 3 \\
+        --out benchmarks/results/interleaved.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks.throughput import _cpu_model, bench_label, workspace, write_archive
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model", help="Use this model directory instead of training one")
+    parser.add_argument("--small", action="store_true", help="Tiny model (CI smoke run)")
+    parser.add_argument("--no-dask", action="store_true", help="Leave out the Dask variant")
+    parser.add_argument("--out", default="benchmarks/results/interleaved.json")
+    args = parser.parse_args()
+
+    from model.precision import isa_features
+
+    work, model_dir = workspace("interleaved-", args.model, args.small)
+    archive = os.path.join(work, "archive", "archive.parquet")
+    write_archive(archive, args.rows, None)
+
+    variants = {"label": [], "label-fp32": ["--precision", "fp32"]}
+    runs: dict[str, list[float]] = {name: [] for name in variants}
+    cluster = None
+    if not args.no_dask:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0")
+        variants["label-dask"] = ["--runner", "DaskRunner", "--dask_client_address", cluster.scheduler_address]
+        runs["label-dask"] = []
+    try:
+        for round_ in range(args.rounds):
+            for name, extra in variants.items():
+                rate = bench_label(model_dir, archive, os.path.join(work, f"{name}-{round_}"), extra)[0]
+                runs[name].append(rate)
+                print(f"round {round_ + 1}: {name:<12} {rate:>8,.0f} rows/s", flush=True)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+    medians = {name: statistics.median(rates) for name, rates in runs.items()}
+    if "label-dask" in runs and len(runs["label-dask"]) > 1:
+        medians["label-dask (warm rounds)"] = statistics.median(runs["label-dask"][1:])
+    ratios = {f"{name}/label-fp32": rate / medians["label-fp32"] for name, rate in medians.items()
+              if name != "label-fp32"}
+    features = isa_features()
+    print(f"\n{args.rows:,} rows, {args.rounds} rounds; {os.cpu_count()} cores, {_cpu_model()} "
+          f"({', '.join(features) or 'no AMX, AVX-512 BF16/VNNI or AVX-VNNI'})")
+    print(f"{'variant':<26} {'median rows/s':>14}  runs")
+    for name, rate in medians.items():
+        shown = runs.get(name, runs.get("label-dask", []))
+        print(f"{name:<26} {rate:>14,.0f}  {', '.join(f'{r:,.0f}' for r in shown)}")
+    print("ratios: " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump({"rows": args.rows, "rounds": args.rounds, "runs": runs, "medians": medians, "ratios": ratios,
+                   "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(), "isa_features": features}}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
