@@ -173,6 +173,7 @@ class ModelSlot:
         self._lock = threading.Lock()
         log.info("serving model %s from %s (%s, %s)", self.current.version, model_dir, self.current.path,
                  _described(self.current.choice))
+        telemetry.served_precision(self.current.choice["served"], self.current.choice.get("rows_per_second"))
 
     def offer(self, model_dir: str) -> bool:
         """Serve `model_dir` from the next batch on, unless it is unfit; True if it was taken."""
@@ -195,6 +196,7 @@ class ModelSlot:
         telemetry.MODEL_SWAPS.inc()
         log.info("serving model %s from %s (%s, %s)", candidate.version, model_dir, candidate.path,
                  _described(candidate.choice))
+        telemetry.served_precision(candidate.choice["served"], candidate.choice.get("rows_per_second"))
         return True
 
     def watch(self, pattern: str, interval_secs: float) -> None:
@@ -269,7 +271,6 @@ class ModelSlot:
         serving.choice = {"setting": self.at.setting, "served": chosen, "why": why,
                           "rows_per_second": {at: round(r, 1) for at, r in rates.items()} if rates else None}
         _CHOICES[(loaded.version, self.at)] = serving.choice
-        telemetry.served_precision(chosen, rates)
         return serving
 
     def _refuse(self, model_dir: str, why: str) -> bool:
