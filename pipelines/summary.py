@@ -17,6 +17,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from model import baseline
 from pipelines import drift
+from worker.precision_choice import described
 
 
 class PredictionStats:
@@ -278,10 +279,7 @@ def render(summary: dict) -> str:
     if summary.get("took_over_hold_of"):
         lines.append(f"took over the output from {summary['took_over_hold_of']}, which had ended without releasing it")
     if summary.get("precision"):
-        chosen = summary["precision"]
-        rates = chosen.get("rows_per_second")
-        measured = f"; measured {', '.join(f'{k} {v:,.0f} rows/s' for k, v in rates.items())}" if rates else ""
-        lines.append(f"precision {chosen['served'] or chosen['setting']} ({chosen['why']}{measured})")
+        lines.append(described(summary["precision"]))
     lines += [
         f"model {summary['model_version']}; {summary['seconds']:.1f}s, {summary['rows_per_second'] or 0:,.0f} rows/s",
         f"output {summary['output']} (complete: _SUCCESS written)",

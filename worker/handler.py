@@ -32,7 +32,7 @@ from model.text import standardizer
 from worker import compiled, core, record_columns, records, telemetry
 from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
-from worker.precision_choice import PrecisionSetting, candidates, fastest, probe_texts
+from worker.precision_choice import PrecisionSetting, candidates, described, fastest, probe_texts
 
 
 class _DropBeamMemoryWarning(logging.Filter):
@@ -78,8 +78,12 @@ class ServingModel:
         self.choice: dict = {"served": at}  # how the precision was chosen (ModelSlot), for logs and summaries
         keras_model = precision.converted(loaded.model, at)
         count_tokens = baseline.TokenCounter(loaded.model, standardizer(loaded.locale))
-        parts = compiled.split(keras_model) if xla and at == precision.FP32 else \
-            "XLA is switched off" if not xla else f"at {at} the core runs in graph mode"
+        if not xla:
+            parts = "XLA is switched off"
+        elif at != precision.FP32:
+            parts = f"at {at} the core runs in graph mode"
+        else:
+            parts = compiled.split(keras_model)
         if isinstance(parts, compiled.Split):
             probabilities, self.path = compiled.probabilities_fn(parts, sizes), "xla"
         else:
@@ -145,12 +149,6 @@ def precision_choice(model_version: str, asked: PrecisionSetting) -> dict | None
     return _CHOICES.get((model_version, asked))
 
 
-def _described(choice: dict) -> str:
-    rates = choice.get("rows_per_second")
-    measured = f"; measured {', '.join(f'{k} {v:,.0f} rows/s' for k, v in rates.items())}" if rates else ""
-    return f"precision {choice['served']} ({choice.get('why', 'given')}{measured})"
-
-
 class ModelSlot:
     """The model one worker process serves, replaced in place when a newer model is accepted.
 
@@ -171,9 +169,7 @@ class ModelSlot:
         self._seen: dict[str, tuple | None] | None = None  # watched directories considered, by their files' state
         self._next_check = 0.0
         self._lock = threading.Lock()
-        log.info("serving model %s from %s (%s, %s)", self.current.version, model_dir, self.current.path,
-                 _described(self.current.choice))
-        telemetry.served_precision(self.current.choice["served"], self.current.choice.get("rows_per_second"))
+        _announce(self.current, model_dir)
 
     def offer(self, model_dir: str) -> bool:
         """Serve `model_dir` from the next batch on, unless it is unfit; True if it was taken."""
@@ -194,9 +190,7 @@ class ModelSlot:
         self.current, self.model_dir = candidate, model_dir
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_swaps").inc()
         telemetry.MODEL_SWAPS.inc()
-        log.info("serving model %s from %s (%s, %s)", candidate.version, model_dir, candidate.path,
-                 _described(candidate.choice))
-        telemetry.served_precision(candidate.choice["served"], candidate.choice.get("rows_per_second"))
+        _announce(candidate, model_dir)
         return True
 
     def watch(self, pattern: str, interval_secs: float) -> None:
@@ -278,6 +272,12 @@ class ModelSlot:
         telemetry.MODEL_REFUSED.inc()
         log.warning("refused model %s: %s; still serving %s", model_dir, why, self.current.version)
         return False
+
+
+def _announce(serving: ServingModel, model_dir: str) -> None:
+    """A model taken into service: the log line, and the live job's precision gauges."""
+    log.info("serving model %s from %s (%s, %s)", serving.version, model_dir, serving.path, described(serving.choice))
+    telemetry.served_precision(serving.choice["served"], serving.choice.get("rows_per_second"))
 
 
 def _written_at(model_dir: str) -> float:

@@ -81,6 +81,13 @@ def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE
     return max(rates, key=rates.get), rates
 
 
+def described(choice: dict) -> str:
+    """One line for the log and the nightly summary: what was served (or asked, where each worker chose) and why."""
+    rates = choice.get("rows_per_second")
+    measured = f"; measured {', '.join(f'{k} {v:,.0f} rows/s' for k, v in rates.items())}" if rates else ""
+    return f"precision {choice['served'] or choice.get('setting')} ({choice.get('why', 'given')}{measured})"
+
+
 def probe_texts(rows: int) -> Sequence[str]:
     """Texts long enough to fill the sequence (the numeric core's cost does not depend on the words)."""
     return ["şikayet ürün kargo fatura iade destek " * 8] * rows
