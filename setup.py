@@ -27,17 +27,19 @@ setup(
         "ui": ["gradio>=6,<7"],  # 6 is past the /file traversal and ACL advisories of 4.x and 5.x
         # the nightly job on a Dask cluster (--runner DaskRunner): Beam's runner needs dask.distributed
         "dask": ["dask[distributed]>=2024.8"],
+        # --precision openvino-bf16: the BiLSTM's numeric core in OpenVINO, bf16 on AMX (docs/precision.md)
+        "openvino": ["openvino>=2025.1"],
         # benchmarks/throughput.py's stock-runinference anchor: Beam's TensorFlow handler imports tensorflow_hub
         "bench": ["tensorflow-hub>=0.16", "packaging>=23"],
         # scikit-learn: the tests' reference definitions and the quality baselines; uv: updates the locks;
         # packaging: the test that the locks satisfy this file; pytest-timeout: a hung test fails, CI goes on;
         # mkdocs + Material: the docs/ site, built with --strict in CI so a broken link fails; dask: the Dask
         # runner's tests on a LocalCluster; gcp-storage-emulator: the gs:// tests' stand-in for GCS;
-        # tensorflow-hub: the benchmark smoke test's stock-runinference anchor
+        # tensorflow-hub: the benchmark smoke test's stock-runinference anchor; openvino: its precision's tests
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20",
                 "hypothesis>=6.100", "scikit-learn>=1.4", "uv>=0.5", "packaging>=23",
                 "mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "dask[distributed]>=2024.8",
-                "gcp-storage-emulator>=2024.8", "tensorflow-hub>=0.16"],
+                "gcp-storage-emulator>=2024.8", "tensorflow-hub>=0.16", "openvino>=2025.1"],
     },
     entry_points={"console_scripts": ["complaints=pipelines.app.cli:main"]},
 )

@@ -11,10 +11,15 @@ model is served, with the job's own review threshold:
 - no row that FP32 labels at or above the review threshold changes its label
   (confident verdicts never move; the uncertain ones are routed to review anyway).
 
-bf16 here is Keras mixed precision (`mixed_bfloat16`): the numeric layers compute
-in bfloat16 from float32 weights, the softmax stays float32. TensorFlow hands the
-bfloat16 matrix products to oneDNN, which uses AMX or AVX-512 BF16 where the CPU has
-them; elsewhere they are emulated and slower than FP32 (`native_bf16`).
+Two lower precisions, each its own classifier with its own record:
+
+- `bf16`: Keras mixed precision (`mixed_bfloat16`): the numeric layers compute in
+  bfloat16 from float32 weights, the softmax stays float32. TensorFlow hands the
+  bfloat16 matrix products to oneDNN, which uses AMX or AVX-512 BF16 where the CPU
+  has them; elsewhere they are emulated and slower than FP32 (`native_bf16`).
+- `openvino-bf16`: the numeric core rebuilt as an OpenVINO model
+  (`model.openvino_core`) compiled with `INFERENCE_PRECISION_HINT=bf16`, behind the
+  same TensorFlow vectoriser; only with the optional `openvino` extra installed.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-FP32, BF16 = "fp32", "bf16"
-PRECISIONS = (FP32, BF16)
+from model import openvino_core
+
+FP32, BF16, OPENVINO_BF16 = "fp32", "bf16", "openvino-bf16"
+PRECISIONS = (FP32, BF16, OPENVINO_BF16)
+OPENVINO = {OPENVINO_BF16: BF16}  # the precisions OpenVINO serves, and the hint each is compiled with
 AUTO = "auto"
 SETTINGS = (AUTO, *PRECISIONS)
 MIN_AGREEMENT = 0.99
@@ -43,7 +51,7 @@ ISA_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "
 def converted(model: keras.Model, precision: str) -> keras.Model:
     """`model` computing at `precision`: the model itself for fp32, else a copy (same weights) whose numeric
     layers run under `mixed_bfloat16`. The copy shares the text vectoriser, which holds no weights to copy."""
-    if precision == FP32:
+    if precision == FP32 or precision in OPENVINO:  # OpenVINO takes the FP32 weights (`numeric_core`)
         return model
     if precision != BF16:
         raise ValueError(f"unknown precision {precision!r}")
@@ -71,10 +79,41 @@ def _walk(layer: keras.layers.Layer):
             yield from _walk(inner)
 
 
-def probabilities(model: keras.Model, texts: Sequence[str], batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities of `model` for `texts`, in graph mode, as float32."""
-    serve = tf.function(lambda batch: tf.cast(model(batch, training=False), tf.float32), reduce_retracing=True)
-    parts = [serve(tf.constant(list(texts[i:i + batch_size]), tf.string)).numpy()
+def unavailable(model: keras.Model, precision: str) -> str | None:
+    """Why `model` cannot be served at `precision` in this installation (None: it can)."""
+    if precision not in OPENVINO:
+        return None
+    if not openvino_core.available():
+        return "the OpenVINO runtime is not installed (pip install 'complaints[openvino]')"
+    parts = openvino_core.layers(model)
+    return None if isinstance(parts, openvino_core.Layers) else f"OpenVINO cannot take this model: {parts}"
+
+
+def numeric_core(model: keras.Model, precision: str) -> tuple[keras.layers.TextVectorization,
+                                                                 openvino_core.OpenVinoCore]:
+    """(the TensorFlow vectoriser, the compiled OpenVINO core) of `model` at an OpenVINO precision."""
+    why = unavailable(model, precision)
+    if why:
+        raise ValueError(why)
+    parts = openvino_core.layers(model)
+    return parts.vectorizer, openvino_core.OpenVinoCore(parts, OPENVINO[precision])
+
+
+def probabilities(model: keras.Model, texts: Sequence[str], batch_size: int = 1024,
+                  at: str = FP32) -> np.ndarray:
+    """Class probabilities of `model` served at `at` for `texts`, as float32 (TensorFlow's in graph mode)."""
+    if at in OPENVINO:
+        vectorizer, core = numeric_core(model, at)
+
+        def serve(batch: tf.Tensor) -> np.ndarray:
+            return core(vectorizer(batch).numpy())
+    else:
+        lowered = converted(model, at)
+        graph = tf.function(lambda batch: tf.cast(lowered(batch, training=False), tf.float32), reduce_retracing=True)
+
+        def serve(batch: tf.Tensor) -> np.ndarray:
+            return graph(batch).numpy()
+    parts = [serve(tf.constant(list(texts[i:i + batch_size]), tf.string))
              for i in range(0, len(texts), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, model.outputs[0].shape[-1]), np.float32)
 
@@ -101,12 +140,29 @@ def agreement(fp32: np.ndarray, other: np.ndarray, review_threshold: float) -> d
 
 
 def measure(model: keras.Model, texts: Sequence[str], review_threshold: float, rows_of: str) -> dict:
-    """Each lower precision's agreement record against FP32 on `texts` (held-out rows), for metadata.json."""
+    """Each lower precision's agreement record against FP32 on `texts` (held-out rows), for metadata.json.
+
+    A precision this installation cannot serve (`unavailable`) gets no record, and so
+    is not allowed until one is measured (`complaints precision`). Nor does
+    `openvino-bf16` where OpenVINO would not compute in bfloat16 (a CPU without
+    bf16 instructions falls back to f32): such a record would describe another classifier.
+    """
     texts = list(texts)
     fp32 = probabilities(model, texts)
-    return {precision: {**agreement(fp32, probabilities(converted(model, precision), texts), review_threshold),
-                        "rows_of": rows_of}
-            for precision in PRECISIONS if precision != FP32}
+    records = {}
+    for at in PRECISIONS:
+        if at == FP32 or unmeasured(model, at):
+            continue
+        records[at] = {**agreement(fp32, probabilities(model, texts, at=at), review_threshold), "rows_of": rows_of}
+    return records
+
+
+def unmeasured(model: keras.Model, precision: str) -> str | None:
+    """Why `measure` leaves `precision` out here (None: it measures it)."""
+    why = unavailable(model, precision)
+    if why is None and precision in OPENVINO and not native_bf16():
+        why = "this CPU has no bf16 instructions, so OpenVINO would compute in f32: measure where it is served"
+    return why
 
 
 def refusal(metadata: dict, precision: str, review_threshold: float) -> str | None:

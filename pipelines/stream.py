@@ -78,7 +78,8 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
     stopped cleanly, a dict with the number of messages it acknowledged.
     """
     loaded = artifact.load(config.worker.model_dir)  # a model that does not load fails here, in one line
-    candidates(PrecisionSetting.of(config.worker), loaded.metadata, config.worker.model_dir)  # nor one refused
+    # nor one at a precision refused, or one this installation cannot serve
+    candidates(PrecisionSetting.of(config.worker), loaded.metadata, config.worker.model_dir, loaded.model)
     check_names(config)
     options, read = stream_options(beam_args, config.read)
     create_local_locations(options)

@@ -38,11 +38,12 @@ class WorkerConfig:
     watch_interval_secs: float = field(default=60.0, metadata={
         "low": 1, "help": "How often --watch-models is looked at."})
     precision: str = field(default="auto", metadata={
-        "choices": ("auto", "fp32", "bf16"),
-        "help": "Numeric precision of the model: auto serves bf16 only where the model's agreement record allows "
-                "it and this CPU is faster at it (measured at load), else fp32 (docs/precision.md)."})
+        "choices": ("auto", "fp32", "bf16", "openvino-bf16"),
+        "help": "Numeric precision of the model: auto serves a lower one (bf16 in TensorFlow, or OpenVINO's with "
+                "the openvino extra) only where the model's agreement record allows it and this CPU is faster at it "
+                "(measured at load), else fp32 (docs/precision.md)."})
     force_precision: bool = field(default=False, metadata={
-        "help": "Serve --precision bf16 even where the model's agreement record forbids it."})
+        "help": "Serve --precision bf16 or openvino-bf16 even where the model's agreement record forbids it."})
     xla: bool = True  # the BiLSTM's numeric core as XLA programs (worker/compiled.py); False: all graph mode
 
     def handler(self, warm_up: bool = True, schema: pa.Schema | None = None,

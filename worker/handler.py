@@ -17,7 +17,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -65,7 +65,9 @@ class ServingModel:
 
     At bf16 (`model.precision.converted`) the numeric core runs in graph mode, where
     TensorFlow's oneDNN kernels use the CPU's bf16 instructions; XLA's CPU backend
-    has no bf16 matrix kernels to gain from (`benchmarks/RESULTS.md`).
+    has no bf16 matrix kernels to gain from (`benchmarks/RESULTS.md`). At
+    openvino-bf16 TensorFlow only vectorises, and OpenVINO computes the rest from the
+    ids (`model.openvino_core`).
     """
 
     def __init__(self, loaded: artifact.Artifact, xla: bool = True,
@@ -78,22 +80,28 @@ class ServingModel:
         self.choice: dict = {"served": at}  # how the precision was chosen (ModelSlot), for logs and summaries
         keras_model = precision.converted(loaded.model, at)
         count_tokens = baseline.TokenCounter(loaded.model, standardizer(loaded.locale))
-        if not xla:
-            parts = "XLA is switched off"
-        elif at != precision.FP32:
-            parts = f"at {at} the core runs in graph mode"
+        self._numeric: Callable[[np.ndarray], np.ndarray] | None = None  # the core outside TensorFlow, if it is
+        if at in precision.OPENVINO:
+            vectorizer, self._numeric = precision.numeric_core(loaded.model, at)
+            probabilities, self.path = vectorizer, f"openvino-{self._numeric.hint}"  # TensorFlow hands over ids
         else:
-            parts = compiled.split(keras_model)
-        if isinstance(parts, compiled.Split):
-            probabilities, self.path = compiled.probabilities_fn(parts, sizes), "xla"
-        else:
-            self.path = "graph" if at == precision.FP32 else f"graph-{at}"
-            probabilities = lambda texts: tf.cast(keras_model(texts, training=False), tf.float32)  # noqa: E731
-            log.info("model %s served in graph mode: %s", loaded.version, parts)
+            if not xla:
+                parts = "XLA is switched off"
+            elif at != precision.FP32:
+                parts = f"at {at} the core runs in graph mode"
+            else:
+                parts = compiled.split(keras_model)
+            if isinstance(parts, compiled.Split):
+                probabilities, self.path = compiled.probabilities_fn(parts, sizes), "xla"
+            else:
+                self.path = "graph" if at == precision.FP32 else f"graph-{at}"
+                probabilities = lambda texts: tf.cast(keras_model(texts, training=False), tf.float32)  # noqa: E731
+                log.info("model %s served in graph mode: %s", loaded.version, parts)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         def serve(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-            """Probabilities, and per text its tokens and out-of-vocabulary tokens (for the drift check)."""
+            """Probabilities (token ids, where OpenVINO computes them), and per text its tokens and
+            out-of-vocabulary tokens (for the drift check)."""
             return (probabilities(texts), *count_tokens(texts))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
@@ -109,7 +117,7 @@ class ServingModel:
     def warm_up(self) -> None:
         """Trace the serving function and compile every padded size now, at load, not on the first batches:
         a first batch that takes seconds would also teach RunInference's batcher to keep batches small."""
-        for size in self.sizes if self.path == "xla" else self.sizes[:1]:
+        for size in self.sizes if self.path == "xla" or self._numeric else self.sizes[:1]:
             self(["warm up"] * size)
         self.warm = True
 
@@ -123,7 +131,8 @@ class ServingModel:
         Only the first `records.MAX_TEXT_CHARS` characters of a text reach the model, whoever calls.
         """
         probabilities, tokens, oov = self.serve(tf.constant(_cut(texts), dtype=tf.string))
-        return probabilities.numpy(), tokens.numpy(), oov.numpy()
+        probabilities = probabilities.numpy() if self._numeric is None else self._numeric(probabilities.numpy())
+        return probabilities, tokens.numpy(), oov.numpy()
 
 
 def _cut(texts: Sequence[str]) -> list[str]:
@@ -252,7 +261,7 @@ class ModelSlot:
     def _at_chosen_precision(self, loaded: artifact.Artifact, model_dir: str) -> ServingModel:
         """The model served at the precision `worker.precision_choice` picks; with several candidates, each is
         compiled and timed here, once, and the fastest kept."""
-        options, why = candidates(self.at, loaded.metadata, model_dir)
+        options, why = candidates(self.at, loaded.metadata, model_dir, loaded.model)
         built = {at: ServingModel(loaded, self.xla, self.sizes, at) for at in options}
         rates = None
         if len(built) > 1:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from model import precision
+from model import openvino_core, precision
 from model.errors import UserError
 
 if TYPE_CHECKING:
@@ -42,12 +42,17 @@ class PrecisionSetting:
         return cls(config.precision, config.force_precision, config.review_threshold)
 
 
-def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str) -> tuple[list[str], str]:
-    """(the precisions to consider, best first by expectation; why these)."""
+def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=None) -> tuple[list[str], str]:
+    """(the precisions to consider, FP32 first; why these). `model`, the loaded Keras model, lets it also leave
+    out what this installation cannot serve (the OpenVINO precisions without OpenVINO): jobs call it once
+    before the pipeline, without the model, so a refused precision fails before anything is read."""
     if asked.setting not in precision.SETTINGS:
         raise UserError(f"unknown precision {asked.setting!r}: use one of {', '.join(precision.SETTINGS)}")
     if asked.setting != precision.AUTO:
         why = precision.refusal(metadata, asked.setting, asked.review_threshold)
+        missing = _unavailable(model, asked.setting)
+        if missing:
+            raise UserError(f"model {model_dir} cannot be served at --precision {asked.setting} here: {missing}")
         if why is None:
             return [asked.setting], "asked for"
         if asked.force:
@@ -56,14 +61,25 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str) -> tuple
         raise UserError(f"model {model_dir} may not be served at --precision {asked.setting}: {why}; use "
                         "--precision auto or fp32, or --force-precision to serve it anyway")
     lower = [p for p in precision.PRECISIONS if p != precision.FP32]
-    allowed = [p for p in lower if precision.refusal(metadata, p, asked.review_threshold) is None]
+    reasons = {p: precision.refusal(metadata, p, asked.review_threshold) or _unavailable(model, p) for p in lower}
+    allowed = [p for p in lower if reasons[p] is None]
     if not allowed:
-        reasons = "; ".join(f"{p}: {precision.refusal(metadata, p, asked.review_threshold)}" for p in lower)
-        return [precision.FP32], f"auto: no lower precision allowed for this model ({reasons})"
+        return [precision.FP32], ("auto: no lower precision allowed for this model ("
+                                  f"{'; '.join(f'{p}: {why}' for p, why in reasons.items())})")
     if not precision.native_bf16():
         return [precision.FP32], ("auto: this CPU has no bf16 instructions (AMX, AVX-512 BF16), so bf16 would be "
                                   "emulated and slower")
     return [precision.FP32, *allowed], "auto: the fastest allowed, timed at load"
+
+
+def _unavailable(model, at: str) -> str | None:
+    """Why this installation cannot serve `model` at `at`; before the model is loaded, only what it can tell."""
+    if at not in precision.OPENVINO:
+        return None
+    if model is None:
+        return None if openvino_core.available() else "the OpenVINO runtime is not installed " \
+            "(pip install 'complaints[openvino]')"
+    return precision.unavailable(model, at)
 
 
 def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE_ROUNDS) -> tuple[str, dict]:

@@ -36,7 +36,7 @@ PRECISION_RATE = Gauge("complaints_precision_rows_per_second", "Rows per second 
 
 def served_precision(chosen: str, rates: dict[str, float] | None) -> None:
     """What the last model taken into service runs at, and what auto measured (the live job's metrics)."""
-    for name in ("fp32", "bf16"):
+    for name in ("fp32", "bf16", "openvino-bf16"):
         SERVED_PRECISION.labels(name).set(1 if name == chosen else 0)
     for name, rate in (rates or {}).items():
         PRECISION_RATE.labels(name).set(rate)

@@ -120,16 +120,18 @@ def record_precisions(model_dir: str, data: str, text_column: str, label_column:
     metadata = artifact.add_to_metadata(model_dir, precision.RECORD_KEY,
                                         {**(loaded.metadata.get(precision.RECORD_KEY) or {}), **records})
     where = artifact.join(model_dir, artifact.METADATA_FILE)
-    return f"{precision_table(metadata, review_threshold)}\nrecorded in {where}"
+    left_out = [f"{at}: not measured here, {why}" for at in precision.PRECISIONS[1:]
+                if (why := precision.unmeasured(loaded.model, at))]
+    return "\n".join([precision_table(metadata, review_threshold), *left_out, f"recorded in {where}"])
 
 
 def precision_table(metadata: dict, review_threshold: float) -> str:
     """The agreement records, one line each, and whether each precision may be served at this threshold."""
-    lines = [f"{'precision':<10} {'rows':>8} {'agreement':>10} {'changed':>8} {'confident changed':>18} "
+    lines = [f"{'precision':<14} {'rows':>8} {'agreement':>10} {'changed':>8} {'confident changed':>18} "
              f"{'review flag changed':>20} {'max prob. change':>17}  served?"]
     for name, record in sorted((metadata.get(precision.RECORD_KEY) or {}).items()):
         refused = precision.refusal(metadata, name, review_threshold)
-        lines.append(f"{name:<10} {record['rows']:>8,} {record['agreement']:>10.2%} {record['changed_rows']:>8,} "
+        lines.append(f"{name:<14} {record['rows']:>8,} {record['agreement']:>10.2%} {record['changed_rows']:>8,} "
                      f"{record['confident_changes']:>18,} {record['review_flag_changes']:>20,} "
                      f"{record['max_probability_change']:>17.4f}  {'no: ' + refused if refused else 'allowed'}")
     return "\n".join(lines)
