@@ -7,11 +7,15 @@ model, every variant in the same run, so the ratios are comparable on a noisy ma
     raw-xla        the same with the BiLSTM's numeric core compiled by XLA (the worker's FP32 default), warmed up
     raw-bf16       the serving function at --precision bf16 (Keras mixed_bfloat16 core, graph mode), batch 1,024,
                    on the first 20,000 texts (emulated bf16 is slow where the CPU has no bf16 instructions)
+    raw-openvino-bf16  the serving function at --precision openvino-bf16 (TF vectoriser, OpenVINO core), batch 1,024
+    raw-openvino-f32   the same OpenVINO graph compiled at f32 (benchmark only: no faster than XLA, not served)
     keras-predict  model.predict(texts) with Keras defaults
     per-text       one model.predict([text]) per review, on a sample of 500
     stock-runinference  Beam's TFModelHandlerTensor, if it can run the artifact
     label          `complaints label`, Parquet in and out, local runner, defaults (--xla auto, --precision auto)
     label-fp32     the same with --precision fp32
+    label-bf16     the same with --precision bf16 --force-precision
+    label-openvino-bf16  the same with --precision openvino-bf16 --force-precision
     label-xla      the same with --xla on
     label-graph    the same with --xla off
     label-mp       the same with --direct_running_mode=multi_processing --direct_num_workers=2
@@ -118,6 +122,25 @@ def bench_raw(model_dir: str, texts: list[str], xla: bool, at: str = "fp32",
         for i in range(0, len(texts), best):
             serving(texts[i : i + best])
     return timed(run_all, len(texts)), {"best_batch_size": best, "by_batch_size": by_size, "path": serving.path}
+
+
+def bench_openvino(model_dir: str, texts: list[str], hint: str) -> tuple[float | None, str]:
+    """The serving function with OpenVINO's core at `hint` (bf16: what openvino-bf16 serves), batch 1,024."""
+    from model import artifact, openvino_core, precision
+    from worker.handler import ServingModel
+
+    if not openvino_core.available():
+        return None, "OpenVINO is not installed (pip install '.[openvino]')"
+    loaded = artifact.load(model_dir)
+    serving = ServingModel(loaded, at=precision.OPENVINO_BF16)
+    if hint == "f32":
+        serving._numeric = openvino_core.OpenVinoCore(openvino_core.layers(loaded.model), precision.FP32)
+    serving(texts[:1024])
+
+    def run():
+        for i in range(0, len(texts), 1024):
+            serving(texts[i : i + 1024])
+    return timed(run, len(texts)), f"TF vectoriser + OpenVINO at {serving._numeric.hint}, batch size 1024"
 
 
 def bench_keras_predict(model_dir: str, texts: list[str]) -> float:
@@ -282,6 +305,10 @@ def main() -> None:
     if want("raw-bf16"):
         rate, detail = bench_raw(model_dir, texts[:20_000], xla=False, at="bf16", sizes=(1024,))
         add("raw-bf16", rate, peak_rss_mb(), f"{detail['path']}, batch size 1024, first {min(len(texts), 20_000):,}")
+    for name in ("raw-openvino-bf16", "raw-openvino-f32"):
+        if want(name):
+            rate, detail = bench_openvino(model_dir, texts, name.rsplit("-", 1)[1])
+            add(name, rate, peak_rss_mb(), detail)
     if want("keras-predict"):
         add("keras-predict", bench_keras_predict(model_dir, texts), peak_rss_mb(), "batch size 32 (Keras default)")
     if want("per-text"):
@@ -296,6 +323,11 @@ def main() -> None:
     if want("label-fp32"):
         add("label-fp32", bench_label(model_dir, archive, os.path.join(work, "out-fp32"), ["--precision", "fp32"])[0],
             None, "complaints label --precision fp32")
+    for at in ("bf16", "openvino-bf16"):
+        if want(f"label-{at}"):
+            add(f"label-{at}", bench_label(model_dir, archive, os.path.join(work, f"out-{at}"),
+                                           ["--precision", at, "--force-precision"])[0],
+                None, f"complaints label --precision {at} --force-precision")
     if want("label-xla"):
         add("label-xla", bench_label(model_dir, archive, os.path.join(work, "out-xla"), ["--xla", "on"])[0], None,
             "complaints label --xla on")
@@ -353,6 +385,10 @@ def _ratios(by: dict) -> dict:
     """The side-by-side ratios any run can have, of the variants it ran."""
     return {"label/label-fp32 (auto over fp32)": _ratio(by, "label", "label-fp32"),
             "raw-bf16/raw": _ratio(by, "raw-bf16", "raw"), "raw-bf16/raw-xla": _ratio(by, "raw-bf16", "raw-xla"),
+            "raw-openvino-bf16/raw-xla": _ratio(by, "raw-openvino-bf16", "raw-xla"),
+            "raw-openvino-f32/raw-xla": _ratio(by, "raw-openvino-f32", "raw-xla"),
+            "label-openvino-bf16/label-fp32": _ratio(by, "label-openvino-bf16", "label-fp32"),
+            "label-bf16/label-fp32": _ratio(by, "label-bf16", "label-fp32"),
             "stock-runinference/label": _ratio(by, "stock-runinference", "label"),
             "label-dask/label": _ratio(by, "label-dask", "label"),
             "label-dask-warm/label": _ratio(by, "label-dask-warm", "label")}

@@ -37,6 +37,34 @@ def test_the_worker_image_is_beams_sdk_image_of_the_pinned_version():
     assert "pip install --no-cache-dir -r requirements.lock" in dockerfile
 
 
+def test_the_worker_image_installs_openvino_at_the_dev_locks_pins():
+    """Workers with AMX serve openvino-bf16 under auto only if the image has OpenVINO, at the version CI tested."""
+    dockerfile = (KIT / "Dockerfile").read_text()
+    step = re.search(r"^RUN grep -E '(\S+)' requirements-dev.lock \| cut -d' ' -f1 > (\S+)", dockerfile, re.M)
+    assert step and f"pip install --no-cache-dir --no-deps -r {step.group(2)}" in dockerfile
+    lock = (ROOT / "requirements-dev.lock").read_text().splitlines()
+    pinned = [line.split()[0] for line in lock if re.match(step.group(1), line)]
+    assert sorted(p.split("==")[0] for p in pinned) == ["openvino", "openvino-telemetry"], pinned
+    assert "requirements-dev.lock" in re.search(r"^COPY (.*) \./$", dockerfile, re.M).group(1)
+
+
+@pytest.mark.parametrize("job", ["label", "stream"])
+def test_each_templates_choices_are_its_commands(job):
+    """A template parameter's regex accepts exactly the values the command's option accepts."""
+    metadata = json.loads((KIT / f"{job}-metadata.json").read_text())
+    choices = {p.name: p.type.choices for p in cli.commands[job].params if isinstance(p.type, click.Choice)}
+    checked = 0
+    for parameter in metadata["parameters"]:
+        name = parameter["name"].replace("-", "_")
+        if name in choices and parameter.get("regexes"):
+            pattern = re.compile(parameter["regexes"][0])
+            assert all(pattern.match(c) for c in choices[name]), (name, choices[name])
+            alternatives = re.fullmatch(r"\^\((.*)\)\$", parameter["regexes"][0]).group(1).split("|")
+            assert sorted(alternatives) == sorted(choices[name]), name
+            checked += 1
+    assert checked, "no template parameter with choices"
+
+
 @pytest.mark.parametrize("job", ["label", "stream"])
 def test_every_template_parameter_is_an_option_of_its_command(job):
     metadata = json.loads((KIT / f"{job}-metadata.json").read_text())

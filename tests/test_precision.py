@@ -191,12 +191,20 @@ def test_without_bf16_instructions_auto_is_fp32_and_spends_nothing_on_measuring(
     assert "no bf16 instructions" in choice["why"]
 
 
-def test_fastest_keeps_the_cheaper_call():
-    def work(n: int):
-        return lambda: sum(range(n))
+def test_fastest_keeps_the_cheaper_call_and_stops_timing_a_clear_loser():
+    calls = {"slow": 0, "quick": 0, "close": 0}
 
-    chosen, rates = fastest({"slow": work(400_000), "quick": work(20_000)}, rows=100, rounds=3)
-    assert chosen == "quick" and rates["quick"] > rates["slow"]
+    def work(name: str, n: int):
+        def call():
+            calls[name] += 1
+            sum(range(n))
+        return call
+
+    chosen, rates = fastest({"slow": work("slow", 2_000_000), "quick": work("quick", 20_000),
+                             "close": work("close", 21_000)}, rows=100, rounds=3, keep_within=0.5)
+    assert chosen in ("quick", "close") and rates["quick"] > rates["slow"] and set(rates) == set(calls)
+    assert calls["slow"] == 2  # the untimed call and one round: 100 times slower, never timed again
+    assert calls["quick"] == calls["close"] == 4  # within the margin: every round
 
 
 def test_the_precision_command_records_agreement_in_a_model_directory(model_dir, tmp_path, monkeypatch):

@@ -113,12 +113,14 @@ class ServingModel:
         self.vocabulary_size = count_tokens.size  # word ids 1…, 0 for out of vocabulary
         self.sizes = sizes
         self.warm = False
+        self.warmed: set[int] = set()  # batch sizes already run (auto's timing runs the largest)
 
     def warm_up(self) -> None:
         """Trace the serving function and compile every padded size now, at load, not on the first batches:
         a first batch that takes seconds would also teach RunInference's batcher to keep batches small."""
         for size in self.sizes if self.path == "xla" or self._numeric else self.sizes[:1]:
-            self(["warm up"] * size)
+            if size not in self.warmed:
+                self(["warm up"] * size)
         self.warm = True
 
     def word_counts(self, texts: Sequence[str]) -> np.ndarray:
@@ -268,6 +270,7 @@ class ModelSlot:
             rows = self.sizes[-1]
             texts = probe_texts(rows)
             chosen, rates = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows)
+            built[chosen].warmed.add(rows)
         else:
             [chosen] = built
         serving = built[chosen]
