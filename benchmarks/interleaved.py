@@ -4,13 +4,16 @@ One `throughput` run measures each variant once, and on these machines two runs 
 the same command differ by up to a fifth. Here every round runs each variant once,
 in the same order, on one archive and one model, and the medians are compared:
 
-    label          defaults (--precision auto)
+    label          defaults (--precision auto); the precision auto served is printed for each round
     label-fp32     --precision fp32
+    label-openvino-bf16, label-bf16   with --lower: each lower precision forced (--force-precision)
     label-dask     --runner DaskRunner on one LocalCluster(2 processes x 1 thread) kept for all rounds:
                    round 1 finds fresh workers, later rounds warm ones (TensorFlow imported, model compiled)
 
     python -m benchmarks.interleaved --model MODEL --rows 100000 --rounds 3 \\
         --out benchmarks/results/interleaved.json
+    python -m benchmarks.interleaved --model MODEL --source ../shared/data/D/test.parquet --no-dask --lower \\
+        --rounds 5 --out benchmarks/results/interleaved_precision.json   # issue #31's auto / fp32
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def main() -> None:
     parser.add_argument("--model", help="Use this model directory instead of training one")
     parser.add_argument("--small", action="store_true", help="Tiny model (CI smoke run)")
     parser.add_argument("--no-dask", action="store_true", help="Leave out the Dask variant")
+    parser.add_argument("--lower", action="store_true", help="Add each lower precision, forced")
+    parser.add_argument("--source", help="Take texts from this Parquet file (repeated to --rows)")
     parser.add_argument("--out", default="benchmarks/results/interleaved.json")
     args = parser.parse_args()
 
@@ -39,9 +44,12 @@ def main() -> None:
 
     work, model_dir = workspace("interleaved-", args.model, args.small)
     archive = os.path.join(work, "archive", "archive.parquet")
-    write_archive(archive, args.rows, None)
+    write_archive(archive, args.rows, args.source)
 
     variants = {"label": [], "label-fp32": ["--precision", "fp32"]}
+    if args.lower:
+        variants.update({f"label-{at}": ["--precision", at, "--force-precision"] for at in ("openvino-bf16", "bf16")})
+    served: list[str] = []
     runs: dict[str, list[float]] = {name: [] for name in variants}
     cluster = None
     if not args.no_dask:
@@ -54,9 +62,16 @@ def main() -> None:
     try:
         for round_ in range(args.rounds):
             for name, extra in variants.items():
-                rate = bench_label(model_dir, archive, os.path.join(work, f"{name}-{round_}"), extra)[0]
+                out = os.path.join(work, f"{name}-{round_}")
+                rate = bench_label(model_dir, archive, out, extra)[0]
                 runs[name].append(rate)
-                print(f"round {round_ + 1}: {name:<12} {rate:>8,.0f} rows/s", flush=True)
+                note = ""
+                if name == "label":
+                    with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
+                        choice = json.load(f)["precision"]
+                    served.append(choice["served"])
+                    note = f"  auto served {choice['served']} (measured {choice.get('rows_per_second')})"
+                print(f"round {round_ + 1}: {name:<20} {rate:>8,.0f} rows/s{note}", flush=True)
     finally:
         if cluster is not None:
             cluster.close()
@@ -74,9 +89,11 @@ def main() -> None:
         shown = runs.get(name, runs.get("label-dask", []))
         print(f"{name:<26} {rate:>14,.0f}  {', '.join(f'{r:,.0f}' for r in shown)}")
     print("ratios: " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
+    print(f"auto served: {', '.join(served)}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"rows": args.rows, "rounds": args.rounds, "runs": runs, "medians": medians, "ratios": ratios,
+        json.dump({"rows": args.rows, "rounds": args.rounds, "source": args.source, "model": model_dir,
+                   "auto_served": served, "runs": runs, "medians": medians, "ratios": ratios,
                    "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(), "isa_features": features}}, f, indent=2)
 
 

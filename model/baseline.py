@@ -88,9 +88,21 @@ class TokenCounter:
 
     def histogram(self, texts):
         """A string tensor in; how often each word id occurs in all of them (`size` int64 counts)."""
+        return self._histogram(self.ids(texts))
+
+    def counted(self, texts):
+        """`self(texts)` and `self.histogram(texts)` from one standardisation: on long texts each pass costs
+        about as much as the vectoriser's."""
         import tensorflow as tf
 
-        flat = tf.cast(self.ids(texts).flat_values, tf.int32)
+        ids = self.ids(texts)
+        counts = ids.row_lengths()
+        return counts, counts - tf.reduce_sum(tf.ragged.map_flat_values(tf.sign, ids), axis=1), self._histogram(ids)
+
+    def _histogram(self, ids):
+        import tensorflow as tf
+
+        flat = tf.cast(ids.flat_values, tf.int32)
         return tf.math.bincount(flat, minlength=self.size, maxlength=self.size, dtype=tf.int64)
 
 

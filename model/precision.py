@@ -144,8 +144,8 @@ def measure(model: keras.Model, texts: Sequence[str], review_threshold: float, r
 
     A precision this installation cannot serve (`unavailable`) gets no record, and so
     is not allowed until one is measured (`complaints precision`). Nor does
-    `openvino-bf16` where OpenVINO would not compute in bfloat16 (a CPU without
-    bf16 instructions falls back to f32): such a record would describe another classifier.
+    `openvino-bf16` where OpenVINO does not compute in bfloat16 (its CPU plugin falls
+    back to f32 without bf16 instructions): such a record would describe another classifier.
     """
     texts = list(texts)
     fp32 = probabilities(model, texts)
@@ -160,8 +160,11 @@ def measure(model: keras.Model, texts: Sequence[str], review_threshold: float, r
 def unmeasured(model: keras.Model, precision: str) -> str | None:
     """Why `measure` leaves `precision` out here (None: it measures it)."""
     why = unavailable(model, precision)
-    if why is None and precision in OPENVINO and not native_bf16():
-        why = "this CPU has no bf16 instructions, so OpenVINO would compute in f32: measure where it is served"
+    if why is None and precision in OPENVINO:
+        computes_in = numeric_core(model, precision)[1].hint  # what the CPU plugin chose, not what was hinted
+        if computes_in != OPENVINO[precision]:
+            why = (f"OpenVINO computes it in {computes_in} on this CPU (no bf16 instructions): measure where it is "
+                   "served")
     return why
 
 

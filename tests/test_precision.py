@@ -175,11 +175,25 @@ def test_auto_times_the_allowed_precisions_and_serves_the_fastest(model_dir, mon
     choice = classifier.slot.current.choice
     rates = choice["rows_per_second"]
     recorded = set(artifact.read_metadata(model_dir)[1][precision.RECORD_KEY])
-    assert set(rates) == {precision.FP32} | recorded and all(r > 0 for r in rates.values())
-    assert precision.BF16 in rates
+    bf16 = precision.OPENVINO_BF16 if precision.OPENVINO_BF16 in recorded else precision.BF16  # one bf16 only
+    assert set(rates) == {precision.FP32, bf16} and all(r > 0 for r in rates.values())
     assert choice["served"] == max(rates, key=rates.get) == classifier.slot.current.precision
     assert telemetry.SERVED_PRECISION.labels(choice["served"])._value.get() == 1
-    assert telemetry.PRECISION_RATE.labels(precision.BF16)._value.get() == pytest.approx(rates[precision.BF16], abs=0.1)
+    assert telemetry.PRECISION_RATE.labels(bf16)._value.get() == pytest.approx(rates[bf16], abs=0.1)
+
+
+def test_auto_considers_tensorflows_bf16_where_openvinos_is_not_allowed(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPLAINTS_BF16_HARDWARE", "yes")
+    directory = copy_with_record(model_dir, tmp_path, "tf-only", passing())
+    artifact.add_to_metadata(directory, precision.RECORD_KEY, {precision.BF16: passing(),
+                                                               precision.OPENVINO_BF16: passing(agreement=0.95)})
+    _, metadata = artifact.read_metadata(directory)
+    options, _ = candidates(PrecisionSetting(), metadata, directory, artifact.load(directory).model)
+    assert options == [precision.FP32, precision.BF16]
+    artifact.add_to_metadata(directory, precision.RECORD_KEY, {at: passing() for at in precision.PRECISIONS[1:]})
+    _, metadata = artifact.read_metadata(directory)
+    options, _ = candidates(PrecisionSetting(), metadata, directory, artifact.load(directory).model)
+    assert options == [precision.FP32, precision.OPENVINO_BF16]
 
 
 def test_without_bf16_instructions_auto_is_fp32_and_spends_nothing_on_measuring(model_dir, monkeypatch):
@@ -206,9 +220,12 @@ def test_fastest_keeps_the_cheaper_call_and_stops_timing_a_clear_loser():
     assert calls["slow"] == 2  # the untimed call and one round: 100 times slower, never timed again
     assert calls["quick"] == calls["close"] == 4  # within the margin: every round
 
+    calls.update(slow=0, quick=0)
+    chosen, _ = fastest({"slow": work("slow", 2_000_000), "quick": work("quick", 20_000)}, rows=100, rounds=5)
+    assert chosen == "quick" and calls == {"slow": 2, "quick": 2, "close": 4}  # one left: no more rounds
 
-def test_the_precision_command_records_agreement_in_a_model_directory(model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("COMPLAINTS_BF16_HARDWARE", "no")
+
+def test_the_precision_command_records_agreement_in_a_model_directory(model_dir, tmp_path):
     directory = copy_with_record(model_dir, tmp_path, "someone-elses", None)
     before = artifact.read_metadata(directory)[1]
     assert_user_error(invoke("predict", "--model", directory, "--precision", "bf16", "kargo gelmedi"),
@@ -223,8 +240,12 @@ def test_the_precision_command_records_agreement_in_a_model_directory(model_dir,
     after = artifact.read_metadata(directory)[1]
     record = after[precision.RECORD_KEY][precision.BF16]
     assert record["rows"] == 600 and "held-out.parquet" in record["rows_of"]
-    assert precision.OPENVINO_BF16 not in after[precision.RECORD_KEY]  # COMPLAINTS_BF16_HARDWARE=no: f32 there
-    assert "openvino-bf16: not measured here, this CPU has no bf16 instructions" in result.output
+    left_out = precision.unmeasured(artifact.load(directory).model, precision.OPENVINO_BF16)
+    if left_out:  # a CPU where OpenVINO computes in f32
+        assert precision.OPENVINO_BF16 not in after[precision.RECORD_KEY]
+        assert f"openvino-bf16: not measured here, {left_out}" in result.output
+    else:
+        assert after[precision.RECORD_KEY][precision.OPENVINO_BF16]["rows"] == 600
     assert {k: v for k, v in after.items() if k != precision.RECORD_KEY} == \
         {k: v for k, v in before.items() if k != precision.RECORD_KEY}
     assert artifact.load(directory).version == before["model_version"]  # weights untouched: same model

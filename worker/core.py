@@ -82,7 +82,8 @@ class Classified:
 def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classified:
     """Predictions for the rows the model labels; a dead letter for each it cannot (empty, or it failed)."""
     size = decoding.max_batch_size
-    served = [serve_or_bisect(serving, rows.texts[i:i + size]) for i in range(0, len(rows), size)]
+    served = [serve_or_bisect(serving, rows.texts[i:i + size], decoding.word_counts)
+              for i in range(0, len(rows), size)]
     width = len(serving.labels)
     probabilities, tokens, oov = (
         np.concatenate([batch[k] for batch in served]) if served else empty
@@ -98,7 +99,10 @@ def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classifie
                                          decoding.review_threshold, tokens[chosen], oov[chosen], serving.version, texts)
     kept = rows.kept.take(pa.array(chosen, pa.int64())) if rows.kept.num_columns else rows.kept
     table = prediction.table_of(outputs, [rows.ids[i] for i in chosen], kept, decoding.schema)
-    words = _sparse(serving.word_counts(texts)) if decoding.word_counts and texts else None
+    words = None
+    if decoding.word_counts and texts:  # counted while serving, unless a batch had to be bisected
+        histograms = [batch[4] for batch in served]
+        words = _sparse(sum(histograms) if all(h is not None for h in histograms) else serving.word_counts(texts))
     return Classified(table, chosen, letters, dead_rows, words)
 
 
@@ -114,24 +118,30 @@ def _sparse(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids.astype(np.int32), counts[ids]
 
 
-def serve_or_bisect(model: ServingModel, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                          dict[int, str]]:
-    """(probabilities, tokens, out-of-vocabulary tokens, errors) for a batch that one bad text must not fail.
+def serve_or_bisect(model: ServingModel, texts: Sequence[str], count_words: bool = False) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, dict[int, str], np.ndarray | None]:
+    """(probabilities, tokens, out-of-vocabulary tokens, errors, word counts) for a batch that one bad text must
+    not fail.
 
     A failing batch is bisected until the culprit stands alone; its row gets zeros
-    (no tokens) and its error, by row number, in `errors`.
+    (no tokens) and its error, by row number, in `errors`. The batch's word counts
+    (`count_words`) come with a batch served whole, else None: the caller counts the
+    texts it labelled.
     """
     try:
+        if count_words:
+            probabilities, tokens, oov, words = model.counting_words(texts)
+            return probabilities, tokens, oov, {}, words
         probabilities, tokens, oov = model(texts)
-        return probabilities, tokens, oov, {}
+        return probabilities, tokens, oov, {}, None
     except (tf.errors.OpError, ValueError, UnicodeError) as exc:
         if len(texts) == 1:
             none = np.zeros(1, np.int64)
-            return np.zeros((1, len(model.labels)), np.float32), none, none, {0: _first_line(exc)}
+            return np.zeros((1, len(model.labels)), np.float32), none, none, {0: _first_line(exc)}, None
         middle = len(texts) // 2
         left, right = serve_or_bisect(model, texts[:middle]), serve_or_bisect(model, texts[middle:])
         errors = {**left[3], **{middle + row: detail for row, detail in right[3].items()}}
-        return (*(np.concatenate([a, b]) for a, b in zip(left[:3], right[:3], strict=True)), errors)
+        return (*(np.concatenate([a, b]) for a, b in zip(left[:3], right[:3], strict=True)), errors, None)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -105,10 +105,16 @@ class ServingModel:
             return (probabilities(texts), *count_tokens(texts))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
+        def serve_counting_words(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+            """`serve`, and how often each word id occurs in the batch (the drift check's word signal)."""
+            return (probabilities(texts), *count_tokens.counted(texts))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         def word_counts(texts: tf.Tensor) -> tf.Tensor:
             return count_tokens.histogram(texts)
 
         self.serve = serve
+        self._serve_counting_words = serve_counting_words
         self._word_counts = word_counts
         self.vocabulary_size = count_tokens.size  # word ids 1…, 0 for out of vocabulary
         self.sizes = sizes
@@ -132,7 +138,15 @@ class ServingModel:
 
         Only the first `records.MAX_TEXT_CHARS` characters of a text reach the model, whoever calls.
         """
-        probabilities, tokens, oov = self.serve(tf.constant(_cut(texts), dtype=tf.string))
+        return self._numbers(self.serve(tf.constant(_cut(texts), dtype=tf.string)))
+
+    def counting_words(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`self(texts)` and `self.word_counts(texts)` in one call, standardising each text once."""
+        outputs = self._serve_counting_words(tf.constant(_cut(texts), dtype=tf.string))
+        return (*self._numbers(outputs[:3]), outputs[3].numpy())
+
+    def _numbers(self, outputs: Sequence[tf.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        probabilities, tokens, oov = outputs
         probabilities = probabilities.numpy() if self._numeric is None else self._numeric(probabilities.numpy())
         return probabilities, tokens.numpy(), oov.numpy()
 

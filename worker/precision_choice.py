@@ -1,12 +1,14 @@
 """Which precision a worker process serves a model at: the flag, the model's agreement record, and this CPU.
 
-`--precision fp32|bf16` is served as asked, unless the model's record
+`--precision fp32|bf16|openvino-bf16` is served as asked, unless the model's record
 (`model.precision.refusal`) forbids it: then it is refused in one line, or served
 anyway with `--force-precision`. `--precision auto` serves FP32 unless the record
 allows a lower precision and this CPU computes it in hardware; then it times a few
-batches of each, interleaved, once per model and process, and keeps the fastest.
-So `auto` is never a lower precision the record forbids, and on a CPU without AMX
-or AVX-512 BF16 it is FP32 with no time spent measuring.
+batches of FP32 and of that precision, interleaved, once per model and process, and
+keeps the faster. Where both bf16s are allowed it considers OpenVINO's alone, the
+runtime built for it (TensorFlow's bf16 is for installations without OpenVINO, or
+models whose record allows only it). So `auto` is never a lower precision the record
+forbids, and on a CPU without AMX or AVX-512 BF16 it is FP32 with no time spent measuring.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
     lower = [p for p in precision.PRECISIONS if p != precision.FP32]
     reasons = {p: precision.refusal(metadata, p, asked.review_threshold) or _unavailable(model, p) for p in lower}
     allowed = [p for p in lower if reasons[p] is None]
+    if precision.OPENVINO_BF16 in allowed and precision.BF16 in allowed:  # one bf16: the runtime built for it
+        allowed.remove(precision.BF16)
     if not allowed:
         return [precision.FP32], ("auto: no lower precision allowed for this model ("
                                   f"{'; '.join(f'{p}: {why}' for p, why in reasons.items())})")
@@ -103,6 +107,8 @@ def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE
             seconds[name].append(time.perf_counter() - started)
         best = min(statistics.median(seconds[name]) for name in timed)
         timed = [name for name in timed if best / statistics.median(seconds[name]) >= keep_within]
+        if len(timed) == 1:  # the rest are clearly slower: more rounds would only cost load time
+            break
     rates = {name: rows / statistics.median(times) for name, times in seconds.items()}
     return max(rates, key=rates.get), rates
 
