@@ -58,6 +58,30 @@ def test_interleaved_benchmark_smoke(model_dir, tmp_path):
     assert report["ratios"]["label/label-fp32"] == pytest.approx(medians["label"] / medians["label-fp32"])
 
 
+def test_interleaved_benchmark_with_the_lower_precisions(model_dir, tmp_path):
+    out = tmp_path / "interleaved.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.interleaved", "--model", model_dir, "--rows", "100",
+                    "--rounds", "1", "--no-dask", "--lower", "--out", str(out)], check=True, capture_output=True,
+                   timeout=600)
+    report = json.loads(out.read_text())
+    assert set(report["runs"]) == {"label", "label-fp32", "label-openvino-bf16", "label-bf16"}
+    assert report["auto_served"] == ["fp32"]  # the tests' COMPLAINTS_BF16_HARDWARE=no, inherited
+
+
+def test_precision_parts_benchmark_smoke(model_dir, tmp_path):
+    out = tmp_path / "parts.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.precision_parts", "--model", model_dir, "--batch", "64",
+                    "--batches", "2", "--rounds", "1", "--out", str(out)], check=True, capture_output=True,
+                   timeout=600)
+    report = json.loads(out.read_text())
+    parts = report["us_per_row"]
+    assert {f"{kind} {at}" for kind in ("core", "serve", "classify") for at in ("fp32", "bf16", "openvino-bf16")} \
+        == set(parts) and min(parts.values()) > 0
+    fp32 = parts["classify fp32"]
+    assert report["ceilings"]["openvino-bf16"] == pytest.approx(
+        fp32 / (fp32 - parts["core fp32"] + parts["core openvino-bf16"]))
+
+
 def test_stream_latency_benchmark_smoke(model_dir, tmp_path):
     out = tmp_path / "latency.json"
     subprocess.run([sys.executable, "-m", "benchmarks.stream_latency", "--model", model_dir, "--backlog", "200",
