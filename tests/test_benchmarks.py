@@ -15,8 +15,13 @@ def test_throughput_benchmark_smoke(tmp_path):
                     "--out", str(out)], check=True, capture_output=True, timeout=600)
     report = json.loads(out.read_text())
     variants = {r["variant"]: r for r in report["results"]}
-    assert set(variants) == {"raw", "raw-xla", "raw-bf16", "keras-predict", "per-text", "stock-runinference", "label",
-                             "label-fp32", "label-xla", "label-graph", "label-mp", "label-dask", "label-dask-warm"}
+    assert set(variants) == {"raw", "raw-xla", "raw-bf16", "raw-openvino-bf16", "raw-openvino-f32", "keras-predict",
+                             "per-text", "stock-runinference", "label", "label-fp32", "label-bf16",
+                             "label-openvino-bf16", "label-xla", "label-graph", "label-mp", "label-dask",
+                             "label-dask-warm"}
+    assert "OpenVINO at f32" in variants["raw-openvino-f32"]["note"] and variants["raw-openvino-bf16"]["reviews_per_s"]
+    assert report["targets"]["label-openvino-bf16/label-fp32"] == pytest.approx(
+        variants["label-openvino-bf16"]["reviews_per_s"] / variants["label-fp32"]["reviews_per_s"])
     assert variants["label-dask"]["reviews_per_s"] > 0 and variants["label-dask-warm"]["reviews_per_s"] > 0
     assert report["targets"]["label-dask/label"] == pytest.approx(
         variants["label-dask"]["reviews_per_s"] / variants["label"]["reviews_per_s"])
