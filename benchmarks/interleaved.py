@@ -4,7 +4,9 @@ One `throughput` run measures each variant once, and on these machines two runs 
 the same command differ by up to a fifth. Here every round runs each variant once,
 in the same order, on one archive and one model, and the medians are compared:
 
-    label          defaults (--precision auto); the precision auto served is printed for each round
+    label          defaults (--precision auto); the precision auto served is printed for each round, and
+                   whether it timed the candidates or reused an earlier run's timing (worker/precision_cache.py:
+                   round 1 times unless --keep-cache, later rounds reuse it)
     label-fp32     --precision fp32
     label-openvino-bf16, label-bf16   with --lower: each lower precision forced (--force-precision)
     label-dask     --runner DaskRunner on one LocalCluster(2 processes x 1 thread) kept for all rounds:
@@ -37,6 +39,8 @@ def main() -> None:
     parser.add_argument("--no-dask", action="store_true", help="Leave out the Dask variant")
     parser.add_argument("--lower", action="store_true", help="Add each lower precision, forced")
     parser.add_argument("--source", help="Take texts from this Parquet file (repeated to --rows)")
+    parser.add_argument("--keep-cache", action="store_true", help="Leave auto's kept timing as it is (default: "
+                        "start with an empty one in the work folder, so round 1 times)")
     parser.add_argument("--out", default="benchmarks/results/interleaved.json")
     args = parser.parse_args()
 
@@ -45,6 +49,8 @@ def main() -> None:
     work, model_dir = workspace("interleaved-", args.model, args.small)
     archive = os.path.join(work, "archive", "archive.parquet")
     write_archive(archive, args.rows, args.source)
+    if not args.keep_cache:  # round 1 pays for auto's timing, as a machine's first run does
+        os.environ["COMPLAINTS_PRECISION_CACHE"] = os.path.join(work, "precision-choices.json")
 
     variants = {"label": [], "label-fp32": ["--precision", "fp32"]}
     if args.lower:
@@ -69,8 +75,11 @@ def main() -> None:
                 if name == "label":
                     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
                         choice = json.load(f)["precision"]
-                    served.append(choice["served"])
-                    note = f"  auto served {choice['served']} (measured {choice.get('rows_per_second')})"
+                    rates = choice.get("rows_per_second")
+                    kept = bool(rates) and not choice.get("measured_now", True)
+                    served.append(choice["served"] + (" (kept)" if kept else ""))
+                    timing = "nothing timed" if not rates else "as kept from an earlier run" if kept else "timed now"
+                    note = f"  auto served {choice['served']} ({timing}: {rates})"
                 print(f"round {round_ + 1}: {name:<20} {rate:>8,.0f} rows/s{note}", flush=True)
     finally:
         if cluster is not None:

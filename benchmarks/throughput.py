@@ -12,7 +12,8 @@ model, every variant in the same run, so the ratios are comparable on a noisy ma
     keras-predict  model.predict(texts) with Keras defaults
     per-text       one model.predict([text]) per review, on a sample of 500
     stock-runinference  Beam's TFModelHandlerTensor, if it can run the artifact
-    label          `complaints label`, Parquet in and out, local runner, defaults (--xla auto, --precision auto)
+    label          `complaints label`, Parquet in and out, local runner, defaults (--xla auto, --precision auto),
+                   with auto's timing paid (no earlier run's timing kept: worker/precision_cache.py)
     label-fp32     the same with --precision fp32
     label-bf16     the same with --precision bf16 --force-precision
     label-openvino-bf16  the same with --precision openvino-bf16 --force-precision
@@ -283,6 +284,8 @@ def main() -> None:
     work, model_dir = workspace("throughput-", args.model, args.small)
     archive = os.path.join(work, "n", "archive.parquet")
     texts = write_archive(archive, args.rows, args.source)
+    # `label` (auto) times its candidates as a machine's first run does: no timing kept from earlier runs
+    os.environ["COMPLAINTS_PRECISION_CACHE"] = os.path.join(work, "precision-choices.json")
 
     results: list[dict] = []
 

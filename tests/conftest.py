@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (tests/test_precision.py): on a CPU with AMX, auto would serve bf16 wherever it measures faster, and tests
 # that compare served probabilities with Keras' FP32 ones would depend on the machine they run on.
 os.environ.setdefault("COMPLAINTS_BF16_HARDWARE", "no")
+os.environ.setdefault("COMPLAINTS_PRECISION_CACHE", "off")  # what auto measured is kept only where a test says so
 
 import pytest
 

@@ -182,6 +182,60 @@ def test_auto_times_the_allowed_precisions_and_serves_the_fastest(model_dir, mon
     assert telemetry.PRECISION_RATE.labels(bf16)._value.get() == pytest.approx(rates[bf16], abs=0.1)
 
 
+def test_auto_keeps_what_it_measured_and_builds_only_the_winner_next_time(model_dir, tmp_path, monkeypatch):
+    from worker import handler, precision_cache
+
+    monkeypatch.setenv("COMPLAINTS_BF16_HARDWARE", "yes")
+    monkeypatch.setattr(handler, "_KEPT", {})  # what this test serves is not left for the next
+    cache = tmp_path / "cache" / "choices.json"
+    monkeypatch.setenv(precision_cache.ENV, str(cache))
+    config = WorkerConfig(model_dir, max_batch_size=32)
+    first = LocalClassifier(config).slot.current.choice
+    assert first["measured_now"] and len(first["rows_per_second"]) == 2
+    [entry] = json.loads(cache.read_text()).values()
+    assert entry["served"] == first["served"] and entry["rows_per_second"] == first["rows_per_second"]
+
+    built = []
+    handler._KEPT.clear()  # a fresh process: nothing served yet
+    monkeypatch.setattr(handler.ServingModel, "__init__", _recording(handler.ServingModel.__init__, built))
+    second = LocalClassifier(config).slot.current.choice
+    assert not second["measured_now"] and second["served"] == first["served"] and built == [first["served"]]
+    assert str(cache) in second["why"] and second["rows_per_second"] == first["rows_per_second"]
+
+    for broken in ("{not json", "[]", json.dumps({k: {"served": 3} for k in json.loads(cache.read_text())})):
+        cache.write_text(broken)  # a file it cannot use: measured again, and written whole
+        handler._KEPT.clear()
+        assert LocalClassifier(config).slot.current.choice["measured_now"]
+        assert len(json.loads(cache.read_text())) == 1
+
+    handler._KEPT.clear()
+    other = LocalClassifier(WorkerConfig(model_dir, max_batch_size=64)).slot.current.choice  # another batch size
+    assert other["measured_now"] and len(json.loads(cache.read_text())) == 2
+
+    stale = {k: {**v, "measured_at": v["measured_at"] - (precision_cache.MAX_AGE_DAYS + 1) * 86_400}
+             for k, v in json.loads(cache.read_text()).items()}
+    cache.write_text(json.dumps(stale))
+    handler._KEPT.clear()
+    assert LocalClassifier(config).slot.current.choice["measured_now"]  # too old: measured again
+    assert len(json.loads(cache.read_text())) == 1  # and the expired entries dropped
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(precision_cache.ENV, str(tmp_path / "a-file" / "choices.json"))  # cannot be written
+    handler._KEPT.clear()
+    assert LocalClassifier(config).slot.current.choice["measured_now"]  # served all the same
+
+    monkeypatch.setenv(precision_cache.ENV, "off")
+    handler._KEPT.clear()
+    assert LocalClassifier(config).slot.current.choice["measured_now"]
+
+
+def _recording(init, built: list):
+    def recorded(self, loaded, xla=True, sizes=None, at=precision.FP32):
+        built.append(at)
+        init(self, loaded, xla, sizes or (32,), at)
+    return recorded
+
+
 def test_auto_considers_tensorflows_bf16_where_openvinos_is_not_allowed(model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("COMPLAINTS_BF16_HARDWARE", "yes")
     directory = copy_with_record(model_dir, tmp_path, "tf-only", passing())

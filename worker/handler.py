@@ -29,7 +29,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from model import artifact, baseline, files, precision
 from model.errors import UserError
 from model.text import standardizer
-from worker import compiled, core, record_columns, records, telemetry
+from worker import compiled, core, precision_cache, record_columns, records, telemetry
 from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 from worker.precision_choice import PrecisionSetting, candidates, described, fastest, probe_texts
@@ -276,20 +276,31 @@ class ModelSlot:
 
     def _at_chosen_precision(self, loaded: artifact.Artifact, model_dir: str) -> ServingModel:
         """The model served at the precision `worker.precision_choice` picks; with several candidates, each is
-        compiled and timed here, once, and the fastest kept."""
+        compiled and timed here, once, and the fastest kept, unless this machine already measured the same
+        candidates for this model (`worker.precision_cache`): then only that one is built."""
         options, why = candidates(self.at, loaded.metadata, model_dir, loaded.model)
-        built = {at: ServingModel(loaded, self.xla, self.sizes, at) for at in options}
-        rates = None
-        if len(built) > 1:
-            rows = self.sizes[-1]
-            texts = probe_texts(rows)
-            chosen, rates = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows)
-            built[chosen].warmed.add(rows)
+        rows, rates = self.sizes[-1], None
+        entry_key = precision_cache.key(loaded.version, options, rows, self.xla) if len(options) > 1 else None
+        kept = precision_cache.lookup(entry_key) if entry_key else None
+        if kept and kept["served"] in options:
+            chosen, rates = kept["served"], kept["rows_per_second"]
+            built = {chosen: ServingModel(loaded, self.xla, self.sizes, chosen)}
+            why = (f"{why}; as timed on this machine at "
+                   f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['measured_at']))} "
+                   f"({precision_cache.path()})")
         else:
-            [chosen] = built
+            built = {at: ServingModel(loaded, self.xla, self.sizes, at) for at in options}
+            if len(built) > 1:
+                texts = probe_texts(rows)
+                chosen, rates = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows)
+                built[chosen].warmed.add(rows)
+                precision_cache.store(entry_key, chosen, {at: round(r, 1) for at, r in rates.items()})
+            else:
+                [chosen] = built
         serving = built[chosen]
         serving.choice = {"setting": self.at.setting, "served": chosen, "why": why,
-                          "rows_per_second": {at: round(r, 1) for at, r in rates.items()} if rates else None}
+                          "rows_per_second": {at: round(r, 1) for at, r in rates.items()} if rates else None,
+                          "measured_now": len(built) > 1}
         _CHOICES[(loaded.version, self.at)] = serving.choice
         return serving
 
