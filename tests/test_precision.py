@@ -278,6 +278,11 @@ def test_fastest_keeps_the_cheaper_call_and_stops_timing_a_clear_loser():
     chosen, _ = fastest({"slow": work("slow", 2_000_000), "quick": work("quick", 20_000)}, rows=100, rounds=5)
     assert chosen == "quick" and calls == {"slow": 2, "quick": 2, "close": 4}  # one left: no more rounds
 
+    chosen, _ = fastest({"slow": work("slow", 2_000_000), "quick": work("quick", 20_000)}, rows=100, prefer="slow")
+    assert chosen == "quick"  # preferred, but far slower
+    chosen, rates = fastest({"fp32": work("slow", 30_000), "bf16": work("quick", 30_000)}, rows=100, prefer="fp32")
+    assert chosen == "fp32" or rates["bf16"] >= 1.1 * rates["fp32"], rates  # the same work: fp32 stays
+
 
 def test_the_precision_command_records_agreement_in_a_model_directory(model_dir, tmp_path):
     directory = copy_with_record(model_dir, tmp_path, "someone-elses", None)

@@ -292,7 +292,8 @@ class ModelSlot:
             built = {at: ServingModel(loaded, self.xla, self.sizes, at) for at in options}
             if len(built) > 1:
                 texts = probe_texts(rows)
-                chosen, rates = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows)
+                chosen, rates = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows,
+                                        prefer=precision.FP32)
                 built[chosen].warmed.add(rows)
                 precision_cache.store(entry_key, chosen, {at: round(r, 1) for at, r in rates.items()})
             else:

@@ -30,6 +30,7 @@ log = logging.getLogger("complaints.worker")
 
 PROBE_ROUNDS = 5  # interleaved timings per candidate; the median counts
 KEEP_WITHIN = 0.8  # a candidate slower than this share of the best is not timed again
+MIN_GAIN = 1.1  # auto serves a lower precision only if it measured at least this much faster than FP32
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,11 @@ def _unavailable(model, at: str) -> str | None:
 
 
 def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE_ROUNDS,
-            keep_within: float = KEEP_WITHIN) -> tuple[str, dict]:
+            keep_within: float = KEEP_WITHIN, prefer: str | None = None) -> tuple[str, dict]:
     """The candidate whose call ran fastest (median of interleaved rounds, after one untimed call each),
     and each one's rows per second. Interleaving keeps a noisy neighbour from favouring one candidate.
+    `prefer` (FP32, for auto) is kept unless another ran at least `MIN_GAIN` times as fast: a lower precision
+    moves a few uncertain verdicts, so it has to buy more speed than these machines' noise.
 
     Every timed call is load time the job pays, so a candidate slower than `keep_within`
     of the best after a round is not timed again (its rate is that of the rounds it ran):
@@ -110,7 +113,10 @@ def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE
         if len(timed) == 1:  # the rest are clearly slower: more rounds would only cost load time
             break
     rates = {name: rows / statistics.median(times) for name, times in seconds.items()}
-    return max(rates, key=rates.get), rates
+    best = max(rates, key=rates.get)
+    if prefer in rates and rates[best] < MIN_GAIN * rates[prefer]:
+        best = prefer
+    return best, rates
 
 
 def described(choice: dict) -> str:
