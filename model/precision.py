@@ -79,12 +79,15 @@ def _walk(layer: keras.layers.Layer):
             yield from _walk(inner)
 
 
-def unavailable(model: keras.Model, precision: str) -> str | None:
-    """Why `model` cannot be served at `precision` in this installation (None: it can)."""
+def unavailable(model: keras.Model | None, precision: str) -> str | None:
+    """Why `model` cannot be served at `precision` in this installation (None: it can). Without a model (before
+    one is loaded), only whether the runtime is installed."""
     if precision not in OPENVINO:
         return None
     if not openvino_core.available():
         return "the OpenVINO runtime is not installed (pip install 'complaints[openvino]')"
+    if model is None:
+        return None
     parts = openvino_core.layers(model)
     return None if isinstance(parts, openvino_core.Layers) else f"OpenVINO cannot take this model: {parts}"
 

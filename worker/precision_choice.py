@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from model import openvino_core, precision
+from model import precision
 from model.errors import UserError
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
         raise UserError(f"unknown precision {asked.setting!r}: use one of {', '.join(precision.SETTINGS)}")
     if asked.setting != precision.AUTO:
         why = precision.refusal(metadata, asked.setting, asked.review_threshold)
-        missing = _unavailable(model, asked.setting)
+        missing = precision.unavailable(model, asked.setting)
         if missing:
             raise UserError(f"model {model_dir} cannot be served at --precision {asked.setting} here: {missing}")
         if why is None:
@@ -65,7 +65,8 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
         raise UserError(f"model {model_dir} may not be served at --precision {asked.setting}: {why}; use "
                         "--precision auto or fp32, or --force-precision to serve it anyway")
     lower = [p for p in precision.PRECISIONS if p != precision.FP32]
-    reasons = {p: precision.refusal(metadata, p, asked.review_threshold) or _unavailable(model, p) for p in lower}
+    reasons = {p: precision.refusal(metadata, p, asked.review_threshold) or precision.unavailable(model, p)
+               for p in lower}
     allowed = [p for p in lower if reasons[p] is None]
     if precision.OPENVINO_BF16 in allowed and precision.BF16 in allowed:  # one bf16: the runtime built for it
         allowed.remove(precision.BF16)
@@ -76,16 +77,6 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
         return [precision.FP32], ("auto: this CPU has no bf16 instructions (AMX, AVX-512 BF16), so bf16 would be "
                                   "emulated and slower")
     return [precision.FP32, *allowed], "auto: the fastest allowed, timed at load"
-
-
-def _unavailable(model, at: str) -> str | None:
-    """Why this installation cannot serve `model` at `at`; before the model is loaded, only what it can tell."""
-    if at not in precision.OPENVINO:
-        return None
-    if model is None:
-        return None if openvino_core.available() else "the OpenVINO runtime is not installed " \
-            "(pip install 'complaints[openvino]')"
-    return precision.unavailable(model, at)
 
 
 def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE_ROUNDS,
