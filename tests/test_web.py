@@ -163,9 +163,12 @@ def server(model_dir, tmp_path_factory):
 
 
 def _wait(browser, condition, what: str, secs: float = 60):
+    """Stale elements are retried: Gradio re-renders toasts and tables while we read them."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, secs).until(condition, message=f"no {what} within {secs} s")
+    return WebDriverWait(browser, secs, ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition, message=f"no {what} within {secs} s")
 
 
 def _sign_in(browser, url: str, password: str = PASSWORD) -> None:
@@ -183,7 +186,11 @@ def _sign_in(browser, url: str, password: str = PASSWORD) -> None:
 def _toasts(browser) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    return [e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-testid='toast-text']") if e.text]
+    # Each text is read once, from the DOM rather than the rendering: a toast that is still fading in
+    # (or out) has a visible text of "" one moment and the message the next.
+    found = browser.find_elements(By.CSS_SELECTOR, "[data-testid='toast-text']")
+    texts = [e.get_attribute("textContent") or "" for e in found]
+    return [t.strip() for t in texts if t.strip()]
 
 
 def _files_holding(root: pathlib.Path, marker: str) -> list[pathlib.Path]:
@@ -258,7 +265,7 @@ def test_many_complaints_leave_nothing_behind(server, tmp_path):
         _wait(browser, lambda b: _files_holding(server.tmp, marker), "upload on the server")
         browser.find_element(By.CSS_SELECTOR, "#classify-all").click()
         link = _wait(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "#download a"), "download link")[0]
-        assert marker in browser.find_element(By.CSS_SELECTOR, "#table").text
+        _wait(browser, lambda b: marker in b.find_element(By.CSS_SELECTOR, "#table").text, "the table")
         csv = browser.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "fetch(arguments[0]).then(r => r.text()).then(done, e => done('failed: ' + e));",
