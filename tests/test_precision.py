@@ -205,7 +205,12 @@ def test_auto_keeps_what_it_measured_and_builds_only_the_winner_next_time(model_
     assert not second["measured_now"] and second["served"] == first["served"] and built == [first["served"]]
     assert str(cache) in second["why"] and second["rows_per_second"] == first["rows_per_second"]
 
-    for broken in ("{not json", "[]", json.dumps({k: {"served": 3} for k in json.loads(cache.read_text())})):
+    [(entry_key, good)] = json.loads(cache.read_text()).items()
+    edited = [{"served": 3}, {**good, "measured_at": "yesterday"}, {**good, "measured_at": True},
+              {**good, "measured_at": float("nan")}, {**good, "measured_at": good["measured_at"] + 86_400},
+              {**good, "rows_per_second": {first["served"]: "fast"}}, {**good, "rows_per_second": [1, 2]},
+              {**good, "rows_per_second": {first["served"]: -1.0}}]
+    for broken in ("{not json", "[]", *(json.dumps({entry_key: e}) for e in edited)):
         cache.write_text(broken)  # a file it cannot use: measured again, and written whole
         handler._KEPT.clear()
         assert LocalClassifier(config).slot.current.choice["measured_now"]

@@ -12,8 +12,10 @@ in a small JSON file and reused while all of these are unchanged, for `MAX_AGE_D
 The file is `COMPLAINTS_PRECISION_CACHE` (a path, or `off`), else
 `$XDG_CACHE_HOME/complaints/precision-choices.json` (`~/.cache/...`). It is written by
 rename, so concurrent jobs never read half a file; one that cannot be read, parsed or
-written is ignored, and auto measures as it would without it. A fresh Dataflow or Dask
-worker has none: it measures once, for its life.
+written is ignored, as is any entry it could not have written (a hand edit: a time that
+is not a number or lies in the future, a rate that is not positive), and auto measures
+as it would without it. A fresh Dataflow or Dask worker has none: it measures once, for
+its life.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import platform
 import tempfile
@@ -58,13 +61,23 @@ def key(model_version: str, candidates: list[str], rows: int, xla: bool) -> str:
 def lookup(entry_key: str) -> dict | None:
     """The kept measurement for this key, if there is a recent one: {served, rows_per_second, measured_at}."""
     entry = _read().get(entry_key)
-    if not isinstance(entry, dict) or not isinstance(entry.get("measured_at"), int | float):
-        return None
-    if time.time() - entry["measured_at"] > MAX_AGE_DAYS * 86_400:
-        return None
-    if not isinstance(entry.get("served"), str) or not isinstance(entry.get("rows_per_second"), dict):
-        return None
-    return entry
+    return entry if _usable(entry, time.time()) else None
+
+
+def _usable(entry: object, now: float) -> bool:
+    """Whether an entry is one `store` could have written, measured within `MAX_AGE_DAYS` before `now`: the
+    file is anyone's to edit, and a NaN, future or non-numeric time, or a rate that is not a positive number,
+    must mean "measure again", never a crash or a choice kept for ever."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("served"), str):
+        return False
+    measured, rates = entry.get("measured_at"), entry.get("rows_per_second")
+    if not _number(measured) or not 0 <= now - measured <= MAX_AGE_DAYS * 86_400:
+        return False
+    return isinstance(rates, dict) and all(isinstance(at, str) and _number(r) and r > 0 for at, r in rates.items())
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def store(entry_key: str, served: str, rates: dict[str, float]) -> None:
@@ -73,8 +86,7 @@ def store(entry_key: str, served: str, rates: dict[str, float]) -> None:
     if target is None:
         return
     now = time.time()
-    entries = {k: v for k, v in _read().items()
-               if isinstance(v, dict) and now - v.get("measured_at", 0) <= MAX_AGE_DAYS * 86_400}
+    entries = {k: v for k, v in _read().items() if _usable(v, now)}
     entries[entry_key] = {"served": served, "rows_per_second": rates, "measured_at": now}
     try:
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
