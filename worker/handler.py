@@ -292,16 +292,16 @@ class ModelSlot:
             built = {at: ServingModel(loaded, self.xla, self.sizes, at) for at in options}
             if len(built) > 1:
                 texts = probe_texts(rows)
-                chosen, rates = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows,
-                                        prefer=precision.FP32)
+                chosen, measured = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows,
+                                           prefer=precision.FP32)
+                rates = {at: round(r, 1) for at, r in measured.items()}  # as logged, kept and summarised
                 built[chosen].warmed.add(rows)
-                precision_cache.store(entry_key, chosen, {at: round(r, 1) for at, r in rates.items()})
+                precision_cache.store(entry_key, chosen, rates)
             else:
                 [chosen] = built
         serving = built[chosen]
         serving.choice = {"setting": self.at.setting, "served": chosen, "why": why,
-                          "rows_per_second": {at: round(r, 1) for at, r in rates.items()} if rates else None,
-                          "measured_now": len(built) > 1}
+                          "rows_per_second": rates or None, "measured_now": len(built) > 1}
         _CHOICES[(loaded.version, self.at)] = serving.choice
         return serving
 
