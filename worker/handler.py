@@ -32,7 +32,7 @@ from model.text import standardizer
 from worker import compiled, core, precision_cache, record_columns, records, telemetry
 from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
-from worker.precision_choice import PrecisionSetting, candidates, described, fastest, probe_texts
+from worker.precision_choice import PrecisionSetting, candidates, described, fastest, probe_texts, why_served
 
 
 class _DropBeamMemoryWarning(logging.Filter):
@@ -300,7 +300,7 @@ class ModelSlot:
             else:
                 [chosen] = built
         serving = built[chosen]
-        serving.choice = {"setting": self.at.setting, "served": chosen, "why": why,
+        serving.choice = {"setting": self.at.setting, "served": chosen, "why": why_served(why, chosen, rates),
                           "rows_per_second": rates or None, "measured_now": len(built) > 1}
         _CHOICES[(loaded.version, self.at)] = serving.choice
         return serving

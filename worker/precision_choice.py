@@ -110,6 +110,19 @@ def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE
     return best, rates
 
 
+def why_served(why: str, served: str, rates: dict[str, float] | None) -> str:
+    """`why`, and where auto kept FP32 although another precision measured faster, by how little: without
+    it the log line would say "the fastest allowed" beside a rate lower than another's."""
+    others = {at: rate for at, rate in (rates or {}).items() if at != precision.FP32}
+    if served != precision.FP32 or not others or precision.FP32 not in rates:
+        return why
+    best = max(others, key=others.get)
+    gain = others[best] / rates[precision.FP32]
+    if gain <= 1:
+        return why
+    return f"{why}; FP32 kept: {best} measured {gain:.2f}x FP32, under the {MIN_GAIN}x a lower precision must buy"
+
+
 def described(choice: dict) -> str:
     """One line for the log and the nightly summary: what was served (or asked, where each worker chose) and why."""
     rates = choice.get("rows_per_second")
