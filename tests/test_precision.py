@@ -214,7 +214,8 @@ def test_auto_keeps_what_it_measured_and_builds_only_the_winner_next_time(model_
     edited = [{"served": 3}, {**good, "measured_at": "yesterday"}, {**good, "measured_at": True},
               {**good, "measured_at": float("nan")}, {**good, "measured_at": good["measured_at"] + 86_400},
               {**good, "rows_per_second": {first["served"]: "fast"}}, {**good, "rows_per_second": [1, 2]},
-              {**good, "rows_per_second": {first["served"]: -1.0}}]
+              {**good, "rows_per_second": {first["served"]: -1.0}}, {**good, "rows_per_second": {}},
+              {**good, "rows_per_second": {"not-served": 1.0}}]
     for broken in ("{not json", "[]", *(json.dumps({entry_key: e}) for e in edited)):
         cache.write_text(broken)  # a file it cannot use: measured again, and written whole
         handler._KEPT.clear()

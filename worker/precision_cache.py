@@ -66,14 +66,15 @@ def lookup(entry_key: str) -> dict | None:
 
 def _usable(entry: object, now: float) -> bool:
     """Whether an entry is one `store` could have written, measured within `MAX_AGE_DAYS` before `now`: the
-    file is anyone's to edit, and a NaN, future or non-numeric time, or a rate that is not a positive number,
-    must mean "measure again", never a crash or a choice kept for ever."""
+    file is anyone's to edit, and a NaN, future or non-numeric time, a rate that is not a positive number, or
+    no rate for the precision served, must mean "measure again", never a crash or a choice kept for ever."""
     if not isinstance(entry, dict) or not isinstance(entry.get("served"), str):
         return False
     measured, rates = entry.get("measured_at"), entry.get("rows_per_second")
     if not _number(measured) or not 0 <= now - measured <= MAX_AGE_DAYS * 86_400:
         return False
-    return isinstance(rates, dict) and all(isinstance(at, str) and _number(r) and r > 0 for at, r in rates.items())
+    return (isinstance(rates, dict) and entry["served"] in rates  # store keeps the winner's rate among them
+            and all(isinstance(at, str) and _number(r) and r > 0 for at, r in rates.items()))
 
 
 def _number(value: object) -> bool:
