@@ -175,16 +175,15 @@ def load(directory: str) -> Artifact:
     key = cache_key(directory)
     if key is not None and key in _LOADED:
         return _LOADED[key]
-    safety.check_model_file(join(directory, MODEL_FILE))  # before Keras parses anything in it
-    local, temporary = files.local_copy(join(directory, MODEL_FILE))  # Keras reads a local .keras file
+    data = safety.checked_model_bytes(join(directory, MODEL_FILE))  # before Keras parses anything in it
+    local = files.private_copy(data, suffix=".keras")  # Keras reads a local .keras file: these very bytes
     try:
         model = keras.models.load_model(local, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 (Keras raises many types for a broken file)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{directory}/{MODEL_FILE} does not load ({first}): retrain or re-copy the model") from None
     finally:
-        if temporary:
-            os.remove(local)
+        os.remove(local)
     safety.check_labels(directory, labels, model.outputs[0].shape[-1])
     actual = model_version(model, labels, str(metadata.get("locale")))
     if actual != metadata.get("model_version"):

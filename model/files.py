@@ -128,11 +128,9 @@ def copy(source: str, target: str) -> None:
         write_bytes(target, read_bytes(source))
 
 
-def local_copy(path: str) -> tuple[str, bool]:
-    """A local path holding `path`'s bytes, and whether it is a temporary copy the caller removes."""
-    if not remote(path):
-        return path, False
-    handle, local = tempfile.mkstemp(suffix=os.path.splitext(path)[1])
+def private_copy(data: bytes, suffix: str = "") -> str:
+    """A new temporary file (readable by this user only) holding `data`; the caller removes it."""
+    handle, local = tempfile.mkstemp(suffix=suffix)
     with os.fdopen(handle, "wb") as f:
-        f.write(read_bytes(path))
-    return local, True
+        f.write(data)
+    return local

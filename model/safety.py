@@ -4,8 +4,10 @@
 pickled Python lambdas, but the config may still name any layer class Keras (or a
 registered package) knows, and a TextVectorization may name a vocabulary *file* to
 read. So before loading, the config is walked and every class it names must be one
-that this project's own architectures use (`ALLOWED`), every function one of the
-project's standardisers, and every vocabulary a list, not a path. Files have size
+that this project's own architectures use (`ALLOWED`), under its own registered name
+(Keras looks a `registered_name` up before the module and class), every function one
+of the project's standardisers, and every vocabulary a list, not a path. The bytes
+checked are the bytes loaded (`checked_model_bytes`). Files have size
 limits, read before anything is parsed. One `UserError` line for each refusal, in
 every command that loads a model and in the live job's model swap (they all go
 through `model.artifact.load`).
@@ -36,7 +38,8 @@ ALLOWED = {
     ("keras.src.models.functional", "Functional"),
     ("model.linear", "SublinearTfIdf"),
 }
-ALLOWED_FUNCTIONS = {"complaints>standardize_turkish", "complaints>standardize_unicode"}
+PACKAGE = "complaints"  # the project's `keras.saving.register_keras_serializable` package
+ALLOWED_FUNCTIONS = {f"{PACKAGE}>standardize_turkish", f"{PACKAGE}>standardize_unicode"}
 
 
 def check_size(path: str, limit: int) -> None:
@@ -49,11 +52,17 @@ def check_size(path: str, limit: int) -> None:
                         "it is not a model this project wrote; train one with `complaints train`")
 
 
-def check_model_file(path: str) -> None:
-    """Refuse, in one line, a `model.keras` whose config names anything the project's architectures do not."""
+def checked_model_bytes(path: str) -> bytes:
+    """`model.keras`'s bytes, read once and checked: the caller loads these very bytes, so a file replaced
+    between the check and the load cannot slip through. One line for a config that names anything the
+    project's architectures do not."""
     check_size(path, MAX_MODEL_BYTES)
+    data = files.read_bytes(path)
+    if len(data) > MAX_MODEL_BYTES:  # grew after the size check
+        raise UserError(f"{path} is over the {MAX_MODEL_BYTES:,} bytes a model file may have: it is not a model "
+                        "this project wrote; train one with `complaints train`")
     try:
-        with zipfile.ZipFile(io.BytesIO(files.read_bytes(path))) as archive:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
             info = archive.getinfo("config.json")
             if info.file_size > MAX_CONFIG_BYTES:
                 raise UserError(f"{path}: its config.json is {info.file_size:,} bytes: not a model this project "
@@ -69,6 +78,7 @@ def check_model_file(path: str) -> None:
     if problem:
         raise UserError(f"{path} {problem}: this project loads only the layers its own architectures use; "
                         "train the model with `complaints train`")
+    return data
 
 
 def _first_problem(config) -> str | None:
@@ -92,11 +102,17 @@ def _class_problem(item: dict) -> str | None:
     name, module = item.get("class_name"), item.get("module")
     if name == "__keras_tensor__":
         return None
+    registered = item.get("registered_name")
     if name == "function":
+        if registered not in (None, "function"):
+            return f"names the function {item.get('config')!r} registered as {registered!r:.200}"
         return None if item.get("config") in ALLOWED_FUNCTIONS else \
             f"names the function {item.get('config')!r}"
     if (module, name) not in ALLOWED:
         return f"names the class {name!r} (module {module!r})"
+    # Keras resolves a registered name before the module and class: it must name the same class.
+    if registered not in (None, name, f"{PACKAGE}>{name}"):
+        return f"names the class {name!r} registered as {registered!r:.200}"
     if name == "TextVectorization":
         vocabulary = (item.get("config") or {}).get("vocabulary")
         if isinstance(vocabulary, str):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from model import artifact, safety
+from model import artifact, files, safety
 from pipelines.app.cli import cli
 from worker.handler import ModelSlot
 
@@ -38,17 +38,22 @@ def _with_config(directory: str, change) -> None:
             rewritten.writestr(name, data)
 
 
-def _set_vocabulary_path(config) -> None:
+def _change_first(config, class_name: str, change) -> None:
+    """Apply `change` to the first entry of `class_name` found in a Keras config."""
     stack = [config]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            if item.get("class_name") == "TextVectorization":
-                item["config"]["vocabulary"] = "/etc/passwd"
+            if item.get("class_name") == class_name:
+                change(item)
                 return
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def _set_vocabulary_path(config) -> None:
+    _change_first(config, "TextVectorization", lambda item: item["config"].update(vocabulary="/etc/passwd"))
 
 
 def lambda_model(model_dir, tmp_path) -> str:
@@ -81,8 +86,19 @@ def changed_weights_model(model_dir, tmp_path) -> str:
     return directory
 
 
+def _register_dense_as_elsewhere(config) -> None:  # Keras would look the registered name up first
+    _change_first(config, "Dense", lambda item: item.update(registered_name="someone_else>Dense"))
+
+
+def registered_elsewhere_model(model_dir, tmp_path) -> str:
+    directory = _copy(model_dir, tmp_path / "registered")
+    _with_config(directory, _register_dense_as_elsewhere)
+    return directory
+
+
 CASES = [
     (lambda_model, "names the class 'Lambda'"),
+    (registered_elsewhere_model, "registered as 'someone_else>Dense'"),
     (conv_model, "names the class 'Conv1D'"),
     (vocabulary_path_model, "vocabulary names the file '/etc/passwd'"),
     (changed_weights_model, "metadata.json says model"),
@@ -151,7 +167,30 @@ def test_metadata_fields_are_checked_by_type(key, value, model_dir, tmp_path):
 
 def test_the_projects_own_architectures_pass(model_dir, linear_trained):
     for directory in (model_dir, linear_trained[0]):
-        safety.check_model_file(os.path.join(directory, artifact.MODEL_FILE))
+        path = os.path.join(directory, artifact.MODEL_FILE)
+        assert safety.checked_model_bytes(path) == open(path, "rb").read()
+
+
+def test_the_bytes_checked_are_the_bytes_loaded(model_dir, tmp_path, monkeypatch):
+    """model.keras is read once: a file swapped for another after the check is never what Keras loads."""
+    directory = _copy(model_dir, tmp_path / "once")
+    path = os.path.join(directory, artifact.MODEL_FILE)
+    reads, real_read = [], files.read_bytes
+    lambda_bytes = open(os.path.join(lambda_model(model_dir, tmp_path), artifact.MODEL_FILE), "rb").read()
+
+    def read_then_swap(name):
+        data = real_read(name)
+        if name == path:
+            reads.append(name)
+            with open(path, "wb") as f:  # an attacker's file lands right after the check's read
+                f.write(lambda_bytes)
+        return data
+
+    monkeypatch.setattr(files, "read_bytes", read_then_swap)
+    monkeypatch.setattr(artifact, "_LOADED", {})
+    loaded = artifact.load(directory)
+    assert reads == [path]
+    assert loaded.labels == artifact.load(model_dir).labels and len(loaded.model.layers) > 2
 
 
 def test_a_model_file_that_is_not_a_zip_is_one_line(model_dir, tmp_path):
