@@ -45,10 +45,14 @@ from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, 
 from apache_beam.runners.dask import dask_runner as beam_dask
 from apache_beam.runners.dask import transform_evaluator as evaluator
 from apache_beam.runners.dask.overrides import dask_overrides
+from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms.core import DoFn
 from apache_beam.transforms.sideinputs import SideInputMap
 
+from model.errors import UserError
+
 DASK_RUNNER = f"{__name__}.DaskRunner"
+BEAM_VERSION = "2.77"  # the Beam whose Dask runner and runner internals the fixes below were written against
 
 
 class _Materialized:
@@ -179,11 +183,16 @@ class DaskRunnerResult(beam_dask.DaskRunnerResult):
     use runner metrics)."""
 
     def wait_until_finish(self, duration=None) -> str:
-        if duration is None and sys.stderr.isatty():
-            from distributed import progress
+        """Wait, then close the client once the job has ended (a timed wait that ends early keeps it open)."""
+        try:
+            if duration is None and sys.stderr.isatty():
+                from distributed import progress
 
-            progress(self.futures, multi=False)
-        return super().wait_until_finish(duration)
+                progress(self.futures, multi=False)
+            return super().wait_until_finish(duration)
+        finally:
+            if self._state in (PipelineState.DONE, PipelineState.FAILED) or duration is None:
+                self.client.close()
 
 
 class DaskRunner(beam_dask.DaskRunner):
@@ -196,11 +205,23 @@ class DaskRunner(beam_dask.DaskRunner):
                                                                                current_only=True)
         bag_kwargs = beam_dask.DaskOptions._extract_bag_kwargs(dask_options)
         client = distributed.Client(**dask_options)
-        print(f"Dask: scheduler {client.scheduler.address}, dashboard {client.dashboard_link}", file=sys.stderr,
-              flush=True)
-        pipeline.replace_all(dask_overrides())
-        translate = _Translate(bag_kwargs)
-        pipeline.visit(translate)
-        # One submission of every leaf, unoptimised: a step they share runs once.
-        futures = client.compute(translate.leaves(), optimize_graph=False)
+        try:
+            print(f"Dask: scheduler {client.scheduler.address}, dashboard {client.dashboard_link}", file=sys.stderr,
+                  flush=True)
+            pipeline.replace_all(dask_overrides())
+            translate = _Translate(bag_kwargs)
+            pipeline.visit(translate)
+            # One submission of every leaf, unoptimised: a step they share runs once.
+            futures = client.compute(translate.leaves(), optimize_graph=False)
+        except BaseException:
+            client.close()
+            raise
         return DaskRunnerResult(client, futures)
+
+
+def refuse_other_beam(version: str) -> None:
+    """The fixes above reach into Beam's Dask runner and runner internals as they are in `BEAM_VERSION`; another
+    Beam may have moved them, and a job that half-works there would lose data silently."""
+    if not version.startswith(BEAM_VERSION + "."):
+        raise UserError(f"--runner DaskRunner was written for Apache Beam {BEAM_VERSION}.x, and this is {version}: "
+                        f"install apache-beam=={BEAM_VERSION}.* (the project's lock), or run on the local runner")

@@ -42,7 +42,12 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False) -> Pipeli
             import distributed  # noqa: F401
         except ImportError:
             raise UserError("--runner DaskRunner needs Dask: pip install -e '.[dask]'") from None
-        standard.runner = "pipelines.dask_runner.DaskRunner"  # Beam's, with its gaps closed
+        import apache_beam
+
+        from pipelines import dask_runner
+
+        dask_runner.refuse_other_beam(apache_beam.__version__)
+        standard.runner = dask_runner.DASK_RUNNER  # Beam's, with its gaps closed
     if streaming:
         standard.streaming = True
     # Everything the job pickles imports from the installed package, not __main__.

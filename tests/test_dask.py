@@ -112,3 +112,30 @@ def test_the_live_job_on_dask_is_refused_in_one_line(model_dir):
                                       "projects/demo-project/topics/labelled", "--runner", "DaskRunner"])
     assert result.exit_code == 2 and "batch jobs only" in result.output
     assert "Traceback" not in result.output
+
+
+def test_another_beam_version_is_refused_in_one_line(model_dir, archive, tmp_path, monkeypatch):
+    """The runner's fixes reach into Beam internals of one version: another Beam is refused before any work."""
+    monkeypatch.setattr(beam, "__version__", "2.78.0")
+    result = CliRunner().invoke(cli, ["label", "--model", model_dir, "--input", os.path.join(archive, "*.parquet"),
+                                      "--output", str(tmp_path / "out"), "--runner", "DaskRunner"])
+    assert result.exit_code == 2 and "written for Apache Beam 2.77.x, and this is 2.78.0" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_the_client_is_closed_when_the_job_ends(cluster, tmp_path, monkeypatch):
+    from pipelines import dask_runner
+
+    results = []
+    real_run = dask_runner.DaskRunner.run_pipeline
+
+    def keep(self, pipeline, options):
+        results.append(real_run(self, pipeline, options))
+        return results[-1]
+
+    monkeypatch.setattr(dask_runner.DaskRunner, "run_pipeline", keep)
+    options = beam.options.pipeline_options.PipelineOptions(
+        ["--runner", dask_runner.DASK_RUNNER, "--dask_client_address", cluster.scheduler_address])
+    with beam.Pipeline(options=options) as p:
+        p | beam.Create([1, 2, 3]) | beam.Map(lambda n: n) | beam.io.WriteToText(str(tmp_path / "n"))
+    assert len(results) == 1 and results[0].client.status == "closed"
