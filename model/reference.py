@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import sparse
 
@@ -111,6 +112,10 @@ def read(directory: str, n_labels: int, vocabulary_size: int) -> Reference | Non
     except (pa.ArrowException, KeyError, ValueError) as exc:
         raise UserError(f"model directory {directory}: {REFERENCE_FILE} is not a drift reference ({exc}); "
                         "retrain, or delete the file to run without size-aware drift thresholds") from None
+    problem = _first_problem(table)
+    if problem:
+        raise UserError(f"model directory {directory}: {REFERENCE_FILE} {problem}; retrain, or delete the file to "
+                        "run without size-aware drift thresholds")
     label = table.column("label").to_numpy()
     words = table.column("word_ids").combine_chunks()
     ids = np.array(words.values.to_numpy(zero_copy_only=False), dtype=np.int32)
@@ -127,6 +132,23 @@ def read(directory: str, n_labels: int, vocabulary_size: int) -> Reference | Non
     return Reference(label=label, confidence=table.column("confidence").to_numpy().astype(np.float64),
                      tokens=table.column("tokens").to_numpy(), oov=table.column("oov_tokens").to_numpy(),
                      words=(matrix @ pool).tocsr(), n_labels=n_labels, word_bins=word_bins)
+
+
+def _first_problem(table: pa.Table) -> str | None:
+    """What the drift check would trip over after a whole night was labelled: nulls, NaN, impossible values."""
+    for name in table.column_names:
+        column = table.column(name)
+        if column.null_count:
+            return f"has {column.null_count} null {name!r} values"
+        if pa.types.is_list(column.type) and pc.list_flatten(column).null_count:
+            return f"has null entries in {name!r}"
+    confidence = table.column("confidence").to_numpy()
+    if not np.all(np.isfinite(confidence)) or confidence.min(initial=0) < 0 or confidence.max(initial=0) > 1:
+        return "has confidences that are not numbers between 0 and 1"
+    for name in ("tokens", "oov_tokens"):
+        if table.column(name).to_numpy().min(initial=0) < 0:
+            return f"has negative {name!r}"
+    return None
 
 
 def pooled_bins(reference_counts: np.ndarray) -> np.ndarray:

@@ -24,12 +24,14 @@ plain difference. Every figure of tonight comes from the run's own combiners
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from model import baseline as bins
+from model.errors import UserError
 from model.reference import Figures, Reference
 
 RESAMPLES = 200
@@ -190,6 +192,10 @@ class Compared:
 
         base = metadata.get("baseline")
         labels, _ = artifact.read_metadata(model_dir)
+        problem = _baseline_problem(base)
+        if problem:
+            raise UserError(f"model directory {model_dir}: metadata.json's drift baseline {problem}; retrain the "
+                            "model")
         size = (base or {}).get("reference", {}).get("vocabulary_size")
         found = reference.read(model_dir, len(labels), size) if size else None
         return cls(base, labels, found, previous)
@@ -197,6 +203,28 @@ class Compared:
     def section(self, summary: dict, words: dict | None, threshold: float | None, review_threshold: float) -> dict:
         return section(summary, self.baseline, threshold, self.previous, self.reference, words, self.labels,
                        review_threshold)
+
+
+def _baseline_problem(base) -> str | None:
+    """What the drift check and the report would trip over after the night was labelled: a baseline that is not
+    an object, or any figure in it that is not a finite number."""
+    if base is None:
+        return None
+    if not isinstance(base, dict):
+        return "is not an object"
+    stack = [("baseline", base)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{k}", v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"has {item} at {where[:120]}"
+    for key in ("label_shares", "confidence_histogram", "length_histogram"):
+        if key in base and not isinstance(base[key], dict | list):
+            return f"has no {key}"
+    return None
 
 
 def _shown(f: Figures) -> dict:
@@ -244,8 +272,19 @@ OLD_BASELINE = ("this model has no drift reference (trained before it existed): 
                 "retrain to compare like with like at thresholds for tonight's size")
 
 
+def not_checked(reason: str) -> dict:
+    """The drift section of a night whose check failed after it was labelled: committed, and said so."""
+    return {"baseline": None, "alert": False, "checked": False, "over_threshold": [], "note": reason}
+
+
+def failed(drift: dict) -> bool:
+    return drift.get("checked") is False
+
+
 def render(drift: dict) -> list[str]:
     """One terminal line per signal, and a line on how the thresholds were set."""
+    if failed(drift):
+        return [f"warning: drift: not checked ({drift['note']}); the night was committed"]
     if not drift.get("signals"):
         return [f"drift: not checked ({drift.get('note', 'no figures')})"]
     lines = [f"drift: {'ALERT (' + ', '.join(drift['over_threshold']) + ')' if drift['alert'] else 'OK'}"]

@@ -276,6 +276,8 @@ def render(summary: dict) -> str:
             lines.append(f"  … and {len(summary['labels']) - 8} more labels")
     if "drift" in summary:
         lines += drift.render(summary["drift"])
+    if summary.get("report"):
+        lines.append(f"warning: report.png {summary['report']}")
     if summary.get("took_over_hold_of"):
         lines.append(f"took over the output from {summary['took_over_hold_of']}, which had ended without releasing it")
     if summary.get("precision"):

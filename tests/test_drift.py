@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -174,6 +175,69 @@ def test_compare_to_something_that_is_not_an_output_is_one_error_line(model_dir,
     result, _ = _label(model_dir, archives["usual"], tmp_path / "out", "--compare-to", str(tmp_path / "nowhere"))
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith("error: --compare-to")
+
+
+def _null_label(table):
+    labels = table.column("label").to_pylist()
+    labels[3] = None
+    return table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels, table.schema.field(
+        "label").type))
+
+
+def _nan_confidence(table):
+    confidence = table.column("confidence").to_numpy().copy()
+    confidence[0] = np.nan
+    return table.set_column(table.schema.get_field_index("confidence"), "confidence", pa.array(confidence))
+
+
+def _null_word(table):
+    words = table.column("word_ids").to_pylist()
+    words[1] = [*words[1], None]
+    return table.set_column(table.schema.get_field_index("word_ids"), "word_ids", pa.array(
+        words, table.schema.field("word_ids").type))
+
+
+@pytest.mark.parametrize(("spoil", "fragment"), [
+    (_null_label, "null 'label' values"),
+    (_nan_confidence, "not numbers between 0 and 1"),
+    (_null_word, "null entries in 'word_ids'"),
+])
+def test_a_reference_with_nulls_or_nan_is_refused_before_any_work(model_dir, archives, tmp_path, spoil, fragment):
+    """Issue #39: what drift reads is checked before the night is labelled, not found broken after it."""
+    bad = artifact.copy_directory(model_dir, str(tmp_path / "bad-model"))
+    path = os.path.join(bad, reference.REFERENCE_FILE)
+    pq.write_table(spoil(pq.read_table(path)), path)
+    result, _ = _label(bad, archives["usual"], tmp_path / "out")
+    assert result.exit_code == 2 and not os.path.exists(tmp_path / "out")
+    assert result.output.strip().splitlines()[-1].startswith("error: model directory") and fragment in result.output
+
+
+@pytest.mark.parametrize(("summary", "fragment"), [
+    ([1, 2], "not a JSON object"),
+    ({"labels": {"Kargo": {"share": float("nan")}}}, "no share between 0 and 1"),
+    ({"labels": {"Kargo": {"share": 0.4}}, "predicted": "many"}, "'predicted' is not a count"),
+    ({"labels": "Kargo"}, "no 'labels' object"),
+])
+def test_a_compare_to_summary_drift_cannot_read_is_refused_before_any_work(model_dir, archives, tmp_path, summary,
+                                                                          fragment):
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    (previous / "_SUCCESS").write_text("someone")
+    (previous / "summary.json").write_text(json.dumps(summary))
+    result, _ = _label(model_dir, archives["usual"], tmp_path / "out", "--compare-to", str(previous))
+    assert result.exit_code == 2 and not os.path.exists(tmp_path / "out")
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "not a nightly summary" in last and fragment in last, result.output
+
+
+def test_a_baseline_with_nan_is_refused_before_any_work(model_dir, archives, tmp_path):
+    bad = artifact.copy_directory(model_dir, str(tmp_path / "bad-model"))
+    path = os.path.join(bad, artifact.METADATA_FILE)
+    metadata = json.load(open(path))
+    metadata["baseline"]["mean_confidence"] = float("nan")
+    artifact.write_json(path, metadata)
+    result, _ = _label(bad, archives["usual"], tmp_path / "out")
+    assert result.exit_code == 2 and "drift baseline has nan at baseline.mean_confidence" in result.output
 
 
 HELD_OUT = "Otomotiv"  # the weak model never sees this category

@@ -198,7 +198,8 @@ _XLA = click.option(
 @_XLA
 @options(WorkerConfig, "precision", "force_precision")
 @options(BatchConfig, "progress", "drift_threshold", "compare_to")
-@click.option("--fail-on-drift", is_flag=True, help="Exit with code 3 when drift alerts (after committing the output).")
+@click.option("--fail-on-drift", is_flag=True,
+              help="Exit with code 3 when drift alerts, 4 when the check failed (after committing the output).")
 @click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "
               "local credentials).")
 @options(BatchConfig, "lock_stale_secs")
@@ -222,6 +223,8 @@ def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation
         click.echo(render(summary))
         if fail_on_drift and summary["drift"]["alert"]:
             sys.exit(3)  # the output is committed: the labels are good data; the code is for the scheduler
+        if fail_on_drift and summary["drift"].get("checked") is False:
+            sys.exit(4)  # committed too, but nobody checked it for drift
 
 
 @cli.command()
