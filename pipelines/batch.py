@@ -25,7 +25,7 @@ from model.errors import UserError
 from pipelines import drift, remote
 from pipelines import output as out
 from pipelines.errors import JobFailed, cause
-from pipelines.lock import OutputLock
+from pipelines.lock import HoldLost, OutputLock, staging_alive
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
 from pipelines.parquet import (
     FILES,
@@ -154,11 +154,13 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         p.run()
         return {"template_location": options.view_as(GoogleCloudOptions).template_location, "staging": staging}
     existed = FileSystems.exists(config.output)
-    lock = OutputLock(config.output, run_id, config.lock_stale_secs).acquire()
+    lock = OutputLock(config.output, run_id, config.lock_stale_secs, options).acquire()
     try:
-        leftovers = out.clear_leftovers(config.output, staging)
+        leftovers = out.clear_leftovers(config.output, staging,
+                                        lambda folder: staging_alive(folder, config.lock_stale_secs))
         out.prepare(config.output, staging)
-        job = Job(config, options, staging, run_id, found, compared)
+        lock.claim(staging)
+        job = Job(config, options, staging, run_id, found, compared, lock.check)
         summary = job.run(test_pipeline)
     finally:
         lock.release()
@@ -186,8 +188,9 @@ class Job:
     """One run while the output is held: pipeline, books, drift and report, commit; any failure undone."""
 
     def __init__(self, config: BatchConfig, options, staging: str, run_id: str, found: Found,
-                 compared: drift.Compared):
+                 compared: drift.Compared, fence=out._no_fence):
         self.config, self.options, self.staging, self.run_id = config, options, staging, run_id
+        self.fence = fence  # raises HoldLost once another run holds the output
         self.metadata, self.inputs, self.total_rows = found.metadata, found.inputs, found.total_rows
         self.expected, self.compared, self.skipped = found.expected, compared, found.skipped
         self.sinks = batch_sinks(config, staging)
@@ -205,14 +208,15 @@ class Job:
             summary["precision"] = precision_choice(self.metadata["model_version"], asked) or {
                 "setting": asked.setting, "served": None,
                 "why": "chosen by each worker process as it loads the model: see the workers' logs"}
-            summary["drift"] = self.compared.section(summary, stats.get(WORDS), self.config.drift_threshold,
-                                                     self.config.worker.review_threshold)
-            out.write_bytes(out.join(self.staging, out.REPORT),
-                            drift.report_png(summary, self.compared.baseline, self.compared.previous))
-            transaction = out.Commit(output, self.staging, self.run_id)
+            self._monitor(summary, stats)
+            transaction = out.Commit(output, self.staging, self.run_id, self.fence)
             return transaction.run(lambda commit: self._publish(commit, summary))
         except out.CommitFailed as exc:
             self._abort()
+            if isinstance(exc.cause, HoldLost):
+                state = "its moves were undone" if exc.restored else "its moves could not all be undone"
+                raise JobFailed(f"{exc.cause}; {state}, and the other run's hold and files were left alone") \
+                    from exc
             state = ("the previous output is as it was" if exc.restored
                      else "the output is left without _SUCCESS, so it does not claim to be complete")
             raise JobFailed(f"committing {output} failed ({cause(exc.cause)}); {state}") from exc
@@ -223,6 +227,23 @@ class Job:
             self._abort()
             raise JobFailed(f"the labelling job failed ({cause(exc)}); nothing was committed to {output}, "
                             "which is as it was") from exc
+
+    def _monitor(self, summary: dict, stats: dict) -> None:
+        """Drift and the report, after the books balance: a monitor that fails never discards a labelled night.
+
+        What they read was checked before the pipeline started (`drift.Compared.of`,
+        `out.read_summary`); if they fail all the same, the night is committed with
+        `drift: not checked` and the reason, and `--fail-on-drift` exits non-zero."""
+        try:
+            summary["drift"] = self.compared.section(summary, stats.get(WORDS), self.config.drift_threshold,
+                                                     self.config.worker.review_threshold)
+        except Exception as exc:  # noqa: BLE001 (any monitor failure: the labels are still good)
+            summary["drift"] = drift.not_checked(f"the drift check failed: {cause(exc)}")
+        try:
+            out.write_bytes(out.join(self.staging, out.REPORT),
+                            drift.report_png(summary, self.compared.baseline, self.compared.previous))
+        except Exception as exc:  # noqa: BLE001
+            summary["report"] = f"not written: {cause(exc)}"
 
     def _pipeline(self, test_pipeline) -> tuple[dict, str, float]:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()

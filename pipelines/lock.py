@@ -1,38 +1,59 @@
-"""One writer per output: a run holds `OUTPUT/_LOCK` from before it changes anything until after its commit.
+"""One writer per output: a run holds `OUTPUT/_LOCK` from before it changes anything until after its commit,
+and commits only while it still holds it (fencing).
 
 Two runs into one output (a retried scheduler task, two operators) would otherwise
 delete and rename each other's files while a `_SUCCESS` is present. The second run
 is refused in one line naming the run that holds the output.
 
-How a hold ends, and how a stale one is recognised:
-- **Local paths**: the hold is an exclusive `flock` on `_LOCK`, which the operating
-  system releases when the holding process ends, however it ends (`kill -9`, a
-  crash, a reboot). So a killed run never blocks the next night: the next run takes
-  the output at once and says whose hold it took over. The file's content (run id,
-  host, pid, start time) only names the holder for the refusal message.
-- **Other filesystems** (`gs://`): an object store has no locks, so the hold is the
-  `_LOCK` object itself, whose `heartbeat` the holding run rewrites every
-  `stale_secs / 10` seconds. A hold whose heartbeat is older than `stale_secs`
-  (`--lock-stale-secs`) is stale and is taken over. Creating it is check-then-create,
-  not atomic: two runs starting within the same second can both get in. The generation
-  precondition that makes it atomic on `gs://` comes with the gs:// tests.
+A hold can still be lost while its run works: `complaints unlock --force`, a heartbeat
+that could not be renewed so the hold went stale and another run took it over. So a
+hold is never assumed; `check()` proves it, and the commit calls it before every file
+it moves (`pipelines.output.Commit`). A run that lost its hold fails in one line
+naming who holds the output now, rolls back what it had moved, and leaves the other
+run's `_LOCK` and staging folder alone.
+
+How a hold is taken, proven and ended, by filesystem:
+- **Local paths**: an exclusive `flock` on `_LOCK`, which the operating system
+  releases when the holding process ends, however it ends (`kill -9`, a crash, a
+  reboot); the next run takes the output at once and says whose hold it took over.
+  The hold is proven by `_LOCK` still being the very file this run locked (same
+  inode, same run id); it is released by removing `_LOCK` only while that is so.
+- **gs://**: an object store has no locks, so the hold is the `_LOCK` object, written
+  with generation preconditions: created only if absent (`ifGenerationMatch=0`), a
+  stale one taken over only at the generation that was read, renewed and removed
+  only at this run's own generation. Whoever changed it in between wins, and the
+  other side sees a precondition failure, never a silent overwrite. The holding run
+  renews its heartbeat every `stale_secs / 10` seconds; a hold whose heartbeat is
+  older than `stale_secs` (`--lock-stale-secs`) is stale and may be taken over. A run
+  whose renewals failed for `stale_secs` no longer counts its hold as proven.
+- **Other object stores** (Beam's other filesystems): check-then-create through Beam's
+  `FileSystems`, fenced by the run id it holds; two runs starting within the same
+  moment can both get in there, since Beam offers no conditional write.
+- A run's staging folder is marked alive (`.alive`: locked locally, touched with each
+  heartbeat elsewhere), so a later run clears only the leftovers of runs that died.
 - `complaints unlock --output OUT` removes a hold by hand: it refuses while the holder
-  is alive unless `--force`.
+  is alive unless `--force`; a forced unlock makes the run that held it fail at its
+  commit instead of committing beside the next one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from model.errors import UserError
 
 LOCK = "_LOCK"
+ALIVE = ".alive"  # in a run's staging folder while the run lives
 DEFAULT_STALE_SECS = 900
+
+log = logging.getLogger(__name__)
 
 
 def _filesystems():
@@ -48,6 +69,14 @@ def _now() -> str:
 
 def _is_local(path: str) -> bool:
     return "://" not in path
+
+
+def _is_gcs(path: str) -> bool:
+    return path.startswith("gs://")
+
+
+class HoldLost(Exception):
+    """This run no longer holds its output: it must not commit. The message names who holds it now."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +116,10 @@ class Holder:
         return (dt.datetime.now(dt.UTC) - beat).total_seconds()
 
 
+def _who(holder: Holder | None) -> str:
+    return holder.describe() if holder else "another run (its _LOCK cannot be read)"
+
+
 def _holder_in(fd: int) -> Holder | None:
     """Who a local `_LOCK` (open as `fd`) names."""
     return Holder.parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
@@ -99,34 +132,107 @@ def _holder_at(path: str) -> Holder | None:
 
 
 def _held_message(output: str, holder: Holder | None) -> str:
-    who = holder.describe() if holder else "another run (its _LOCK cannot be read)"
-    return (f"{output} is being written by {who}: wait for it to finish, or, if that run is gone, "
+    return (f"{output} is being written by {_who(holder)}: wait for it to finish, or, if that run is gone, "
             f"run `complaints unlock --output {output}`")
 
 
-class OutputLock:
-    """The hold on one output directory; `acquire()` before anything changes, `release()` after the commit."""
+def _lost_message(output: str, run_id: str, what: str) -> str:
+    return f"run {run_id} no longer holds {output} ({what}), so it did not commit"
 
-    def __init__(self, output: str, run_id: str, stale_secs: float = DEFAULT_STALE_SECS):
+
+class _GcsObject:
+    """One gs:// object read and written with generation preconditions (Beam's own GCS client and credentials)."""
+
+    def __init__(self, path: str, options=None):
+        from apache_beam.io.gcp import gcsio
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        from model.files import emulator_without_credentials
+
+        emulator_without_credentials()
+        bucket, name = gcsio.parse_gcs_path(path)
+        self.path = path
+        self.blob = gcsio.create_storage_client(options or PipelineOptions()).bucket(bucket).blob(name)
+
+    def read(self) -> tuple[Holder | None, int] | None:
+        """(who it names, its generation), or None when there is no such object."""
+        from google.api_core import exceptions
+
+        for _ in range(20):
+            blob = self.blob.bucket.get_blob(self.blob.name)
+            if blob is None:
+                return None
+            generation = int(blob.generation)  # before the download, which may reset it from its headers
+            try:
+                data = blob.download_as_bytes(if_generation_match=generation)
+            except (exceptions.NotFound, exceptions.PreconditionFailed):  # changed since: read again
+                continue
+            return Holder.parse(data[:65536].decode("utf-8", "replace")), generation
+        raise OSError(f"{self.path} keeps changing")
+
+    def write(self, text: str, if_generation_match: int) -> int:
+        """Write `text` only if the object is at that generation (0: absent); returns the new generation.
+        Raises google's PreconditionFailed otherwise."""
+        blob = self.blob.bucket.blob(self.blob.name)
+        blob.upload_from_string(text.encode(), content_type="application/json", if_generation_match=if_generation_match)
+        return int(blob.generation)
+
+    def delete(self, generation: int) -> None:
+        from google.api_core import exceptions
+
+        try:
+            self.blob.bucket.blob(self.blob.name).delete(if_generation_match=generation)
+        except (exceptions.NotFound, exceptions.PreconditionFailed):
+            pass  # already gone, or someone else's now: not ours to remove
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    from google.api_core import exceptions
+
+    return isinstance(exc, exceptions.PreconditionFailed)
+
+
+class OutputLock:
+    """The hold on one output directory; `acquire()` before anything changes, `check()` before each commit step,
+    `release()` after the commit."""
+
+    def __init__(self, output: str, run_id: str, stale_secs: float = DEFAULT_STALE_SECS, options=None):
         self.output, self.path = output, _filesystems().join(output, LOCK)
         self.holder = Holder.me(run_id)
         self.stale_secs = stale_secs
+        self.options = options
         self.taken_over: Holder | None = None  # a stale hold this run replaced
-        self._fd: int | None = None
+        self._fd: int | None = None  # local: the locked _LOCK
+        self._alive_fd: int | None = None  # local: the locked staging/.alive
+        self._alive_path: str | None = None  # object stores: staging/.alive, touched with each beat
+        self._gcs: _GcsObject | None = None
+        self._generation: int | None = None  # gs://: the generation this run wrote last
+        self._lost: str | None = None  # why the hold is known lost (a renewal found it changed)
+        self._last_beat = time.monotonic()
+        self._beat_error = ""
+        self._guard = threading.Lock()  # a renewal and a check never interleave
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
+
+    # taking the hold ------------------------------------------------------------------------------------------
 
     def acquire(self) -> OutputLock:
         try:
             if _is_local(self.output):
                 self._acquire_local()
+            elif _is_gcs(self.output):
+                self._acquire_gcs()
             else:
-                self._acquire_remote()
+                self._acquire_plain()
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 (filesystems raise their own types)
             raise UserError(f"cannot write to the output location {self.output} ({str(exc).splitlines()[0]}): "
                             "choose a writable --output") from None
+        if not _is_local(self.output):
+            self._last_beat = time.monotonic()
+            self._beat = threading.Thread(target=self._heartbeat, name="output-lock-heartbeat", daemon=True)
+            self._beat.start()
         return self
 
     def _acquire_local(self) -> None:
@@ -159,50 +265,167 @@ class OutputLock:
             return
         raise UserError(f"cannot take the hold on {self.output}: its _LOCK keeps changing")
 
-    def _write_remote(self) -> None:
-        with _filesystems().create(self.path) as f:
-            f.write(self.holder.text().encode())
+    def _acquire_gcs(self) -> None:
+        self._gcs = _GcsObject(self.path, self.options)
+        for _ in range(20):
+            try:
+                self._generation = self._gcs.write(self.holder.text(), if_generation_match=0)
+                return
+            except Exception as exc:
+                if not _precondition_failed(exc):
+                    raise
+            found = self._gcs.read()
+            if found is None:
+                continue  # released between our write and our read: try again
+            previous, generation = found
+            if previous is not None and previous.age_secs() < self.stale_secs:
+                raise UserError(_held_message(self.output, previous))
+            try:  # stale: take it over, but only from the generation we judged; a quicker run wins
+                self._generation = self._gcs.write(self.holder.text(), if_generation_match=generation)
+                self.taken_over = previous
+                return
+            except Exception as exc:
+                if not _precondition_failed(exc):
+                    raise
+        raise UserError(f"cannot take the hold on {self.output}: its _LOCK keeps changing")
 
-    def _acquire_remote(self) -> None:
+    def _acquire_plain(self) -> None:
         if _filesystems().exists(self.path):
             previous = _holder_at(self.path)
             if previous is not None and previous.age_secs() < self.stale_secs:
                 raise UserError(_held_message(self.output, previous))
             self.taken_over = previous
-        self._write_remote()
-        self._beat = threading.Thread(target=self._heartbeat, name="output-lock-heartbeat", daemon=True)
-        self._beat.start()
+        self._write_plain_as(self.holder)
+
+    # keeping it -------------------------------------------------------------------------------------------------
+
+    def claim(self, staging: str) -> None:
+        """Mark `staging` as this live run's, so another run's `clear_leftovers` passes it by."""
+        path = _filesystems().join(staging, ALIVE)
+        if _is_local(staging):
+            import fcntl
+
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh folder: nobody else has it
+            self._alive_fd = fd
+        else:
+            self._alive_path = path
+            _touch(path)
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(max(1.0, self.stale_secs / 10)):
-            try:
-                current = _holder_at(self.path)
-                if current is None or current.run_id != self.holder.run_id:
-                    return  # someone took it over (or unlocked it by hand): never overwrite theirs
-                self.holder = Holder(**{**self.holder.__dict__, "heartbeat": _now()})
-                self._write_remote()
-            except Exception:  # noqa: BLE001 (a missed beat only makes the hold look older)
-                pass
+            if not self._renew():
+                return
 
-    def release(self) -> None:
-        """Give the output up. Best effort after a failure: a hold left behind is stale by the rules above."""
-        self._stop.set()
+    def _renew(self) -> bool:
+        """One heartbeat; False once the hold is known lost (then no further beat may overwrite the new holder)."""
+        with self._guard:
+            if self._stop.is_set():
+                return False
+            beat = replace(self.holder, heartbeat=_now())
+            try:
+                if self._gcs is not None:
+                    self._generation = self._gcs.write(beat.text(), if_generation_match=self._generation)
+                else:
+                    current = _holder_at(self.path)
+                    if current is None or current.run_id != self.holder.run_id:
+                        self._lost = f"it was taken over by {_who(current)}"
+                        return False
+                    self._write_plain_as(beat)
+                if self._alive_path:
+                    _touch(self._alive_path)
+                self.holder, self._last_beat, self._beat_error = beat, time.monotonic(), ""
+            except Exception as exc:  # noqa: BLE001 (filesystems raise their own types)
+                if _precondition_failed(exc):
+                    self._lost = self._changed_hands()
+                    return False
+                self._beat_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.warning("could not renew the hold on %s (%s); retrying", self.output, self._beat_error)
+            return True
+
+    def _write_plain_as(self, holder: Holder) -> None:
+        with _filesystems().create(self.path) as f:
+            f.write(holder.text().encode())
+
+    def _changed_hands(self) -> str:
+        found = self._gcs.read() if self._gcs is not None else None
+        if found is None:
+            return "its _LOCK was removed while it worked (`complaints unlock --force`?)"
+        return f"it was taken over by {_who(found[0])}"
+
+    def check(self) -> None:
+        """Prove the hold, or raise HoldLost naming who holds the output now; the commit's fence."""
+        with self._guard:
+            why = self._why_lost()
+        if why:
+            raise HoldLost(_lost_message(self.output, self.holder.run_id, why))
+
+    def _why_lost(self) -> str | None:
+        if self._lost:
+            return self._lost
         if self._fd is not None:
             try:
-                os.unlink(self.path)  # while still holding it, so no one locks a file about to vanish
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                return "its _LOCK was removed while it worked (`complaints unlock --force`?)"
+            if not os.path.samestat(os.fstat(self._fd), current):
+                try:
+                    return f"it was taken over by {_who(_holder_at(self.path))}"
+                except OSError:
+                    return "its _LOCK was replaced while it worked"
+            return None
+        silent = time.monotonic() - self._last_beat
+        if silent >= self.stale_secs:
+            return (f"its heartbeat could not be renewed for {silent:.0f} s ({self._beat_error or 'no answer'}), "
+                    "so another run may have taken it over")
+        if self._gcs is not None:
+            found = self._gcs.read()
+            if found is None:
+                return "its _LOCK was removed while it worked (`complaints unlock --force`?)"
+            if found[1] != self._generation:
+                return f"it was taken over by {_who(found[0])}"
+            return None
+        current = _holder_at(self.path) if _filesystems().exists(self.path) else None
+        if current is None or current.run_id != self.holder.run_id:
+            return f"it was taken over by {_who(current)}" if current else "its _LOCK was removed while it worked"
+        return None
+
+    # giving it up -------------------------------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Give the output up, only if it is still this run's. Best effort after a failure: a hold left behind is
+        stale by the rules above."""
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=30)
+            self._beat = None
+        with self._guard:
+            self._release_held()
+        if self._alive_fd is not None:
+            os.close(self._alive_fd)  # the folder itself goes with the commit or the abort
+            self._alive_fd = None
+
+    def _release_held(self) -> None:
+        if self._fd is not None:
+            try:
+                if os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
+                    os.unlink(self.path)  # while still holding it, so no one locks a file about to vanish
             except OSError:
                 pass
             os.close(self._fd)
             self._fd = None
-        elif self._beat is not None:
-            self._beat.join(timeout=5)
-            try:
+            return
+        try:
+            if self._gcs is not None and self._generation is not None and not self._lost:
+                found = self._gcs.read()
+                if found is not None and found[1] == self._generation:
+                    self._gcs.delete(self._generation)
+            elif self._gcs is None and not self._lost and _filesystems().exists(self.path):
                 current = _holder_at(self.path)
                 if current is not None and current.run_id == self.holder.run_id:
                     _filesystems().delete([self.path])
-            except Exception:  # noqa: BLE001
-                pass
-            self._beat = None
+        except Exception:  # noqa: BLE001 (a hold left behind goes stale)
+            pass
 
     def __enter__(self) -> OutputLock:
         return self.acquire()
@@ -211,14 +434,62 @@ class OutputLock:
         self.release()
 
 
+def _touch(path: str) -> None:
+    with _filesystems().create(path) as f:
+        f.write(_now().encode())
+
+
+def staging_alive(staging: str, stale_secs: float = DEFAULT_STALE_SECS) -> bool:
+    """Whether a staging folder belongs to a run that is still alive (see `OutputLock.claim`)."""
+    path = _filesystems().join(staging, ALIVE)
+    if _is_local(staging):
+        import fcntl
+
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            return False  # never claimed (a run of an older version) or already gone
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+    try:
+        found = _filesystems().match([path])[0].metadata_list
+    except Exception:  # noqa: BLE001 (no such object)
+        return False
+    return bool(found) and time.time() - found[0].last_updated_in_seconds < stale_secs
+
+
 def unlock(output: str, force: bool = False, stale_secs: float = DEFAULT_STALE_SECS) -> str | None:
     """Remove a hold left behind; refuse while its holder is alive unless `force`. Returns whose it was, or
     None when there was none."""
     path = _filesystems().join(output, LOCK)
+    if _is_gcs(output):
+        return _remove_gcs(output, path, force, stale_secs)
     if not _filesystems().exists(path):
         return None
     holder = _remove(output, path, force, stale_secs)
     return holder.describe() if holder else "an unreadable _LOCK"
+
+
+def _remove_gcs(output: str, path: str, force: bool, stale_secs: float) -> str | None:
+    hold = _GcsObject(path)
+    found = hold.read()
+    if found is None:
+        return None
+    holder, generation = found
+    _refuse_fresh(holder, force, stale_secs)
+    hold.delete(generation)  # only the hold that was judged: a newer one stays
+    return holder.describe() if holder else "an unreadable _LOCK"
+
+
+def _refuse_fresh(holder: Holder | None, force: bool, stale_secs: float) -> None:
+    if holder is not None and holder.age_secs() < stale_secs and not force:
+        raise UserError(f"{holder.describe()} beat {holder.age_secs():.0f} s ago: it may still be writing; "
+                        "pass --force if you are sure it is gone (it will then fail at its commit)")
 
 
 def _remove(output: str, path: str, force: bool, stale_secs: float) -> Holder | None:
@@ -236,15 +507,12 @@ def _remove(output: str, path: str, force: bool, stale_secs: float) -> Holder | 
             if alive and not force:
                 who = holder.describe() if holder else "a run"
                 raise UserError(f"{who} is alive and holds {output}: stop it first, or pass --force if you are "
-                                "sure it is not writing")
+                                "sure it is not writing (it will then fail at its commit)")
             os.unlink(path)
         finally:
             os.close(fd)
         return holder
     holder = _holder_at(path)
-    if holder is not None and holder.age_secs() < stale_secs and not force:
-        raise UserError(f"{holder.describe()} beat {holder.age_secs():.0f} s ago: it may still be writing; "
-                        "pass --force if you are sure it is gone")
+    _refuse_fresh(holder, force, stale_secs)
     _filesystems().delete([path])
     return holder
-

@@ -5,12 +5,15 @@ A run writes everything under `OUTPUT/.staging-<run id>/` while it holds the out
 the books balance and the drift report is written: a run that fails before that leaves
 the previous night's output exactly as it was, `_SUCCESS` included.
 
-The commit (`Commit`) then withdraws `_SUCCESS`, moves the previous run's files aside
-(`OUTPUT/.replaced-<run id>/`), moves the staged files up, writes `summary.json` and,
-last of all, `_SUCCESS`, whose content is the run id. If any step fails, the steps
-done so far are undone in reverse and the old `_SUCCESS` is written back; if even the
-undoing fails, the output has no `_SUCCESS` and so does not claim to be complete. A
-crash in the middle of a commit likewise leaves no `_SUCCESS`. Object stores have no
+The commit (`Commit`) then moves `_SUCCESS` aside, moves the previous run's files aside
+(`OUTPUT/.replaced-<run id>/`), moves the staged files up, then `summary.json` and,
+last of all, `_SUCCESS`, whose content is the run id. It moves one file at a time and
+records each move before it starts, checking before each that the run still holds
+the output (`pipelines.lock`). If any step fails, every move begun is undone in
+reverse from what is found at both ends (a rename that failed part-way, as a copy
+without its delete on gs://, included), and yesterday's `_SUCCESS` comes back last;
+if even the undoing fails, the output has no `_SUCCESS` and so does not claim to be
+complete. A crash in the middle of a commit likewise leaves no `_SUCCESS`. Object stores have no
 atomic rename, so on `gs://` a reader can see a mixture of files during the commit, but
 never with a `_SUCCESS` beside it. Consumers read an output only when `_SUCCESS`
 exists, and may compare its run id before and after reading to be sure no commit
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+from collections.abc import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -67,9 +71,34 @@ def read_summary(output: str) -> dict:
         raise UserError(f"--compare-to {output} is not a completed output (no _SUCCESS or summary.json): "
                         "point it at a previous night's --output")
     try:
-        return json.loads(read_text(path))
+        summary = json.loads(read_text(path))
     except ValueError:
         raise UserError(f"{path} is not valid JSON: point --compare-to at a previous night's --output") from None
+    problem = _summary_problem(summary)
+    if problem:
+        raise UserError(f"{path} is not a nightly summary this job can compare with ({problem}): point "
+                        "--compare-to at a previous night's --output")
+    return summary
+
+
+def _summary_problem(summary) -> str | None:
+    """What the drift check and the report would trip over after the night was labelled (they read the label
+    shares, the count predicted and the output's name)."""
+    if not isinstance(summary, dict):
+        return "not a JSON object"
+    labels = summary.get("labels")
+    if not isinstance(labels, dict):
+        return "no 'labels' object"
+    for name, figures in labels.items():
+        share = figures.get("share") if isinstance(figures, dict) else None
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            return f"label {name[:80]!r} has no share between 0 and 1"
+    predicted = summary.get("predicted")
+    if predicted is not None and (isinstance(predicted, bool) or not isinstance(predicted, int) or predicted < 0):
+        return "'predicted' is not a count"
+    if not isinstance(summary.get("output", ""), str):
+        return "'output' is not a path"
+    return None
 
 
 def read_text(path: str) -> str:
@@ -94,8 +123,11 @@ def prepare(output: str, staging: str) -> None:
         ) from None
 
 
-def clear_leftovers(output: str, keep: str) -> list[str]:
-    """Remove the staging and set-aside folders of earlier runs that died; the caller holds the output."""
+def clear_leftovers(output: str, keep: str, alive: Callable[[str], bool] = lambda staging: False) -> list[str]:
+    """Remove the staging and set-aside folders of earlier runs that died; the caller holds the output.
+
+    A run that lost its hold (a forced unlock) may still be working: `alive(staging)`
+    says so, and its folders are left to it (it fails at its commit and removes them)."""
     prefixes = (".staging-", ".replaced-")
     if "://" not in output:  # local folders, empty ones too
         found = [join(output, name) for name in os.listdir(output) if name.startswith(prefixes)]
@@ -103,9 +135,13 @@ def clear_leftovers(output: str, keep: str) -> list[str]:
         matches = FileSystems.match([join(output, prefix + "*/**") for prefix in prefixes])
         found = [m.path for match in matches for m in match.metadata_list]
     folders = sorted({_top_folder(output, path) for path in found} - {keep.rstrip("/")})
+    cleared = []
     for folder in folders:
-        abort(folder)
-    return folders
+        run_id = posixpath.basename(folder).split("-", 1)[1]
+        if not alive(staging_dir(output, run_id)):
+            abort(folder)
+            cleared.append(folder)
+    return cleared
 
 
 def _top_folder(output: str, path: str) -> str:
@@ -133,76 +169,75 @@ class CommitFailed(Exception):
         self.cause, self.restored = cause, restored
 
 
+def _no_fence() -> None:
+    """A commit outside any hold (tests of the commit alone)."""
+
+
 class Commit:
     """Replace an output's files with a run's staged ones, all or nothing (see the module docstring).
 
     `begin()`, then `publish(patterns)` for each sink's files, then `finish(summary)`;
-    any exception on the way is a `CommitFailed` after `rollback()`.
+    any exception on the way is a `CommitFailed` after `rollback()`. `fence` raises when
+    the run no longer holds the output (`pipelines.lock.OutputLock.check`); it is called
+    before every move, so a run that lost its hold moves nothing more.
     """
 
-    def __init__(self, output: str, staging: str, run_id: str):
-        self.output, self.staging, self.run_id = output, staging, run_id
+    def __init__(self, output: str, staging: str, run_id: str, fence: Callable[[], None] = _no_fence):
+        self.output, self.staging, self.run_id, self.fence = output, staging, run_id, fence
         self.aside = join(output, f".replaced-{run_id}")
-        self.previous_success: bytes | None = None
-        self.moved_aside: list[tuple[str, str]] = []  # (original, aside) pairs
-        self.moved_up: list[tuple[str, str]] = []  # (staged, final) pairs
+        self.moves: list[tuple[str, str]] = []  # every single-file move begun, in order, each as (from, to)
         self.published: list[str] = []
 
+    def _move(self, source: str, target: str) -> None:
+        """One file, recorded before it starts: a move that fails part-way (on gs:// a rename is a copy and a
+        delete) is undone from what `rollback` then finds at both ends."""
+        self.fence()
+        self.moves.append((source, target))
+        FileSystems.rename([source], [target])
+
+    def _set_aside(self, path: str) -> None:
+        if not FileSystems.exists(self.aside):
+            FileSystems.mkdirs(self.aside)
+        self._move(path, join(self.aside, posixpath.basename(path)))
+
     def begin(self) -> None:
+        """Withdraw `_SUCCESS` first (moved aside, so a rollback puts back the very same file)."""
+        self.fence()
         success = join(self.output, SUCCESS)
         if FileSystems.exists(success):
-            with FileSystems.open(success, compression_type="uncompressed") as f:
-                self.previous_success = f.read()
-            FileSystems.delete([success])
+            self._set_aside(success)
 
     def publish(self, patterns: tuple[str, ...]) -> list[str]:
         """Move the output's files matching `patterns` aside and the staged ones up; returns the published names."""
-        old = sorted({p for pattern in patterns for p in _matching(self.output, pattern)})
-        if old:
-            if not FileSystems.exists(self.aside):
-                FileSystems.mkdirs(self.aside)
-            aside = [join(self.aside, posixpath.basename(p)) for p in old]
-            FileSystems.rename(old, aside)
-            self.moved_aside += list(zip(old, aside, strict=True))
+        for path in sorted({p for pattern in patterns for p in _matching(self.output, pattern)}):
+            self._set_aside(path)
         staged = sorted({p for pattern in patterns for p in _matching(self.staging, pattern)})
-        final = [join(self.output, posixpath.basename(p)) for p in staged]
-        if staged:
-            FileSystems.rename(staged, final)
-            self.moved_up += list(zip(staged, final, strict=True))
-        names = [posixpath.basename(p) for p in final]
+        names = [posixpath.basename(p) for p in staged]
+        for path, name in zip(staged, names, strict=True):
+            self._move(path, join(self.output, name))
         self.published += names
         return names
 
     def finish(self, summary: dict) -> dict:
-        """The report and summary, `_SUCCESS` last; returns the summary as written (`output_files` added)."""
+        """The report and summary, `_SUCCESS` last; returns the summary as written (`output_files` added).
+
+        Each is written whole in the staging folder and then moved up, like the sinks' files."""
         self.publish((REPORT,))
         summary = {**summary, "output_files": sorted(self.published)}
-        summary_path = join(self.output, SUMMARY)
-        if FileSystems.exists(summary_path):
-            self.publish((SUMMARY,))  # moves the old one aside; nothing of that name is staged
-        write_text(summary_path, json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
-        self.moved_up.append(("", summary_path))
-        marker = join(self.staging, SUCCESS)  # written whole, then renamed: a reader never sees it half-written
+        write_text(join(self.staging, SUMMARY), json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+        self.publish((SUMMARY,))
+        marker = join(self.staging, SUCCESS)
         write_text(marker, self.run_id)
-        FileSystems.rename([marker], [join(self.output, SUCCESS)])
+        self._move(marker, join(self.output, SUCCESS))
         for leftover in (self.aside, self.staging):
             abort(leftover)  # the output is complete; a leftover is cleared by the next run
         return summary
 
     def rollback(self) -> bool:
-        """Undo the steps done so far, in reverse; True if the previous output is back as it was."""
+        """Undo every move begun, in reverse; True if the previous output is back as it was."""
         try:
-            for staged, final in reversed(self.moved_up):
-                if staged:
-                    FileSystems.rename([final], [staged])
-                else:
-                    _delete([final])
-            for original, aside in reversed(self.moved_aside):
-                FileSystems.rename([aside], [original])
-            if self.previous_success is not None:
-                write_bytes(join(self.output, SUCCESS), self.previous_success)
-            else:
-                _delete([join(self.output, SUCCESS)])
+            for source, target in reversed(self.moves):
+                _undo_move(source, target)
         except Exception:  # noqa: BLE001 (the output stays without _SUCCESS: never looks complete)
             return False
         abort(self.aside)
@@ -215,3 +250,14 @@ class Commit:
             return steps(self)
         except Exception as exc:
             raise CommitFailed(exc, self.rollback()) from exc
+
+
+def _undo_move(source: str, target: str) -> None:
+    """Put one file back where it was, whatever state its move reached."""
+    there, here = FileSystems.exists(target), FileSystems.exists(source)
+    if there and not here:  # moved: move it back
+        FileSystems.rename([target], [source])
+    elif there:  # copied but not deleted (an object store's rename failed part-way): the source is whole
+        FileSystems.delete([target])
+    elif not here:
+        raise FileNotFoundError(f"{source} is neither where it was nor where it was moved to")

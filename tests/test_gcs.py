@@ -11,11 +11,8 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import threading
-import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,16 +22,11 @@ from click.testing import CliRunner
 from model import artifact, files
 from pipelines.app.cli import cli
 from tests.archives import output_problem, write_archive
+from tests.storage_emulators import storage_emulator
 
 pytestmark = pytest.mark.slow  # a service and whole jobs
 
 BUCKET = "complaints-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,29 +34,9 @@ def gcs():
     """gs://BUCKET on a storage emulator for this module; the environment points Beam's client at it."""
     binary = shutil.which("gcp-storage-emulator") or os.path.join(os.path.dirname(sys.executable),
                                                                    "gcp-storage-emulator")
-    port = _free_port()
-    server = subprocess.Popen([binary, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
-                               f"--default-bucket={BUCKET}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # it logs every request
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "the storage emulator did not start"
-            time.sleep(0.1)
-    previous = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
-    try:
+    with storage_emulator(lambda port: [binary, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
+                                        f"--default-bucket={BUCKET}"]):
         yield f"gs://{BUCKET}"
-    finally:
-        if previous is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = previous
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _upload(local_dir, prefix: str) -> None:
@@ -150,3 +122,25 @@ def test_watched_models_on_gs_are_served_when_complete(gcs, model_dir, retrained
     slot.watch(f"{models}/*", interval_secs=0)
     assert slot.model_dir == f"{models}/b"
     assert slot.current.version == artifact.load(retrained_model_dir).version
+
+
+def test_a_commit_failed_at_any_single_object_operation_on_gs_is_undone_exactly(gcs, monkeypatch):
+    """Issue #39 on an object store: every copy, delete and write of a commit over multi-shard outputs failed
+    in turn (a rename failing at its delete leaves both copies); after each, yesterday's output byte for byte
+    with its _SUCCESS, or tonight's whole with its _SUCCESS."""
+    from pipelines import output as out
+    from tests.commits import fail_each_operation, leftovers, state
+
+    counter = iter(range(1000))
+    failed = 0
+    for output, raised, reached in fail_each_operation(lambda: f"{gcs}/faults/{next(counter)}", monkeypatch,
+                                                       lambda at: OSError(f"operation {at} failed"), True):
+        if raised is None:
+            assert state(output) == "tonight"
+            if not reached:
+                assert leftovers(output) == []
+            continue
+        assert isinstance(raised, out.CommitFailed) and raised.restored, raised
+        assert state(output) == "yesterday", raised
+        failed += 1
+    assert failed > 8
