@@ -6,7 +6,7 @@ Two models are trained on generated complaints with one category held out: a wea
 one (2 epochs, about 25% accuracy) and a strong one (8 epochs). A pool of generated
 complaints from the training distribution is classified once by each model's real
 serving function; each night is a sample of the pool, and its drift section is
-computed by the job's own code (`pipelines.drift.section`) from the same figures the
+computed by the job's own code (`pipelines.nightly.drift.section`) from the same figures the
 job's combiners produce (label shares, confidence and length histograms, word counts
 from `ServingModel.word_counts`). That replaces the job's pipeline, not its drift
 arithmetic, so 20 nights per cell take seconds instead of 20 job runs.
@@ -75,7 +75,7 @@ def classify(serving, frame: pd.DataFrame) -> Classified:
 
 
 def night_summary(pool: Classified, rows: np.ndarray, labels: list[str], review_threshold: float) -> dict:
-    """The summary fields drift reads, as `pipelines/summary.py` computes them."""
+    """The summary fields drift reads, as `pipelines/nightly/summary.py` computes them."""
     from model import baseline as bins
 
     probabilities, tokens = pool.probabilities[rows], pool.tokens[rows]
@@ -143,8 +143,8 @@ def main() -> None:
 
     from model import artifact
     from model.sample import generate
-    from pipelines import drift
-    from worker.handler import ServingModel
+    from pipelines.nightly import drift
+    from worker.serving import ServingModel
 
     sizes = [int(s) for s in args.sizes.split(",")]
     results, started = [], time.monotonic()

@@ -48,7 +48,7 @@ def main() -> None:
     from model import artifact, openvino_core, precision
     from model.sample import generate
     from worker import compiled, core, record_columns
-    from worker.handler import ServingModel
+    from worker.serving import ServingModel
 
     loaded = artifact.load(args.model)
     rows = args.batch * args.batches

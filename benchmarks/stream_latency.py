@@ -129,7 +129,7 @@ def _child(args) -> None:
     ids = {f"s{i}" for i in range(steady_count)}
     receiver.expect(ids)
     sent: dict[str, float] = {}
-    from pipelines import pubsub_lease
+    from pipelines.live import lease as pubsub_lease
 
     api = pubsub_lease.publisher_api()
     started = time.time()
@@ -157,8 +157,8 @@ def _child(args) -> None:
 def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: str) -> None:
     import apache_beam as beam
 
+    from pipelines.live.job import build_stream
     from pipelines.options import StreamConfig, stream_options
-    from pipelines.stream import build_stream
 
     config = StreamConfig(subscription=subscription, output_topic=output_topic, read=read,
                           worker=_CountingConfig(model_dir, max_batch_duration_secs=1))

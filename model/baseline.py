@@ -1,6 +1,6 @@
 """What the training data looked like, recorded in metadata.json so a run can tell when today differs.
 
-The nightly job compares its outputs against these figures (pipelines/drift.py). The
+The nightly job compares its outputs against these figures (pipelines/nightly/drift.py). The
 binning is defined here once, so training and every run count the same way:
 confidences in ten equal bins over [0, 1], text lengths (tokens after standardisation)
 in the bins of LENGTH_EDGES, and out-of-vocabulary tokens against the model's own word
@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pyarrow as pa
 
-from model.predict import DEFAULT_REVIEW_THRESHOLD
+from model.predict import DEFAULT_REVIEW_THRESHOLD  # noqa: F401 (drift's default, read as baseline.DEFAULT_REVIEW_THRESHOLD)
 
 CONFIDENCE_BINS = 10
 LENGTH_EDGES = (0, 5, 10, 20, 40, 80, 160)  # a text of n tokens falls in the last edge ≤ n; the last bin is open
@@ -104,44 +103,3 @@ class TokenCounter:
 
         flat = tf.cast(ids.flat_values, tf.int32)
         return tf.math.bincount(flat, minlength=self.size, maxlength=self.size, dtype=tf.int64)
-
-
-def compute(train_label_ids: np.ndarray, labels: list[str], test_probabilities: np.ndarray,
-            test_texts: Sequence[str], model, standardize,
-            review_threshold: float = DEFAULT_REVIEW_THRESHOLD) -> tuple[dict, pa.Table]:
-    """The baseline section of metadata.json, and the per-row reference (`model/reference.py`).
-
-    `test_probabilities` are the exported model's own on the test split: tonight's
-    predictions are compared with what this model predicts on held-out data, never
-    with true labels, which a model that favours some classes would never match.
-    """
-    import tensorflow as tf
-
-    from model import reference
-
-    train_counts = np.bincount(train_label_ids, minlength=len(labels))
-    predicted = np.bincount(test_probabilities.argmax(axis=1), minlength=len(labels))
-    confidences = test_probabilities.max(axis=1)
-    counter = TokenCounter(model, standardize)
-    texts = tf.constant(list(test_texts), tf.string)
-    tokens, oov = (t.numpy() for t in counter(texts))
-    word_ids = counter.ids(texts)
-    rows = np.split(word_ids.flat_values.numpy(), word_ids.row_splits.numpy()[1:-1])
-    section = {
-        "label_shares": dict(zip(labels, shares(train_counts.tolist()), strict=True)),
-        "label_shares_of": "training split, true labels (for information; drift compares predicted shares)",
-        "predicted_label_shares": dict(zip(labels, shares(predicted.tolist()), strict=True)),
-        "predicted_label_shares_of": "test split, as the exported model predicts it",
-        "confidence_histogram": shares(np.bincount(confidence_bins(confidences), minlength=CONFIDENCE_BINS).tolist()),
-        "mean_confidence": float(confidences.mean()),
-        "needs_review_share": float((confidences < review_threshold).mean()),
-        "review_threshold": review_threshold,
-        "oov_share": float(oov.sum() / max(tokens.sum(), 1)),
-        "length_histogram": shares(np.bincount(length_bins(tokens), minlength=len(LENGTH_EDGES)).tolist()),
-        "text_figures_of": "test split",
-        "rows": {"training": len(train_label_ids), "test": len(confidences)},
-        "reference": {"file": reference.REFERENCE_FILE, "rows": len(confidences), "vocabulary_size": counter.size,
-                      "holds": "per test row: predicted label id, confidence, token and out-of-vocabulary counts, "
-                               "sorted word ids; no text"},
-    }
-    return section, reference.table_of(test_probabilities, tokens, oov, rows)

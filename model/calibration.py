@@ -94,7 +94,7 @@ def calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = E
 
 def reliability_diagram(path: str, labels: np.ndarray, curves: dict[str, np.ndarray], bins: int = ECE_BINS) -> None:
     """Accuracy against confidence per bin, one line per set of probabilities."""
-    from model.evaluate import pyplot
+    from model.plots import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from model.plots import pyplot
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
@@ -130,16 +132,6 @@ def write_report(
     if history:
         _plot_curves(os.path.join(report_dir, "curves.png"), history)
     return report
-
-
-def pyplot():
-    """pyplot on the file-only Agg backend: reports never open a window."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _plot_confusion(path: str, matrix: np.ndarray, labels: list[str]) -> None:

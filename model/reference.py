@@ -5,13 +5,14 @@ what the exported model predicted (label id, confidence), its length and
 out-of-vocabulary counts, and its words as sorted vocabulary ids: counts only, no
 text, no word order. From it the nightly job draws samples of tonight's size to learn
 how far a night of unchanged data falls from the reference by chance alone
-(`pipelines/drift.py`); the figures for a sample and for a night are computed here,
+(`pipelines/nightly/drift.py`); the figures for a sample and for a night are computed here,
 once, so both count the same way.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,3 +166,44 @@ def pooled_bins(reference_counts: np.ndarray) -> np.ndarray:
     found[0] = 0
     found[frequent] = np.arange(2, 2 + frequent.sum())
     return found
+
+
+def compute_baseline(train_label_ids: np.ndarray, labels: list[str], test_probabilities: np.ndarray,
+            test_texts: Sequence[str], model, standardize,
+            review_threshold: float = bins.DEFAULT_REVIEW_THRESHOLD) -> tuple[dict, pa.Table]:
+    """The baseline section of metadata.json, and the per-row reference (this module) that goes beside it.
+
+    `test_probabilities` are the exported model's own on the test split: tonight's
+    predictions are compared with what this model predicts on held-out data, never
+    with true labels, which a model that favours some classes would never match.
+    """
+    import tensorflow as tf
+
+    train_counts = np.bincount(train_label_ids, minlength=len(labels))
+    predicted = np.bincount(test_probabilities.argmax(axis=1), minlength=len(labels))
+    confidences = test_probabilities.max(axis=1)
+    counter = bins.TokenCounter(model, standardize)
+    texts = tf.constant(list(test_texts), tf.string)
+    tokens, oov = (t.numpy() for t in counter(texts))
+    word_ids = counter.ids(texts)
+    rows = np.split(word_ids.flat_values.numpy(), word_ids.row_splits.numpy()[1:-1])
+    section = {
+        "label_shares": dict(zip(labels, bins.shares(train_counts.tolist()), strict=True)),
+        "label_shares_of": "training split, true labels (for information; drift compares predicted shares)",
+        "predicted_label_shares": dict(zip(labels, bins.shares(predicted.tolist()), strict=True)),
+        "predicted_label_shares_of": "test split, as the exported model predicts it",
+        "confidence_histogram": bins.shares(np.bincount(bins.confidence_bins(confidences),
+                                                        minlength=bins.CONFIDENCE_BINS).tolist()),
+        "mean_confidence": float(confidences.mean()),
+        "needs_review_share": float((confidences < review_threshold).mean()),
+        "review_threshold": review_threshold,
+        "oov_share": float(oov.sum() / max(tokens.sum(), 1)),
+        "length_histogram": bins.shares(np.bincount(bins.length_bins(tokens),
+                                                    minlength=len(bins.LENGTH_EDGES)).tolist()),
+        "text_figures_of": "test split",
+        "rows": {"training": len(train_label_ids), "test": len(confidences)},
+        "reference": {"file": REFERENCE_FILE, "rows": len(confidences), "vocabulary_size": counter.size,
+                      "holds": "per test row: predicted label id, confidence, token and out-of-vocabulary counts, "
+                               "sorted word ids; no text"},
+    }
+    return section, table_of(test_probabilities, tokens, oov, rows)

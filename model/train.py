@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model import artifact, baseline, evaluate, precision, reference
+from model import artifact, evaluate, precision, reference
 from model.architecture import build, end_to_end, numeric_core
 from model.calibration import (
     ENOUGH_VALIDATION_ROWS,
@@ -330,7 +330,7 @@ def train(
         test_texts = data.texts[split.test]
         served_test = after if refit["fitted_on"] == "train" else served.predict(
             tf.constant(list(test_texts), tf.string), batch_size=1024, verbose=0)
-        metadata["baseline"], drift_reference = baseline.compute(
+        metadata["baseline"], drift_reference = reference.compute_baseline(
             label_ids[split.train], labels, served_test, test_texts, served, standardizer(architecture.locale))
     with phases.phase("measuring serving precisions against FP32", f"{len(test_texts):,} test rows"):
         metadata[precision.RECORD_KEY] = precision.measure(served, test_texts.tolist(), DEFAULT_REVIEW_THRESHOLD,

@@ -2,17 +2,18 @@
 
 Each field's metadata is its command-line option's help (`pipelines.app.config_options`),
 so every default and its explanation are written once, here or in `worker.config`
-and `pipelines.lease_settings`.
+and `pipelines.live.lease_settings`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipelines.drift import DEFAULT_THRESHOLD
-from pipelines.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
-from pipelines.lock import DEFAULT_STALE_SECS
+from pipelines.live.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
+from pipelines.nightly.hold import DEFAULT_STALE_SECS
 from worker.config import WorkerConfig
+
+DEFAULT_THRESHOLD = None  # drift: derived per night; --drift-threshold sets one for every divergence signal
 
 # How the live job reads Pub/Sub: the project's late-acknowledging read (local
 # runners), or Beam's native ReadFromPubSub (Dataflow; locally for comparison only).

@@ -7,6 +7,9 @@ downloads anything, happens here.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+
 from apache_beam.options.pipeline_options import (
     DirectOptions,
     GoogleCloudOptions,
@@ -25,9 +28,32 @@ __all__ = ["BEAM_READ", "LATE_ACK", "BatchConfig", "StreamConfig", "beam_options
 # run in-process and never reach the network.
 LOCAL_BATCH_RUNNER = "FnApiRunner"
 LOCAL_STREAM_RUNNER = "BundleBasedDirectRunner"
-# Beam's own DaskRunner computes only one branch of a job; ours (pipelines/dask_runner.py) runs them all.
-DASK_RUNNERS = {"DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner", "pipelines.dask_runner.DaskRunner"}
+# Beam's own DaskRunner computes only one branch of a job; ours (pipelines/nightly/dask_runner.py) runs them all.
+DASK_RUNNERS = {"DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner",
+                "pipelines.nightly.dask_runner.DaskRunner"}  # the last: dask_runner.DASK_RUNNER (tested)
 LOCAL_RUNNERS = {"FnApiRunner", "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner"}
+
+def refuse_unknown(args: list[str], own: list[str]) -> None:
+    """Refuse, in one line naming the nearest option, what neither the command (`own`) nor Beam knows.
+
+    The commands hand options they do not know to Beam, which drops what it does not
+    know with a log warning: `--kep-columns store` would run with the defaults and
+    exit 0."""
+    if not args:
+        return
+    if any("DaskRunner" in arg for arg in args):
+        with contextlib.suppress(ImportError):  # registers the Dask options (without Dask: refused later)
+            import apache_beam.runners.dask.dask_runner  # noqa: F401
+    options = PipelineOptions(args)
+    known = options.get_all_options(retain_unknown_options=False)
+    unknown = set(options.get_all_options(retain_unknown_options=True)) - set(known)
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if arg.startswith("-") and name.lstrip("-").replace("-", "_") in unknown:
+            nearest = difflib.get_close_matches(name, [*own, *(f"--{k}" for k in known)], n=1, cutoff=0.6)
+            hint = f"did you mean {nearest[0]}?" if nearest else "see --help for this command's options"
+            raise UserError(f"no such option: {name} (neither this command nor Apache Beam knows it): {hint}")
+
 
 def beam_options(beam_args: list[str] | None, streaming: bool = False) -> PipelineOptions:
     """PipelineOptions from leftover arguments, with our local runner as the default."""
@@ -44,7 +70,7 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False) -> Pipeli
             raise UserError("--runner DaskRunner needs Dask: pip install -e '.[dask]'") from None
         import apache_beam
 
-        from pipelines import dask_runner
+        from pipelines.nightly import dask_runner
 
         dask_runner.refuse_other_beam(apache_beam.__version__)
         standard.runner = dask_runner.DASK_RUNNER  # Beam's, with its gaps closed

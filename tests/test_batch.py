@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.app.cli import cli
-from pipelines.batch import run
 from pipelines.errors import JobFailed
+from pipelines.nightly.job import run
 from pipelines.options import BatchConfig
 from tests.archives import BAD_TEXTS, corrupt_row_group, snapshot, write_archive
 from worker import prediction

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from model.errors import UserError
-from pipelines.batch import run
 from pipelines.errors import JobFailed
+from pipelines.nightly.job import run
 from pipelines.options import BatchConfig
 from worker.records import REASONS
 from worker.transform import WorkerConfig

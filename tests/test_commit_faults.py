@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from pipelines import output as out
-from pipelines.lock import HoldLost
+from pipelines.nightly import commit as out
+from pipelines.nightly.hold import HoldLost
 from tests.commits import (
     YESTERDAY,
     SingleFileFaults,

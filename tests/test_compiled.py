@@ -11,7 +11,7 @@ import tensorflow as tf
 from model import artifact
 from model.sample import generate
 from worker import compiled
-from worker.handler import ServingModel
+from worker.serving import ServingModel
 
 
 def test_padded_sizes_follow_the_batch_sizes():

@@ -66,7 +66,7 @@ def test_each_worker_process_loads_the_model_once(model_dir, archive, cluster, t
     _label(model_dir, archive, tmp_path / "out", "--runner", "DaskRunner", "--dask_client_address",
            cluster.scheduler_address, "--dask_npartitions", "6")
     with distributed.Client(cluster.scheduler_address) as client:
-        from worker.handler import loads
+        from worker.slot import loads
 
         per_worker = client.run(loads)
     assert len(per_worker) == 2
@@ -93,9 +93,9 @@ class _LastInFinish(beam.DoFn):
 
 
 def test_every_branch_runs_outputs_stay_apart_and_finish_bundle_outputs_count(cluster, tmp_path):
-    """The three gaps of Beam's own DaskRunner that pipelines/dask_runner.py closes, in one small pipeline."""
+    """The three gaps of Beam's own DaskRunner that pipelines/nightly/dask_runner.py closes, in one small pipeline."""
     options = beam.options.pipeline_options.PipelineOptions(
-        ["--runner", "pipelines.dask_runner.DaskRunner", "--dask_client_address", cluster.scheduler_address])
+        ["--runner", "pipelines.nightly.dask_runner.DaskRunner", "--dask_client_address", cluster.scheduler_address])
     with beam.Pipeline(options=options) as p:
         split = p | beam.Create(list(range(10))) | beam.ParDo(_Split()).with_outputs("odd", main="even")
         split.even | "Evens" >> beam.Map(lambda n: n * 10) | "WriteEvens" >> beam.io.WriteToText(
@@ -124,7 +124,7 @@ def test_another_beam_version_is_refused_in_one_line(model_dir, archive, tmp_pat
 
 
 def test_the_client_is_closed_when_the_job_ends(cluster, tmp_path, monkeypatch):
-    from pipelines import dask_runner
+    from pipelines.nightly import dask_runner
 
     results = []
     real_run = dask_runner.DaskRunner.run_pipeline

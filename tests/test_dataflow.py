@@ -62,7 +62,7 @@ def test_dataflow_runner_builds_and_stages_the_live_job(model_dir, tmp_path, mon
         assert steps[f"PubSubTopics/{sink}/Publish/ParDo(_PubSubWriteDoFn)"] == "beam:transform:pubsub_write:v1"
     assert "ParquetFiles/ArchiveWindows/WriteWindows" in steps
     assert not any("Poll" in name or "PublishConfirmed" in name or "Acknowledge" in name for name in steps)
-    for module in ("pipelines/stream.py", "pipelines/pubsub.py", "pipelines/sinks/pubsub_topics.py",
+    for module in ("pipelines/live/job.py", "pipelines/live/codec.py", "pipelines/sinks/pubsub_topics.py",
                    "worker/transform.py", "setup.py"):
         assert module in _staged_modules(staging), module
 
@@ -98,7 +98,8 @@ def test_dataflow_runner_builds_and_stages_the_job(model_dir, tmp_path, monkeypa
 
     members = _staged_modules(staging)
     for module in ("model/artifact.py", "model/text.py", "worker/handler.py", "worker/core.py", "worker/transform.py",
-                   "pipelines/batch.py", "pipelines/parquet.py", "pipelines/sinks/parquet_files.py", "setup.py"):
+                   "pipelines/nightly/job.py", "pipelines/nightly/reading.py", "pipelines/sinks/parquet_files.py",
+                   "setup.py"):
         assert module in members, module
 
 

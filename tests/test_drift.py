@@ -16,8 +16,8 @@ from scipy.spatial.distance import jensenshannon
 from model import artifact, reference
 from model.baseline import CONFIDENCE_BINS, LENGTH_EDGES
 from model.sample import generate
-from pipelines import drift
 from pipelines.app.cli import cli
+from pipelines.nightly import drift
 from tests.test_batch import read_output
 
 pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`

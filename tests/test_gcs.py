@@ -109,7 +109,7 @@ def test_a_model_directory_on_gs_that_is_not_one_is_one_line(gcs):
 
 
 def test_watched_models_on_gs_are_served_when_complete(gcs, model_dir, retrained_model_dir):
-    from worker.handler import ModelSlot
+    from worker.slot import ModelSlot
 
     models = f"{gcs}/watched"
     first = artifact.copy_directory(model_dir, f"{models}/a")
@@ -128,7 +128,7 @@ def test_a_commit_failed_at_any_single_object_operation_on_gs_is_undone_exactly(
     """Issue #39 on an object store: every copy, delete and write of a commit over multi-shard outputs failed
     in turn (a rename failing at its delete leaves both copies); after each, yesterday's output byte for byte
     with its _SUCCESS, or tonight's whole with its _SUCCESS."""
-    from pipelines import output as out
+    from pipelines.nightly import commit as out
     from tests.commits import fail_each_operation, leftovers, state
 
     counter = iter(range(1000))

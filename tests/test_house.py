@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from pipelines.app.cli import cli
 from pipelines.app.predictor import Predictor
 from pipelines.app.web import verdict
-from pipelines.batch import run
+from pipelines.live.codec import encode_prediction
+from pipelines.nightly.job import run
 from pipelines.options import BatchConfig
-from pipelines.pubsub import encode_prediction
 from tests.archives import write_archive
 from tests.beam_helpers import classify
 from worker import prediction
@@ -97,7 +97,7 @@ def _fresh_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_help_does_not_import_tensorflow():
+def test_help_imports_neither_tensorflow_beam_scipy_nor_pyarrow():
     result = _fresh_python(
         "import sys\n"
         "from pipelines.app.cli import cli\n"
@@ -106,7 +106,8 @@ def test_help_does_not_import_tensorflow():
         "        cli([command, '--help'], standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "print('imported:', sorted(m for m in ('tensorflow', 'keras', 'apache_beam') if m in sys.modules))\n")
+        "print('imported:', sorted(m for m in ('tensorflow', 'keras', 'apache_beam', 'scipy', 'pyarrow')\n"
+        "                          if m in sys.modules))\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "imported: []"
 
@@ -114,7 +115,7 @@ def test_help_does_not_import_tensorflow():
 @pytest.mark.slow  # a training or a fresh interpreter
 def test_what_runs_on_workers_never_imports_the_application_shell():
     result = _fresh_python(
-        "import sys, pipelines.batch, pipelines.stream, pipelines.sinks.parquet_files, "
+        "import sys, pipelines.nightly.job, pipelines.live.job, pipelines.sinks.parquet_files, "
         "pipelines.sinks.parquet_windows, pipelines.sinks.pubsub_topics\n"
         "print(sorted(m for m in sys.modules if m.startswith('pipelines.app') or m in ('click', 'gradio')))\n")
     assert result.returncode == 0, result.stderr

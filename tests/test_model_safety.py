@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from model import artifact, files, safety
 from pipelines.app.cli import cli
-from worker.handler import ModelSlot
+from worker.slot import ModelSlot
 
 
 def _copy(model_dir, target) -> str:

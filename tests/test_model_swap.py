@@ -11,7 +11,8 @@ import pytest
 from model import artifact
 from model.errors import UserError
 from worker.config import WorkerConfig
-from worker.handler import ModelSlot
+from worker.handler import ComplaintModelHandler
+from worker.slot import ModelSlot
 
 pytestmark = pytest.mark.slow  # whole jobs, services or trainings: left out of `pytest -m "not slow"`
 
@@ -67,7 +68,7 @@ def test_the_watch_takes_the_newest_complete_directory_that_appears(model_dir, r
 
 def test_beams_model_update_hook_offers_the_new_model(model_dir, retrained_model_dir, other_labels_model_dir):
     """RunInference's model_metadata_pcoll calls update_model_path, then load_model."""
-    handler = WorkerConfig(model_dir).handler()
+    handler = ComplaintModelHandler(WorkerConfig(model_dir))
     slot = handler.load_model()
     handler.update_model_path(os.path.join(retrained_model_dir, artifact.METADATA_FILE))  # as WatchFilePattern says it
     assert handler.load_model() is slot and slot.model_dir == retrained_model_dir

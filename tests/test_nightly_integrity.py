@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner
 
 from model.errors import UserError
-from pipelines import batch
 from pipelines.app.cli import cli
-from pipelines.batch import run
 from pipelines.errors import JobFailed
+from pipelines.nightly import job as batch
+from pipelines.nightly.job import run
 from pipelines.options import BatchConfig
 from pipelines.sinks import parquet_files
 from tests.archives import output_problem, snapshot, write_archive
@@ -226,7 +226,7 @@ def test_a_forced_unlock_under_a_running_night_never_makes_two_writers(model_dir
     """The operator's sequence from issue #39: night A running, `unlock --force`, night B started. A fails at
     its commit in one line naming B, B commits its own whole output, a third run is refused while B holds it,
     and A's exit leaves B's hold and staging folder alone."""
-    from pipelines.lock import OutputLock
+    from pipelines.nightly.hold import OutputLock
 
     write_archive(tmp_path / "a", rows=4000, files=2, seed=33)
     write_archive(tmp_path / "b", rows=3000, files=2, seed=34)
@@ -258,7 +258,7 @@ def test_a_forced_unlock_under_a_running_night_never_makes_two_writers(model_dir
     assert [n for n in os.listdir(output) if n.startswith(".")] == []  # A's staging went with A's abort
 
 
-HOLD = ("import sys, time\nfrom pipelines.lock import OutputLock\n"
+HOLD = ("import sys, time\nfrom pipelines.nightly.hold import OutputLock\n"
         "OutputLock(sys.argv[1], 'stuck-run').acquire()\nprint('held', flush=True)\ntime.sleep(300)\n")
 
 
@@ -405,7 +405,7 @@ def test_text_columns_of_any_arrow_string_layout(model_dir, tmp_path, layout):
 
 def test_view_layouts_in_memory_become_plain_ones():
     """What Parquet cannot store but an in-memory Arrow reader may hand over (dictionaries of views, list views)."""
-    from pipelines.parquet import _is_text, plain_column
+    from pipelines.nightly.reading import _is_text, plain_column
 
     words = pa.array(["a", None, "b", "a"]).cast(pa.string_view()).dictionary_encode()
     assert _is_text(words.type)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from model.config import ArchitectureConfig, TrainConfig
 from pipelines.app.cli import cli
 from pipelines.config import BatchConfig, StreamConfig
-from pipelines.lease_settings import LeaseSettings
+from pipelines.live.lease_settings import LeaseSettings
 from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_NIGHTLY_BATCH_SIZE, LIVE_MAX_BATCH_DURATION_SECS
 
@@ -67,7 +67,7 @@ def test_every_documented_field_is_an_option_somewhere():
 
 def test_parsed_values_build_the_configs_the_jobs_run_with(monkeypatch, tmp_path):
     """`label` hands the job the values given, and the defaults of what is not given, through the configs."""
-    import pipelines.batch
+    import pipelines.nightly.job
 
     seen = {}
 
@@ -75,7 +75,7 @@ def test_parsed_values_build_the_configs_the_jobs_run_with(monkeypatch, tmp_path
         seen["config"], seen["args"] = config, beam_args
         return {"template_location": "captured"}
 
-    monkeypatch.setattr(pipelines.batch, "run", capture)
+    monkeypatch.setattr(pipelines.nightly.job, "run", capture)
     result = CliRunner().invoke(cli, [
         "label", "--model", "m", "--input", "in/*.parquet", "--output", "out", "--top-k", "5", "--no-progress",
         "--keep-columns", "a, b", "--xla", "off", "--runner", "DirectRunner"])
@@ -93,6 +93,33 @@ def test_an_option_out_of_its_fields_range_is_refused_in_one_line():
     result = CliRunner().invoke(cli, ["stream", "--model", "m", "--subscription", "s",
                                                     "--output-topic", "t", "--ack-deadline-secs", "5"])
     assert result.exit_code == 2 and "10<=x<=600" in result.output
+
+
+@pytest.mark.parametrize(("args", "typed", "nearest"), [
+    (["label", "--model", "m", "--input", "x/*.parquet", "--output", "{out}", "--kep-columns", "store",
+      "--revew-threshold", "0.9"], "--kep-columns", "--keep-columns"),
+    (["label", "--model", "m", "--input", "x/*.parquet", "--output", "{out}", "--revew-threshold=0.9"],
+     "--revew-threshold", "--review-threshold"),
+    (["label", "--model", "m", "--input", "x/*.parquet", "--output", "{out}", "--projct", "p"], "--projct",
+     "--project"),
+    (["stream", "--model", "m", "--subscription", "projects/p/subscriptions/s", "--output-topic",
+      "projects/p/topics/t", "--max-batch-duration", "2"], "--max-batch-duration", "--max-batch-duration-secs"),
+])
+def test_an_option_neither_the_command_nor_beam_knows_is_refused_naming_the_nearest(tmp_path, args, typed,
+                                                                                    nearest):
+    """Issue #44: Beam drops options it does not know, so a typo ran with the defaults and exited 0."""
+    result = CliRunner().invoke(cli, [a.format(out=tmp_path / "out") for a in args])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert f"no such option: {typed} " in errors[0] and f"did you mean {nearest}?" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_beam_options_still_reach_beam():
+    from pipelines.options import refuse_unknown
+
+    refuse_unknown(["--project", "p", "--temp_location=gs://b/t", "--runner", "DataflowRunner", "--region",
+                    "europe-west1", "--setup_file", "./setup.py", "--save_main_session"], ["--model"])
 
 
 def _parameters(node: ast.FunctionDef) -> int:

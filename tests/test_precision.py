@@ -26,9 +26,9 @@ from model.sample import generate
 from pipelines.app.cli import cli
 from tests.test_cli_model import assert_user_error
 from worker import telemetry
-from worker.handler import ServingModel
 from worker.local import LocalClassifier
 from worker.precision_choice import MIN_GAIN, PrecisionSetting, candidates, fastest, why_served
+from worker.serving import ServingModel
 from worker.transform import WorkerConfig
 
 TEXTS = generate(1000, seed=77, labelled=False)["text"].tolist()
@@ -191,10 +191,10 @@ def test_auto_times_the_allowed_precisions_and_serves_the_fastest(model_dir, mon
 
 
 def test_auto_keeps_what_it_measured_and_builds_only_the_winner_next_time(model_dir, tmp_path, monkeypatch):
-    from worker import handler, precision_cache
+    from worker import precision_cache, slot
 
     monkeypatch.setenv("COMPLAINTS_BF16_HARDWARE", "yes")
-    monkeypatch.setattr(handler, "_KEPT", {})  # what this test serves is not left for the next
+    monkeypatch.setattr(slot, "_KEPT", {})  # what this test serves is not left for the next
     cache = tmp_path / "cache" / "choices.json"
     monkeypatch.setenv(precision_cache.ENV, str(cache))
     config = WorkerConfig(model_dir, max_batch_size=32)
@@ -204,8 +204,8 @@ def test_auto_keeps_what_it_measured_and_builds_only_the_winner_next_time(model_
     assert entry["served"] == first["served"] and entry["rows_per_second"] == first["rows_per_second"]
 
     built = []
-    handler._KEPT.clear()  # a fresh process: nothing served yet
-    monkeypatch.setattr(handler.ServingModel, "__init__", _recording(handler.ServingModel.__init__, built))
+    slot._KEPT.clear()  # a fresh process: nothing served yet
+    monkeypatch.setattr(slot.ServingModel, "__init__", _recording(slot.ServingModel.__init__, built))
     second = LocalClassifier(config).slot.current.choice
     assert not second["measured_now"] and second["served"] == first["served"] and built == [first["served"]]
     assert str(cache) in second["why"] and second["rows_per_second"] == first["rows_per_second"]
@@ -218,28 +218,28 @@ def test_auto_keeps_what_it_measured_and_builds_only_the_winner_next_time(model_
               {**good, "rows_per_second": {"not-served": 1.0}}]
     for broken in ("{not json", "[]", *(json.dumps({entry_key: e}) for e in edited)):
         cache.write_text(broken)  # a file it cannot use: measured again, and written whole
-        handler._KEPT.clear()
+        slot._KEPT.clear()
         assert LocalClassifier(config).slot.current.choice["measured_now"]
         assert len(json.loads(cache.read_text())) == 1
 
-    handler._KEPT.clear()
+    slot._KEPT.clear()
     other = LocalClassifier(WorkerConfig(model_dir, max_batch_size=64)).slot.current.choice  # another batch size
     assert other["measured_now"] and len(json.loads(cache.read_text())) == 2
 
     stale = {k: {**v, "measured_at": v["measured_at"] - (precision_cache.MAX_AGE_DAYS + 1) * 86_400}
              for k, v in json.loads(cache.read_text()).items()}
     cache.write_text(json.dumps(stale))
-    handler._KEPT.clear()
+    slot._KEPT.clear()
     assert LocalClassifier(config).slot.current.choice["measured_now"]  # too old: measured again
     assert len(json.loads(cache.read_text())) == 1  # and the expired entries dropped
 
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv(precision_cache.ENV, str(tmp_path / "a-file" / "choices.json"))  # cannot be written
-    handler._KEPT.clear()
+    slot._KEPT.clear()
     assert LocalClassifier(config).slot.current.choice["measured_now"]  # served all the same
 
     monkeypatch.setenv(precision_cache.ENV, "off")
-    handler._KEPT.clear()
+    slot._KEPT.clear()
     assert LocalClassifier(config).slot.current.choice["measured_now"]
 
 

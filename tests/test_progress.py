@@ -1,6 +1,6 @@
 """The terminal progress of a local run: rows read, share done and rows/s."""
 
-from pipelines.progress import ReportProgress, _Progress
+from pipelines.nightly.progress import ReportProgress, _Progress
 
 
 def test_progress_lines(capsys):

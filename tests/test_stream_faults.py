@@ -20,9 +20,9 @@ import pytest
 from google.api_core import exceptions
 
 from model.sample import generate
-from pipelines import pubsub_lease
 from pipelines.app import pubsub_admin as admin
-from pipelines.lease_settings import LeaseSettings
+from pipelines.live import lease as pubsub_lease
+from pipelines.live.lease_settings import LeaseSettings
 from tests.conftest import PROJECT
 from tests.test_stream import _answer_all, _log, _start_job, _topics
 
@@ -295,7 +295,8 @@ def test_a_refused_dead_letter_is_sent_minimal(emulator_host):
     acknowledged once."""
     from apache_beam.io.gcp.pubsub import PubsubMessage
 
-    from pipelines.pubsub_local import AcknowledgeLeased, PublishConfirmed
+    from pipelines.live.local_read import AcknowledgeLeased
+    from pipelines.sinks.pubsub_publish import PublishConfirmed
 
     in_topic, in_sub, out_topic, dead_topic, outputs = _topics("minimal")
     ids = set(admin.publish(in_topic, _complaints(1, seed=8)))

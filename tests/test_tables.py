@@ -17,11 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.sample import generate
-from pipelines.parquet import InputSpec, ReadRowGroupTables, RowGroup
+from pipelines.nightly.reading import InputSpec, ReadRowGroupTables, RowGroup
 from tests.beam_helpers import Gathered, classify, metric
-from tests.test_worker import _FaultyConfig
+from tests.test_worker import faulty  # noqa: F401 (a fixture)
 from worker import prediction, records
-from worker.handler import ServingModel
+from worker.config import WorkerConfig
+from worker.serving import ServingModel
 from worker.tables import WORD_COUNTS, BatchValidRows, ClassifyTables
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS
 
@@ -68,12 +69,13 @@ def _ordered(letters: list[dict]) -> list[dict]:
     return sorted(letters, key=lambda d: (d["id"] or "", d["reason"], d["payload"]))
 
 
+@pytest.mark.usefixtures("faulty")
 def test_tables_give_the_record_paths_predictions_and_dead_letters(model_dir):
     """Batches of 50 rows, some spanning two tables, and two rows the model fails on, one in such a
     batch's second table: each is found by its place in its own table, and every other row gets what
     the record path gives it."""
     table = mixed_table(230)
-    config = _FaultyConfig(model_dir, top_k=3, min_batch_size=50, max_batch_size=50)
+    config = WorkerConfig(model_dir, top_k=3, min_batch_size=50, max_batch_size=50)
     schema = prediction.schema([pa.field("store", pa.string()), pa.field("score", pa.int64())])
 
     by_table, letters = classify_tables([table.slice(0, 120), table.slice(120)], config, schema)
@@ -138,11 +140,12 @@ def test_batches_fill_across_the_tables_of_a_bundle():
         assert b.texts == [texts[int(i[1:])] for i in b.ids]
 
 
+@pytest.mark.usefixtures("faulty")
 def test_word_counts_cover_every_classified_text(model_dir, loaded):
     """The drift check's word signal: summed over the batches, the model's own token count of the texts."""
     texts = generate(140, seed=33, labelled=False)["text"].tolist()
     table = pa.table({"id": [f"w{i}" for i in range(140)], "text": texts})
-    _, _ = classify_tables([table.slice(0, 70), table.slice(70)], _FaultyConfig(model_dir, max_batch_size=50),
+    _, _ = classify_tables([table.slice(0, 70), table.slice(70)], WorkerConfig(model_dir, max_batch_size=50),
                            prediction.schema())
     words = classify_tables.gathered.get(WORD_COUNTS)
     assert len(words) >= 3  # one sparse element a batch
@@ -154,9 +157,10 @@ def test_word_counts_cover_every_classified_text(model_dir, loaded):
     assert metric(classify_tables.result, "inference_request_batch_size", "distributions")[0].max == 50
 
 
+@pytest.mark.usefixtures("faulty")
 def test_a_table_with_nothing_to_classify_gives_only_dead_letters(model_dir):
     table = pa.table({"id": pa.array(["a", None, "c", "d"]), "text": pa.array([None, "metin", "  ", "?!..."])})
-    config = _FaultyConfig(model_dir)
+    config = WorkerConfig(model_dir)
     predicted, letters = classify_tables([table], config, prediction.schema())
     assert predicted.num_rows == 0
     assert sorted(d["reason"] for d in letters["Invalid"]) == [records.EMPTY_TEXT, records.MISSING_ID,

@@ -9,7 +9,9 @@ import tensorflow as tf
 from model.sample import generate
 from tests.beam_helpers import classify, metric
 from worker import records
-from worker.handler import ComplaintModelHandler, ModelSlot, ServingModel
+from worker.handler import ComplaintModelHandler
+from worker.serving import ServingModel
+from worker.slot import ModelSlot
 from worker.transform import WorkerConfig
 
 
@@ -120,6 +122,9 @@ def _fail_on_marker(texts):
 
 
 class _FaultyHandler(ComplaintModelHandler):
+    def __init__(self, config: WorkerConfig, **kwargs):
+        super().__init__(dataclasses.replace(config, min_batch_size=50, max_batch_size=50), **kwargs)
+
     serving = _FailsOnMarker  # the ServingModel class it serves with
 
     def load_model(self):
@@ -128,18 +133,20 @@ class _FaultyHandler(ComplaintModelHandler):
         return ModelSlot(self.model_dir, self.serving(artifact.load(self.model_dir)))
 
 
-class _FaultyConfig(WorkerConfig):
-    handler_class = _FaultyHandler
+@pytest.fixture
+def faulty(monkeypatch):
+    """The worker's two edges build `_FaultyHandler`: batches of 50, and a model that fails on any batch holding
+    the marker (the in-process runner builds the handler in this process, so the patch reaches it)."""
+    from worker import tables, transform
 
-    def handler(self, warm_up=True, schema=None, word_counts=False):
-        return self.handler_class(dataclasses.replace(self, min_batch_size=50, max_batch_size=50),
-                                  schema=schema, word_counts=word_counts)
+    for module in (tables, transform):
+        monkeypatch.setattr(module, "ComplaintModelHandler", _FaultyHandler)
 
 
-def test_one_failing_record_does_not_fail_its_batch(model_dir, texts):
+def test_one_failing_record_does_not_fail_its_batch(model_dir, texts, faulty):
     rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(texts[:200])]
     rows[57]["text"] = "BOOM " + rows[57]["text"]
-    predictions, dead, _ = classify(rows, _FaultyConfig(model_dir))
+    predictions, dead, _ = classify(rows, WorkerConfig(model_dir))
     assert len(predictions) == 199
     assert [(d["id"], d["reason"]) for d in dead] == [("r57", records.INFERENCE_FAILED)]
     assert "injected failure" in dead[0]["detail"]

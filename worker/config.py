@@ -7,15 +7,9 @@ so a default and its explanation are written once, here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-    from worker.handler import ComplaintModelHandler
 
 
 @dataclass(frozen=True)
@@ -45,11 +39,3 @@ class WorkerConfig:
     force_precision: bool = field(default=False, metadata={
         "help": "Serve --precision bf16 or openvino-bf16 even where the model's agreement record forbids it."})
     xla: bool = True  # the BiLSTM's numeric core as XLA programs (worker/compiled.py); False: all graph mode
-
-    def handler(self, warm_up: bool = True, schema: pa.Schema | None = None,
-                word_counts: bool = False) -> ComplaintModelHandler:
-        """`warm_up`: compile every padded batch size at load (jobs); off, each is compiled when first seen.
-        `schema`: of the prediction tables (default: records'); `word_counts`: for the drift check."""
-        from worker.handler import ComplaintModelHandler
-
-        return ComplaintModelHandler(self, warm_up=warm_up, schema=schema, word_counts=word_counts)

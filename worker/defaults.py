@@ -18,3 +18,9 @@ DEFAULT_NIGHTLY_BATCH_SIZE = 1024
 # more than it saves (`--xla auto`); measured with `label` on the reference model at 10,000 and 20,000
 # rows (benchmarks/RESULTS.md, issue #18's rounds).
 XLA_MIN_ROWS = 15_000
+
+# The model reads at most this many characters of a text; a longer one is labelled on its start and its
+# prediction says `text_truncated`. The BiLSTM reads 40 words and the linear model's n-grams gain nothing
+# from more: real complaints here are at most 25,516 characters (CFPB narratives), and a 10 MB text of
+# one-letter words would otherwise be split into millions of tokens before either model looks at it.
+MAX_TEXT_CHARS = 50_000

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from worker import core, record_columns, records
-from worker.handler import ModelSlot
+from worker.handler import ComplaintModelHandler
+from worker.slot import ModelSlot
 from worker.transform import DEAD_LETTERS, PREDICTIONS, WorkerConfig, rows_of
 
 
@@ -21,7 +22,8 @@ class LocalClassifier:
 
     def __init__(self, config: WorkerConfig):
         self.config = config
-        self.handler = config.handler(warm_up=False)  # a handful of texts: compile only the sizes they need
+        # a handful of texts: compile only the sizes they need
+        self.handler = ComplaintModelHandler(config, warm_up=False)
         self.slot: ModelSlot = self.handler.load_model()  # a broken model directory fails here, in one line
 
     @property

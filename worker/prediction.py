@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from model.predict import top_k
-from worker.records import MAX_TEXT_CHARS
+from worker.defaults import MAX_TEXT_CHARS
 
 
 @dataclass(frozen=True)

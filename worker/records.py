@@ -12,6 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from worker.defaults import MAX_TEXT_CHARS  # noqa: F401 (part of the validity rules: records.MAX_TEXT_CHARS)
+
 # Dead-letter reason codes: stable strings that dashboards and alerts can rely on.
 MALFORMED_RECORD = "malformed_record"  # not a mapping at all
 MISSING_ID = "missing_id"
@@ -26,11 +28,6 @@ REASONS = (MALFORMED_RECORD, MALFORMED_JSON, MISSING_ID, MISSING_TEXT, TEXT_NOT_
            INFERENCE_FAILED, PUBLISH_REJECTED)
 
 PAYLOAD_LIMIT = 4096  # characters of the original record kept in a dead letter
-# The model reads at most this many characters of a text; a longer one is labelled on its start and its
-# prediction says `text_truncated`. The BiLSTM reads 40 words and the linear model's n-grams gain nothing
-# from more: real complaints here are at most 25,516 characters (CFPB narratives), and a 10 MB text of
-# one-letter words would otherwise be split into millions of tokens before either model looks at it.
-MAX_TEXT_CHARS = 50_000
 ID = "id"
 TEXT = "text"
 # A record may carry the message it came from under this key. The worker never reads

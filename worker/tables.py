@@ -21,6 +21,7 @@ from apache_beam.transforms.window import GlobalWindows
 from worker import prediction, records
 from worker.core import Rows
 from worker.defaults import METRICS_NAMESPACE
+from worker.handler import ComplaintModelHandler
 from worker.transform import (
     INVALID,
     PREDICTIONS,
@@ -104,7 +105,7 @@ class ClassifyTables(beam.PTransform):
     def expand(self, tables):
         batched = tables | "BatchValidRows" >> beam.ParDo(
             BatchValidRows(self.config.max_batch_size, self.schema)).with_outputs(INVALID, main="rows")
-        handler = self.config.handler(schema=self.schema, word_counts=True)
+        handler = ComplaintModelHandler(self.config, schema=self.schema, word_counts=True)
         classified = batched.rows | "RunInference" >> RunInference(handler, metrics_namespace=METRICS_NAMESPACE)
         split = classified | "SplitClassified" >> beam.ParDo(SplitClassified()).with_outputs(
             UNCLASSIFIED, WORD_COUNTS, main=PREDICTIONS)

@@ -2,7 +2,7 @@
 
 Beam's metrics reach the runner (Dataflow's console), and a local job's only at its
 end. The live job on a local runner is one long-lived process, so it can also answer
-a scraper while it runs (`pipelines.metrics_server`). These are that process's
+a scraper while it runs (`pipelines.live.metrics`). These are that process's
 counters; the code that does the thing counts it, once. Importing this module costs
 nothing else: prometheus_client is pure Python.
 """

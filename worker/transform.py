@@ -22,6 +22,7 @@ from worker import record_columns, records
 from worker.config import WorkerConfig
 from worker.core import Classified, Rows
 from worker.defaults import METRICS_NAMESPACE
+from worker.handler import ComplaintModelHandler
 
 PREDICTIONS = "predictions"
 DEAD_LETTERS = "dead_letters"
@@ -105,8 +106,8 @@ class ClassifyComplaints(beam.PTransform):
                                                    max_batch_size=config.max_batch_size,
                                                    max_batch_duration_secs=config.max_batch_duration_secs)
                    | "ToRows" >> beam.Map(rows_of))
-        inferred = batches | "RunInference" >> RunInference(config.handler(schema=record_columns.schema()),
-                                                            metrics_namespace=METRICS_NAMESPACE)
+        handler = ComplaintModelHandler(config, schema=record_columns.schema())
+        inferred = batches | "RunInference" >> RunInference(handler, metrics_namespace=METRICS_NAMESPACE)
         split = inferred | "SplitClassified" >> beam.ParDo(SplitClassified()).with_outputs(
             UNCLASSIFIED, main=PREDICTIONS)
         return {PREDICTIONS: split[PREDICTIONS], INVALID: checked[DEAD_LETTERS], UNCLASSIFIED: split[UNCLASSIFIED]}

@@ -13,14 +13,14 @@ from model.errors import UserError
 from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from pipelines.app.config_options import build, options
 from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
-from pipelines.app.uploads import PageLimits
+from pipelines.app.page_limits import PageLimits
 from pipelines.config import BatchConfig, StreamConfig
-from pipelines.lease_settings import LeaseSettings
+from pipelines.live.lease_settings import LeaseSettings
 from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_NIGHTLY_BATCH_SIZE, LIVE_MAX_BATCH_DURATION_SECS, XLA_MIN_ROWS
 
 _TRAINING = TrainConfig()  # the defaults, written once in model/config.py
-_LEASE = LeaseSettings()  # the live job's local read: defaults written once in pipelines/lease_settings.py
+_LEASE = LeaseSettings()  # the live job's local read: defaults written once in pipelines/live/lease_settings.py
 
 
 class _Command(click.Command):
@@ -30,6 +30,11 @@ class _Command(click.Command):
     def invoke(self, ctx: click.Context):
         if self.name not in _WITHOUT_TENSORFLOW:
             quiet_tensorflow()
+        if ctx.args:  # a command that hands the options it does not know to Beam
+            from pipelines.options import refuse_unknown
+
+            refuse_unknown(list(ctx.args), [opt for param in self.params for opt in param.opts
+                                            if opt.startswith("--")])
         return super().invoke(ctx)
 
 
@@ -206,8 +211,8 @@ _XLA = click.option(
 @click.pass_context
 def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation: bool, **values) -> None:
     """Label a Parquet archive. Beam options (--runner, --project, ...) may follow."""
-    from pipelines.batch import run
-    from pipelines.summary import render
+    from pipelines.nightly.job import run
+    from pipelines.nightly.summary import render
 
     worker = build(WorkerConfig, values, xla=xla != "off")
     config = build(
@@ -233,7 +238,7 @@ def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation
 def unlock(output: str, force: bool) -> None:
     """Remove the hold (`_LOCK`) a labelling run left on an output. Local holds end with their process by
     themselves; this is for gs:// outputs and for runs you know are gone."""
-    from pipelines.lock import unlock as remove_hold
+    from pipelines.nightly.hold import unlock as remove_hold
 
     holder = remove_hold(output, force)
     click.echo(f"removed the hold of {holder} on {output}" if holder else f"no hold on {output}")
@@ -256,7 +261,7 @@ def unlock(output: str, force: bool) -> None:
 def stream(ctx, xla: str, max_outstanding_mb: int, **values) -> None:
     """Label complaints from Pub/Sub as they arrive; SIGINT/SIGTERM finish what is in flight. Beam options may
     follow."""
-    from pipelines.stream import run
+    from pipelines.live.job import run
 
     lease = build(LeaseSettings, values, max_outstanding_bytes=max_outstanding_mb * 2**20)
     config = build(StreamConfig, values, worker=build(WorkerConfig, values, xla=xla != "off"), lease=lease)

@@ -93,7 +93,7 @@ def render(result: dict) -> str:
 
 
 def _plot(result: dict, path: str) -> None:
-    from model.evaluate import pyplot
+    from model.plots import pyplot
 
     plt = pyplot()
     if result["mode"] == "labelled":

@@ -18,9 +18,9 @@ from model.train import TrainConfig
 from pipelines.app.files import write_frame
 from pipelines.app.predictor import Predictor
 from pipelines.app.reports import train_and_report
-from pipelines.batch import run
+from pipelines.nightly.job import run
+from pipelines.nightly.summary import render
 from pipelines.options import BatchConfig
-from pipelines.summary import render
 from worker.transform import WorkerConfig
 
 # Smaller than the reference so the demo trains in about a minute on two cores;

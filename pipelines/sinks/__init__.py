@@ -8,18 +8,18 @@ A sink is a small PTransform. **It receives** a dict `{"predictions": PCollectio
 - dead letters are records of `records.DEAD_LETTER_SCHEMA`'s fields (the live job's
   also carry the message they came from as `source`), in named parts (`Invalid`,
   `Unclassified`, and the live job's `Undecodable`). A sink may Flatten them, except
-  on the live job's local runner, where a Flatten would never run (`pipelines.stream`).
+  on the live job's local runner, where a Flatten would never run (`pipelines.live.job`).
 
 **It returns** the list of its answers, for the source to act on: PCollections of
 `(ack ids, confirmed)` for what its write confirmed or gave back (the Pub/Sub sink
 with the local late-ack read), or an empty list. Acknowledging is the source's
-concern (`pipelines.pubsub_local.AcknowledgeLeased`), not the sink's.
+concern (`pipelines.live.local_read.AcknowledgeLeased`), not the sink's.
 
 **What "committed" means** is each sink's to say (its `committed`), and the job
 keeps to it:
 - a batch job calls `commit(transaction)` on every sink after the pipeline finished and
   the books balance (rows in = predicted + dead-lettered); a file sink moves its staged
-  files up with `transaction.publish(patterns)` (`pipelines.output.Commit`), which the
+  files up with `transaction.publish(patterns)` (`pipelines.nightly.commit.Commit`), which the
   job undoes if a later step fails. The job then writes its summary and `_SUCCESS`
   last; it calls `abort(staging)` if anything failed;
 - a live job never finishes: the source acknowledges an input only once a sink that
@@ -31,24 +31,9 @@ keeps to it:
 
 from __future__ import annotations
 
-import apache_beam as beam
-
-from worker.transform import DEAD_LETTERS, PREDICTIONS
+from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
 
 __all__ = ["DEAD_LETTERS", "PREDICTIONS", "Sink", "batch_sinks", "stream_sinks"]
-
-
-class Sink(beam.PTransform):
-    """Base of every sink: the lifecycle hooks default to nothing (a sink whose writes are final)."""
-
-    committed = "when its write step has run"
-
-    def commit(self, transaction) -> None:
-        """Make what this run wrote visible through `transaction` (`pipelines.output.Commit`); called once the
-        run has succeeded."""
-
-    def abort(self, staging: str) -> None:
-        """Withdraw what this run wrote; called when it failed (the job removes its staging directory)."""
 
 
 def batch_sinks(config, staging: str) -> list[Sink]:

@@ -18,7 +18,7 @@ when you compare two nights.
 
 Both kinds of file carry `complaints.output` in their footer's key-value metadata,
 which is how a later run recognises this job's output under its input glob and
-skips it (`pipelines.parquet`).
+skips it (`pipelines.nightly.reading`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines import output as out
-from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink
+from pipelines.nightly import commit as out
+from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
 from pipelines.sinks import parquet_windows as windows
 from worker import prediction, record_columns
 from worker.records import DEAD_LETTER_SCHEMA

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import apache_beam as beam
 
+from pipelines.live.codec import encode_dead_letter, encode_prediction
 from pipelines.options import LATE_ACK, StreamConfig
-from pipelines.pubsub import encode_dead_letter, encode_prediction
-from pipelines.pubsub_local import PublishConfirmed
-from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink
+from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
+from pipelines.sinks.pubsub_publish import PublishConfirmed
 from worker import record_columns
 
 

@@ -1,8 +1,8 @@
 """The nightly job: a Parquet archive in, labelled Parquet out, committed atomically.
 
 `build_batch(p, config)` only wires transforms; `run(config, beam_args)` does the
-pre-flight checks, takes the output (`pipelines.lock`), runs the pipeline, checks the
-books, commits the output (`pipelines.output`) and returns the summary.
+pre-flight checks, takes the output (`pipelines.nightly.hold`), runs the pipeline, checks the
+books, commits the output (`pipelines.nightly.commit`) and returns the summary.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
 from model.errors import UserError
-from pipelines import drift, remote
-from pipelines import output as out
+from pipelines import remote
 from pipelines.errors import JobFailed, cause
-from pipelines.lock import HoldLost, OutputLock, staging_alive
-from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
-from pipelines.parquet import (
+from pipelines.nightly import commit as out
+from pipelines.nightly import drift
+from pipelines.nightly.hold import HoldLost, OutputLock, staging_alive
+from pipelines.nightly.progress import ReportProgress
+from pipelines.nightly.reading import (
     FILES,
     Expected,
     InputFile,
@@ -37,12 +38,12 @@ from pipelines.parquet import (
     inspect_inputs,
     plain_type,
 )
-from pipelines.progress import ReportProgress
+from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
+from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks
-from pipelines.summary import WORDS, ComputeRunStats, assemble
 from worker import prediction
-from worker.handler import precision_choice
 from worker.precision_choice import PrecisionSetting, candidates
+from worker.slot import precision_choice
 from worker.tables import WORD_COUNTS, ClassifyTables
 from worker.transform import DEAD_LETTER_PARTS
 
@@ -122,7 +123,7 @@ def passthrough_field(files: list, name: str) -> pa.Field:
 def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run the job to completion and commit its output; returns the summary.
 
-    The output is held (`pipelines.lock`) from before anything in it changes until
+    The output is held (`pipelines.nightly.hold`) from before anything in it changes until
     after the commit; a template build (`--template_location`, `--dry_run`) never
     touches it at all.
     """

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from apache_beam.transforms.window import GlobalWindows
 
 from model import baseline
-from pipelines import drift
+from pipelines.nightly import drift
 from worker.precision_choice import described
 
 
@@ -98,7 +98,7 @@ class RunFigures:
     """Rows in, the prediction figures, the dead letters per reason and the files, in one accumulator.
 
     Rows in and predictions arrive as tables, dead letters as records, files as the
-    reader's records (`pipelines.parquet.FILES`): the rows their footers promise are
+    reader's records (`pipelines.nightly.reading.FILES`): the rows their footers promise are
     what the job checks rows in against.
     """
 

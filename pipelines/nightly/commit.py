@@ -1,7 +1,7 @@
 """Never a half-written archive: stage, then commit, then mark `_SUCCESS` last.
 
 A run writes everything under `OUTPUT/.staging-<run id>/` while it holds the output
-(`pipelines.lock`). The output itself is not touched until the pipeline has finished,
+(`pipelines.nightly.hold`). The output itself is not touched until the pipeline has finished,
 the books balance and the drift report is written: a run that fails before that leaves
 the previous night's output exactly as it was, `_SUCCESS` included.
 
@@ -9,7 +9,7 @@ The commit (`Commit`) then moves `_SUCCESS` aside, moves the previous run's file
 (`OUTPUT/.replaced-<run id>/`), moves the staged files up, then `summary.json` and,
 last of all, `_SUCCESS`, whose content is the run id. It moves one file at a time and
 records each move before it starts, checking before each that the run still holds
-the output (`pipelines.lock`). If any step fails, every move begun is undone in
+the output (`pipelines.nightly.hold`). If any step fails, every move begun is undone in
 reverse from what is found at both ends (a rename that failed part-way, as a copy
 without its delete on gs://, included), and yesterday's `_SUCCESS` comes back last;
 if even the undoing fails, the output has no `_SUCCESS` and so does not claim to be
@@ -178,7 +178,7 @@ class Commit:
 
     `begin()`, then `publish(patterns)` for each sink's files, then `finish(summary)`;
     any exception on the way is a `CommitFailed` after `rollback()`. `fence` raises when
-    the run no longer holds the output (`pipelines.lock.OutputLock.check`); it is called
+    the run no longer holds the output (`pipelines.nightly.hold.OutputLock.check`); it is called
     before every move, so a run that lost its hold moves nothing more.
     """
 

@@ -5,7 +5,7 @@ one classification core, `worker.core`, behind RunInference, as the nightly job'
 turns into prediction tables, so the same text gets the same verdict and the sinks
 receive what the nightly job's receive. Only the edges depend on where it runs:
 
-- locally (`read="late-ack"`): the project's own read (`pubsub_local`) pulls in bulk,
+- locally (`read="late-ack"`): the project's own read (`live.local_read`) pulls in bulk,
   holds each message's lease, and acknowledges it only after the Pub/Sub sink has
   confirmed its prediction or dead letter (the sink answers, the source acknowledges). The job runs on Beam's in-process
   FnApiRunner as one endless fused stage, so batches are the messages each poll
@@ -33,11 +33,12 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from model import artifact
 from model.errors import UserError
-from pipelines import pubsub_lease, remote
+from pipelines import remote
 from pipelines.errors import JobFailed, cause
+from pipelines.live import lease as pubsub_lease
+from pipelines.live.codec import DecodeMessages
+from pipelines.live.local_read import AcknowledgeLeased, ReadLeasedMessages
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
-from pipelines.pubsub import DecodeMessages
-from pipelines.pubsub_local import AcknowledgeLeased, ReadLeasedMessages
 from pipelines.sinks import DEAD_LETTERS, stream_sinks
 from worker.defaults import METRICS_NAMESPACE
 from worker.precision_choice import PrecisionSetting, candidates
@@ -104,7 +105,7 @@ def _run_late_ack(p: beam.Pipeline, config: StreamConfig) -> dict:
     build_stream(p, config)
     server = None
     if config.metrics_port:
-        from pipelines.metrics_server import MetricsServer
+        from pipelines.live.metrics import MetricsServer
 
         server = MetricsServer(config.metrics_host, config.metrics_port, config.unhealthy_after_secs)
         print(f"metrics on http://{config.metrics_host}:{config.metrics_port}/metrics, health on /healthz",

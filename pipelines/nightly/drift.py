@@ -33,6 +33,7 @@ import numpy as np
 from model import baseline as bins
 from model.errors import UserError
 from model.reference import Figures, Reference
+from pipelines.config import DEFAULT_THRESHOLD
 
 RESAMPLES = 200
 SIGMAS = 3.0
@@ -45,7 +46,6 @@ DIVERGENCES = {"labels_js", "labels_linf", "confidence_js", "length_js", "words_
                "labels_js_vs_previous", "labels_linf_vs_previous"}
 FIXED_THRESHOLD = 0.1  # models without a reference: the figures and thresholds of before
 SHARE_THRESHOLD = 0.1
-DEFAULT_THRESHOLD = None  # derived; --drift-threshold sets one for every divergence and L-infinity signal
 
 
 def js_divergence(p, q) -> float:
@@ -303,7 +303,7 @@ def report_png(summary: dict, model_baseline: dict | None, previous: dict | None
     histograms, and each drift signal against its threshold."""
     import io
 
-    from model.evaluate import pyplot
+    from model.plots import pyplot
 
     plt = pyplot()
     figure, (left, middle, right) = plt.subplots(

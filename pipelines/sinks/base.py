@@ -1,0 +1,22 @@
+"""The one contract every sink keeps (see `pipelines.sinks` for what it receives, returns and commits)."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from worker.transform import DEAD_LETTERS, PREDICTIONS
+
+__all__ = ["DEAD_LETTERS", "PREDICTIONS", "Sink"]
+
+
+class Sink(beam.PTransform):
+    """Base of every sink: the lifecycle hooks default to nothing (a sink whose writes are final)."""
+
+    committed = "when its write step has run"
+
+    def commit(self, transaction) -> None:
+        """Make what this run wrote visible through `transaction` (`pipelines.nightly.commit.Commit`); called once the
+        run has succeeded."""
+
+    def abort(self, staging: str) -> None:
+        """Withdraw what this run wrote; called when it failed (the job removes its staging directory)."""

@@ -1,0 +1,122 @@
+"""The model as one worker process serves it: an artifact and its compiled serving function.
+
+Strings in; probabilities, token and out-of-vocabulary counts out, each text cut to
+`records.MAX_TEXT_CHARS` first: the one serving function behind the classification
+core (`worker.core`), the model slot (`worker.slot`) and every caller that needs a
+model's probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from model import artifact, baseline, precision
+from model.text import standardizer
+from worker import compiled, records
+from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
+
+log = logging.getLogger("complaints.worker")
+
+
+class ServingModel:
+    """An artifact plus its compiled serving function: what one worker process holds.
+
+    The BiLSTM's numeric core runs as XLA programs behind its graph-mode vectoriser
+    (`worker.compiled`); a model that cannot be split (the linear model) is served
+    whole in graph mode, and the log says which (`path`).
+
+    At bf16 (`model.precision.converted`) the numeric core runs in graph mode, where
+    TensorFlow's oneDNN kernels use the CPU's bf16 instructions; XLA's CPU backend
+    has no bf16 matrix kernels to gain from (`benchmarks/RESULTS.md`). At
+    openvino-bf16 TensorFlow only vectorises, and OpenVINO computes the rest from the
+    ids (`model.openvino_core`).
+    """
+
+    def __init__(self, loaded: artifact.Artifact, xla: bool = True,
+                 sizes: tuple[int, ...] = compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE),
+                 at: str = precision.FP32):
+        self.labels = np.array(loaded.labels, dtype=object)
+        self.version = loaded.version
+        self.metadata = loaded.metadata
+        self.precision = at
+        self.choice: dict = {"served": at}  # how the precision was chosen (ModelSlot), for logs and summaries
+        keras_model = precision.converted(loaded.model, at)
+        count_tokens = baseline.TokenCounter(loaded.model, standardizer(loaded.locale))
+        self._numeric: Callable[[np.ndarray], np.ndarray] | None = None  # the core outside TensorFlow, if it is
+        if at in precision.OPENVINO:
+            vectorizer, self._numeric = precision.numeric_core(loaded.model, at)
+            probabilities, self.path = vectorizer, f"openvino-{self._numeric.hint}"  # TensorFlow hands over ids
+        else:
+            if not xla:
+                parts = "XLA is switched off"
+            elif at != precision.FP32:
+                parts = f"at {at} the core runs in graph mode"
+            else:
+                parts = compiled.split(keras_model)
+            if isinstance(parts, compiled.Split):
+                probabilities, self.path = compiled.probabilities_fn(parts, sizes), "xla"
+            else:
+                self.path = "graph" if at == precision.FP32 else f"graph-{at}"
+                probabilities = lambda texts: tf.cast(keras_model(texts, training=False), tf.float32)  # noqa: E731
+                log.info("model %s served in graph mode: %s", loaded.version, parts)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
+        def serve(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            """Probabilities (token ids, where OpenVINO computes them), and per text its tokens and
+            out-of-vocabulary tokens (for the drift check)."""
+            return (probabilities(texts), *count_tokens(texts))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
+        def serve_counting_words(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+            """`serve`, and how often each word id occurs in the batch (the drift check's word signal)."""
+            return (probabilities(texts), *count_tokens.counted(texts))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
+        def word_counts(texts: tf.Tensor) -> tf.Tensor:
+            return count_tokens.histogram(texts)
+
+        self.serve = serve
+        self._serve_counting_words = serve_counting_words
+        self._word_counts = word_counts
+        self.vocabulary_size = count_tokens.size  # word ids 1…, 0 for out of vocabulary
+        self.sizes = sizes
+        self.warm = False
+        self.warmed: set[int] = set()  # batch sizes already run (auto's timing runs the largest)
+
+    def warm_up(self) -> None:
+        """Trace the serving function and compile every padded size now, at load, not on the first batches:
+        a first batch that takes seconds would also teach RunInference's batcher to keep batches small."""
+        for size in self.sizes if self.path == "xla" or self._numeric else self.sizes[:1]:
+            if size not in self.warmed:
+                self(["warm up"] * size)
+        self.warm = True
+
+    def word_counts(self, texts: Sequence[str]) -> np.ndarray:
+        """How often each word id occurs in `texts` (the drift check's word signal), as the model cuts them."""
+        return self._word_counts(tf.constant(_cut(texts), dtype=tf.string)).numpy()
+
+    def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty.
+
+        Only the first `records.MAX_TEXT_CHARS` characters of a text reach the model, whoever calls.
+        """
+        return self._numbers(self.serve(tf.constant(_cut(texts), dtype=tf.string)))
+
+    def counting_words(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`self(texts)` and `self.word_counts(texts)` in one call, standardising each text once."""
+        outputs = self._serve_counting_words(tf.constant(_cut(texts), dtype=tf.string))
+        return (*self._numbers(outputs[:3]), outputs[3].numpy())
+
+    def _numbers(self, outputs: Sequence[tf.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        probabilities, tokens, oov = outputs
+        probabilities = probabilities.numpy() if self._numeric is None else self._numeric(probabilities.numpy())
+        return probabilities, tokens.numpy(), oov.numpy()
+
+
+def _cut(texts: Sequence[str]) -> list[str]:
+    """Each text's first `records.MAX_TEXT_CHARS` characters: all the model (and its word counts) ever see."""
+    return [t if len(t) <= records.MAX_TEXT_CHARS else t[:records.MAX_TEXT_CHARS] for t in texts]

@@ -1,0 +1,192 @@
+"""The model slot: what one worker process serves, swapped in place when a newer model is accepted.
+
+It builds each `ServingModel` once per process (RunInference's shared handle alone
+would drop it) at the precision chosen for it, and keeps how it chose, so the nightly
+summary can say what was served.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+
+import apache_beam as beam
+import tensorflow as tf
+
+from model import artifact, files, precision
+from model.errors import UserError
+from worker import compiled, precision_cache, telemetry
+from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
+from worker.precision_choice import PrecisionSetting, candidates, described, fastest, probe_texts, why_served
+from worker.serving import ServingModel
+
+log = logging.getLogger("complaints.worker")
+
+_KEPT: dict[tuple, ServingModel] = {}  # see ModelSlot._serving: Beam's Shared alone would drop it
+_LOADS: collections.Counter[str] = collections.Counter()  # ServingModels this process built, by directory
+
+
+def loads() -> dict[str, int]:
+    """How many times this process loaded each model directory: once a worker process, unless it was swapped
+    (tests/test_dask.py asks every Dask worker)."""
+    return dict(_LOADS)
+
+
+_KEPT_LOCK = threading.Lock()
+_CHOICES: dict[tuple, dict] = {}  # by (model version, setting): how this process chose (the nightly summary)
+
+
+def precision_choice(model_version: str, asked: PrecisionSetting) -> dict | None:
+    """How this process chose the precision it serves `model_version` at when `asked`, if it served it: on
+    the local runner the job's worker is this process, so the summary can say what was served and why."""
+    return _CHOICES.get((model_version, asked))
+
+
+class ModelSlot:
+    """The model one worker process serves, replaced in place when a newer model is accepted.
+
+    RunInference holds on to what `load_model` returned for the life of the process;
+    holding a slot rather than the model lets a swap take effect on the next batch,
+    on any runner, with no reload of the pipeline. A candidate that does not load, or
+    whose labels differ from the serving model's (a label or a `label_id` would change
+    meaning without anyone noticing), is refused: the current model keeps serving.
+    """
+
+    def __init__(self, model_dir: str, serving: ServingModel | None = None, xla: bool = True,
+                 sizes: tuple[int, ...] | None = None, warm_up: bool = False,
+                 at: PrecisionSetting | None = None):
+        self.xla, self.warm_up, self.at = xla, warm_up, at or PrecisionSetting()
+        self.sizes = sizes or compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE)
+        self.current = serving or self._serving(model_dir)
+        self.model_dir = model_dir
+        self._seen: dict[str, tuple | None] | None = None  # watched directories considered, by their files' state
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+        _announce(self.current, model_dir)
+
+    def offer(self, model_dir: str) -> bool:
+        """Serve `model_dir` from the next batch on, unless it is unfit; True if it was taken."""
+        if model_dir.rstrip("/") == self.model_dir.rstrip("/"):
+            return False
+        try:
+            candidate = self._serving(model_dir)
+        except UserError as exc:
+            return self._refuse(model_dir, str(exc))
+        except Exception as exc:  # noqa: BLE001 (whatever a candidate does, the serving model stays)
+            return self._refuse(model_dir, f"it does not load ({type(exc).__name__}: {str(exc)[:200]})")
+        if list(candidate.labels) != list(self.current.labels):
+            added = sorted(set(candidate.labels) - set(self.current.labels))
+            removed = sorted(set(self.current.labels) - set(candidate.labels))
+            why = f"its labels differ (added {added}, removed {removed})" if added or removed \
+                else "its labels are in another order (label_id would change meaning)"
+            return self._refuse(model_dir, why)
+        self.current, self.model_dir = candidate, model_dir
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_swaps").inc()
+        telemetry.MODEL_SWAPS.inc()
+        _announce(candidate, model_dir)
+        return True
+
+    def watch(self, pattern: str, interval_secs: float) -> None:
+        """At most every `interval_secs`: offer the directories that appeared under `pattern`, newest first,
+        until one is taken (those older than it are passed over).
+
+        A directory is offered again whenever its files change (size or modification
+        time), so one seen while it was still being copied file by file (`gcloud
+        storage cp -r` writes in no particular order) is served once it is complete.
+        """
+        now = time.monotonic()
+        if now < self._next_check or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next_check = now + interval_secs
+            try:
+                found = {d: (_written_at(d), artifact.cache_key(d)) for d in artifact.complete_directories(pattern)}
+            except (tf.errors.OpError, OSError) as exc:  # a directory removed while listing, a bucket hiccup
+                log.warning("could not list %s (%s); looking again in %.0f s", pattern, exc, interval_secs)
+                return
+            if self._seen is None:  # what is there at start-up is not new
+                self._seen = {d: state for d, (_, state) in found.items()}
+                self._seen.setdefault(self.model_dir.rstrip("/"), None)
+                return
+            changed = [d for d, (_, state) in found.items() if d not in self._seen or self._seen[d] != state]
+            for d in changed:
+                if d in self._seen:
+                    log.info("model directory %s changed since it was last considered; offering it again", d)
+                self._seen[d] = found[d][1]
+            for candidate in sorted(changed, key=lambda d: (found[d][0], d), reverse=True):
+                if self.offer(candidate):
+                    break
+        finally:
+            self._lock.release()
+
+    def _serving(self, model_dir: str) -> ServingModel:
+        """The process's ServingModel for this unchanged directory and settings, built and warmed up once.
+
+        RunInference keeps the slot in Beam's `shared.Shared`, but Beam keeps only the
+        most recently acquired shared object of a process alive, and the stateful
+        `BatchElements` before RunInference acquires its own (`WithSharedKey`) each time
+        a DoFn is set up. A runner that sets up fresh DoFns for every bundle (Beam's
+        local streaming runner) would so drop the model and load and compile it again
+        for every bundle. The last ServingModel is therefore kept here, one entry.
+        """
+        key = (artifact.cache_key(model_dir), self.xla, self.sizes, self.at)
+        with _KEPT_LOCK:
+            serving = _KEPT.get(key) if key[0] is not None else None
+            if serving is None:
+                serving = self._at_chosen_precision(artifact.load(model_dir), model_dir)
+                _LOADS[model_dir] += 1
+                if key[0] is not None:
+                    _KEPT.clear()  # one entry, as artifact.load keeps: a swap frees the old model
+                    _KEPT[key] = serving
+            if self.warm_up and not serving.warm:
+                serving.warm_up()
+        return serving
+
+    def _at_chosen_precision(self, loaded: artifact.Artifact, model_dir: str) -> ServingModel:
+        """The model served at the precision `worker.precision_choice` picks; with several candidates, each is
+        compiled and timed here, once, and the fastest kept, unless this machine already measured the same
+        candidates for this model (`worker.precision_cache`): then only that one is built."""
+        options, why = candidates(self.at, loaded.metadata, model_dir, loaded.model)
+        rows, rates = self.sizes[-1], None
+        entry_key = precision_cache.key(loaded.version, options, rows, self.xla) if len(options) > 1 else None
+        kept = precision_cache.lookup(entry_key) if entry_key else None
+        if kept and kept["served"] in options:
+            chosen, rates = kept["served"], kept["rows_per_second"]
+            built = {chosen: ServingModel(loaded, self.xla, self.sizes, chosen)}
+            why = (f"{why}; as timed on this machine at "
+                   f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['measured_at']))} "
+                   f"({precision_cache.path()})")
+        else:
+            built = {at: ServingModel(loaded, self.xla, self.sizes, at) for at in options}
+            if len(built) > 1:
+                texts = probe_texts(rows)
+                chosen, measured = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows,
+                                           prefer=precision.FP32)
+                rates = {at: round(r, 1) for at, r in measured.items()}  # as logged, kept and summarised
+                built[chosen].warmed.add(rows)
+                precision_cache.store(entry_key, chosen, rates)
+            else:
+                [chosen] = built
+        serving = built[chosen]
+        serving.choice = {"setting": self.at.setting, "served": chosen, "why": why_served(why, chosen, rates),
+                          "rows_per_second": rates or None, "measured_now": len(built) > 1}
+        _CHOICES[(loaded.version, self.at)] = serving.choice
+        return serving
+
+    def _refuse(self, model_dir: str, why: str) -> bool:
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_refused").inc()
+        telemetry.MODEL_REFUSED.inc()
+        log.warning("refused model %s: %s; still serving %s", model_dir, why, self.current.version)
+        return False
+
+
+def _announce(serving: ServingModel, model_dir: str) -> None:
+    """A model taken into service: the log line, and the live job's precision gauges."""
+    log.info("serving model %s from %s (%s, %s)", serving.version, model_dir, serving.path, described(serving.choice))
+    telemetry.served_precision(serving.choice["served"], serving.choice.get("rows_per_second"))
+
+
+def _written_at(model_dir: str) -> float:
+    return files.stat(files.join(model_dir, artifact.METADATA_FILE)).mtime_nsec / 1e9
