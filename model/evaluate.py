@@ -95,6 +95,10 @@ def format_report(report: dict) -> str:
         )
     if "ece" in report:
         lines += ["", f"{'ECE':>{width}} {report['ece']:9.4f}  (15 bins; 0 = confidences match accuracy)"]
+    if report.get("dead_lettered"):
+        shown = ", ".join(f"{reason} {count}" for reason, count in sorted(report["dead_lettered"].items()))
+        lines.append(f"{'not scored':>{width}} {sum(report['dead_lettered'].values()):9d}  rows the jobs would "
+                     f"dead-letter ({shown})")
     return "\n".join(lines)
 
 
@@ -105,18 +109,22 @@ def write_report(
     labels: list[str],
     history: dict | None = None,
     reliability: dict[str, np.ndarray] | None = None,
+    dead_lettered: dict[str, int] | None = None,
 ) -> dict:
     """Write metrics.json, the text report, the confusion matrix (CSV + PNG), the reliability diagram and curves.
 
     metrics.json has the same keys for training's test split and for `complaints
     evaluate`: the classification report plus `ece` (15 bins) of these probabilities.
     `reliability` names the curves to draw (default: these probabilities alone).
+    `dead_lettered`: rows left out because the jobs would not label them, by reason.
     """
     from model.calibration import expected_calibration_error, reliability_diagram
 
     os.makedirs(report_dir, exist_ok=True)
     y_pred = probabilities.argmax(axis=1)
     report = {**classification_report(y_true, y_pred, labels), "ece": expected_calibration_error(probabilities, y_true)}
+    if dead_lettered is not None:
+        report["dead_lettered"] = dead_lettered
     matrix = confusion_matrix(y_true, y_pred, len(labels))
     reliability_diagram(os.path.join(report_dir, "reliability.png"), y_true, reliability or {"model": probabilities})
     with open(os.path.join(report_dir, "metrics.json"), "w", encoding="utf-8") as f:

@@ -74,7 +74,7 @@ def test_evaluate_command_checks_confidences_like_training(model_dir, loaded, tm
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     training = json.loads(open(f"{model_dir}/report/metrics.json").read())
-    assert set(metrics) == set(training) and "ece" in metrics
+    assert set(metrics) - {"dead_lettered"} == set(training) and "ece" in metrics
     y_true = np.array([loaded.labels.index(c) for c in frame["category"]])
     assert metrics["ece"] == pytest.approx(_ece_by_hand(loaded.predict(frame["text"].tolist()), y_true), abs=1e-6)
     assert (tmp_path / "report" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
@@ -87,3 +87,34 @@ def test_evaluate_command_checks_confidences_like_training(model_dir, loaded, tm
     jobs_labels = [record.get("label") for _, record in verdicts]
     assert metrics["accuracy"] == pytest.approx(np.mean([a == b for a, b in zip(jobs_labels, frame["category"],
                                                                                 strict=True)]), abs=1e-9)
+
+
+def test_evaluate_reports_rows_the_jobs_dead_letter_instead_of_scoring_them(model_dir, tmp_path):
+    """Issue #44: evaluate applies the jobs' validity rules; `😡😡` (empty after standardisation) and a
+    text of punctuation are counted by reason and left out of every score, as the jobs would never label them."""
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from model.sample import generate
+    from pipelines.app.cli import cli
+    from worker.local import LocalClassifier, texts_as_records
+    from worker.transform import WorkerConfig
+
+    frame = generate(300, seed=62)
+    odd = pd.DataFrame({"text": ["😡😡", "?!...", "🙂 👍"], "category": frame["category"].iloc[:3].tolist()})
+    frame = pd.concat([frame, odd], ignore_index=True)
+    frame.to_parquet(tmp_path / "fresh.parquet")
+    result = CliRunner().invoke(cli, ["evaluate", "--model", model_dir, "--data", str(tmp_path / "fresh.parquet"),
+                                      "--report-dir", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    verdicts = LocalClassifier(WorkerConfig(model_dir)).classify(texts_as_records(frame["text"].tolist()))
+    letters = [record["reason"] for kind, record in verdicts if kind == "dead_letters"]
+    assert len(letters) >= 3 and metrics["dead_lettered"] == {r: letters.count(r) for r in set(letters)}
+    assert metrics["macro avg"]["support"] == len(frame) - len(letters)
+    labelled = [(record["label"], truth) for (kind, record), truth in zip(verdicts, frame["category"], strict=True)
+                if kind == "predictions"]
+    assert metrics["accuracy"] == pytest.approx(np.mean([a == b for a, b in labelled]), abs=1e-9)
+    assert "not scored" in result.output

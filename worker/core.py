@@ -77,6 +77,7 @@ class Classified:
     dead_letters: list[dict]
     dead_rows: list[int]
     word_counts: tuple[np.ndarray, np.ndarray] | None  # (word ids, counts) of the predicted texts
+    probabilities: np.ndarray | None = None  # every class's, per predicted row (`evaluate` scores them)
 
 
 def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classified:
@@ -103,7 +104,7 @@ def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classifie
     if decoding.word_counts and texts:  # counted while serving, unless a batch had to be bisected
         histograms = [batch[4] for batch in served]
         words = _sparse(sum(histograms) if all(h is not None for h in histograms) else serving.word_counts(texts))
-    return Classified(table, chosen, letters, dead_rows, words)
+    return Classified(table, chosen, letters, dead_rows, words, probabilities[chosen])
 
 
 def _dead_letter(rows: Rows, row: int, failure: str | None) -> dict:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from worker import core, record_columns, records
+from worker import record_columns, records
 from worker.handler import ComplaintModelHandler
 from worker.slot import ModelSlot
 from worker.transform import DEAD_LETTERS, PREDICTIONS, WorkerConfig, rows_of
@@ -36,6 +36,11 @@ class LocalClassifier:
 
     def classify(self, inputs: Sequence[dict]) -> list[tuple[str, dict]]:
         """Per input record: (PREDICTIONS, prediction record) or (DEAD_LETTERS, dead letter)."""
+        return self.scored(inputs)[0]
+
+    def scored(self, inputs: Sequence[dict]) -> tuple[list[tuple[str, dict]], list[int], np.ndarray]:
+        """`classify`'s answers, and for the inputs it labelled (their positions) every class's probability:
+        what `complaints evaluate` scores, so a row the jobs dead-letter is reported as such, never scored."""
         out: list[tuple[str, dict] | None] = [None] * len(inputs)
         positions, valid = [], []
         for i, record in enumerate(inputs):
@@ -45,6 +50,7 @@ class LocalClassifier:
             else:
                 positions.append(i)
                 valid.append(checked)
+        labelled, probabilities = [], np.zeros((0, len(self.slot.current.labels)), np.float32)
         if valid:
             [classified] = self.handler.run_inference(rows_of(valid), self.slot)
             predicted = record_columns.records(classified.predictions)
@@ -52,17 +58,9 @@ class LocalClassifier:
                 out[positions[row]] = (PREDICTIONS, record)
             for row, letter in zip(classified.dead_rows, classified.dead_letters, strict=True):
                 out[positions[row]] = (DEAD_LETTERS, letter)
-        return out  # type: ignore[return-value]
-
-    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Every class's probability per text, from the serving function the jobs serve with (same text cut,
-        same batches, same compiled program), for `complaints evaluate`: its scores are the jobs' verdicts.
-
-        A text the model fails on gets zeros (the jobs dead-letter it), found by the core's bisection.
-        """
-        serving, size = self.slot.current, self.config.max_batch_size
-        parts = [core.serve_or_bisect(serving, list(texts[i:i + size]))[0] for i in range(0, len(texts), size)]
-        return np.concatenate(parts) if parts else np.zeros((0, len(serving.labels)), np.float32)
+            labelled, probabilities = [positions[row] for row in classified.predicted.tolist()], \
+                classified.probabilities
+        return out, labelled, probabilities  # type: ignore[return-value]
 
 
 def texts_as_records(texts: Sequence[str]) -> list[dict]:

@@ -7,6 +7,7 @@ as plain functions.
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import numpy as np
 
@@ -17,7 +18,8 @@ from model.errors import UserError
 from model.progress import Phases
 from model.train import TrainConfig, train
 from worker.config import WorkerConfig
-from worker.local import LocalClassifier
+from worker.local import LocalClassifier, texts_as_records
+from worker.transform import DEAD_LETTERS
 
 
 def describe_data(data: str, text_column: str, label_column: str, sequence_length: int, locale: str) -> str:
@@ -92,8 +94,9 @@ def evaluate_model(model_dir: str, data: str, text_column: str, label_column: st
     """Score a model on labelled data; the report goes to `report_dir`, never into the model directory
     (a watched models folder, or a read-only bucket, must not change because someone evaluated).
 
-    The scores come through the jobs' serving function (`LocalClassifier.probabilities`), so the
-    accuracy reported is the accuracy of the labels the jobs would write.
+    The scores come through the jobs' own core with their validity rules (`LocalClassifier.scored`): the
+    accuracy reported is that of the labels the jobs would write, over the rows they would label; a row
+    they would dead-letter (empty after standardisation, emoji only, …) is counted by reason, not scored.
     """
     classifier = LocalClassifier(WorkerConfig(model_dir))  # a directory that does not load: one line, first
     labels = classifier.slot.current.labels.tolist()
@@ -103,8 +106,12 @@ def evaluate_model(model_dir: str, data: str, text_column: str, label_column: st
     if unknown:
         raise UserError(f"{data} has categories the model does not know: {', '.join(unknown[:5])}")
     y_true = np.array([known[label] for label in labelled.labels])
-    probabilities = classifier.probabilities(labelled.texts.tolist())
-    report = evaluate.write_report(report_dir, y_true, probabilities, labels)
+    answers, scored, probabilities = classifier.scored(texts_as_records(labelled.texts.tolist()))
+    dead = Counter(answer["reason"] for kind, answer in answers if kind == DEAD_LETTERS)
+    if not scored:
+        raise UserError(f"none of the {len(answers):,} rows of {data} can be labelled (the jobs would dead-letter "
+                        f"them all: {', '.join(f'{k} {v}' for k, v in dead.most_common())}): nothing to score")
+    report = evaluate.write_report(report_dir, y_true[scored], probabilities, labels, dead_lettered=dict(dead))
     return f"{evaluate.format_report(report)}\nreport written to {report_dir}"
 
 

@@ -28,8 +28,8 @@ import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.nightly import commit as out
-from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
 from pipelines.sinks import parquet_windows as windows
+from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
 from worker import prediction, record_columns
 from worker.records import DEAD_LETTER_SCHEMA
 
