@@ -143,8 +143,8 @@ def main() -> None:
 
     from model import artifact
     from model.sample import generate
+    from model.serving import ServingModel
     from pipelines.nightly import drift
-    from worker.serving import ServingModel
 
     sizes = [int(s) for s in args.sizes.split(",")]
     results, started = [], time.monotonic()

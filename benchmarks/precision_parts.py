@@ -45,10 +45,10 @@ def main() -> None:
     import tensorflow as tf
 
     from benchmarks.throughput import _cpu_model
-    from model import artifact, openvino_core, precision
+    from model import artifact, compiled, openvino_core, precision
     from model.sample import generate
-    from worker import compiled, core, record_columns
-    from worker.serving import ServingModel
+    from model.serving import ServingModel
+    from worker import core, record_columns
 
     loaded = artifact.load(args.model)
     rows = args.batch * args.batches

@@ -29,6 +29,7 @@ from model.architecture import ArchitectureConfig
 from model.calibration import expected_calibration_error
 from model.data import load_labelled, stratified_split
 from model.evaluate import classification_report, headline
+from model.serving import ServingModel
 from model.train import TrainConfig, train
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
@@ -71,7 +72,7 @@ def evaluate_dataset(name: str, directory: str, seed: int, epochs: int, architec
             loaded = artifact.load(out)
             index = {label: i for i, label in enumerate(loaded.labels)}
             y_true = np.array([index[label] for label in test.labels])
-            probabilities = loaded.predict(test.texts.tolist())
+            probabilities = ServingModel(loaded).probabilities(test.texts.tolist())
             rows.append({"dataset": name, "model": kind if final_fit == "train" else f"{kind} + refit ({final_fit})",
                          "seed": seed, "final_fit": final_fit, "test_rows": len(y_true),
                          **headline(classification_report(y_true, probabilities.argmax(axis=1), loaded.labels)),

@@ -106,7 +106,7 @@ def bench_raw(model_dir: str, texts: list[str], xla: bool, at: str = "fp32",
     """Steady-state throughput of the worker's serving function: every batch size traced (and, with
     XLA, compiled) before timing, so this is the fastest the model runs here."""
     from model import artifact
-    from worker.serving import ServingModel
+    from model.serving import ServingModel
 
     serving = ServingModel(artifact.load(model_dir), xla=xla, at=at)
     by_size = {}
@@ -128,7 +128,7 @@ def bench_raw(model_dir: str, texts: list[str], xla: bool, at: str = "fp32",
 def bench_openvino(model_dir: str, texts: list[str], hint: str) -> tuple[float | None, str]:
     """The serving function with OpenVINO's core at `hint` (bf16: what openvino-bf16 serves), batch 1,024."""
     from model import artifact, openvino_core, precision
-    from worker.serving import ServingModel
+    from model.serving import ServingModel
 
     if not openvino_core.available():
         return None, "OpenVINO is not installed (pip install '.[openvino]')"
@@ -252,7 +252,7 @@ def bench_label_dask(model_dir: str, archive: str, out: str, runs: int = 1) -> l
 PREPARE = """
 import json, sys, time
 from model import artifact
-from worker.serving import ServingModel
+from model.serving import ServingModel
 started = time.perf_counter()
 serving = ServingModel(artifact.load(sys.argv[1]), xla=sys.argv[2] == "on", sizes=(int(sys.argv[3]),))
 serving.warm_up()

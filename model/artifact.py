@@ -52,9 +52,11 @@ class Artifact:
     def locale(self) -> str:
         return self.metadata["locale"]
 
-    def predict(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        """Class probabilities for raw texts (the reference behaviour, Keras `predict`)."""
-        return self.model.predict(tf.constant(texts, dtype=tf.string), batch_size=batch_size, verbose=0)
+    @classmethod
+    def in_memory(cls, model: keras.Model, labels: list[str], locale: str) -> Artifact:
+        """A model not yet exported, as `load` would give it back (training serves its test split with it)."""
+        return cls(model, list(labels), {"model_version": model_version(model, labels, locale), "locale": locale},
+                   "(not exported)")
 
 
 join = files.join  # one path rule for the model directory, kept here for the callers that import it

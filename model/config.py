@@ -15,6 +15,16 @@ ARCHITECTURES = ("bilstm", "linear", "auto")
 FINAL_FITS = ("train", "train+validation", "all")
 
 
+# What the serving function (model/serving.py) compiles for by default, and reads of a text.
+DEFAULT_MIN_BATCH_SIZE = 32
+DEFAULT_MAX_BATCH_SIZE = 512
+
+# The model reads at most this many characters of a text; a longer one is labelled on its start and its
+# prediction says `text_truncated`. The BiLSTM reads 40 words and the linear model's n-grams gain nothing
+# from more: real complaints here are at most 25,516 characters (CFPB narratives), and a 10 MB text of
+# one-letter words would otherwise be split into millions of tokens before either model looks at it.
+MAX_TEXT_CHARS = 50_000
+
 @dataclass(frozen=True)
 class ArchitectureConfig:
     """Sizes of the reference network; the defaults are the reference model."""

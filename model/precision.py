@@ -25,11 +25,9 @@ Two lower precisions, each its own classifier with its own record:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from model import openvino_core
 
@@ -102,25 +100,6 @@ def numeric_core(model: keras.Model, precision: str) -> tuple[keras.layers.TextV
     return parts.vectorizer, openvino_core.OpenVinoCore(parts, OPENVINO[precision])
 
 
-def probabilities(model: keras.Model, texts: Sequence[str], batch_size: int = 1024,
-                  at: str = FP32) -> np.ndarray:
-    """Class probabilities of `model` served at `at` for `texts`, as float32 (TensorFlow's in graph mode)."""
-    if at in OPENVINO:
-        vectorizer, core = numeric_core(model, at)
-
-        def serve(batch: tf.Tensor) -> np.ndarray:
-            return core(vectorizer(batch).numpy())
-    else:
-        lowered = converted(model, at)
-        graph = tf.function(lambda batch: tf.cast(lowered(batch, training=False), tf.float32), reduce_retracing=True)
-
-        def serve(batch: tf.Tensor) -> np.ndarray:
-            return graph(batch).numpy()
-    parts = [serve(tf.constant(list(texts[i:i + batch_size]), tf.string))
-             for i in range(0, len(texts), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, model.outputs[0].shape[-1]), np.float32)
-
-
 def agreement(fp32: np.ndarray, other: np.ndarray, review_threshold: float) -> dict:
     """How far `other`'s verdicts are from FP32's on the same rows: what the rule and a reader need."""
     labels, others = fp32.argmax(axis=1), other.argmax(axis=1)
@@ -140,24 +119,6 @@ def agreement(fp32: np.ndarray, other: np.ndarray, review_threshold: float) -> d
         "confident_changes": int((changed & ~flagged).sum()),
         "review_flag_changes": int((flagged != flagged_other).sum()),
     }
-
-
-def measure(model: keras.Model, texts: Sequence[str], review_threshold: float, rows_of: str) -> dict:
-    """Each lower precision's agreement record against FP32 on `texts` (held-out rows), for metadata.json.
-
-    A precision this installation cannot serve (`unavailable`) gets no record, and so
-    is not allowed until one is measured (`complaints precision`). Nor does
-    `openvino-bf16` where OpenVINO does not compute in bfloat16 (its CPU plugin falls
-    back to f32 without bf16 instructions): such a record would describe another classifier.
-    """
-    texts = list(texts)
-    fp32 = probabilities(model, texts)
-    records = {}
-    for at in PRECISIONS:
-        if at == FP32 or unmeasured(model, at):
-            continue
-        records[at] = {**agreement(fp32, probabilities(model, texts, at=at), review_threshold), "rows_of": rows_of}
-    return records
 
 
 def unmeasured(model: keras.Model, precision: str) -> str | None:

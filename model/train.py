@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model import artifact, evaluate, precision, reference
+from model import agreement, artifact, evaluate, precision, reference
 from model.architecture import build, end_to_end, numeric_core
 from model.calibration import (
     ENOUGH_VALIDATION_ROWS,
@@ -31,6 +31,7 @@ from model.errors import UserError
 from model.linear import LinearFit, OtherRows, refit_linear, train_linear
 from model.predict import DEFAULT_REVIEW_THRESHOLD
 from model.progress import Phases
+from model.serving import ServingModel
 from model.text import make_vectorizer, standardizer
 
 VECTORISE_CHUNK = 2048  # rows per vectoriser call when token ids are computed once
@@ -213,7 +214,13 @@ def _refit(kind: str, fitted: Fitted, texts: np.ndarray, label_ids: np.ndarray, 
     return refitted, {"fitted_on": config.final_fit, "rows": len(rows), "epochs": best_epoch}
 
 
+def _served(loaded: artifact.Artifact) -> ServingModel:
+    """The jobs' serving function over a model not yet exported (graph mode, as small nights are served)."""
+    return ServingModel(loaded, xla=False)
+
+
 def _logits(network: keras.Model, texts: np.ndarray) -> np.ndarray:
+    """Training's own scores (validation selection, calibration): logits, before any softmax, from Keras."""
     return network.predict(tf.constant(texts.tolist(), tf.string), batch_size=512, verbose=0)
 
 
@@ -272,8 +279,11 @@ def train(
     with phases.phase("calibrating", f"{len(calibration_labels):,} held-out rows" if config.calibrate else "off"):
         temperature, applied = calibrate(calibration_logits, calibration_labels) if config.calibrate else (1.0, False)
     with phases.phase("evaluating on the test split", f"{len(split.test):,} rows"):
-        test_logits = _logits(network, data.texts[split.test])
-        before, after = softmax(test_logits), softmax(test_logits, temperature)
+        test_texts = data.texts[split.test]
+        # the uncalibrated curve of the reliability diagram needs the network's logits, which only Keras gives
+        before = softmax(_logits(network, test_texts))
+        calibrated = artifact.Artifact.in_memory(end_to_end(network, temperature), labels, architecture.locale)
+        after = _served(calibrated).probabilities(test_texts)
         report_dir = os.path.join(out_dir, "report")
         report = evaluate.write_report(report_dir, y_test, after, labels, history, reliability={
             "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
@@ -327,13 +337,13 @@ def train(
                               f"; the exported model was refitted on {refit['fitted_on']} with the same settings"),
     }
     with phases.phase("computing the drift baseline"):
-        test_texts = data.texts[split.test]
-        served_test = after if refit["fitted_on"] == "train" else served.predict(
-            tf.constant(list(test_texts), tf.string), batch_size=1024, verbose=0)
+        exported = artifact.Artifact.in_memory(served, labels, architecture.locale)
+        served_test = after if refit["fitted_on"] == "train" else _served(exported).probabilities(
+            test_texts)
         metadata["baseline"], drift_reference = reference.compute_baseline(
             label_ids[split.train], labels, served_test, test_texts, served, standardizer(architecture.locale))
     with phases.phase("measuring serving precisions against FP32", f"{len(test_texts):,} test rows"):
-        metadata[precision.RECORD_KEY] = precision.measure(served, test_texts.tolist(), DEFAULT_REVIEW_THRESHOLD,
+        metadata[precision.RECORD_KEY] = agreement.measure(exported, test_texts.tolist(), DEFAULT_REVIEW_THRESHOLD,
                                                            f"the test split ({len(test_texts):,} rows)")
     with phases.phase("exporting the model", out_dir):
         full = artifact.save(out_dir, served, labels, metadata,

@@ -80,6 +80,15 @@ def loaded(model_dir):
 
 
 @pytest.fixture(scope="session")
+def serving(loaded):
+    """The jobs' serving function over the session's model: the tests' oracle (tests/test_compiled.py shows it
+    gives Keras' own probabilities)."""
+    from model.serving import ServingModel
+
+    return ServingModel(loaded)
+
+
+@pytest.fixture(scope="session")
 def retrained_model_dir(tmp_path_factory) -> str:
     """Another tiny model with the same labels as `model_dir` and other weights: a nightly retrain."""
     out = str(tmp_path_factory.mktemp("retrained") / "tiny-b")

@@ -70,10 +70,10 @@ def test_every_row_accounted_for_with_the_right_schema(labelled, archive):
     assert (predictions["store"] == predictions["id"].map(store_by_id)).all()
 
 
-def test_predictions_equal_the_models_own(labelled, archive, loaded):
+def test_predictions_equal_the_models_own(labelled, archive, loaded, serving):
     predictions, _, _ = read_output(labelled[0])
     text_by_id = {r["id"]: r["text"] for r in archive[1]}
-    expected = loaded.predict([text_by_id[i] for i in predictions["id"]])
+    expected = serving.probabilities([text_by_id[i] for i in predictions["id"]])
     assert (predictions["label"].to_numpy() == np.array(loaded.labels)[expected.argmax(axis=1)]).all()
     np.testing.assert_allclose(predictions["confidence"].to_numpy(), expected.max(axis=1), atol=1e-5)
     top = predictions["top_k"].iloc[0]

@@ -61,12 +61,12 @@ def test_train_from_csv_with_other_columns_and_skipped_rows(tmp_path):
     assert meta["locale"] == "unicode" and meta["training"]["skipped_rows"] == 7
 
 
-def test_predict_and_evaluate(model_dir, loaded, tmp_path):
+def test_predict_and_evaluate(model_dir, loaded, serving, tmp_path):
     text = generate(1, seed=42, labelled=False)["text"][0]
     result = invoke("predict", "--model", model_dir, "--json", text)
     assert result.exit_code == 0
     row = json.loads(result.output)
-    probabilities = loaded.predict([text])[0]
+    probabilities = serving.probabilities([text])[0]
     assert row["label"] == loaded.labels[probabilities.argmax()]
     assert row["confidence"] == pytest.approx(float(probabilities.max()), abs=1e-6)
     assert len(row["top_k"]) == 3

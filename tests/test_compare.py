@@ -33,10 +33,10 @@ def test_a_model_against_itself_agrees_everywhere(model_dir, tmp_path):
     assert "McNemar" in output
 
 
-def test_a_good_model_beats_a_one_epoch_model_beyond_noise(model_dir, weak_model_dir, loaded, tmp_path):
+def test_a_good_model_beats_a_one_epoch_model_beyond_noise(model_dir, weak_model_dir, loaded, serving, tmp_path):
     frame = generate(800, seed=72)
     report, _ = _compare(tmp_path, weak_model_dir, model_dir, frame)
-    good = [loaded.labels[i] for i in loaded.predict(frame["text"].tolist()).argmax(axis=1)]
+    good = [loaded.labels[i] for i in serving.probabilities(frame["text"].tolist()).argmax(axis=1)]
     assert report["b"]["accuracy"] == pytest.approx(accuracy_score(frame["category"], good))
     assert report["b"]["macro_f1"] == pytest.approx(f1_score(frame["category"], good, average="macro"))
     difference = report["difference"]["accuracy"]

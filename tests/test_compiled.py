@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import artifact
+from model import artifact, compiled
 from model.sample import generate
-from worker import compiled
-from worker.serving import ServingModel
+from model.serving import ServingModel
 
 
 def test_padded_sizes_follow_the_batch_sizes():

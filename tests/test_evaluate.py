@@ -58,7 +58,7 @@ def _ece_by_hand(probabilities: np.ndarray, y_true: np.ndarray, bins: int = 15) 
     return total
 
 
-def test_evaluate_command_checks_confidences_like_training(model_dir, loaded, tmp_path):
+def test_evaluate_command_checks_confidences_like_training(model_dir, loaded, serving, tmp_path):
     """`complaints evaluate` writes the training report's keys, ECE and the reliability diagram included."""
     import json
 
@@ -76,7 +76,8 @@ def test_evaluate_command_checks_confidences_like_training(model_dir, loaded, tm
     training = json.loads(open(f"{model_dir}/report/metrics.json").read())
     assert set(metrics) - {"dead_lettered"} == set(training) and "ece" in metrics
     y_true = np.array([loaded.labels.index(c) for c in frame["category"]])
-    assert metrics["ece"] == pytest.approx(_ece_by_hand(loaded.predict(frame["text"].tolist()), y_true), abs=1e-6)
+    expected = serving.probabilities(frame["text"].tolist())
+    assert metrics["ece"] == pytest.approx(_ece_by_hand(expected, y_true), abs=1e-6)
     assert (tmp_path / "report" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert "ECE" in result.output
     # Its accuracy is that of the labels the jobs give (the one core), row for row.

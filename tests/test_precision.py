@@ -18,17 +18,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 
-from model import artifact, openvino_core, precision
+from model import agreement, artifact, openvino_core, precision
 from model.architecture import end_to_end
 from model.sample import generate
+from model.serving import ServingModel
 from pipelines.app.cli import cli
 from tests.test_cli_model import assert_user_error
 from worker import telemetry
 from worker.local import LocalClassifier
 from worker.precision_choice import MIN_GAIN, PrecisionSetting, candidates, fastest, why_served
-from worker.serving import ServingModel
 from worker.transform import WorkerConfig
 
 TEXTS = generate(1000, seed=77, labelled=False)["text"].tolist()
@@ -71,7 +72,7 @@ def test_bf16_as_served_meets_the_rule_and_is_what_export_measured(loaded):
     measured with, and its verdicts meet the rule against the served FP32 on rows it never saw."""
     fp32, bf16 = ServingModel(loaded, at=precision.FP32), ServingModel(loaded, at=precision.BF16)
     served32, served16 = fp32(TEXTS)[0], bf16(TEXTS)[0]
-    measured16 = precision.probabilities(loaded.model, TEXTS, at=precision.BF16)
+    measured16 = agreement.served_probabilities(loaded, TEXTS, precision.BF16)
     assert bf16.path == "graph-bf16" and bf16.precision == precision.BF16
     assert np.abs(served16 - measured16).max() <= 1e-5
     assert np.abs(served16 - served32).max() > 0  # it really computes at another precision
@@ -91,7 +92,7 @@ def test_the_openvino_graph_computes_what_keras_computes(loaded, temperature):
     ids = parts.vectorizer(np.array(texts, dtype=object)).numpy()
     assert (ids == 0).all(axis=1).any() and (ids == 1).any() and (ids != 0).all(axis=1).any()
     got = openvino_core.OpenVinoCore(parts, precision.FP32)(ids)
-    expected = precision.probabilities(model, texts)
+    expected = model.predict(tf.constant(texts), verbose=0)  # Keras itself: the independent oracle
     assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-5
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
 
@@ -100,7 +101,7 @@ def test_openvino_bf16_as_served_meets_the_rule_and_is_what_export_measured(load
     served = ServingModel(loaded, at=precision.OPENVINO_BF16)
     probabilities, tokens, _ = served(TEXTS)
     assert served.path == f"openvino-{served._numeric.hint}" and served.precision == precision.OPENVINO_BF16
-    measured = precision.probabilities(loaded.model, TEXTS, at=precision.OPENVINO_BF16)
+    measured = agreement.served_probabilities(loaded, TEXTS, precision.OPENVINO_BF16)
     assert np.abs(probabilities - measured).max() <= 1e-5
     fp32, fp32_tokens, _ = ServingModel(loaded, at=precision.FP32)(TEXTS)
     assert (tokens == fp32_tokens).all()  # the same vectoriser, in TensorFlow

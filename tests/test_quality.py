@@ -8,6 +8,7 @@ import pytest
 
 from model import artifact
 from model.calibration import expected_calibration_error, fit_temperature, softmax
+from model.serving import ServingModel
 from model.train import train
 from tests.beam_helpers import classify
 from tests.conftest import FAST, SMALL_LINEAR, TINY_ARCHITECTURE, labelled
@@ -37,7 +38,7 @@ def test_linear_artifact_runs_through_the_worker_unchanged(linear_model):
     rows = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
     predictions, dead, _ = classify([*rows, {"id": "e", "text": "!?"}], WorkerConfig(out))
     assert [d["reason"] for d in dead] == ["empty_text"]
-    expected = loaded.predict(texts)
+    expected = ServingModel(loaded).probabilities(texts)
     for p in predictions:
         i = int(p["id"])
         assert p["label"] == loaded.labels[int(expected[i].argmax())]
@@ -194,7 +195,8 @@ def test_the_exported_model_is_refitted_on_train_and_validation_with_the_chosen_
     labels = artifact.load(split_only.artifact_dir).labels
     ids = np.array([labels.index(x) for x in data.labels])
     test = stratified_split(ids, 0.1, 0.1, FAST.seed).test
-    predicted = artifact.load(split_only.artifact_dir).predict(data.texts[test].tolist()).argmax(axis=1)
+    predicted = ServingModel(artifact.load(split_only.artifact_dir), xla=False).probabilities(
+        data.texts[test].tolist()).argmax(axis=1)
     assert (predicted == ids[test]).mean() == pytest.approx(split_only.metadata["test_metrics"]["accuracy"])
 
 

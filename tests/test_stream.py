@@ -42,7 +42,7 @@ def _messages(texts: list[str]) -> tuple[list, dict]:
     return good + plain + bad, {"good": len(good) + len(plain), "reasons": reasons}
 
 
-def test_stream_labels_every_message_or_dead_letters_it(emulator_host, model_dir, loaded, tmp_path):
+def test_stream_labels_every_message_or_dead_letters_it(emulator_host, model_dir, loaded, serving, tmp_path):
     _, inp = admin.create_topic_with_subscription(PROJECT, "complaints-in", "complaints-in-sub")
     out_topic, out_sub = admin.create_topic_with_subscription(PROJECT, "labelled", "labelled-sub")
     dead_topic, dead_sub = admin.create_topic_with_subscription(PROJECT, "dead-letters", "dead-letters-sub")
@@ -77,7 +77,7 @@ def test_stream_labels_every_message_or_dead_letters_it(emulator_host, model_dir
         predictions = {json.loads(m.data)["id"]: (json.loads(m.data), dict(m.attributes)) for m in outputs}
         assert set(predictions) == {f"j{i}" for i in range(40)} | {"plain-with-attribute", ids[41]}
 
-        probabilities = loaded.predict(texts)
+        probabilities = serving.probabilities(texts)
         for i in range(len(texts)):
             record, attributes = predictions[f"j{i}"]
             assert record["label"] == loaded.labels[int(probabilities[i].argmax())]

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.sample import generate
+from model.serving import ServingModel
 from pipelines.nightly.reading import InputSpec, ReadRowGroupTables, RowGroup
 from tests.beam_helpers import Gathered, classify, metric
 from tests.test_worker import faulty  # noqa: F401 (a fixture)
 from worker import prediction, records
 from worker.config import WorkerConfig
-from worker.serving import ServingModel
 from worker.tables import WORD_COUNTS, BatchValidRows, ClassifyTables
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS
 

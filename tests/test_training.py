@@ -48,7 +48,7 @@ def test_reloaded_artifact_gives_the_same_probabilities(model_dir, trained):
 
     texts = [*generate(50, seed=99, labelled=False)["text"].tolist(), "IŞIK", "?!"]
     a = trained[1].model.predict(tf.constant(texts), verbose=0)
-    b = artifact.load(model_dir).predict(texts)
+    b = artifact.load(model_dir).model.predict(tf.constant(texts), verbose=0)  # Keras itself: save/load fidelity
     assert a.shape == (52, 32)
     np.testing.assert_allclose(b.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(a, b, atol=1e-5)

@@ -28,10 +28,10 @@ def predictor(model_dir):
     return Predictor(model_dir, k=3, review_threshold=0.5)
 
 
-def test_classify_one_matches_the_model(predictor, loaded):
+def test_classify_one_matches_the_model(predictor, loaded, serving):
     text = generate(1, seed=8, labelled=False)["text"][0]
     p = predictor.classify_one(text)
-    probabilities = loaded.predict([text])[0]
+    probabilities = serving.probabilities([text])[0]
     assert p.label == loaded.labels[int(probabilities.argmax())]
     assert p.confidence == pytest.approx(float(probabilities.max()), abs=1e-6)
     assert p.top[0][0] == p.label and len(p.top) == 3
@@ -45,11 +45,11 @@ def test_empty_input_is_a_readable_error(predictor, empty):
         predictor.classify_one(empty)
 
 
-def test_classify_many_from_lines_and_files(predictor, loaded, tmp_path):
+def test_classify_many_from_lines_and_files(predictor, loaded, serving, tmp_path):
     texts = generate(4, seed=9, labelled=False)["text"].tolist()
     frame = predictor.classify_many("\n".join([texts[0], "", texts[1]]), None)
     assert frame["text"].tolist() == texts[:2]
-    assert frame["label"].tolist() == [loaded.labels[int(i)] for i in loaded.predict(texts[:2]).argmax(axis=1)]
+    assert frame["label"].tolist() == [loaded.labels[int(i)] for i in serving.probabilities(texts[:2]).argmax(axis=1)]
     pd.DataFrame({"text": texts}).to_csv(tmp_path / "c.csv", index=False)
     assert len(predictor.classify_many("", str(tmp_path / "c.csv"))) == 4
     pd.DataFrame({"text": texts}).to_parquet(tmp_path / "c.parquet")
@@ -205,12 +205,12 @@ def _files_holding(root: pathlib.Path, marker: str) -> list[pathlib.Path]:
 
 
 @pytest.mark.slow
-def test_page_in_a_real_browser(server, loaded, tmp_path):
+def test_page_in_a_real_browser(server, loaded, serving, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     text = "Kargom 12 gündür teslim edilmedi, kurye adreste yok dedi. Paramı geri istiyorum!"
-    probabilities = loaded.predict([text])[0]
+    probabilities = serving.probabilities([text])[0]
     label, confidence = loaded.labels[int(probabilities.argmax())], float(probabilities.max())
     browser = _browser()
     try:

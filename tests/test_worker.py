@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from model.sample import generate
+from model.serving import ServingModel
 from tests.beam_helpers import classify, metric
 from worker import records
 from worker.handler import ComplaintModelHandler
-from worker.serving import ServingModel
 from worker.slot import ModelSlot
 from worker.transform import WorkerConfig
 
@@ -20,13 +20,13 @@ def texts():
     return generate(1200, seed=21, labelled=False)["text"].tolist()
 
 
-def test_predictions_equal_the_models_own_and_keep_ids(model_dir, loaded, texts):
+def test_predictions_equal_the_models_own_and_keep_ids(model_dir, loaded, serving, texts):
     rows = [{"id": f"r{i}", "text": t, "shop": i % 3} for i, t in enumerate(texts)]
     predictions, dead, result = classify(rows, WorkerConfig(model_dir, top_k=32, min_batch_size=7,
                                                            max_batch_size=100))
     assert dead == []
     assert sorted(p["id"] for p in predictions) == sorted(r["id"] for r in rows)
-    expected = loaded.predict(texts)
+    expected = serving.probabilities(texts)
     by_id = {p["id"]: p for p in predictions}
     for i in range(len(texts)):
         p = by_id[f"r{i}"]
@@ -44,8 +44,8 @@ def test_predictions_equal_the_models_own_and_keep_ids(model_dir, loaded, texts)
     assert metric(result, "num_inferences") == 1200  # RunInference's own count: rows, not batches
 
 
-def test_top_k_and_needs_review_on_a_known_case(model_dir, loaded, texts):
-    probabilities = loaded.predict(texts[:40])
+def test_top_k_and_needs_review_on_a_known_case(model_dir, loaded, serving, texts):
+    probabilities = serving.probabilities(texts[:40])
     confidence = probabilities.max(axis=1)
     threshold = float(np.median(confidence))
     predictions, _, result = classify([{"id": str(i), "text": t} for i, t in enumerate(texts[:40])],

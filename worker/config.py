@@ -38,4 +38,4 @@ class WorkerConfig:
                 "(measured at load), else fp32 (docs/precision.md)."})
     force_precision: bool = field(default=False, metadata={
         "help": "Serve --precision bf16 or openvino-bf16 even where the model's agreement record forbids it."})
-    xla: bool = True  # the BiLSTM's numeric core as XLA programs (worker/compiled.py); False: all graph mode
+    xla: bool = True  # the BiLSTM's numeric core as XLA programs (model/compiled.py); False: all graph mode

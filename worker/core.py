@@ -23,7 +23,7 @@ import tensorflow as tf
 from worker import prediction, record_columns, records
 
 if TYPE_CHECKING:
-    from worker.serving import ServingModel
+    from model.serving import ServingModel
 
 @dataclass
 class Rows:

@@ -20,8 +20,8 @@ from typing import Any
 import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler
 
-from model import artifact
-from worker import compiled, core, record_columns, telemetry
+from model import artifact, compiled
+from worker import core, record_columns, telemetry
 from worker.config import WorkerConfig
 from worker.defaults import METRICS_NAMESPACE
 from worker.precision_choice import PrecisionSetting

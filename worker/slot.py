@@ -15,12 +15,12 @@ import time
 import apache_beam as beam
 import tensorflow as tf
 
-from model import artifact, files, precision
+from model import artifact, compiled, files, precision
 from model.errors import UserError
-from worker import compiled, precision_cache, telemetry
+from model.serving import ServingModel
+from worker import precision_cache, telemetry
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
 from worker.precision_choice import PrecisionSetting, candidates, described, fastest, probe_texts, why_served
-from worker.serving import ServingModel
 
 log = logging.getLogger("complaints.worker")
 

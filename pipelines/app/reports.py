@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from model import artifact, evaluate, precision
+from model import agreement, artifact, evaluate, precision
 from model.architecture import ArchitectureConfig
 from model.data import describe, load_labelled, read_table, resolve_paths, select_columns
 from model.errors import UserError
@@ -123,7 +123,7 @@ def record_precisions(model_dir: str, data: str, text_column: str, label_column:
     if not len(labelled):
         raise UserError(f"{data} has no rows with a text and a label to measure on")
     rows_of = f"{len(labelled):,} rows of {data}"
-    records = precision.measure(loaded.model, labelled.texts.tolist(), review_threshold, rows_of)
+    records = agreement.measure(loaded, labelled.texts.tolist(), review_threshold, rows_of)
     metadata = artifact.add_to_metadata(model_dir, precision.RECORD_KEY,
                                         {**(loaded.metadata.get(precision.RECORD_KEY) or {}), **records})
     where = artifact.join(model_dir, artifact.METADATA_FILE)

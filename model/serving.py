@@ -1,9 +1,11 @@
-"""The model as one worker process serves it: an artifact and its compiled serving function.
+"""The one serving function: an artifact and its compiled function, texts in, probabilities out.
 
 Strings in; probabilities, token and out-of-vocabulary counts out, each text cut to
-`records.MAX_TEXT_CHARS` first: the one serving function behind the classification
+`MAX_TEXT_CHARS` first: the one serving function behind the classification
 core (`worker.core`), the model slot (`worker.slot`) and every caller that needs a
-model's probabilities.
+model's probabilities: training's test split and drift reference, the precision
+records (`model.agreement`), benchmarks and the tests' oracle. It lives in the model
+room so that training, which cannot import the worker, serves through it too.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from model import artifact, baseline, precision
+from model import artifact, baseline, compiled, precision
+from model.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, MAX_TEXT_CHARS
 from model.text import standardizer
-from worker import compiled, records
-from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
 
 log = logging.getLogger("complaints.worker")
 
@@ -26,7 +27,7 @@ class ServingModel:
     """An artifact plus its compiled serving function: what one worker process holds.
 
     The BiLSTM's numeric core runs as XLA programs behind its graph-mode vectoriser
-    (`worker.compiled`); a model that cannot be split (the linear model) is served
+    (`model.compiled`); a model that cannot be split (the linear model) is served
     whole in graph mode, and the log says which (`path`).
 
     At bf16 (`model.precision.converted`) the numeric core runs in graph mode, where
@@ -102,9 +103,17 @@ class ServingModel:
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(probabilities, tokens, out-of-vocabulary tokens); a text with no tokens is empty.
 
-        Only the first `records.MAX_TEXT_CHARS` characters of a text reach the model, whoever calls.
+        Only the first `MAX_TEXT_CHARS` characters of a text reach the model, whoever calls.
         """
         return self._numbers(self.serve(tf.constant(_cut(texts), dtype=tf.string)))
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Every class's probability for any number of texts, in batches of the largest compiled size: what
+        a caller outside a job scores with (training's test split and drift reference, the precision
+        records, `evaluate` through the core, benchmarks, the tests' oracle)."""
+        texts, size = list(texts), max(self.sizes)
+        parts = [self(texts[i:i + size])[0] for i in range(0, len(texts), size)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.labels)), np.float32)
 
     def counting_words(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """`self(texts)` and `self.word_counts(texts)` in one call, standardising each text once."""
@@ -118,5 +127,5 @@ class ServingModel:
 
 
 def _cut(texts: Sequence[str]) -> list[str]:
-    """Each text's first `records.MAX_TEXT_CHARS` characters: all the model (and its word counts) ever see."""
-    return [t if len(t) <= records.MAX_TEXT_CHARS else t[:records.MAX_TEXT_CHARS] for t in texts]
+    """Each text's first `MAX_TEXT_CHARS` characters: all the model (and its word counts) ever see."""
+    return [t if len(t) <= MAX_TEXT_CHARS else t[:MAX_TEXT_CHARS] for t in texts]
