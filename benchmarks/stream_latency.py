@@ -159,9 +159,11 @@ def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: 
 
     from pipelines.live.job import build_stream
     from pipelines.options import StreamConfig, stream_options
+    from worker import transform
 
+    transform.ComplaintModelHandler = _CountingHandler  # this child process's live edge builds the counting one
     config = StreamConfig(subscription=subscription, output_topic=output_topic, read=read,
-                          worker=_CountingConfig(model_dir, max_batch_duration_secs=1))
+                          worker=WorkerConfig(model_dir, max_batch_duration_secs=1))
     options, _ = stream_options([], read)
     p = beam.Pipeline(options=options)
     build_stream(p, config)
@@ -235,11 +237,6 @@ class _CountingHandler(ComplaintModelHandler):
 
         module.BATCH_SIZES.append(len(batch))
         return super().run_inference(batch, model, inference_args)
-
-
-class _CountingConfig(WorkerConfig):
-    def handler(self, warm_up=True, schema=None, word_counts=False):
-        return _CountingHandler(self, warm_up=warm_up, schema=schema, word_counts=word_counts)
 
 
 if __name__ == "__main__":
