@@ -139,3 +139,14 @@ def test_the_client_is_closed_when_the_job_ends(cluster, tmp_path, monkeypatch):
     with beam.Pipeline(options=options) as p:
         p | beam.Create([1, 2, 3]) | beam.Map(lambda n: n) | beam.io.WriteToText(str(tmp_path / "n"))
     assert len(results) == 1 and results[0].client.status == "closed"
+
+
+def test_the_runner_name_the_options_recognise_is_the_runners_own():
+    """`--runner DaskRunner` selects the class by its module's own constant; a move of the module or the class
+    fails here, not silently on a user's cluster."""
+    from pipelines import options
+    from pipelines.nightly import dask_runner
+
+    assert dask_runner.DASK_RUNNER in options.DASK_RUNNERS
+    module, _, name = dask_runner.DASK_RUNNER.rpartition(".")
+    assert getattr(__import__(module, fromlist=[name]), name) is dask_runner.DaskRunner

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from model.config import ArchitectureConfig, TrainConfig
 from pipelines.app.cli import cli
+from pipelines.app.page_limits import PageLimits
 from pipelines.config import BatchConfig, StreamConfig
 from pipelines.live.lease_settings import LeaseSettings
 from worker.config import WorkerConfig
@@ -23,6 +24,8 @@ CONFIGS = {
     "stream": (WorkerConfig, StreamConfig, LeaseSettings),
     "train": (TrainConfig, ArchitectureConfig),
     "describe": (ArchitectureConfig,),
+    "predict": (WorkerConfig,),
+    "serve": (WorkerConfig, PageLimits),
 }
 # Where a job needs another default than the field's, the command names it (one constant each).
 JOB_DEFAULTS = {
@@ -54,6 +57,18 @@ def test_each_option_takes_its_default_and_help_from_its_config_field(command):
         else:
             assert param.required, (command, param.name)
         assert param.help == field.metadata.get("help"), (command, param.name)
+
+
+@pytest.mark.parametrize("command", ["label", "stream", "predict", "serve", "evaluate", "precision", "pubsub-demo"])
+def test_every_single_model_option_is_the_worker_configs_field(command):
+    """Issue #44: `--model` (and, where a command has them, `--top-k` and `--review-threshold`) are derived
+    from `WorkerConfig`, not written again in the command."""
+    fields = {f.name: f for f in dataclasses.fields(WorkerConfig)}
+    params = {p.name: p for p in cli.commands[command].params if isinstance(p, click.Option)}
+    assert params["model_dir"].opts == ["--model"] and params["model_dir"].required
+    for name in ("model_dir", "top_k", "review_threshold"):
+        if name in params:
+            assert params[name].help == fields[name].metadata["help"], (command, name)
 
 
 def test_every_documented_field_is_an_option_somewhere():

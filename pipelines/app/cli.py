@@ -10,7 +10,6 @@ import click
 
 from model.config import ArchitectureConfig, TrainConfig
 from model.errors import UserError
-from model.predict import DEFAULT_REVIEW_THRESHOLD, DEFAULT_TOP_K
 from pipelines.app.config_options import build, options
 from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
 from pipelines.app.page_limits import PageLimits
@@ -114,7 +113,7 @@ def train(data: str, text_column: str, label_column: str, out_dir: str, max_rows
 
 
 @cli.command()
-@click.option("--model", "model_dir", required=True)
+@options(WorkerConfig, "model_dir")
 @_data_options
 @click.option("--report-dir", default="evaluation", show_default=True,
               help="Where to write the report (never into the model directory).")
@@ -126,10 +125,9 @@ def evaluate(model_dir: str, data: str, text_column: str, label_column: str, rep
 
 
 @cli.command("precision")
-@click.option("--model", "model_dir", required=True)
+@options(WorkerConfig, "model_dir")
 @_data_options
-@click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
-              type=click.FloatRange(0, 1), help="The rule's threshold (a job's own is checked when it loads).")
+@options(WorkerConfig, "review_threshold")  # the rule's threshold; a job's own is checked when it loads
 @click.option("--max-rows", default=20_000, show_default=True, type=click.IntRange(100),
               help="Measure on a seeded sample of at most this many rows.")
 def precision_command(model_dir: str, data: str, text_column: str, label_column: str, review_threshold: float,
@@ -157,11 +155,7 @@ def compare(models: tuple[str, ...], data: str, text_column: str, label_column: 
 
 
 @cli.command()
-@click.option("--model", "model_dir", required=True)
-@click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1))
-@click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
-              type=click.FloatRange(0, 1), help="needs_review is true below this confidence.")
-@options(WorkerConfig, "precision", "force_precision")
+@options(WorkerConfig, "model_dir", "top_k", "review_threshold", "precision", "force_precision")
 @click.option("--json", "as_json", is_flag=True, help="One JSON prediction per line.")
 @click.argument("texts", nargs=-1)
 def predict(model_dir: str, top_k: int, review_threshold: float, precision: str, force_precision: bool,
@@ -276,32 +270,18 @@ def stream(ctx, xla: str, max_outstanding_mb: int, **values) -> None:
                    f"({counters})", err=True)
 
 
-_PAGE = PageLimits()
-
 
 @cli.command()
-@click.option("--model", "model_dir", required=True)
+@options(WorkerConfig, "model_dir")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback needs --auth/--auth-file (or --insecure-no-auth).")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--top-k", default=DEFAULT_TOP_K, show_default=True, type=click.IntRange(1))
-@click.option("--review-threshold", default=DEFAULT_REVIEW_THRESHOLD, show_default=True,
-              type=click.FloatRange(0, 1))
+@options(WorkerConfig, "top_k", "review_threshold")
 @click.option("--auth", metavar="USER:PASSWORD", help="Ask for this login (Gradio's own sign-in page).")
 @click.option("--auth-file", type=click.Path(dir_okay=False),
               help="Ask for a login from this file: one USER:PASSWORD per line (keeps passwords out of `ps`).")
 @click.option("--insecure-no-auth", is_flag=True, help="Allow a non-loopback --host without a login.")
-@click.option("--max-rows", default=_PAGE.max_rows, show_default=True, type=click.IntRange(1),
-              help="Most complaints one request may classify.")
-@click.option("--max-upload-mb", default=_PAGE.max_upload_mb, show_default=True, type=click.IntRange(1),
-              help="Largest upload (and pasted text) one request may send.")
-@click.option("--max-text-chars", default=_PAGE.max_text_chars, show_default=True, type=click.IntRange(1),
-              help="Longest complaint the page takes.")
-@click.option("--queue-size", default=_PAGE.queue_size, show_default=True, type=click.IntRange(1),
-              help="Requests that may wait; more are told the queue is full.")
-@click.option("--download-minutes", default=_PAGE.download_minutes, show_default=True,
-              type=click.FloatRange(0.02),
-              help="How long a results CSV stays on the server for download.")
+@options(PageLimits, "max_rows", "max_upload_mb", "max_text_chars", "queue_size", "download_minutes")
 @options(WorkerConfig, "precision", "force_precision")
 def serve(model_dir: str, host: str, port: int, auth: str | None, auth_file: str | None, insecure_no_auth: bool,
           **values) -> None:
@@ -316,7 +296,7 @@ def serve(model_dir: str, host: str, port: int, auth: str | None, auth_file: str
 
 
 @cli.command("pubsub-demo")
-@click.option("--model", "model_dir", required=True)
+@options(WorkerConfig, "model_dir")
 @click.option("--project", default="demo-project", show_default=True)
 @click.option("--messages", default=20, show_default=True, type=click.IntRange(1))
 def pubsub_demo(model_dir: str, project: str, messages: int) -> None:

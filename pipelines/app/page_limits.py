@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.defaults import MAX_TEXT_CHARS
 
@@ -11,12 +11,16 @@ from worker.defaults import MAX_TEXT_CHARS
 class PageLimits:
     """The page's bounds; one request never costs more than these, whoever sends it."""
 
-    max_text_chars: int = MAX_TEXT_CHARS  # the jobs truncate above this; the page refuses instead
-    max_rows: int = 5_000
-    max_upload_mb: int = 10  # also the bound on pasted text
+    max_text_chars: int = field(default=MAX_TEXT_CHARS, metadata={  # the jobs truncate above; the page refuses
+        "low": 1, "help": "Longest complaint the page takes."})
+    max_rows: int = field(default=5_000, metadata={"low": 1, "help": "Most complaints one request may classify."})
+    max_upload_mb: int = field(default=10, metadata={
+        "low": 1, "help": "Largest upload (and pasted text) one request may send."})
     max_expanded_mb: int = 100  # a compressed Parquet upload may decode to at most this much text
-    queue_size: int = 16
-    download_minutes: float = 10  # how long a results CSV stays downloadable
+    queue_size: int = field(default=16, metadata={
+        "low": 1, "help": "Requests that may wait; more are told the queue is full."})
+    download_minutes: float = field(default=10, metadata={
+        "low": 0.02, "help": "How long a results CSV stays on the server for download."})
 
     @property
     def cache_clean_up(self) -> tuple[int, int]:
