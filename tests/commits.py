@@ -82,7 +82,7 @@ def lay_out(output: str) -> None:
         out.write_bytes(out.join(staging, name), data)
 
 
-def commit(output: str, filesystems, monkeypatch, fence=out._no_fence) -> dict:
+def commit(output: str, filesystems, monkeypatch, fence=out.unfenced) -> dict:
     """Tonight's commit, as the nightly job makes it, through `filesystems`."""
     monkeypatch.setattr(out, "FileSystems", filesystems)
     transaction = out.Commit(output, out.staging_dir(output, "tonight"), "tonight", fence)

@@ -169,7 +169,7 @@ class CommitFailed(Exception):
         self.cause, self.restored = cause, restored
 
 
-def _no_fence() -> None:
+def unfenced() -> None:
     """A commit outside any hold (tests of the commit alone)."""
 
 
@@ -182,7 +182,7 @@ class Commit:
     before every move, so a run that lost its hold moves nothing more.
     """
 
-    def __init__(self, output: str, staging: str, run_id: str, fence: Callable[[], None] = _no_fence):
+    def __init__(self, output: str, staging: str, run_id: str, fence: Callable[[], None] = unfenced):
         self.output, self.staging, self.run_id, self.fence = output, staging, run_id, fence
         self.aside = join(output, f".replaced-{run_id}")
         self.moves: list[tuple[str, str]] = []  # every single-file move begun, in order, each as (from, to)

@@ -189,7 +189,7 @@ class Job:
     """One run while the output is held: pipeline, books, drift and report, commit; any failure undone."""
 
     def __init__(self, config: BatchConfig, options, staging: str, run_id: str, found: Found,
-                 compared: drift.Compared, fence=out._no_fence):
+                 compared: drift.Compared, fence=out.unfenced):
         self.config, self.options, self.staging, self.run_id = config, options, staging, run_id
         self.fence = fence  # raises HoldLost once another run holds the output
         self.metadata, self.inputs, self.total_rows = found.metadata, found.inputs, found.total_rows
