@@ -71,32 +71,34 @@ class TokenCounter:
             tf.lookup.KeyValueTensorInitializer(keys, tf.range(1, tf.size(keys, tf.int64) + 1)), default_value=0)
         self._standardize = standardize
 
-    def ids(self, texts):
-        """A string tensor in; each text's word ids as a ragged int64 tensor."""
+    def ids(self, texts, standardized: bool = False):
+        """A string tensor in (`standardized`: already through the model's standardisation); each text's word
+        ids as a ragged int64 tensor."""
         import tensorflow as tf
 
-        return tf.ragged.map_flat_values(self._ids.lookup, tf.strings.split(self._standardize(texts)))
+        words = tf.strings.split(texts if standardized else self._standardize(texts))
+        return tf.ragged.map_flat_values(self._ids.lookup, words)
 
-    def __call__(self, texts):
+    def __call__(self, texts, standardized: bool = False):
         """A string tensor in; (tokens, out-of-vocabulary tokens) per text as int64 tensors."""
-        import tensorflow as tf
-
-        ids = self.ids(texts)
-        counts = ids.row_lengths()
-        return counts, counts - tf.reduce_sum(tf.ragged.map_flat_values(tf.sign, ids), axis=1)
+        return self._counts(self.ids(texts, standardized))
 
     def histogram(self, texts):
         """A string tensor in; how often each word id occurs in all of them (`size` int64 counts)."""
         return self._histogram(self.ids(texts))
 
-    def counted(self, texts):
+    def counted(self, texts, standardized: bool = False):
         """`self(texts)` and `self.histogram(texts)` from one standardisation: on long texts each pass costs
         about as much as the vectoriser's."""
+        ids = self.ids(texts, standardized)
+        return (*self._counts(ids), self._histogram(ids))
+
+    @staticmethod
+    def _counts(ids):
         import tensorflow as tf
 
-        ids = self.ids(texts)
         counts = ids.row_lengths()
-        return counts, counts - tf.reduce_sum(tf.ragged.map_flat_values(tf.sign, ids), axis=1), self._histogram(ids)
+        return counts, counts - tf.reduce_sum(tf.ragged.map_flat_values(tf.sign, ids), axis=1)
 
     def _histogram(self, ids):
         import tensorflow as tf

@@ -23,6 +23,19 @@ import tensorflow as tf
 class Split:
     vectorizer: keras.layers.TextVectorization
     core: keras.Model  # token ids [batch, sequence length] → probabilities
+    standardized: keras.layers.TextVectorization  # the same ids from texts already standardised (`without_standardize`)
+
+
+def without_standardize(vectorizer: keras.layers.TextVectorization) -> keras.layers.TextVectorization:
+    """The vectoriser's split, vocabulary and shape without its standardisation: given texts its own
+    standardisation has already made, it gives the ids the vectoriser gives the raw texts
+    (tests/test_compiled.py checks this on any Unicode), so the serving function can standardise each text
+    once for the vectoriser and the token counter both."""
+    config = vectorizer.get_config()
+    return keras.layers.TextVectorization(
+        max_tokens=config["max_tokens"], standardize=None, split=config["split"], ngrams=config["ngrams"],
+        output_mode="int", output_sequence_length=config["output_sequence_length"],
+        vocabulary=vectorizer.get_vocabulary(), name=f"{vectorizer.name}_standardized")
 
 
 def split(model: keras.Model) -> Split | str:
@@ -57,7 +70,7 @@ def split(model: keras.Model) -> Split | str:
     x = numeric(ids)
     for layer in after:
         x = layer(x)
-    return Split(vectorizer, keras.Model(ids, x, name="numeric_core"))
+    return Split(vectorizer, keras.Model(ids, x, name="numeric_core"), without_standardize(vectorizer))
 
 
 def buckets(min_batch_size: int, max_batch_size: int) -> tuple[int, ...]:
@@ -83,15 +96,16 @@ def padded_size(rows: tf.Tensor, sizes: tuple[int, ...]) -> tf.Tensor:
 
 
 def probabilities_fn(parts: Split, sizes: tuple[int, ...]):
-    """A graph-mode function, strings → probabilities, whose numeric part is one XLA program per padded size."""
+    """A graph-mode function, standardised strings → probabilities, whose numeric part is one XLA program per
+    padded size (the caller standardises: `ServingModel` does it once for this and its token counts)."""
     core = parts.core
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def numeric(ids: tf.Tensor) -> tf.Tensor:
         return core(ids, training=False)
 
-    def probabilities(texts: tf.Tensor) -> tf.Tensor:
-        ids = parts.vectorizer(texts)
+    def probabilities(standardized: tf.Tensor) -> tf.Tensor:
+        ids = parts.standardized(standardized)
         rows = tf.shape(ids)[0]
         padded = tf.pad(ids, [[0, padded_size(rows, sizes) - rows], [0, 0]])
         return numeric(padded)[:rows]

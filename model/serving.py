@@ -46,7 +46,9 @@ class ServingModel:
         self.precision = at
         self.choice: dict = {"served": at}  # how the precision was chosen (ModelSlot), for logs and summaries
         keras_model = precision.converted(loaded.model, at)
-        count_tokens = baseline.TokenCounter(loaded.model, standardizer(loaded.locale))
+        standardize = standardizer(loaded.locale)
+        count_tokens = baseline.TokenCounter(loaded.model, standardize)
+        once = False  # the probabilities take standardised texts: each text is standardised once per call
         self._numeric: Callable[[np.ndarray], np.ndarray] | None = None  # the core outside TensorFlow, if it is
         if at in precision.OPENVINO:
             vectorizer, self._numeric = precision.numeric_core(loaded.model, at)
@@ -59,7 +61,7 @@ class ServingModel:
             else:
                 parts = compiled.split(keras_model)
             if isinstance(parts, compiled.Split):
-                probabilities, self.path = compiled.probabilities_fn(parts, sizes), "xla"
+                probabilities, self.path, once = compiled.probabilities_fn(parts, sizes), "xla", True
             else:
                 self.path = "graph" if at == precision.FP32 else f"graph-{at}"
                 probabilities = lambda texts: tf.cast(keras_model(texts, training=False), tf.float32)  # noqa: E731
@@ -69,11 +71,17 @@ class ServingModel:
         def serve(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             """Probabilities (token ids, where OpenVINO computes them), and per text its tokens and
             out-of-vocabulary tokens (for the drift check)."""
+            if once:
+                standardized = standardize(texts)
+                return (probabilities(standardized), *count_tokens(standardized, standardized=True))
             return (probabilities(texts), *count_tokens(texts))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         def serve_counting_words(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
             """`serve`, and how often each word id occurs in the batch (the drift check's word signal)."""
+            if once:
+                standardized = standardize(texts)
+                return (probabilities(standardized), *count_tokens.counted(standardized, standardized=True))
             return (probabilities(texts), *count_tokens.counted(texts))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)

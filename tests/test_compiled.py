@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from model import artifact, compiled
 from model.sample import generate
@@ -63,3 +65,47 @@ def test_the_temperature_is_inside_the_compiled_core(trained):
     assert isinstance(parts, compiled.Split)
     names = [layer.name for layer in parts.core.layers]
     assert ("temperature" in names) == (temperature != 1.0)
+
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=200)  # any Unicode a message or a file can carry
+
+
+@pytest.fixture(scope="module")
+def vectorizers(loaded):
+    """(vectoriser, its standardisation) pairs: the session model's, and one adapted per locale."""
+    from model.text import LOCALES, make_vectorizer, standardizer
+
+    pairs = [(compiled.split(loaded.model).vectorizer, standardizer(loaded.locale))]
+    sample = [*generate(300, seed=5, labelled=False)["text"].tolist(), "İSTANBUL ışık Ünal", "Straße ÉCOLE ΣΊΣΥΦΟΣ"]
+    for locale in LOCALES:
+        layer = make_vectorizer(500, 40, locale)
+        layer.adapt(tf.constant(sample))
+        pairs.append((layer, standardizer(locale)))
+    return [(layer, compiled.without_standardize(layer), standardize) for layer, standardize in pairs]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(_ANY_TEXT, min_size=1, max_size=8))
+def test_standardising_once_gives_the_vectorisers_own_ids_for_any_text(vectorizers, texts):
+    """Issue #40, item 3: the serving function standardises each text once and hands the result to the
+    vectoriser without its standardisation and to the token counter; the ids are TextVectorization's own."""
+    batch = tf.constant(texts)
+    for layer, without, standardize in vectorizers:
+        expected = layer(batch).numpy()
+        assert (without(standardize(batch)).numpy() == expected).all(), texts
+
+
+def test_the_served_counts_and_probabilities_are_those_of_two_standardisations(loaded):
+    """The XLA path standardises once; its token counts equal the counter's own on raw texts."""
+    from model import baseline
+    from model.text import standardizer
+
+    texts = [*generate(64, seed=8, labelled=False)["text"].tolist(), "", "?!", "İŞÇİ ışık"]
+    served = ServingModel(loaded, sizes=(64, 128))
+    assert served.path == "xla"
+    probabilities, tokens, oov = served(texts)
+    counter = baseline.TokenCounter(loaded.model, standardizer(loaded.locale))
+    raw_tokens, raw_oov = (t.numpy() for t in counter(tf.constant(texts)))
+    assert (tokens == raw_tokens).all() and (oov == raw_oov).all()
+    keras_probabilities = loaded.model.predict(tf.constant(texts), verbose=0)  # Keras itself, the oracle
+    assert np.abs(probabilities - keras_probabilities).max() <= 1e-5
