@@ -71,18 +71,14 @@ class ServingModel:
         def serve(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             """Probabilities (token ids, where OpenVINO computes them), and per text its tokens and
             out-of-vocabulary tokens (for the drift check)."""
-            if once:
-                standardized = standardize(texts)
-                return (probabilities(standardized), *count_tokens(standardized, standardized=True))
-            return (probabilities(texts), *count_tokens(texts))
+            texts = standardize(texts) if once else texts
+            return (probabilities(texts), *count_tokens(texts, standardized=once))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         def serve_counting_words(texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
             """`serve`, and how often each word id occurs in the batch (the drift check's word signal)."""
-            if once:
-                standardized = standardize(texts)
-                return (probabilities(standardized), *count_tokens.counted(standardized, standardized=True))
-            return (probabilities(texts), *count_tokens.counted(texts))
+            texts = standardize(texts) if once else texts
+            return (probabilities(texts), *count_tokens.counted(texts, standardized=once))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
         def word_counts(texts: tf.Tensor) -> tf.Tensor:

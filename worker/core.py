@@ -96,7 +96,8 @@ def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classifie
     letters = [_dead_letter(rows, row, failed.get(row)) for row in dead_rows]
     chosen = np.flatnonzero(labelled)
     texts = [rows.texts[i] for i in chosen]
-    outputs = prediction.BatchOutputs.of(probabilities[chosen], serving.labels, decoding.top_k,
+    labelled_probabilities = probabilities[chosen]
+    outputs = prediction.BatchOutputs.of(labelled_probabilities, serving.labels, decoding.top_k,
                                          decoding.review_threshold, tokens[chosen], oov[chosen], serving.version, texts)
     kept = rows.kept.take(pa.array(chosen, pa.int64())) if rows.kept.num_columns else rows.kept
     table = prediction.table_of(outputs, [rows.ids[i] for i in chosen], kept, decoding.schema)
@@ -104,7 +105,7 @@ def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classifie
     if decoding.word_counts and texts:  # counted while serving, unless a batch had to be bisected
         histograms = [batch[4] for batch in served]
         words = _sparse(sum(histograms) if all(h is not None for h in histograms) else serving.word_counts(texts))
-    return Classified(table, chosen, letters, dead_rows, words, probabilities[chosen])
+    return Classified(table, chosen, letters, dead_rows, words, labelled_probabilities)
 
 
 def _dead_letter(rows: Rows, row: int, failure: str | None) -> dict:

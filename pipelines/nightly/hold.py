@@ -136,6 +136,9 @@ def _held_message(output: str, holder: Holder | None) -> str:
             f"run `complaints unlock --output {output}`")
 
 
+_REMOVED = "its _LOCK was removed while it worked (`complaints unlock --force`?)"
+
+
 def _lost_message(output: str, run_id: str, what: str) -> str:
     return f"run {run_id} no longer holds {output} ({what}), so it did not commit"
 
@@ -350,7 +353,7 @@ class OutputLock:
     def _changed_hands(self) -> str:
         found = self._gcs.read() if self._gcs is not None else None
         if found is None:
-            return "its _LOCK was removed while it worked (`complaints unlock --force`?)"
+            return _REMOVED
         return f"it was taken over by {_who(found[0])}"
 
     def check(self) -> None:
@@ -367,7 +370,7 @@ class OutputLock:
             try:
                 current = os.stat(self.path)
             except FileNotFoundError:
-                return "its _LOCK was removed while it worked (`complaints unlock --force`?)"
+                return _REMOVED
             if not os.path.samestat(os.fstat(self._fd), current):
                 try:
                     return f"it was taken over by {_who(_holder_at(self.path))}"
@@ -381,13 +384,13 @@ class OutputLock:
         if self._gcs is not None:
             found = self._gcs.read()
             if found is None:
-                return "its _LOCK was removed while it worked (`complaints unlock --force`?)"
+                return _REMOVED
             if found[1] != self._generation:
                 return f"it was taken over by {_who(found[0])}"
             return None
         current = _holder_at(self.path) if _filesystems().exists(self.path) else None
         if current is None or current.run_id != self.holder.run_id:
-            return f"it was taken over by {_who(current)}" if current else "its _LOCK was removed while it worked"
+            return f"it was taken over by {_who(current)}" if current else _REMOVED
         return None
 
     # giving it up -------------------------------------------------------------------------------------------------
