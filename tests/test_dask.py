@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import apache_beam as beam
@@ -150,3 +151,24 @@ def test_the_runner_name_the_options_recognise_is_the_runners_own():
     assert dask_runner.DASK_RUNNER in options.DASK_RUNNERS
     module, _, name = dask_runner.DASK_RUNNER.rpartition(".")
     assert getattr(__import__(module, fromlist=[name]), name) is dask_runner.DaskRunner
+
+
+def test_a_registered_model_labels_a_night_on_dask_and_the_footers_say_which(model_dir, archive, cluster, tmp_path,
+                                                                            monkeypatch):
+    """Issue #42: models:/NAME@ALIAS resolved on the launcher; the Dask workers load the plain copy."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    from model import registry
+    from tests.registries import register, sqlite_uri
+
+    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "resolved"))
+    uri = sqlite_uri(tmp_path)
+    register(uri, model_dir, "complaints", "champion")
+    _label("models:/complaints@champion", archive, tmp_path / "out", "--registry-uri", uri, "--runner", "DaskRunner",
+           "--dask_client_address", cluster.scheduler_address)
+    summary = json.load(open(tmp_path / "out" / "summary.json"))
+    assert summary["registry"]["version"] == "1" and summary["registry"]["alias"] == "champion"
+    for path in glob.glob(str(tmp_path / "out" / "predictions-*.parquet")):
+        assert json.loads(pq.read_schema(path).metadata[b"complaints.registry"])["name"] == "complaints"

@@ -144,3 +144,30 @@ def test_a_commit_failed_at_any_single_object_operation_on_gs_is_undone_exactly(
         assert state(output) == "yesterday", raised
         failed += 1
     assert failed > 8
+
+
+def test_a_registered_model_whose_source_is_on_gs_is_resolved_and_staged_for_remote_workers(
+        gcs, model_dir, tmp_path, monkeypatch):
+    """Issue #42: the registry's artifacts on gs:// (the experiment's artifact location, as a team on GCP sets
+    it), resolved to a checked local copy; a Dataflow job gets it staged under its gs:// temp location."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from model import registry
+    from pipelines.served_model import served_from
+    from tests.registries import client, register, sqlite_uri
+    from worker.config import WorkerConfig
+
+    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "resolved"))
+    uri = sqlite_uri(tmp_path)
+    client(uri).create_experiment(registry.EXPERIMENT, artifact_location=f"{gcs}/mlartifacts")
+    register(uri, model_dir, "complaints", "champion")
+    resolved = registry.resolve("models:/complaints@champion", uri)
+    assert resolved.lineage["source"].startswith(f"{gcs}/mlartifacts/")
+    assert artifact.load(resolved.model_dir).version == artifact.load(model_dir).version
+    metadata = artifact.read_metadata(resolved.model_dir)[1]
+    options = PipelineOptions(["--runner", "DataflowRunner", "--temp_location", f"{gcs}/tmp"])
+    worker = served_from(WorkerConfig(resolved.model_dir), metadata, options)
+    assert worker.model_dir.startswith(f"{gcs}/tmp/complaints-models/complaints/1@champion-")
+    staged = artifact.load(worker.model_dir)  # what a Dataflow worker loads
+    assert staged.version == metadata["model_version"] and registry.lineage_of(staged.metadata)["version"] == "1"
+    assert served_from(WorkerConfig(resolved.model_dir), metadata, options).model_dir == worker.model_dir  # once

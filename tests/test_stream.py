@@ -293,6 +293,20 @@ def test_messages_of_any_size_and_content_are_answered_and_the_job_goes_on(emula
     assert all("label" in answer[message_id] for message_id in ids[10:])
 
 
+class _Publisher:
+    """Publishes `count` more complaints (ids PREFIX0, PREFIX1, …, texts in turn) and keeps every message id."""
+
+    def __init__(self, topic: str, texts: list[str], prefix: str):
+        self.topic, self.texts, self.prefix, self.ids = topic, texts, prefix, []
+
+    def __call__(self, count: int) -> list[str]:
+        start = len(self.ids)
+        ids = admin.publish(self.topic, [(json.dumps({"id": f"{self.prefix}{start + i}", "text": self.texts[
+            (start + i) % len(self.texts)]}).encode(), {}) for i in range(count)])
+        self.ids.extend(ids)
+        return ids
+
+
 def _versions(outputs: _Outputs, message_ids) -> list[str | None]:
     return [outputs.by_message[m][0].get("model_version") for m in message_ids]
 
@@ -306,14 +320,8 @@ def test_a_new_model_is_served_without_a_restart_and_unfit_ones_are_refused(
     artifact.copy_directory(model_dir, str(models / "a"))
     process = _start_job(str(models / "a"), emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic,
                          "--watch-models", str(models / "*"), "--watch-interval-secs", "1")
-    texts = generate(400, seed=21, labelled=False)["text"].tolist()
-    published: list[str] = []
-
-    def publish(count: int) -> list[str]:
-        ids = admin.publish(in_topic, [(json.dumps({"id": f"w{len(published) + i}", "text": texts[
-            (len(published) + i) % len(texts)]}).encode(), {}) for i in range(count)])
-        published.extend(ids)
-        return ids
+    publish = _Publisher(in_topic, generate(400, seed=21, labelled=False)["text"].tolist(), "w")
+    published = publish.ids
 
     try:
         before = publish(50)
@@ -394,3 +402,56 @@ def test_live_job_user_errors_are_one_line_before_anything_starts(problem, emula
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("error: ") and expected in last
     assert "Traceback" not in result.output
+
+
+def test_the_live_job_follows_a_registry_alias_and_a_rollback_moves_it_back(
+        emulator_host, model_dir, retrained_model_dir, loaded, tmp_path, monkeypatch):
+    """Issue #42: `--watch-models models:/NAME@champion` on a SQLite registry; promote, then roll back; the
+    metrics say which registered version serves."""
+    import urllib.request
+
+    from model import artifact, registry
+    from tests.registries import register, sqlite_uri
+
+    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "resolved"))  # the child inherits it
+    uri = sqlite_uri(tmp_path)
+    register(uri, model_dir, "complaints", "champion")
+    register(uri, retrained_model_dir, "complaints")
+    retrained = artifact.load(retrained_model_dir).version
+    in_topic, in_sub, out_topic, dead_topic, outputs = _topics("alias")
+    port = admin.free_port()
+    alias = "models:/complaints@champion"
+    process = _start_job(alias, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic,
+                         "--registry-uri", uri, "--watch-models", alias, "--watch-interval-secs", "1",
+                         "--metrics-port", str(port))
+    publish = _Publisher(in_topic, generate(200, seed=22, labelled=False)["text"].tolist(), "r")
+    published = publish.ids
+
+    def serves(version: str) -> None:
+        deadline = time.monotonic() + 180
+        while version not in _versions(outputs, [m for m in published if m in outputs.by_message]):
+            assert time.monotonic() < deadline, f"model {version} was not served within 180 s: {_log(process)}"
+            publish(10)
+            outputs.wait_for(lambda o: set(published) <= set(o.by_message), process)
+        after = publish(30)
+        outputs.wait_for(lambda o: set(after) <= set(o.by_message), process)
+        assert set(_versions(outputs, after)) == {version}
+
+    try:
+        first = publish(30)
+        outputs.wait_for(lambda o: set(first) <= set(o.by_message), process)
+        assert set(_versions(outputs, first)) == {loaded.version}
+        registry.promote("complaints", "2", "champion", uri)
+        serves(retrained)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            metrics = answer.read().decode()
+        served = [line for line in metrics.splitlines() if line.startswith("complaints_served_model{")]
+        assert len(served) == 1 and f'model_version="{retrained}"' in served[0] and 'version="2"' in served[0]
+        assert 'alias="champion"' in served[0] and 'name="complaints"' in served[0]
+        registry.promote("complaints", "1", "champion", uri)  # the rollback
+        serves(loaded.version)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, _log(process)
+    assert set(outputs.by_message) == set(published) and outputs.duplicates() == 0
+    assert "model_swaps=2" in _log(process)

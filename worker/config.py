@@ -16,7 +16,10 @@ from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE
 class WorkerConfig:
     """Which model, and how to batch and decode."""
 
-    model_dir: str = field(metadata={"option": "--model", "help": "Model directory (local or gs://)."})
+    model_dir: str = field(metadata={"option": "--model", "help": "Model directory (local or gs://), or a registered "
+                                     "model: models:/NAME@ALIAS or models:/NAME/VERSION (docs/registry.md)."})
+    registry_uri: str | None = field(default=None, metadata={
+        "help": "MLflow registry for models:/ paths (default: $MLFLOW_TRACKING_URI), e.g. sqlite:///registry.db."})
     top_k: int = field(default=DEFAULT_TOP_K, metadata={"low": 1, "help": "Categories listed per prediction."})
     review_threshold: float = field(default=DEFAULT_REVIEW_THRESHOLD, metadata={
         "low": 0, "high": 1, "help": "needs_review is true below this confidence."})
@@ -28,7 +31,7 @@ class WorkerConfig:
         "low": 1, "help": "Longest a message waits for its batch to fill."})  # streaming: batches across bundles
     watch_models: str | None = field(default=None, metadata={
         "help": "Glob of model directories (models/* or gs://B/models/*): serve each newer complete one that "
-                "appears, without a restart."})
+                "appears, without a restart; or models:/NAME@ALIAS: serve the version the alias points at."})
     watch_interval_secs: float = field(default=60.0, metadata={
         "low": 1, "help": "How often --watch-models is looked at."})
     precision: str = field(default="auto", metadata={
@@ -38,4 +41,5 @@ class WorkerConfig:
                 "(measured at load), else fp32 (docs/precision.md)."})
     force_precision: bool = field(default=False, metadata={
         "help": "Serve --precision bf16 or openvino-bf16 even where the model's agreement record forbids it."})
+    lineage: str | None = None  # the registry lineage (JSON) of the model the job started with: Parquet footers
     xla: bool = True  # the BiLSTM's numeric core as XLA programs (model/compiled.py); False: all graph mode

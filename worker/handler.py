@@ -63,6 +63,7 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
                                       schema or record_columns.schema(), word_counts)
         self.watch_models = config.watch_models
         self.watch_interval_secs = config.watch_interval_secs
+        self.registry_uri = config.registry_uri
         self.xla = config.xla
         self.at = PrecisionSetting.of(config)
         self.warm_up = warm_up
@@ -97,7 +98,7 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
     def run_inference(self, batch: core.Rows, model: ModelSlot,
                       inference_args: dict[str, Any] | None = None) -> Iterable[core.Classified]:
         if self.watch_models:
-            model.watch(self.watch_models, self.watch_interval_secs)
+            model.watch(self.watch_models, self.watch_interval_secs, self.registry_uri)
         serving = model.current  # one model for the whole batch, even if a swap lands meanwhile
         with telemetry.BATCH_LATENCY.time():
             return [core.classify(serving, batch, self.decoding)]

@@ -15,7 +15,7 @@ import time
 import apache_beam as beam
 import tensorflow as tf
 
-from model import artifact, compiled, files, precision
+from model import artifact, compiled, files, precision, registry
 from model.errors import UserError
 from model.serving import ServingModel
 from worker import precision_cache, telemetry
@@ -63,6 +63,7 @@ class ModelSlot:
         self.model_dir = model_dir
         self._seen: dict[str, tuple | None] | None = None  # watched directories considered, by their files' state
         self._next_check = 0.0
+        self._refused: set[tuple[str, str]] = set()  # registered versions an alias pointed at and we refused
         self._lock = threading.Lock()
         _announce(self.current, model_dir)
 
@@ -88,9 +89,10 @@ class ModelSlot:
         _announce(candidate, model_dir)
         return True
 
-    def watch(self, pattern: str, interval_secs: float) -> None:
+    def watch(self, pattern: str, interval_secs: float, registry_uri: str | None = None) -> None:
         """At most every `interval_secs`: offer the directories that appeared under `pattern`, newest first,
-        until one is taken (those older than it are passed over).
+        until one is taken (those older than it are passed over); for `models:/NAME@ALIAS`, the version the
+        alias points at whenever it moved (`follow`).
 
         A directory is offered again whenever its files change (size or modification
         time), so one seen while it was still being copied file by file (`gcloud
@@ -101,6 +103,9 @@ class ModelSlot:
             return
         try:
             self._next_check = now + interval_secs
+            if registry.is_registered(pattern):
+                self.follow(pattern, registry_uri)
+                return
             try:
                 found = {d: (_written_at(d), artifact.cache_key(d)) for d in artifact.complete_directories(pattern)}
             except (tf.errors.OpError, OSError) as exc:  # a directory removed while listing, a bucket hiccup
@@ -120,6 +125,35 @@ class ModelSlot:
                     break
         finally:
             self._lock.release()
+
+    def follow(self, alias: str, registry_uri: str | None) -> bool:
+        """Offer the version `alias` (models:/NAME@ALIAS) points at now, if it is not the one serving; True if
+        it was taken. A registry that does not answer is counted and logged, and the current model serves on;
+        a version the registry cannot give (deleted, untagged, tampered) is refused like any candidate."""
+        reference = registry.Reference.parse(alias)
+        pointed: tuple[str, str] | None = None
+        try:
+            record = registry.version_of(reference, registry.registry_uri(registry_uri))
+            serving = registry.lineage_of(self.current.metadata) or {}
+            pointed = (reference.name, str(record.version))
+            if (serving.get("name"), serving.get("version")) == pointed or pointed in self._refused:
+                return False  # already serving it, or refused it once (the alias must move to change that)
+            resolved = registry.resolve(alias, registry_uri)
+        except registry.RegistryUnreachable as exc:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "registry_unreachable").inc()
+            telemetry.REGISTRY_UNREACHABLE.inc()
+            log.warning("%s; still serving %s", exc, self.current.version)
+            return False
+        except UserError as exc:  # the alias is gone (its version deleted), or its version is unfit
+            key = pointed or (reference.name, str(exc))
+            if key in self._refused:
+                return False
+            self._refused.add(key)
+            return self._refuse(alias, str(exc))
+        taken = self.offer(resolved.model_dir)
+        if not taken:
+            self._refused.add(pointed)
+        return taken
 
     def _serving(self, model_dir: str) -> ServingModel:
         """The process's ServingModel for this unchanged directory and settings, built and warmed up once.
@@ -184,7 +218,10 @@ class ModelSlot:
 
 def _announce(serving: ServingModel, model_dir: str) -> None:
     """A model taken into service: the log line, and the live job's precision gauges."""
-    log.info("serving model %s from %s (%s, %s)", serving.version, model_dir, serving.path, described(serving.choice))
+    lineage = registry.lineage_of(serving.metadata)
+    log.info("serving model %s from %s%s (%s, %s)", serving.version, model_dir,
+             f" ({registry.described(lineage)})" if lineage else "", serving.path, described(serving.choice))
+    telemetry.served_model(serving.version, lineage)
     telemetry.served_precision(serving.choice["served"], serving.choice.get("rows_per_second"))
 
 

@@ -33,6 +33,20 @@ SERVED_PRECISION = Gauge("complaints_served_precision", "1 for the precision the
 PRECISION_RATE = Gauge("complaints_precision_rows_per_second", "Rows per second each candidate precision reached "
                        "when --precision auto measured them at load", ["precision"], registry=REGISTRY)
 
+SERVED_MODEL = Gauge("complaints_served_model", "1 for the model serving now, with where it came from (registry, "
+                     "name, version and alias for models:/ models; empty for a directory)",
+                     ["model_version", "registry", "name", "version", "alias"], registry=REGISTRY)
+REGISTRY_UNREACHABLE = Counter("complaints_registry_unreachable", "Polls of --watch-models models:/NAME@ALIAS the "
+                               "registry did not answer (the current model kept serving)", registry=REGISTRY)
+
+
+def served_model(model_version: str, lineage: dict | None) -> None:
+    """The model taken into service, with its registry lineage (the live job's metrics)."""
+    lineage = lineage or {}
+    SERVED_MODEL.clear()
+    SERVED_MODEL.labels(model_version, lineage.get("registry", ""), lineage.get("name", ""),
+                        lineage.get("version", ""), lineage.get("alias") or "").set(1)
+
 
 def served_precision(chosen: str, rates: dict[str, float] | None) -> None:
     """What the last model taken into service runs at, and what auto measured (the live job's metrics)."""

@@ -29,6 +29,10 @@ class _Command(click.Command):
     def invoke(self, ctx: click.Context):
         if self.name not in _WITHOUT_TENSORFLOW:
             quiet_tensorflow()
+        if {"model_dir", "models", "watch_models"} & set(ctx.params):
+            from pipelines.app.registered import resolve_params
+
+            resolve_params(ctx.params, self.callback)  # models:/… → a checked local copy, once, here
         if ctx.args:  # a command that hands the options it does not know to Beam
             from pipelines.options import refuse_unknown
 
@@ -37,7 +41,7 @@ class _Command(click.Command):
         return super().invoke(ctx)
 
 
-_WITHOUT_TENSORFLOW = {"sample-data", "pubsub-demo", "unlock"}
+_WITHOUT_TENSORFLOW = {"sample-data", "pubsub-demo", "unlock", "promote"}
 
 
 class _Group(click.Group):
@@ -100,20 +104,37 @@ def describe(data: str, text_column: str, label_column: str, sequence_length: in
               help="After selection and calibration, refit the chosen model on more rows (--final-fit).")
 @options(TrainConfig, "final_fit")
 @click.option("--quiet", is_flag=True, help="No progress (phases, heartbeats, Keras' bars): for schedulers.")
+@click.option("--register", "register_as", metavar="NAME", help="Log the run to the MLflow registry and register the "
+              "model as a new version of NAME (needs the registry extra; docs/registry.md).")
+@click.option("--alias", help="With --register: point this alias (e.g. challenger) at the new version.")
+@options(WorkerConfig, "registry_uri")
 def train(data: str, text_column: str, label_column: str, out_dir: str, max_rows: int | None, refit: bool,
           quiet: bool, **values) -> None:
     """Train a classifier (BiLSTM, linear or the better of both) and export the end-to-end model directory."""
     from pipelines.app.reports import train_and_report
 
+    register_as, alias, registry_uri = (values.pop(name) for name in ("register_as", "alias", "registry_uri"))
     network = build(ArchitectureConfig, values)
     config = build(TrainConfig, values, verbose=0 if quiet else _TRAINING.verbose)
     if not refit:
         config = dataclasses.replace(config, final_fit="train")
+    if alias and not register_as:
+        raise UserError("--alias names an alias of the registered model: give --register NAME too")
+    if register_as:
+        from model.registry import check_registration
+
+        registry_uri = check_registration(register_as, alias, registry_uri)  # before the hours of training
     click.echo(train_and_report(data, text_column, label_column, out_dir, network, config, max_rows))
+    if register_as:
+        from pipelines.app.registered import register_trained
+
+        training = {"data": data, "text_column": text_column, "label_column": label_column, "max_rows": max_rows,
+                    **dataclasses.asdict(network), **dataclasses.asdict(config)}
+        click.echo(register_trained(out_dir, register_as, alias, registry_uri, training))
 
 
 @cli.command()
-@options(WorkerConfig, "model_dir")
+@options(WorkerConfig, "model_dir", "registry_uri")
 @_data_options
 @click.option("--report-dir", default="evaluation", show_default=True,
               help="Where to write the report (never into the model directory).")
@@ -125,23 +146,25 @@ def evaluate(model_dir: str, data: str, text_column: str, label_column: str, rep
 
 
 @cli.command("precision")
-@options(WorkerConfig, "model_dir")
+@options(WorkerConfig, "model_dir", "registry_uri")
 @_data_options
 @options(WorkerConfig, "review_threshold")  # the rule's threshold; a job's own is checked when it loads
 @click.option("--max-rows", default=20_000, show_default=True, type=click.IntRange(100),
               help="Measure on a seeded sample of at most this many rows.")
-def precision_command(model_dir: str, data: str, text_column: str, label_column: str, review_threshold: float,
-                      max_rows: int) -> None:
+def precision_command(model_dir: str, registry_uri: str | None, data: str, text_column: str, label_column: str,
+                      review_threshold: float, max_rows: int) -> None:
     """Measure each lower precision against FP32 on labelled rows the model was not trained on, and record the
     agreement in the model directory's metadata.json (what --precision auto and bf16 are allowed by)."""
     from pipelines.app.reports import record_precisions
 
-    click.echo(record_precisions(model_dir, data, text_column, label_column, review_threshold, max_rows))
+    click.echo(record_precisions(model_dir, data, text_column, label_column, review_threshold, max_rows,
+                                 registry_uri))
 
 
 @cli.command()
 @click.option("--model", "models", required=True, multiple=True, help="Give it twice: A (e.g. the serving model), "
-              "then B (the candidate).")
+              "then B (the candidate); a directory or models:/NAME@ALIAS (or /VERSION).")
+@options(WorkerConfig, "registry_uri")
 @_data_options
 @click.option("--report-dir", help="Where compare.json and compare.png go (default: ./compare).")
 def compare(models: tuple[str, ...], data: str, text_column: str, label_column: str, report_dir: str | None) -> None:
@@ -155,7 +178,7 @@ def compare(models: tuple[str, ...], data: str, text_column: str, label_column: 
 
 
 @cli.command()
-@options(WorkerConfig, "model_dir", "top_k", "review_threshold", "precision", "force_precision")
+@options(WorkerConfig, "model_dir", "registry_uri", "top_k", "review_threshold", "precision", "force_precision")
 @click.option("--json", "as_json", is_flag=True, help="One JSON prediction per line.")
 @click.argument("texts", nargs=-1)
 def predict(model_dir: str, top_k: int, review_threshold: float, precision: str, force_precision: bool,
@@ -189,7 +212,7 @@ _XLA = click.option(
 
 
 @cli.command(context_settings=_BEAM_ARGS)
-@options(WorkerConfig, "model_dir")
+@options(WorkerConfig, "model_dir", "registry_uri")
 @options(BatchConfig, "input_pattern", "output", "id_column", "text_column")
 @click.option("--keep-columns", default="", help="Comma-separated input columns copied to the predictions.")
 @options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size",
@@ -239,7 +262,7 @@ def unlock(output: str, force: bool) -> None:
 
 
 @cli.command(context_settings=_BEAM_ARGS)
-@options(WorkerConfig, "model_dir")
+@options(WorkerConfig, "model_dir", "registry_uri")
 @options(StreamConfig, "subscription", "output_topic", "dead_letter_topic", "archive_output", "window_seconds")
 @options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size", "max_batch_duration_secs",
          max_batch_duration_secs=LIVE_MAX_BATCH_DURATION_SECS)
@@ -252,13 +275,14 @@ def unlock(output: str, force: bool) -> None:
 @options(LeaseSettings, "max_lease_secs")
 @options(StreamConfig, "stop_timeout_secs", "metrics_port", "metrics_host", "unhealthy_after_secs", "read")
 @click.pass_context
-def stream(ctx, xla: str, max_outstanding_mb: int, **values) -> None:
+def stream(ctx, xla: str, max_outstanding_mb: int, registry_uri: str | None, **values) -> None:
     """Label complaints from Pub/Sub as they arrive; SIGINT/SIGTERM finish what is in flight. Beam options may
     follow."""
     from pipelines.live.job import run
 
     lease = build(LeaseSettings, values, max_outstanding_bytes=max_outstanding_mb * 2**20)
-    config = build(StreamConfig, values, worker=build(WorkerConfig, values, xla=xla != "off"), lease=lease)
+    worker = build(WorkerConfig, values, xla=xla != "off", registry_uri=registry_uri)  # the alias watch's
+    config = build(StreamConfig, values, worker=worker, lease=lease)
     show_worker_log()
     click.echo(f"labelling {config.subscription} → {config.output_topic} (Ctrl-C stops)", err=True)
     outcome = run(config, list(ctx.args))
@@ -272,7 +296,7 @@ def stream(ctx, xla: str, max_outstanding_mb: int, **values) -> None:
 
 
 @cli.command()
-@options(WorkerConfig, "model_dir")
+@options(WorkerConfig, "model_dir", "registry_uri")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback needs --auth/--auth-file (or --insecure-no-auth).")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
@@ -296,7 +320,7 @@ def serve(model_dir: str, host: str, port: int, auth: str | None, auth_file: str
 
 
 @cli.command("pubsub-demo")
-@options(WorkerConfig, "model_dir")
+@options(WorkerConfig, "model_dir", "registry_uri")
 @click.option("--project", default="demo-project", show_default=True)
 @click.option("--messages", default=20, show_default=True, type=click.IntRange(1))
 def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
@@ -304,6 +328,22 @@ def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
     from pipelines.app.pubsub_demo import run_pubsub_demo
 
     run_pubsub_demo(model_dir, project, messages, echo=click.echo)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--version", required=True, type=click.IntRange(1), help="The registered version to point at.")
+@click.option("--alias", required=True, help="The alias to move (e.g. champion).")
+@options(WorkerConfig, "registry_uri")
+def promote(name: str, version: int, alias: str, registry_uri: str | None) -> None:
+    """Point ALIAS of the registered model NAME at --version: jobs that load models:/NAME@ALIAS serve it from
+    their next start (the live job with --watch-models, within its interval). Moving it back is the rollback."""
+    from model.registry import SCHEME
+    from model.registry import promote as move_alias
+
+    previous = move_alias(name, str(version), alias, registry_uri)
+    held = f"it was version {previous}" if previous else "it was free"
+    click.echo(f"{SCHEME}{name}@{alias} → version {version} ({held})")
 
 
 @cli.command()

@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from model import agreement, artifact, evaluate, precision
+from model import agreement, artifact, evaluate, precision, registry
 from model.architecture import ArchitectureConfig
 from model.data import describe, load_labelled, read_table, resolve_paths, select_columns
 from model.errors import UserError
@@ -116,8 +116,9 @@ def evaluate_model(model_dir: str, data: str, text_column: str, label_column: st
 
 
 def record_precisions(model_dir: str, data: str, text_column: str, label_column: str, review_threshold: float,
-                      max_rows: int) -> str:
-    """Measure the lower precisions against FP32 on `data` and add the record to the model's metadata.json."""
+                      max_rows: int, registry_uri: str | None = None) -> str:
+    """Measure the lower precisions against FP32 on `data` and add the record to the model's metadata.json (and,
+    for a registered model, to its version's `precisions` tag: registered files are never rewritten)."""
     loaded = artifact.load(model_dir)  # a directory that does not load: one line, first
     labelled = load_labelled(data, text_column, label_column, max_rows=max_rows)
     if not len(labelled):
@@ -127,6 +128,10 @@ def record_precisions(model_dir: str, data: str, text_column: str, label_column:
     metadata = artifact.add_to_metadata(model_dir, precision.RECORD_KEY,
                                         {**(loaded.metadata.get(precision.RECORD_KEY) or {}), **records})
     where = artifact.join(model_dir, artifact.METADATA_FILE)
+    lineage = registry.lineage_of(loaded.metadata)
+    if lineage:
+        registry.record_measurements(lineage, metadata[precision.RECORD_KEY], registry_uri)
+        where = f"the {registry.PRECISIONS_TAG} tag of {registry.described(lineage)} (and {where})"
     left_out = [f"{at}: not measured here, {why}" for at in precision.PRECISIONS[1:]
                 if (why := precision.unmeasured(loaded.model, at))]
     return "\n".join([precision_table(metadata, review_threshold), *left_out, f"recorded in {where}"])

@@ -39,6 +39,7 @@ from pipelines.live import lease as pubsub_lease
 from pipelines.live.codec import DecodeMessages
 from pipelines.live.local_read import AcknowledgeLeased, ReadLeasedMessages
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
+from pipelines.served_model import served_from
 from pipelines.sinks import DEAD_LETTERS, stream_sinks
 from worker.defaults import METRICS_NAMESPACE
 from worker.precision_choice import PrecisionSetting, candidates
@@ -84,7 +85,7 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
     check_names(config)
     options, read = stream_options(beam_args, config.read)
     create_local_locations(options)
-    config = dataclasses.replace(config, read=read)
+    config = dataclasses.replace(config, read=read, worker=served_from(config.worker, loaded.metadata, options))
     p = test_pipeline or beam.Pipeline(options=options)
     if read == LATE_ACK:
         return _run_late_ack(p, config)

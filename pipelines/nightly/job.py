@@ -20,7 +20,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from model import artifact
+from model import artifact, registry
 from model.errors import UserError
 from pipelines import remote
 from pipelines.errors import JobFailed, cause
@@ -40,6 +40,7 @@ from pipelines.nightly.reading import (
 )
 from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
+from pipelines.served_model import served_from
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks
 from worker import prediction
 from worker.precision_choice import PrecisionSetting, candidates
@@ -140,6 +141,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         _, metadata = artifact.read_metadata(config.worker.model_dir)
         total_rows, inputs = None, [{"path": config.input_pattern}]
     candidates(PrecisionSetting.of(config.worker), metadata, config.worker.model_dir)  # a refusal: one line, now
+    config = replace(config, worker=served_from(config.worker, metadata, options))
     found = Found(metadata, inputs, total_rows, expected, skipped)
     if total_rows is not None and total_rows < config.xla_min_rows:
         config = replace(config, worker=replace(config.worker, xla=False))
@@ -203,6 +205,7 @@ class Job:
             summary = assemble(
                 stats, model_version=self.metadata["model_version"], inputs=self.inputs, output=output,
                 started=started, finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seconds=seconds,
+                registry=registry.lineage_of(self.metadata),
             )
             self._check_books(summary, stats)
             asked = PrecisionSetting.of(self.config.worker)

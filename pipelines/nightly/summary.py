@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from apache_beam.transforms.window import GlobalWindows
 
 from model import baseline
+from model.registry import described as registry_described
 from pipelines.nightly import drift
 from worker.precision_choice import described
 
@@ -219,7 +220,7 @@ class ComputeRunStats(beam.PTransform):
 
 
 def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str,
-             started: str, finished: str, seconds: float) -> dict:
+             started: str, finished: str, seconds: float, registry: dict | None = None) -> dict:
     """The summary.json document; the commit adds the names of the files it published (`output_files`)."""
     pred = stats["predictions"]
     predicted = pred["predicted"]
@@ -240,6 +241,7 @@ def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str
         "oov_share": pred["oov_tokens"] / pred["tokens"] if pred["tokens"] else None,
         "length_histogram": pred["length_histogram"],
         "model_version": model_version,
+        **({"registry": registry} if registry else {}),  # models:/…: which registered version labelled the night
         "inputs": inputs,
         "inputs_skipped": dict(sorted(stats["files"]["skipped"].items())),
         "output": output,
@@ -283,7 +285,9 @@ def render(summary: dict) -> str:
     if summary.get("precision"):
         lines.append(described(summary["precision"]))
     lines += [
-        f"model {summary['model_version']}; {summary['seconds']:.1f}s, {summary['rows_per_second'] or 0:,.0f} rows/s",
+        f"model {summary['model_version']}"
+        + (f" ({registry_described(summary['registry'])})" if summary.get("registry") else "")
+        + f"; {summary['seconds']:.1f}s, {summary['rows_per_second'] or 0:,.0f} rows/s",
         f"output {summary['output']} (complete: _SUCCESS written)",
     ]
     return "\n".join(lines)

@@ -41,7 +41,7 @@ def batch_sinks(config, staging: str) -> list[Sink]:
     from pipelines.sinks.parquet_files import ParquetFiles
 
     return [
-        ParquetFiles.nightly(config.output, staging, config.passthrough_fields),
+        ParquetFiles.nightly(config.output, staging, config.passthrough_fields, config.worker.lineage),
     ]
 
 
@@ -53,6 +53,7 @@ def stream_sinks(config) -> list[Sink]:
 
     return [
         PubSubTopics(config),
-        *([ParquetFiles.live(config.archive_output, config.window_seconds, wall_clock=config.read == LATE_ACK)]
+        *([ParquetFiles.live(config.archive_output, config.window_seconds, wall_clock=config.read == LATE_ACK,
+                             lineage=config.worker.lineage)]
           if config.archive_output else []),
     ]

@@ -18,7 +18,10 @@ when you compare two nights.
 
 Both kinds of file carry `complaints.output` in their footer's key-value metadata,
 which is how a later run recognises this job's output under its input glob and
-skips it (`pipelines.nightly.reading`).
+skips it (`pipelines.nightly.reading`). A model from the registry (`models:/…`) adds
+`complaints.registry` to predictions and dead letters alike: the registry, name, version
+and alias that served, as JSON (the live job's: the model it started with; each row's
+`model_version` says which served it).
 """
 
 from __future__ import annotations
@@ -36,11 +39,16 @@ from worker.records import DEAD_LETTER_SCHEMA
 PREDICTION_FILES = "predictions-*.parquet"
 DEAD_LETTER_FILES = "dead_letters-*.parquet"
 OUTPUT_KIND = b"complaints.output"  # footer metadata key: b"predictions" or b"dead_letters"
+REGISTRY_KEY = b"complaints.registry"  # footer metadata key: the registry lineage (JSON), for models:/ models
 LETTER_TABLE_ROWS = 10_000
 
 
 def tagged(schema: pa.Schema, kind: str) -> pa.Schema:
     return schema.with_metadata({**(schema.metadata or {}), OUTPUT_KIND: kind.encode()})
+
+
+def with_lineage(schema: pa.Schema, lineage: str | None) -> pa.Schema:
+    return schema.with_metadata({**(schema.metadata or {}), REGISTRY_KEY: lineage.encode()}) if lineage else schema
 
 
 class LettersToTables(beam.DoFn):
@@ -72,9 +80,10 @@ class ParquetFiles(Sink):
     """Prediction tables (and, nightly, dead letters) as Parquet files; see the module for what committed means."""
 
     def __init__(self, output: str, schema: pa.Schema, staging: str | None = None,
-                 window_seconds: int | None = None, wall_clock: bool = False):
+                 window_seconds: int | None = None, wall_clock: bool = False, lineage: str | None = None):
         super().__init__()
-        self.output, self.schema, self.staging = output, schema, staging
+        self.lineage = lineage  # the registry lineage (JSON) of a models:/ model, for every file's footer
+        self.output, self.schema, self.staging = output, with_lineage(schema, lineage), staging
         self.window_seconds, self.wall_clock = window_seconds, wall_clock
         self.committed = ("moved from the run's staging directory into --output, before the job writes _SUCCESS"
                           if window_seconds is None else
@@ -82,14 +91,15 @@ class ParquetFiles(Sink):
                           "one window")
 
     @classmethod
-    def nightly(cls, output: str, staging: str, passthrough: tuple[pa.Field, ...] = ()) -> ParquetFiles:
-        return cls(output, prediction.schema(passthrough), staging=staging)
+    def nightly(cls, output: str, staging: str, passthrough: tuple[pa.Field, ...] = (),
+                lineage: str | None = None) -> ParquetFiles:
+        return cls(output, prediction.schema(passthrough), staging=staging, lineage=lineage)
 
     @classmethod
-    def live(cls, prefix: str, window_seconds: int, wall_clock: bool) -> ParquetFiles:
+    def live(cls, prefix: str, window_seconds: int, wall_clock: bool, lineage: str | None = None) -> ParquetFiles:
         """`wall_clock`: the local runner's read, whose one endless stage no watermark moves on."""
         return cls(prefix, prediction.schema(record_columns.WRITTEN), window_seconds=window_seconds,
-                   wall_clock=wall_clock)
+                   wall_clock=wall_clock, lineage=lineage)
 
     def expand(self, classified) -> list:
         if self.window_seconds is not None:
@@ -107,7 +117,7 @@ class ParquetFiles(Sink):
             | "LetterTables" >> beam.ParDo(LettersToTables(LETTER_TABLE_ROWS))
             | "WriteDeadLetters" >> beam.io.WriteToParquetBatched(
                 out.join(self.staging, "dead_letters"), file_name_suffix=".parquet", codec="zstd",
-                schema=tagged(DEAD_LETTER_SCHEMA, "dead_letters"))
+                schema=tagged(with_lineage(DEAD_LETTER_SCHEMA, self.lineage), "dead_letters"))
         )
         return []
 

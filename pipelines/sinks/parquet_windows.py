@@ -27,7 +27,8 @@ from apache_beam.utils.timestamp import Timestamp
 
 
 def _write(tables: list[pa.Table], handle, schema: pa.Schema) -> None:
-    pq.write_table(pa.concat_tables([t.select(schema.names) for t in tables]), handle, compression="zstd")
+    table = pa.concat_tables([t.select(schema.names) for t in tables])
+    pq.write_table(table.replace_schema_metadata(schema.metadata), handle, compression="zstd")
 
 
 class ParquetSink(fileio.FileSink):

@@ -1,0 +1,374 @@
+"""Models from an MLflow registry: `models:/NAME@ALIAS` and `models:/NAME/VERSION` resolved to a plain directory.
+
+A registered version is resolved once, where the command runs: its artifact is
+downloaded to a cache (`$XDG_CACHE_HOME/complaints/registry/...`), its
+`model_version` tag is checked against the directory's own `model_version` (and
+`artifact.load` checks that against the weights), and the copy's metadata.json gains
+a `registry` entry (registry, name, version, alias, source) that the jobs carry into
+`summary.json`, their metrics and the Parquet footers. Everything downstream (workers
+on any runner) sees an ordinary model directory, so the worker needs no registry.
+
+The registry is always named: `--registry-uri` or `MLFLOW_TRACKING_URI`. MLflow left
+to itself would create `./mlruns` or `mlflow.db` in the current folder, which is
+never what a nightly job on a scheduler means. MLflow is the optional `registry`
+extra (`mlflow-skinny` with SQLAlchemy and Alembic for `sqlite:///PATH`); it is only
+imported here, and only when a registry is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import urllib.parse
+from dataclasses import dataclass
+
+from model import files
+from model.errors import UserError
+
+SCHEME = "models:/"
+ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT = "complaints"
+ARTIFACT_PATH = "model"  # the model directory's place in its run's artifacts
+VERSION_TAG = "model_version"  # on each registered version: the weights' content id (artifact.model_version)
+LINEAGE_KEY = "registry"  # in the resolved copy's metadata.json
+PRECISIONS_TAG = "precisions"  # on a version: `complaints precision`'s agreement records (JSON)
+CACHE_ENV = "COMPLAINTS_REGISTRY_CACHE"  # where resolved copies go (default ~/.cache/complaints/registry)
+
+_NAME = re.compile(r"^[^/@\s][^/@]*$")
+_HTTP_DEFAULTS = {  # a registry that is down answers in seconds, not after MLflow's 7 retries with backoff
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+class RegistryUnreachable(UserError):
+    """The registry did not answer (down, refused, timed out): the live job keeps serving and counts it."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a `models:/` path names: one version, or the version an alias points at."""
+
+    name: str
+    alias: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, path: str) -> Reference:
+        body = path[len(SCHEME):] if path.startswith(SCHEME) else ""
+        if "@" in body and "/" not in body:
+            name, alias = body.split("@", 1)
+            if _NAME.match(name) and re.fullmatch(r"[A-Za-z0-9_-]+", alias):
+                return cls(name, alias=alias)
+        elif body.count("/") == 1:
+            name, version = body.split("/")
+            if _NAME.match(name) and version.isdigit() and int(version) > 0:
+                return cls(name, version=str(int(version)))
+            if _NAME.match(name) and version and not version.isdigit():
+                raise UserError(f"{path}: MLflow's stages (Staging, Production) are deprecated; name a version "
+                                f"(models:/{name}/3) or an alias (models:/{name}@champion)")
+        raise UserError(f"{path!r} is not a registered model: write models:/NAME@ALIAS or models:/NAME/VERSION")
+
+    def __str__(self) -> str:
+        return f"{SCHEME}{self.name}@{self.alias}" if self.alias else f"{SCHEME}{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A registered version as a local model directory, and where it came from."""
+
+    model_dir: str
+    lineage: dict  # registry (without credentials), name, version, alias, source, model_version
+
+
+def is_registered(path: str | None) -> bool:
+    return bool(path) and path.startswith(SCHEME)
+
+
+def registry_uri(explicit: str | None) -> str:
+    """The registry to use: `--registry-uri`, else `$MLFLOW_TRACKING_URI`; neither is one clear line."""
+    uri = explicit or os.environ.get(ENV)
+    if not uri:
+        raise UserError("a models:/ path needs a registry: pass --registry-uri (start with sqlite:///registry.db, "
+                        f"a file beside your models) or set {ENV}")
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: to this folder, now
+        uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+    if "://" not in uri and not uri.startswith(("databricks", "sqlite")):
+        raise UserError(f"--registry-uri {uri!r} is not a registry: give sqlite:///PATH, http(s)://HOST:PORT or "
+                        "another MLflow tracking URI (a bare folder would make MLflow write a file store there)")
+    return uri
+
+
+def shown(uri: str) -> str:
+    """The registry's address without a password (it goes into summaries, metrics and Parquet footers)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+_CLIENTS: dict[str, object] = {}  # one per registry and process: a SQL store checks its schema when opened
+
+
+def _client(uri: str):
+    if uri in _CLIENTS:
+        return _CLIENTS[uri]
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    try:
+        from mlflow import MlflowClient
+    except ImportError:
+        raise UserError("models:/ paths and --register need MLflow: pip install 'complaints[registry]'") from None
+    for noisy in ("alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    with _answers(uri, "opening it"):
+        client = _CLIENTS[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return client
+
+
+@contextlib.contextmanager
+def _answers(uri: str, what: str):
+    """MLflow's exceptions as one line: a name or version that does not exist is the user's to fix; anything
+    else means the registry did not answer properly."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (MlflowException, requests', SQLAlchemy's: all mean the same here)
+        code = getattr(exc, "error_code", None)
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS"):
+            raise UserError(f"{what}: {message}") from None
+        raise RegistryUnreachable(f"the registry {shown(uri)} did not answer ({what}: {message}): check that it "
+                                  "is up and --registry-uri is right") from None
+
+
+def version_of(reference: Reference, uri: str):
+    """The registry's record of the version `reference` names now (an alias read at this moment)."""
+    client = _client(uri)
+    with _answers(uri, f"{reference} in {shown(uri)}"):
+        if reference.alias:
+            return client.get_model_version_by_alias(reference.name, reference.alias)
+        return client.get_model_version(reference.name, reference.version)
+
+
+def resolve(path: str, uri: str | None) -> Resolved:
+    """`models:/…` → a checked local copy of the version it names now (downloaded once per version)."""
+    reference, uri = Reference.parse(path), registry_uri(uri)
+    record = version_of(reference, uri)
+    expected = (record.tags or {}).get(VERSION_TAG)
+    if not expected:
+        raise UserError(f"{reference} is version {record.version} of {reference.name}, which has no {VERSION_TAG} "
+                        "tag: register models with `complaints train --register`, or tag the version with its "
+                        "metadata.json's model_version")
+    lineage = {"registry": shown(uri), "name": reference.name, "version": str(record.version),
+               "alias": reference.alias, "source": record.source, "model_version": expected}
+    target = _cache_dir(uri, reference, str(record.version))
+    if not _cached(target, lineage):
+        _download(uri, reference, record, target, lineage)
+    _carry_measurements(target, record.tags or {})
+    return Resolved(target, lineage)
+
+
+def _carry_measurements(target: str, tags: dict) -> None:
+    """What `complaints precision` measured on a registered version lives in its `precisions` tag (registered
+    files are not rewritten); the copy's metadata.json gets it, where `--precision auto` reads it."""
+    from model import artifact, precision
+
+    if PRECISIONS_TAG not in tags:
+        return
+    try:
+        records = json.loads(tags[PRECISIONS_TAG])
+    except ValueError:
+        records = None
+    if not isinstance(records, dict):
+        raise UserError(f"the {PRECISIONS_TAG} tag of this version is not a JSON object: remove it and run "
+                        "`complaints precision` on the version again")
+    if artifact.read_metadata(target)[1].get(precision.RECORD_KEY) != records:
+        artifact.add_to_metadata(target, precision.RECORD_KEY, records)
+
+
+def record_measurements(lineage: dict, records: dict, uri: str | None) -> None:
+    """Keep `complaints precision`'s records with the registered version (its `precisions` tag)."""
+    uri = registry_uri(uri)
+    with _answers(uri, f"tagging {lineage['name']} version {lineage['version']}"):
+        _client(uri).set_model_version_tag(lineage["name"], lineage["version"], PRECISIONS_TAG,
+                                           json.dumps(records, sort_keys=True))
+
+
+def _cache_dir(uri: str, reference: Reference, version: str) -> str:
+    base = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "complaints", "registry")
+    registry = hashlib.sha256(uri.encode()).hexdigest()[:12]
+    name = urllib.parse.quote(reference.name, safe="")
+    return os.path.join(base, registry, name, f"{version}@{reference.alias or '-'}")
+
+
+def _cached(target: str, lineage: dict) -> bool:
+    from model import artifact
+
+    try:
+        _, metadata = artifact.read_metadata(target)
+    except UserError:
+        return False
+    return metadata.get(LINEAGE_KEY) == lineage and metadata.get("model_version") == lineage["model_version"]
+
+
+def _download(uri: str, reference: Reference, record, target: str, lineage: dict) -> None:
+    """Download into a fresh folder beside `target`, check it, then rename it into place: a reader of the cache
+    sees a whole checked copy or none."""
+    from model import artifact
+
+    client = _client(uri)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".download-", dir=os.path.dirname(target))
+    try:
+        import mlflow.artifacts
+
+        with _answers(uri, f"downloading {reference} (version {record.version}, {record.source})"):
+            source = client.get_model_version_download_uri(reference.name, record.version)
+            got = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch, tracking_uri=uri)
+        _, metadata = artifact.read_metadata(got)
+        if metadata.get("model_version") != lineage["model_version"]:
+            raise UserError(f"{reference} (version {record.version}) is tagged {VERSION_TAG}="
+                            f"{lineage['model_version']} but its files are model {metadata.get('model_version')}: "
+                            "the registered files were replaced; register the model again")
+        artifact.add_to_metadata(got, LINEAGE_KEY, lineage)
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(got, target)
+        except OSError:  # another process put the same version there first
+            if not _cached(target, lineage):
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def lineage_of(metadata: dict) -> dict | None:
+    """The registry lineage a resolved copy carries, or None for a model given as a directory."""
+    value = metadata.get(LINEAGE_KEY)
+    return value if isinstance(value, dict) else None
+
+
+def described(lineage: dict | None) -> str:
+    if not lineage:
+        return ""
+    named = f"@{lineage['alias']}" if lineage.get("alias") else ""
+    return f"{lineage['name']}{named} version {lineage['version']} from {lineage['registry']}"
+
+
+def stage(model_dir: str, prefix: str, lineage: dict) -> str:
+    """A copy of a resolved model under `prefix` (the remote runner's temp location), once per version: remote
+    workers read it there, as they would any gs:// model directory."""
+    folder = "/".join(["complaints-models", urllib.parse.quote(lineage["name"], safe=""),
+                       f"{lineage['version']}@{lineage.get('alias') or '-'}-{lineage['model_version']}"])
+    target = files.join(prefix.rstrip("/"), folder)
+    from model import artifact
+
+    if not files.exists(files.join(target, artifact.METADATA_FILE)):
+        artifact.copy_directory(model_dir, target)
+    return target
+
+
+def check_registration(name: str, alias: str | None, uri: str | None) -> str:
+    """Before training: the name, the alias and the registry are fit (an hour of training is not lost to a
+    typo or a registry that is down); returns the registry's URI."""
+    if not _NAME.match(name):
+        raise UserError(f"{name!r} cannot name a registered model (no '/', '@' or leading space)")
+    if alias is not None:
+        _check_alias(alias)
+    uri = registry_uri(uri)
+    client = _client(uri)
+    with _answers(uri, "reaching the registry"):
+        client.search_registered_models(max_results=1)
+    return uri
+
+
+def _check_alias(alias: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", alias) or alias.lower() == "latest" or re.fullmatch(r"v\d+", alias):
+        raise UserError(f"{alias!r} cannot be an alias: letters, digits, '_' and '-' only, and not 'latest' or "
+                        "v<number> (MLflow reserves them)")
+
+
+def register(model_dir: str, name: str, alias: str | None, uri: str | None, *, params: dict, metrics: dict,
+             reports: list[str]) -> dict:
+    """Log a training run (parameters, test metrics, report files, the model directory) and register the
+    directory as a new version of `name`, tagged with its model_version; `alias` then points at it."""
+    from model import artifact
+
+    uri = check_registration(name, alias, uri)
+    client = _client(uri)
+    _, metadata = artifact.read_metadata(model_dir)
+    with _answers(uri, f"registering {model_dir} as {name}"):
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+            EXPERIMENT, artifact_location=_artifact_root(uri))
+        run = client.create_run(experiment_id, run_name=f"train {metadata['model_version']}",
+                                tags={VERSION_TAG: metadata["model_version"]})
+        run_id = run.info.run_id
+        for key, value in params.items():
+            client.log_param(run_id, key, str(value)[:6000])
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, float(value))
+        client.log_artifacts(run_id, model_dir, ARTIFACT_PATH)
+        for report in reports:
+            client.log_artifact(run_id, report, "report")
+        client.set_terminated(run_id)
+        with contextlib.suppress(Exception):
+            client.create_registered_model(name)  # exists already: a new version of it
+        version = client.create_model_version(name, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
+                                              run_id=run_id, tags={VERSION_TAG: metadata["model_version"]})
+        previous = _alias_holder(client, name, alias) if alias else None
+        if alias:
+            client.set_registered_model_alias(name, alias, version.version)
+    return {"registry": shown(uri), "name": name, "version": str(version.version), "alias": alias,
+            "previous": previous, "run_id": run_id, "model_version": metadata["model_version"]}
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite registry's file (MLflow's default is
+    ./mlruns in whatever folder the command ran in); a server decides for itself."""
+    if uri.startswith("sqlite:///"):
+        database = uri[len("sqlite:///"):]
+        return "file://" + os.path.join(os.path.dirname(os.path.abspath(database)), "mlartifacts")
+    return None
+
+
+def _alias_holder(client, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except Exception as exc:
+        if getattr(exc, "error_code", None) in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            return None
+        raise
+
+
+def promote(name: str, version: str, alias: str, uri: str | None) -> str | None:
+    """Point `alias` at `version` of `name`; returns the version that held it before (None if it was free).
+    Moving it back is the rollback."""
+    _check_alias(alias)
+    uri = registry_uri(uri)
+    client = _client(uri)
+    with _answers(uri, f"{SCHEME}{name}/{version} in {shown(uri)}"):
+        record = client.get_model_version(name, version)
+        if not (record.tags or {}).get(VERSION_TAG):
+            raise UserError(f"{SCHEME}{name}/{version} has no {VERSION_TAG} tag, so no job would serve it: register "
+                            "models with `complaints train --register`")
+        previous = _alias_holder(client, name, alias)
+        client.set_registered_model_alias(name, alias, version)
+    return previous
+
+
+def lineage_json(metadata: dict) -> str | None:
+    lineage = lineage_of(metadata)
+    return json.dumps(lineage, sort_keys=True) if lineage else None
