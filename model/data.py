@@ -26,6 +26,7 @@ class LabelledData:
     labels: np.ndarray  # object array of str
     skipped_rows: int
     files: list[str]
+    corrected: dict | None = None  # with corrections: rows replaced and rows added
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -80,6 +81,8 @@ def load_labelled(
     label_column: str = "category",
     max_rows: int | None = None,
     seed: int = 42,
+    corrections: str | None = None,
+    id_column: str = "id",
 ) -> LabelledData:
     """All rows of the matching files with a non-empty text and a label.
 
@@ -89,8 +92,12 @@ def load_labelled(
     """
     files = resolve_paths(path_or_glob)
     frame = pd.concat(
-        [read_table(p, [text_column, label_column]) for p in files], ignore_index=True
+        [read_table(p, [text_column, label_column] + ([id_column] if corrections else [])) for p in files],
+        ignore_index=True,
     )
+    corrected = None
+    if corrections:
+        frame, corrected = _corrected(frame, corrections, id_column, text_column, label_column)
     texts = frame[text_column]
     labels = frame[label_column]
     keep = texts.map(lambda t: isinstance(t, str) and t.strip() != "") & labels.notna()
@@ -104,7 +111,25 @@ def load_labelled(
         labels=frame[label_column].astype(str).to_numpy(dtype=object),
         skipped_rows=skipped,
         files=files,
+        corrected=corrected,
     )
+
+
+def _corrected(frame: pd.DataFrame, corrections: str, id_column: str, text_column: str,
+               label_column: str) -> tuple[pd.DataFrame, dict]:
+    """`frame` with reviewers' corrections (`complaints review import`: id, text, category) applied: a corrected
+    id's row replaced, a new id added. Files later in name order win over earlier ones for the same id."""
+    fixes = pd.concat([read_table(p, ["id", "text", "category"]) for p in resolve_paths(corrections)],
+                      ignore_index=True)
+    fixes["id"] = fixes["id"].astype(str)
+    fixes = fixes.drop_duplicates("id", keep="last")
+    ids = frame[id_column].astype(str)
+    replaced = int(ids.isin(set(fixes["id"])).sum())
+    added = int((~fixes["id"].isin(set(ids))).sum())
+    fixes = fixes.rename(columns={"id": id_column, "text": text_column, "category": label_column})
+    merged = pd.concat([frame[~ids.isin(set(fixes[id_column]))], fixes[[text_column, label_column, id_column]]],
+                       ignore_index=True)
+    return merged, {"replaced": replaced, "added": added, "files": resolve_paths(corrections)}
 
 
 def fingerprint(texts: np.ndarray, labels: np.ndarray) -> str:

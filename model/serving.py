@@ -84,9 +84,14 @@ class ServingModel:
         def word_counts(texts: tf.Tensor) -> tf.Tensor:
             return count_tokens.histogram(texts)
 
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], reduce_retracing=True)
+        def standardized(texts: tf.Tensor) -> tf.Tensor:
+            return standardize(texts)
+
         self.serve = serve
         self._serve_counting_words = serve_counting_words
         self._word_counts = word_counts
+        self._standardized = standardized
         self.vocabulary_size = count_tokens.size  # word ids 1…, 0 for out of vocabulary
         self.sizes = sizes
         self.warm = False
@@ -110,6 +115,13 @@ class ServingModel:
         Only the first `MAX_TEXT_CHARS` characters of a text reach the model, whoever calls.
         """
         return self._numbers(self.serve(tf.constant(_cut(texts), dtype=tf.string)))
+
+    def words(self, texts: Sequence[str]) -> list[list[str]]:
+        """Each text's words as the model's standardisation splits them (what an explanation names)."""
+        if not texts:
+            return []
+        standardized = self._standardized(tf.constant(_cut(texts), tf.string)).numpy()
+        return [t.decode("utf-8", "replace").split() for t in standardized]
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Every class's probability for any number of texts, in batches of the largest compiled size: what

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import time
-import urllib.request
 
 from model import registry
 from pipelines.app.pubsub_admin import free_port
@@ -35,38 +30,18 @@ class MlflowServer:
     and came back)."""
 
     def __init__(self, folder):
-        self.folder = str(folder)
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
+        folder = str(folder)
+        port = free_port()
+        self.uri = f"http://127.0.0.1:{port}"
+        self.server = tool_envs.Server(
+            [tool_envs.executable("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination",
+             f"{folder}/artifacts", "--workers", "1"],
+            f"{self.uri}/health", os.path.join(folder, "server.log"), cwd=folder)
 
-    def start(self, deadline_secs: float = 180) -> MlflowServer:
-        log = open(os.path.join(self.folder, "server.log"), "ab")
-        self.process = subprocess.Popen(
-            [tool_envs.executable("mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.folder}/server.db",
-             "--artifacts-destination", f"{self.folder}/artifacts", "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.folder)
-        end = time.monotonic() + deadline_secs
-        while time.monotonic() < end:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited {self.process.returncode}: {self.log()[-2000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return self
-            time.sleep(0.2)
-        raise RuntimeError(f"mlflow server did not answer /health within {deadline_secs:.0f} s: {self.log()[-2000:]}")
+    def start(self) -> MlflowServer:
+        self.server.start(deadline_secs=180)
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-    def log(self) -> str:
-        with open(os.path.join(self.folder, "server.log"), errors="replace") as f:
-            return f.read()
+        self.server.stop()

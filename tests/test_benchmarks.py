@@ -199,3 +199,17 @@ def test_drift_benchmark_smoke(tmp_path):
         assert 0 <= r["alerts"] <= r["nights"] == 1
         assert r["goal_met"] == (r["alerts"] <= 1 if r["night"] == "unchanged" else r["alerts"] == 1)
         assert bool(r["signals_alerting"]) == (r["alerts"] > 0)
+
+
+def test_explain_benchmark_smoke(model_dir, linear_trained, tmp_path):
+    out = tmp_path / "explain.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.explain", "--bilstm", model_dir, "--linear",
+                    linear_trained[0], "--rows", "64", "--rounds", "1", "--out", str(out)], check=True,
+                   capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    variants = {(r["model"], r["variant"]): r for r in report["results"]}
+    assert set(variants) == {(m, v) for m in ("bilstm", "linear") for v in ("none", "needs_review", "all")}
+    for model in ("bilstm", "linear"):
+        assert variants[(model, "none")]["ratio_to_none"] == 1.0
+        assert variants[(model, "all")]["rows_explained"] == 1.0
+        assert 0 <= variants[(model, "needs_review")]["rows_explained"] <= 1

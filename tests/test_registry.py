@@ -19,7 +19,6 @@ import time
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
 from model import artifact, registry
 from model.errors import UserError
@@ -27,21 +26,10 @@ from model.sample import generate
 from pipelines.app.cli import cli
 from pipelines.app.files import write_frame
 from pipelines.app.pubsub_admin import free_port
+from tests.commands import invoke, one_error
 from tests.registries import MlflowServer, client, register, sqlite_uri
 
 NAME = "complaints"
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture(autouse=True)

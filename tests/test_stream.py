@@ -407,7 +407,7 @@ def test_live_job_user_errors_are_one_line_before_anything_starts(problem, emula
 def test_the_live_job_follows_a_registry_alias_and_a_rollback_moves_it_back(
         emulator_host, model_dir, retrained_model_dir, loaded, tmp_path, monkeypatch):
     """Issue #42: `--watch-models models:/NAME@champion` on a SQLite registry; promote, then roll back; the
-    metrics say which registered version serves."""
+    metrics say which registered version serves. (With --explain-all, every answer says why: issue #43.)"""
     import urllib.request
 
     from model import artifact, registry
@@ -423,7 +423,7 @@ def test_the_live_job_follows_a_registry_alias_and_a_rollback_moves_it_back(
     alias = "models:/complaints@champion"
     process = _start_job(alias, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic,
                          "--registry-uri", uri, "--watch-models", alias, "--watch-interval-secs", "1",
-                         "--metrics-port", str(port))
+                         "--metrics-port", str(port), "--explain", "2", "--explain-all")
     publish = _Publisher(in_topic, generate(200, seed=22, labelled=False)["text"].tolist(), "r")
     published = publish.ids
 
@@ -441,6 +441,8 @@ def test_the_live_job_follows_a_registry_alias_and_a_rollback_moves_it_back(
         first = publish(30)
         outputs.wait_for(lambda o: set(first) <= set(o.by_message), process)
         assert set(_versions(outputs, first)) == {loaded.version}
+        explained = [outputs.by_message[m][0].get("explanation") for m in first]  # issue #43, on the live job
+        assert all(isinstance(e, list) and len(e) <= 2 for e in explained) and any(explained)
         registry.promote("complaints", "2", "champion", uri)
         serves(retrained)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:

@@ -39,6 +39,22 @@ def test_classify_one_matches_the_model(predictor, loaded, serving):
     assert verdict(p).startswith(f"**{p.label}**, confidence {p.confidence:.4f}")
 
 
+def test_the_one_complaint_answer_highlights_the_words_that_carry_its_label(predictor, serving):
+    """Issue #43: the page explains every answer; a word is highlighted as the model's standardisation sees it
+    (`KARGOM` is the explanation's `kargom`), with the label's probability it adds."""
+    text = "KARGOM 12 gündür teslim edilmedi, kurye adreste yok dedi. Paramı geri istiyorum!"
+    p = predictor.classify_one(text)
+    assert p.explanation and len(p.explanation) <= 5
+    pieces = predictor.highlighted(p)
+    assert "".join(piece for piece, _ in pieces) == text  # the whole text, in order
+    marked = {piece: mark for piece, mark in pieces if mark}
+    assert marked and all(mark.startswith("+") for mark in marked.values())
+    words = dict(p.explanation)
+    for piece in marked:
+        assert any(w in words for w in serving.words([piece])[0])
+    assert "because" in verdict(p)
+
+
 @pytest.mark.parametrize("empty", [None, "", "   \n"])
 def test_empty_input_is_a_readable_error(predictor, empty):
     with pytest.raises(UserError, match=EMPTY_INPUT):
@@ -225,6 +241,8 @@ def test_page_in_a_real_browser(server, loaded, serving, tmp_path):
         shown = _wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#verdict").text.strip(), "verdict")
         assert shown.startswith(f"{label}, confidence {confidence:.4f}, needs review: ")
         assert label in browser.find_element(By.CSS_SELECTOR, "#top").text
+        why = _wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, "#why").text.strip(), "highlighted words")
+        assert "+0." in why or "+1." in why  # at least one word marked with what it adds
         browser.save_screenshot(str(tmp_path / "prediction.png"))
 
         box.send_keys(Keys.CONTROL, "a")  # clear() fires no input event, so the page would keep the text

@@ -2,7 +2,8 @@
 
 Some real servers cannot share the test environment's lock: the MLflow tracking
 server is the full `mlflow` package (Flask, Gunicorn, pandas, scikit-learn, …), of
-which the project installs only the client (`mlflow-skinny`). Each lives in its own
+which the project installs only the client (`mlflow-skinny`); Label Studio is a Django
+application of about 1 GB with its own pins. Each lives in its own
 virtual environment under `$XDG_CACHE_HOME/complaints-tools/NAME-VERSION`, created the
 first time a test (or `.ci/run`, which warms the cache: `python tests/tool_envs.py
 mlflow`) asks for it, and reused after; creation is locked, so parallel test
@@ -13,15 +14,20 @@ Run it as a script to build (or check) one: `python tests/tool_envs.py mlflow`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 # name → (version, what pip installs, the executable the tests run)
 TOOLS = {
     "mlflow": ("3.17.2", ["mlflow==3.17.2"], "mlflow"),
+    "label-studio": ("1.23.2", ["label-studio==1.23.2"], "label-studio"),
 }
 
 
@@ -46,6 +52,46 @@ def executable(name: str) -> str:
                             "--disable-pip-version-check", *requirements], check=True)
             open(done, "w").close()
     return os.path.join(home, "bin", program)
+
+
+class Server:
+    """A tool's server process on loopback: started in its own session, ready once `health` answers 200, stopped
+    with its children; its output goes to `log_path`."""
+
+    def __init__(self, command: list[str], health: str, log_path: str, env: dict | None = None,
+                 cwd: str | None = None):
+        self.command, self.health, self.log_path, self.env, self.cwd = command, health, log_path, env, cwd
+        self.process: subprocess.Popen | None = None
+
+    def start(self, deadline_secs: float = 240) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                            cwd=self.cwd, start_new_session=True)
+        end = time.monotonic() + deadline_secs
+        while time.monotonic() < end:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.command[0]} exited {self.process.returncode}: {self.log()[-2000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.health, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"{self.command[0]} did not answer {self.health} within {deadline_secs:.0f} s: "
+                           f"{self.log()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ class WorkerConfig:
         "low": 1, "help": "Most rows one call of the model takes."})
     max_batch_duration_secs: int | None = field(default=None, metadata={
         "low": 1, "help": "Longest a message waits for its batch to fill."})  # streaming: batches across bundles
+    explain: int = field(default=0, metadata={
+        "low": 0, "help": "Add to each prediction the K words that pushed most towards its label (the explanation "
+        "field; 0: none). The jobs explain the needs_review rows only, unless --explain-all."})
+    explain_all: bool = field(default=False, metadata={
+        "help": "With --explain: explain every row (one more prediction per distinct word of each)."})
     watch_models: str | None = field(default=None, metadata={
         "help": "Glob of model directories (models/* or gs://B/models/*): serve each newer complete one that "
                 "appears, without a restart; or models:/NAME@ALIAS: serve the version the alias points at."})

@@ -12,6 +12,7 @@ jobs: the nightly job's kept columns, or the live record's fields as the columns
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 
+from model import explain
 from worker import prediction, record_columns, records
 
 if TYPE_CHECKING:
@@ -66,6 +68,14 @@ class Decoding:
     max_batch_size: int  # rows per call of the model (the compiled sizes are padded up to)
     schema: pa.Schema  # of the prediction table: `prediction.schema(kept columns)`
     word_counts: bool = False  # also count each word id (the nightly drift check's word signal)
+    explain: int = 0  # words per explanation (model.explain), when the schema has the field; 0: none
+    explain_all: bool = False  # every row explained, not only those that need review
+
+    def explained(self, needs_review: np.ndarray) -> np.ndarray:
+        """The rows (of the labelled ones) to explain."""
+        if not self.explain or "explanation" not in self.schema.names:
+            return np.zeros(0, np.int64)
+        return np.arange(len(needs_review)) if self.explain_all else np.flatnonzero(needs_review)
 
 
 @dataclass
@@ -99,6 +109,8 @@ def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classifie
     labelled_probabilities = probabilities[chosen]
     outputs = prediction.BatchOutputs.of(labelled_probabilities, serving.labels, decoding.top_k,
                                          decoding.review_threshold, tokens[chosen], oov[chosen], serving.version, texts)
+    if "explanation" in decoding.schema.names:
+        outputs = dataclasses.replace(outputs, explanations=_explanations(serving, texts, outputs, decoding))
     kept = rows.kept.take(pa.array(chosen, pa.int64())) if rows.kept.num_columns else rows.kept
     table = prediction.table_of(outputs, [rows.ids[i] for i in chosen], kept, decoding.schema)
     words = None
@@ -106,6 +118,19 @@ def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classifie
         histograms = [batch[4] for batch in served]
         words = _sparse(sum(histograms) if all(h is not None for h in histograms) else serving.word_counts(texts))
     return Classified(table, chosen, letters, dead_rows, words, labelled_probabilities)
+
+
+def _explanations(serving: ServingModel, texts: list[str], outputs: prediction.BatchOutputs,
+                  decoding: Decoding) -> list:
+    """The explanation of each row `decoding` asks for (None for the others): a row is explained towards the
+    label it was given."""
+    rows = decoding.explained(outputs.top_probabilities[:, 0] < decoding.review_threshold)
+    found: list = [None] * len(texts)
+    if len(rows):
+        for row, words in zip(rows.tolist(), explain.explain(serving, [texts[r] for r in rows],
+                                                              outputs.top_ids[rows, 0], decoding.explain), strict=True):
+            found[row] = words
+    return found
 
 
 def _dead_letter(rows: Rows, row: int, failure: str | None) -> dict:

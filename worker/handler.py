@@ -60,7 +60,8 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
         self.model_dir = config.model_dir
         self.batch_sizes = (min(config.min_batch_size, config.max_batch_size), config.max_batch_size)
         self.decoding = core.Decoding(config.top_k, config.review_threshold, config.max_batch_size,
-                                      schema or record_columns.schema(), word_counts)
+                                      schema or record_columns.schema(config.explain > 0), word_counts,
+                                      config.explain, config.explain_all)
         self.watch_models = config.watch_models
         self.watch_interval_secs = config.watch_interval_secs
         self.registry_uri = config.registry_uri

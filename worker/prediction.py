@@ -32,6 +32,7 @@ class BatchOutputs:
     model_version: str
     review_threshold: float
     truncated: np.ndarray  # [rows] the text was longer than the model reads (records.MAX_TEXT_CHARS)
+    explanations: list | None = None  # [rows] of [{word, contribution}] or None (model.explain): --explain
 
     @classmethod
     def of(cls, probabilities: np.ndarray, labels: np.ndarray, k: int, review_threshold: float,
@@ -53,7 +54,8 @@ class Field:
     it as a Pub/Sub attribute (for subscription filters), formatted as a string.
     `shown` says whether `predict` and the page display it. `arrow`, where given,
     builds the column as an Arrow array directly (the nightly job's tables), for a
-    field whose Python values would cost a conversion per row.
+    field whose Python values would cost a conversion per row. An `optional` field is
+    in the record only when asked for (`schema(..., explain=True)`), and may be null.
     """
 
     name: str
@@ -63,9 +65,11 @@ class Field:
     attribute: Callable[[Any], str] | None = None
     shown: bool = True
     arrow: Callable[[BatchOutputs], pa.Array] | None = None
+    optional: bool = False
 
 
 TOP_K_TYPE = pa.list_(pa.struct([("label", pa.string()), ("confidence", pa.float32())]))
+EXPLANATION_TYPE = pa.list_(pa.struct([("word", pa.string()), ("contribution", pa.float32())]))
 
 
 def _top_k_array(o: BatchOutputs) -> pa.Array:
@@ -102,6 +106,9 @@ FIELDS: list[Field] = [
           lambda o: o.oov_tokens.tolist(), shown=False),
     Field("text_truncated", pa.bool_(), f"the text was longer than {MAX_TEXT_CHARS:,} characters and was "
           "labelled on its start", lambda o: o.truncated.tolist(), shown=False),
+    Field("explanation", EXPLANATION_TYPE, "with --explain K: the K words that pushed most towards the label, "
+          "with the probability of the label each one adds (null for a row not explained)",
+          lambda o: o.explanations if o.explanations is not None else [None] * len(o), optional=True),
 ]
 
 
@@ -110,13 +117,18 @@ def _own() -> dict[str, Field]:
     return {f.name: f for f in FIELDS}
 
 
-def names() -> tuple[str, ...]:
-    return tuple(f.name for f in FIELDS)
+def names(explain: bool = False) -> tuple[str, ...]:
+    return tuple(f.name for f in FIELDS if explain or not f.optional)
+
+
+def _has(outputs: BatchOutputs, field: Field) -> bool:
+    return field.name == "explanation" and outputs.explanations is not None
 
 
 def records_of(outputs: BatchOutputs) -> list[dict]:
-    """One record per row (without the id, which the input record supplies)."""
-    computed = [f for f in FIELDS if f.column is not None]
+    """One record per row (without the id, which the input record supplies); an optional field only where the
+    batch computed it."""
+    computed = [f for f in FIELDS if f.column is not None and (not f.optional or _has(outputs, f))]
     columns = [f.column(outputs) for f in computed]
     keys = [f.name for f in computed]
     return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
@@ -154,9 +166,10 @@ def kept_of(table: pa.Table, schema: pa.Schema, rows: int | None = None) -> pa.T
                      else pa.nulls(rows, f.type) for f in schema if f.name not in own})
 
 
-def schema(passthrough: Sequence[pa.Field] = ()) -> pa.Schema:
-    """The Arrow schema of a prediction file, with the passthrough columns (typed as in the input) appended."""
-    own = [pa.field(f.name, f.type, nullable=False) for f in FIELDS]
+def schema(passthrough: Sequence[pa.Field] = (), explain: bool = False) -> pa.Schema:
+    """The Arrow schema of a prediction file, with the passthrough columns (typed as in the input) appended;
+    `explain`: with the explanation field (which the core then fills)."""
+    own = [pa.field(f.name, f.type, nullable=f.optional) for f in FIELDS if explain or not f.optional]
     taken = {f.name for f in own}
     return pa.schema(own + [f.with_nullable(True) for f in passthrough if f.name not in taken])
 
@@ -168,4 +181,4 @@ def attributes(record: dict) -> dict[str, str]:
 
 def shown(record: dict) -> dict[str, Any]:
     """The fields `predict` and the page display, in the definition's order."""
-    return {f.name: record[f.name] for f in FIELDS if f.shown and f.name in record}
+    return {f.name: record[f.name] for f in FIELDS if f.shown and f.name in record and record[f.name] is not None}

@@ -28,9 +28,9 @@ OMITTED = "omitted_fields"
 _OWN = (records.ID, records.TEXT, MESSAGE_ID, SOURCE)
 
 
-def schema() -> pa.Schema:
+def schema(explain: bool = False) -> pa.Schema:
     """The live job's prediction tables (and `predict`'s): the prediction's fields, then these columns."""
-    return prediction.schema(COLUMNS)
+    return prediction.schema(COLUMNS, explain)
 
 
 def strict_json(value: Any) -> str:

@@ -106,7 +106,7 @@ class ClassifyComplaints(beam.PTransform):
                                                    max_batch_size=config.max_batch_size,
                                                    max_batch_duration_secs=config.max_batch_duration_secs)
                    | "ToRows" >> beam.Map(rows_of))
-        handler = ComplaintModelHandler(config, schema=record_columns.schema())
+        handler = ComplaintModelHandler(config, schema=record_columns.schema(config.explain > 0))
         inferred = batches | "RunInference" >> RunInference(handler, metrics_namespace=METRICS_NAMESPACE)
         split = inferred | "SplitClassified" >> beam.ParDo(SplitClassified()).with_outputs(
             UNCLASSIFIED, main=PREDICTIONS)

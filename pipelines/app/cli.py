@@ -29,15 +29,15 @@ class _Command(click.Command):
     def invoke(self, ctx: click.Context):
         if self.name not in _WITHOUT_TENSORFLOW:
             quiet_tensorflow()
-        if {"model_dir", "models", "watch_models"} & set(ctx.params):
-            from pipelines.app.registered import resolve_params
-
-            resolve_params(ctx.params, self.callback)  # models:/… → a checked local copy, once, here
         if ctx.args:  # a command that hands the options it does not know to Beam
             from pipelines.options import refuse_unknown
 
             refuse_unknown(list(ctx.args), [opt for param in self.params for opt in param.opts
                                             if opt.startswith("--")])
+        if {"model_dir", "models", "watch_models"} & set(ctx.params):
+            from pipelines.app.registered import resolve_params
+
+            resolve_params(ctx.params, self.callback)  # models:/… → a checked local copy, once, here
         return super().invoke(ctx)
 
 
@@ -104,6 +104,8 @@ def describe(data: str, text_column: str, label_column: str, sequence_length: in
               help="After selection and calibration, refit the chosen model on more rows (--final-fit).")
 @options(TrainConfig, "final_fit")
 @click.option("--quiet", is_flag=True, help="No progress (phases, heartbeats, Keras' bars): for schedulers.")
+@click.option("--corrections", help="Reviewers' corrections (`complaints review import`'s Parquet, or a glob): a "
+              "corrected id's row is relabelled, a new one added; --data needs an id column.")
 @click.option("--register", "register_as", metavar="NAME", help="Log the run to the MLflow registry and register the "
               "model as a new version of NAME (needs the registry extra; docs/registry.md).")
 @click.option("--alias", help="With --register: point this alias (e.g. challenger) at the new version.")
@@ -113,7 +115,8 @@ def train(data: str, text_column: str, label_column: str, out_dir: str, max_rows
     """Train a classifier (BiLSTM, linear or the better of both) and export the end-to-end model directory."""
     from pipelines.app.reports import train_and_report
 
-    register_as, alias, registry_uri = (values.pop(name) for name in ("register_as", "alias", "registry_uri"))
+    register_as, alias, registry_uri, corrections = (
+        values.pop(name) for name in ("register_as", "alias", "registry_uri", "corrections"))
     network = build(ArchitectureConfig, values)
     config = build(TrainConfig, values, verbose=0 if quiet else _TRAINING.verbose)
     if not refit:
@@ -124,12 +127,13 @@ def train(data: str, text_column: str, label_column: str, out_dir: str, max_rows
         from model.registry import check_registration
 
         registry_uri = check_registration(register_as, alias, registry_uri)  # before the hours of training
-    click.echo(train_and_report(data, text_column, label_column, out_dir, network, config, max_rows))
+    click.echo(train_and_report(data, text_column, label_column, out_dir, network, config, max_rows, corrections))
     if register_as:
         from pipelines.app.registered import register_trained
 
-        training = {"data": data, "text_column": text_column, "label_column": label_column, "max_rows": max_rows,
-                    **dataclasses.asdict(network), **dataclasses.asdict(config)}
+        training = {"data": data, "corrections": corrections, "text_column": text_column,
+                    "label_column": label_column, "max_rows": max_rows, **dataclasses.asdict(network),
+                    **dataclasses.asdict(config)}
         click.echo(register_trained(out_dir, register_as, alias, registry_uri, training))
 
 
@@ -180,18 +184,19 @@ def compare(models: tuple[str, ...], data: str, text_column: str, label_column: 
 @cli.command()
 @options(WorkerConfig, "model_dir", "registry_uri", "top_k", "review_threshold", "precision", "force_precision")
 @click.option("--json", "as_json", is_flag=True, help="One JSON prediction per line.")
+@options(WorkerConfig, "explain")  # predict explains every text it is given
 @click.argument("texts", nargs=-1)
 def predict(model_dir: str, top_k: int, review_threshold: float, precision: str, force_precision: bool,
-            as_json: bool, texts: tuple[str, ...]) -> None:
+            as_json: bool, explain: int, texts: tuple[str, ...]) -> None:
     """Label TEXTS (or lines on stdin) as the jobs would: label, confidence and top-k, or the dead-letter
     reason. Exits 1 only when every text was rejected."""
-    from pipelines.app.predictor import Predictor
+    from pipelines.app.predictor import Predictor, because
 
     lines = list(texts) or [line.rstrip("\n") for line in sys.stdin]
     if not lines:
         raise UserError("no text to classify: pass texts as arguments or one per line on stdin")
     verdicts = Predictor(model_dir, top_k, review_threshold, precision=precision,
-                         force_precision=force_precision).predict(lines)
+                         force_precision=force_precision, explain=explain).predict(lines)
     for v in verdicts:
         if as_json:
             click.echo(json.dumps(v.as_json(), ensure_ascii=False))
@@ -200,6 +205,8 @@ def predict(model_dir: str, top_k: int, review_threshold: float, precision: str,
         else:
             alternatives = ", ".join(f"{name} {p:.2f}" for name, p in v.top[1:])
             click.echo(f"{v.label} ({v.confidence:.2f})  [{alternatives}]  {v.text[:60]}")
+            if explain:
+                click.echo(f"  because: {because(v.explanation) or '(no single word carries it)'}")
     if all(v.rejected for v in verdicts):
         sys.exit(1)
 
@@ -218,7 +225,7 @@ _XLA = click.option(
 @options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size",
          min_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE, max_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE)
 @_XLA
-@options(WorkerConfig, "precision", "force_precision")
+@options(WorkerConfig, "precision", "force_precision", "explain", "explain_all")
 @options(BatchConfig, "progress", "drift_threshold", "compare_to")
 @click.option("--fail-on-drift", is_flag=True,
               help="Exit with code 3 when drift alerts, 4 when the check failed (after committing the output).")
@@ -267,7 +274,7 @@ def unlock(output: str, force: bool) -> None:
 @options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size", "max_batch_duration_secs",
          max_batch_duration_secs=LIVE_MAX_BATCH_DURATION_SECS)
 @_XLA
-@options(WorkerConfig, "precision", "force_precision")
+@options(WorkerConfig, "precision", "force_precision", "explain", "explain_all")
 @options(LeaseSettings, "ack_deadline_secs", "max_outstanding_messages")
 @click.option("--max-outstanding-mb", default=_LEASE.max_outstanding_bytes // 2**20, show_default=True,
               type=click.IntRange(11), help="Local read: their bytes, at most (a single message may be 10 MB).")
@@ -328,6 +335,52 @@ def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
     from pipelines.app.pubsub_demo import run_pubsub_demo
 
     run_pubsub_demo(model_dir, project, messages, echo=click.echo)
+
+
+@cli.group(cls=_Group)
+def review() -> None:
+    """The review loop: a night's uncertain rows out to reviewers (Label Studio or CSV), corrections back."""
+
+
+@review.command("export")
+@click.option("--output", required=True, help="A committed night (the nightly job's --output).")
+@click.option("--to", "to", required=True, type=click.Path(dir_okay=False),
+              help="FILE.json (Label Studio tasks; the labelling config goes beside it) or FILE.csv.")
+@options(WorkerConfig, "model_dir", "registry_uri")
+@click.option("--all", "everything", is_flag=True, help="Every row, not only those that need review.")
+@click.option("--label", help="Only the rows given this label.")
+@click.option("--limit", type=click.IntRange(1), help="At most this many rows, a seeded random sample.")
+@click.option("--seed", default=0, show_default=True, help="The sample's seed.")
+def review_export(output: str, to: str, model_dir: str, everything: bool, label: str | None, limit: int | None,
+                  seed: int) -> None:
+    """Write a night's needs_review rows (or --all, --label X) with their text, label, confidence, top-k and
+    explanation as Label Studio tasks or CSV. --model is the model that labelled the night (its categories)."""
+    from model import artifact
+    from pipelines.app.review import Selection, export
+
+    labels, metadata = artifact.read_metadata(model_dir)
+    click.echo(export(output, to, labels, metadata["model_version"], Selection(everything, label, limit, seed)))
+
+
+@review.command("import")
+@click.option("--from", "source", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Label Studio's JSON export, or a CSV with id, text and category.")
+@click.option("--out", "target", required=True, type=click.Path(dir_okay=False),
+              help="Corrections Parquet (id, text, category): merged into when it exists; train --corrections.")
+@options(WorkerConfig, "model_dir", "registry_uri")
+@click.option("--rename", multiple=True, metavar="OLD=NEW", help="A category renamed since the export.")
+@click.option("--skip-unknown", is_flag=True, help="Leave out answers whose category the model does not know "
+              "(each is still listed).")
+def review_import(source: str, target: str, model_dir: str, rename: tuple[str, ...], skip_unknown: bool) -> None:
+    """Read reviewers' corrections, check each category against --model's, and write them for training."""
+    from model import artifact
+    from pipelines.app.review import import_corrections
+
+    pairs = [r.split("=", 1) for r in rename]
+    if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
+        raise UserError("--rename takes OLD=NEW, e.g. --rename 'Kargo=Kargo ve Teslimat'")
+    labels, _ = artifact.read_metadata(model_dir)
+    click.echo(import_corrections(source, target, labels, dict(pairs), skip_unknown))
 
 
 @cli.command()

@@ -7,6 +7,8 @@ shown of a prediction comes from the record's one definition (`worker.prediction
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,6 +22,7 @@ from worker.transform import DEAD_LETTERS, WorkerConfig
 
 MAX_BATCH_ROWS = PageLimits().max_rows
 EMPTY_INPUT = "Type or paste a complaint first."
+PAGE_EXPLAIN = 5  # words the page's one-complaint answer highlights
 
 
 @dataclass
@@ -46,6 +49,10 @@ class Verdict:
     def top(self) -> list[tuple[str, float]]:
         return [(t["label"], t["confidence"]) for t in self.record.get("top_k", [])]
 
+    @property
+    def explanation(self) -> list[tuple[str, float]]:
+        return [(e["word"], e["contribution"]) for e in self.record.get("explanation") or []]
+
     def as_json(self) -> dict:
         """`predict --json`'s line: the text and the record the jobs would write, or its dead letter."""
         if self.rejected:
@@ -60,6 +67,8 @@ class Verdict:
             return {"text": self.text, **fields, "dead_letter": f"{self.record['reason']}: {self.record['detail']}"}
         shown = prediction.shown(self.record)
         shown["top_k"] = "; ".join(f"{name} {p:.3f}" for name, p in self.top)
+        if "explanation" in shown:
+            shown["explanation"] = because(self.explanation)
         if "confidence" in shown:
             shown["confidence"] = round(shown["confidence"], 4)
         return {"text": self.text, **shown, "dead_letter": ""}
@@ -69,19 +78,36 @@ class Predictor:
     """The loaded model and the page's decisions (top-k, review threshold)."""
 
     def __init__(self, model_dir: str, k: int = DEFAULT_TOP_K, review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
-                 limits: PageLimits | None = None, precision: str = "auto", force_precision: bool = False):
+                 limits: PageLimits | None = None, precision: str = "auto", force_precision: bool = False,
+                 explain: int = 0):
+        """`explain`: the words each verdict of `predict` names (every row, not only those that need review);
+        the page's one-complaint answer always names `PAGE_EXPLAIN`."""
         self.k = k
         self.limits = limits or PageLimits()
-        self.classifier = LocalClassifier(WorkerConfig(model_dir=model_dir, top_k=k, review_threshold=review_threshold,
-                                                       precision=precision, force_precision=force_precision))
+        config = WorkerConfig(model_dir=model_dir, top_k=k, review_threshold=review_threshold, precision=precision,
+                              force_precision=force_precision, explain=explain, explain_all=True)
+        self.classifier = LocalClassifier(config)
+        self.explaining = LocalClassifier(dataclasses.replace(config, explain=explain or PAGE_EXPLAIN))
 
     @property
     def metadata(self) -> dict:
         return self.classifier.metadata
 
-    def predict(self, texts: list[str]) -> list[Verdict]:
-        outcomes = self.classifier.classify(texts_as_records(texts))
+    def predict(self, texts: list[str], classifier: LocalClassifier | None = None) -> list[Verdict]:
+        outcomes = (classifier or self.classifier).classify(texts_as_records(texts))
         return [Verdict(text, record, tag == DEAD_LETTERS) for text, (tag, record) in zip(texts, outcomes, strict=True)]
+
+    def highlighted(self, v: Verdict) -> list[tuple[str, str | None]]:
+        """The text in pieces, each word the explanation names marked with what it adds (the page shows them
+        highlighted): a piece is matched as the model's standardisation sees it, so `İADE` matches `iade`."""
+        weights = dict(v.explanation)
+        pieces = [p for p in re.split(r"(\s+)", v.text) if p]
+        seen = self.explaining.slot.current.words(pieces) if weights else [[] for _ in pieces]
+        marked = []
+        for piece, words in zip(pieces, seen, strict=True):
+            hits = [w for w in words if w in weights]
+            marked.append((piece, f"+{max(weights[w] for w in hits):.2f}" if hits else None))
+        return marked
 
     def classify_one(self, text: str | None) -> Verdict:
         if text is None or not text.strip():
@@ -89,7 +115,7 @@ class Predictor:
         if len(text) > self.limits.max_text_chars:
             raise UserError(f"This complaint has {len(text):,} characters, more than this page takes "
                             f"({self.limits.max_text_chars:,}).")
-        return self.predict([text])[0]
+        return self.predict([text], self.explaining)[0]
 
     def classify_many(self, pasted: str | None, upload_path: str | None) -> pd.DataFrame:
         """One complaint per pasted line, or the `text` column of an uploaded CSV/Parquet (read lazily)."""
@@ -110,3 +136,8 @@ class Predictor:
             ranked = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))
             header += "\n\nTraining label distribution: " + ", ".join(f"{n} {v:.1%}" for n, v in ranked) + "."
         return header
+
+
+def because(explanation: list[tuple[str, float]]) -> str:
+    """An explanation on one line: `iade +0.31, kargo +0.12`."""
+    return ", ".join(f"{word} +{value:.2f}" for word, value in explanation)

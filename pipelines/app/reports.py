@@ -52,10 +52,11 @@ def describe_data(data: str, text_column: str, label_column: str, sequence_lengt
 
 def train_and_report(
     data: str, text_column: str, label_column: str, out_dir: str,
-    architecture: ArchitectureConfig, config: TrainConfig, max_rows: int | None,
+    architecture: ArchitectureConfig, config: TrainConfig, max_rows: int | None, corrections: str | None = None,
 ) -> str:
     with Phases(enabled=config.verbose > 0).phase("reading", data):
-        labelled = load_labelled(data, text_column, label_column, max_rows=max_rows, seed=config.seed)
+        labelled = load_labelled(data, text_column, label_column, max_rows=max_rows, seed=config.seed,
+                                 corrections=corrections)
     if len(labelled) == 0:
         raise UserError(f"{data} has no rows with both a text and a label")
     result = train(labelled, out_dir, architecture, config)
@@ -63,7 +64,9 @@ def train_and_report(
     selection = m["selection"]
     scores = ", ".join(f"{k} {v:.4f}" for k, v in selection["validation_macro_f1"].items())
     calibration = m["calibration"]
+    fixed = labelled.corrected
     return "\n".join([
+        *([f"corrections: {fixed['replaced']:,} row(s) relabelled, {fixed['added']:,} added"] if fixed else []),
         f"skipped {labelled.skipped_rows} row(s) with empty text or missing label" if labelled.skipped_rows else
         "no rows skipped",
         evaluate.format_report(result.report),

@@ -47,6 +47,7 @@ def verdict(v: Verdict) -> str:
                 "The nightly and live jobs dead-letter this text too.")
     review = "yes" if v.needs_review else "no"
     more = {k: value for k, value in v.shown().items() if k not in _IN_THE_HEADLINE}
+    more = {("because" if k == "explanation" else k): value for k, value in more.items()}
     return f"**{v.label}**, confidence {v.confidence:.4f}, needs review: {review}" + "".join(
         f", {k.replace('_', ' ')}: {value}" for k, value in more.items())
 
@@ -100,7 +101,7 @@ def build_app(predictor: Predictor):
     @plain_errors
     def one(text):
         p = predictor.classify_one(text)
-        return dict(p.top), verdict(p)
+        return dict(p.top), verdict(p), [] if p.rejected else predictor.highlighted(p)
 
     @plain_errors
     def many(pasted, upload):
@@ -117,8 +118,10 @@ def build_app(predictor: Predictor):
             button = gr.Button("Classify", variant="primary", elem_id="classify")
             result = gr.Markdown(elem_id="verdict")
             top = gr.Label(num_top_classes=predictor.k, label="Top categories", elem_id="top")
+            why = gr.HighlightedText(label="Why: the words that pushed most towards the label (the label's "
+                                     "probability each one adds)", elem_id="why", show_legend=False)
             gr.Examples(EXAMPLES, inputs=text)
-            button.click(one, inputs=text, outputs=[top, result])
+            button.click(one, inputs=text, outputs=[top, result, why])
         with gr.Tab("Many complaints"):
             pasted = gr.Textbox(label="One complaint per line", lines=8, elem_id="pasted")
             upload = gr.File(label=f"…or a CSV/Parquet file with a 'text' column (at most {limits.max_upload_mb} MB, "

@@ -164,7 +164,7 @@ def encode_prediction(record: dict) -> PubsubMessage:
         if len(data) > MAX_DATA_BYTES:
             data = _shrink_prediction(body)
     except (ValueError, TypeError, RecursionError):
-        kept = {*prediction.names(), "message_id"}
+        kept = {*prediction.names(explain=True), "message_id"}
         data = _json({**{k: v for k, v in body.items() if k in kept},
                       "omitted_fields": sorted(k for k in body if k not in kept)})
     return PubsubMessage(data, _fit_attributes(prediction.attributes(record)))
@@ -215,7 +215,7 @@ def _shrink_prediction(body: dict) -> bytes:
     check, not once per field left out: a 10 MB message of 100,000 small fields costs
     two or three serialisations, not 100,000.
     """
-    kept = {*prediction.names(), "message_id"}  # never left out to fit
+    kept = {*prediction.names(explain=True), "message_id"}  # never left out to fit
     sizes = {k: len(_json({k: body[k]})) for k in body if k not in kept}
     order = sorted(sizes, key=lambda k: -sizes[k])  # largest first
     total, omitted, limit = len(_json(body)), [], int(MAX_DATA_BYTES * 0.98)

@@ -71,7 +71,8 @@ def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows:
     tables = read["tables"]
     if config.progress:
         tables = tables | "Progress" >> beam.ParDo(ReportProgress(total_rows))
-    results = tables | "Classify" >> ClassifyTables(config.worker, prediction.schema(config.passthrough_fields))
+    results = tables | "Classify" >> ClassifyTables(config.worker, prediction.schema(config.passthrough_fields,
+                                                                                     config.worker.explain > 0))
     classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: {p: results[p] for p in DEAD_LETTER_PARTS}}
     for sink in sinks if sinks is not None else batch_sinks(config, staging):
         classified | type(sink).__name__ >> sink
@@ -207,6 +208,9 @@ class Job:
                 started=started, finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seconds=seconds,
                 registry=registry.lineage_of(self.metadata),
             )
+            summary["source"] = {"input": self.config.input_pattern, "id_column": self.config.id_column,
+                                 "text_column": self.config.text_column,
+                                 "derive_missing_id": self.config.derive_missing_id}  # `review export` joins by it
             self._check_books(summary, stats)
             asked = PrecisionSetting.of(self.config.worker)
             summary["precision"] = precision_choice(self.metadata["model_version"], asked) or {

@@ -41,7 +41,8 @@ def batch_sinks(config, staging: str) -> list[Sink]:
     from pipelines.sinks.parquet_files import ParquetFiles
 
     return [
-        ParquetFiles.nightly(config.output, staging, config.passthrough_fields, config.worker.lineage),
+        ParquetFiles.nightly(config.output, staging, config.passthrough_fields, config.worker.lineage,
+                             config.worker.explain > 0),
     ]
 
 
@@ -54,6 +55,6 @@ def stream_sinks(config) -> list[Sink]:
     return [
         PubSubTopics(config),
         *([ParquetFiles.live(config.archive_output, config.window_seconds, wall_clock=config.read == LATE_ACK,
-                             lineage=config.worker.lineage)]
+                             lineage=config.worker.lineage, explain=config.worker.explain > 0)]
           if config.archive_output else []),
     ]

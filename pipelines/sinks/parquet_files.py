@@ -92,13 +92,14 @@ class ParquetFiles(Sink):
 
     @classmethod
     def nightly(cls, output: str, staging: str, passthrough: tuple[pa.Field, ...] = (),
-                lineage: str | None = None) -> ParquetFiles:
-        return cls(output, prediction.schema(passthrough), staging=staging, lineage=lineage)
+                lineage: str | None = None, explain: bool = False) -> ParquetFiles:
+        return cls(output, prediction.schema(passthrough, explain), staging=staging, lineage=lineage)
 
     @classmethod
-    def live(cls, prefix: str, window_seconds: int, wall_clock: bool, lineage: str | None = None) -> ParquetFiles:
+    def live(cls, prefix: str, window_seconds: int, wall_clock: bool, lineage: str | None = None,
+             explain: bool = False) -> ParquetFiles:
         """`wall_clock`: the local runner's read, whose one endless stage no watermark moves on."""
-        return cls(prefix, prediction.schema(record_columns.WRITTEN), window_seconds=window_seconds,
+        return cls(prefix, prediction.schema(record_columns.WRITTEN, explain), window_seconds=window_seconds,
                    wall_clock=wall_clock, lineage=lineage)
 
     def expand(self, classified) -> list:

@@ -1,0 +1,70 @@
+"""Label Studio's formats: review tasks out (JSON import, with the model's label as a prediction), the labelling
+config for the model's categories, and annotations back (its JSON export).
+
+Only the documented JSON shapes are used, so files move between this project and any
+Label Studio (1.x) without its SDK: a task is `{"data": {...}, "predictions": [...]}`,
+a prediction's (and an annotation's) `result` holds `{"from_name", "to_name",
+"type": "choices", "value": {"choices": [CATEGORY]}}`, and an export is the list of
+tasks with their `annotations` (each with `was_cancelled`, `updated_at`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from xml.sax.saxutils import quoteattr
+
+FROM_NAME, TO_NAME = "category", "text"  # the names the labelling config gives its Choices and its Text
+
+
+def task(row: dict) -> dict:
+    """One review task: the complaint and what the model said, its label pre-filled as a prediction."""
+    data = {"text": row["text"], "complaint_id": row["id"], "model_label": row["label"],
+            "confidence": round(float(row["confidence"]), 4), "top_k": row["top_k_shown"],
+            "explanation": row["explanation_shown"], "model_version": row["model_version"]}
+    prediction = {"model_version": row["model_version"], "score": round(float(row["confidence"]), 4),
+                  "result": [choice(row["label"])]}
+    return {"data": data, "predictions": [prediction]}
+
+
+def choice(category: str) -> dict:
+    return {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [category]}}
+
+
+def labelling_config(categories: Iterable[str]) -> str:
+    """The project's labelling config: the complaint, what the model said and why, one choice per category."""
+    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in categories)
+    return f"""<View>
+  <Header value="Complaint $complaint_id"/>
+  <Text name="{TO_NAME}" value="$text"/>
+  <Header value="The model said: $model_label ($confidence); top: $top_k"/>
+  <Header value="Because of: $explanation"/>
+  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single" showInline="false" required="true">
+{choices}
+  </Choices>
+</View>
+"""
+
+
+def annotated(exported: list) -> tuple[list[dict], dict[str, int]]:
+    """Each task's last standing annotation as `{id, text, category, annotated_at, task}`, and what was left
+    out, counted: tasks nobody annotated, and tasks whose every annotation was cancelled (skipped)."""
+    found, counts = [], {"not_annotated": 0, "skipped": 0}
+    for item in exported:
+        standing = [a for a in item.get("annotations") or [] if not a.get("was_cancelled")]
+        if not item.get("annotations"):
+            counts["not_annotated"] += 1
+            continue
+        if not standing:
+            counts["skipped"] += 1
+            continue
+        last = max(standing, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0)))
+        chosen = [c for r in last.get("result") or [] if r.get("type") == "choices" and r.get("from_name") == FROM_NAME
+                  for c in (r.get("value") or {}).get("choices") or []]
+        if not chosen:
+            counts["skipped"] += 1  # annotated without choosing (e.g. only a comment)
+            continue
+        data = item.get("data") or {}
+        found.append({"id": str(data.get("complaint_id", "")), "text": data.get("text"), "category": chosen[0],
+                      "annotated_at": str(last.get("updated_at") or last.get("created_at") or ""),
+                      "task": item.get("id")})
+    return found, counts
