@@ -244,7 +244,9 @@ def _download(uri: str, reference: Reference, record, target: str, lineage: dict
                             f"{lineage['model_version']} but its files are model {metadata.get('model_version')}: "
                             "the registered files were replaced; register the model again")
         artifact.add_to_metadata(got, LINEAGE_KEY, lineage)
-        shutil.rmtree(target, ignore_errors=True)
+        if _cached(target, lineage):
+            return  # another process put the same version there meanwhile: keep the copy it may be serving
+        shutil.rmtree(target, ignore_errors=True)  # a copy that no longer matches the registry
         try:
             os.rename(got, target)
         except OSError:  # another process put the same version there first
