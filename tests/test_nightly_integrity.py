@@ -222,6 +222,20 @@ def _wait_until_held(output, process: subprocess.Popen) -> None:
         time.sleep(0.02)
 
 
+def _wait_until_at_work(output, process: subprocess.Popen) -> None:
+    """Until `process` holds the output and has claimed its staging folder (`.alive`): a run stopped between
+    taking `_LOCK` and making its staging has no staging for the next run to leave alone."""
+    from pipelines.nightly.hold import ALIVE
+
+    _wait_until_held(output, process)
+    deadline = time.monotonic() + 120
+    while not any(os.path.exists(os.path.join(output, name, ALIVE)) for name in os.listdir(output)
+                  if name.startswith(".staging-")):
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "the run never claimed its staging folder"
+        time.sleep(0.02)
+
+
 def test_a_forced_unlock_under_a_running_night_never_makes_two_writers(model_dir, committed, tmp_path):
     """The operator's sequence from issue #39: night A running, `unlock --force`, night B started. A fails at
     its commit in one line naming B, B commits its own whole output, a third run is refused while B holds it,
@@ -232,7 +246,7 @@ def test_a_forced_unlock_under_a_running_night_never_makes_two_writers(model_dir
     write_archive(tmp_path / "b", rows=3000, files=2, seed=34)
     output, _ = last_night(committed, tmp_path)
     a = _start_label(model_dir, tmp_path / "a", output)
-    _wait_until_held(output, a)
+    _wait_until_at_work(output, a)
     a.send_signal(signal.SIGSTOP)  # A is still at work (frozen, so B surely starts while A holds its staging)
     try:
         forced = CliRunner().invoke(cli, ["unlock", "--output", str(output), "--force"])
