@@ -87,6 +87,14 @@ def test_predict_explains_every_text(model_dir):
     assert "because:" in shown.output
 
 
+def test_explain_all_without_explain_is_one_line(model_dir, tmp_path):
+    from tests.commands import invoke, one_error
+
+    one_error(invoke("label", "--model", model_dir, "--input", tmp_path / "x.parquet", "--output", tmp_path / "out",
+                     "--explain-all"), "--explain K")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flags, explained", [([], None), (["--explain", "3"], "review"),
                                               (["--explain", "3", "--explain-all"], "all")])
 def test_the_nightly_job_explains_the_rows_it_is_asked_to(model_dir, tmp_path, flags, explained):

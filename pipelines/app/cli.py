@@ -238,6 +238,8 @@ def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation
     from pipelines.nightly.job import run
     from pipelines.nightly.summary import render
 
+    _explain_given(values)
+
     worker = build(WorkerConfig, values, xla=xla != "off")
     config = build(
         BatchConfig, values, worker=worker,
@@ -254,6 +256,11 @@ def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation
             sys.exit(3)  # the output is committed: the labels are good data; the code is for the scheduler
         if fail_on_drift and summary["drift"].get("checked") is False:
             sys.exit(4)  # committed too, but nobody checked it for drift
+
+
+def _explain_given(values: dict) -> None:
+    if values["explain_all"] and not values["explain"]:
+        raise UserError("--explain-all says which rows to explain: give --explain K too (the words per row)")
 
 
 @cli.command()
@@ -286,6 +293,8 @@ def stream(ctx, xla: str, max_outstanding_mb: int, registry_uri: str | None, **v
     """Label complaints from Pub/Sub as they arrive; SIGINT/SIGTERM finish what is in flight. Beam options may
     follow."""
     from pipelines.live.job import run
+
+    _explain_given(values)
 
     lease = build(LeaseSettings, values, max_outstanding_bytes=max_outstanding_mb * 2**20)
     worker = build(WorkerConfig, values, xla=xla != "off", registry_uri=registry_uri)  # the alias watch's
