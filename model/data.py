@@ -119,8 +119,8 @@ def _corrected(frame: pd.DataFrame, corrections: str, id_column: str, text_colum
                label_column: str) -> tuple[pd.DataFrame, dict]:
     """`frame` with reviewers' corrections (`complaints review import`: id, text, category) applied: a corrected
     id's row replaced, a new id added. Files later in name order win over earlier ones for the same id."""
-    fixes = pd.concat([read_table(p, ["id", "text", "category"]) for p in resolve_paths(corrections)],
-                      ignore_index=True)
+    paths = resolve_paths(corrections)
+    fixes = pd.concat([read_table(p, ["id", "text", "category"]) for p in paths], ignore_index=True)
     fixes["id"] = fixes["id"].astype(str)
     fixes = fixes.drop_duplicates("id", keep="last")
     ids = frame[id_column].astype(str)
@@ -129,7 +129,7 @@ def _corrected(frame: pd.DataFrame, corrections: str, id_column: str, text_colum
     fixes = fixes.rename(columns={"id": id_column, "text": text_column, "category": label_column})
     merged = pd.concat([frame[~ids.isin(set(fixes[id_column]))], fixes[[text_column, label_column, id_column]]],
                        ignore_index=True)
-    return merged, {"replaced": replaced, "added": added, "files": resolve_paths(corrections)}
+    return merged, {"replaced": replaced, "added": added, "files": paths}
 
 
 def fingerprint(texts: np.ndarray, labels: np.ndarray) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
 from model import files, registry
 from model.errors import UserError
@@ -37,6 +37,4 @@ def served_from(worker: WorkerConfig, metadata: dict, options: PipelineOptions) 
 
 
 def _dask(options: PipelineOptions) -> bool:
-    from apache_beam.options.pipeline_options import StandardOptions
-
     return (options.view_as(StandardOptions).runner or "") in DASK_RUNNERS

@@ -124,7 +124,7 @@ def _explanations(serving: ServingModel, texts: list[str], outputs: prediction.B
                   decoding: Decoding) -> list:
     """The explanation of each row `decoding` asks for (None for the others): a row is explained towards the
     label it was given."""
-    rows = decoding.explained(outputs.top_probabilities[:, 0] < decoding.review_threshold)
+    rows = decoding.explained(outputs.needs_review)
     found: list = [None] * len(texts)
     if len(rows):
         for row, words in zip(rows.tolist(), explain.explain(serving, [texts[r] for r in rows],

@@ -44,6 +44,12 @@ class BatchOutputs:
     def __len__(self) -> int:
         return len(self.top_ids)
 
+    @property
+    def needs_review(self) -> np.ndarray:
+        """[rows] the top probability is below the review threshold (the field, and which rows `--explain`
+        explains by default)."""
+        return self.top_probabilities[:, 0] < self.review_threshold
+
 
 @dataclass(frozen=True)
 class Field:
@@ -96,7 +102,7 @@ FIELDS: list[Field] = [
     Field("top_k", TOP_K_TYPE, "the k most likely categories with their probabilities, best first", _top_k,
           arrow=_top_k_array),
     Field("needs_review", pa.bool_(), "confidence below the review threshold",
-          lambda o: (o.top_probabilities[:, 0] < o.review_threshold).tolist(),
+          lambda o: o.needs_review.tolist(),
           attribute=lambda v: "true" if v else "false"),
     Field("model_version", pa.string(), "the model that labelled it",
           lambda o: [o.model_version] * len(o), attribute=str),
