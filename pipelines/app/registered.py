@@ -33,7 +33,7 @@ def resolve_params(params: dict, callback: Callable) -> None:
         reference = registry.Reference.parse(watched)
         if not reference.alias:
             raise UserError(f"--watch-models {watched}: a version never moves; watch an alias "
-                                     f"(models:/{reference.name}@champion)")
+                            f"(models:/{reference.name}@champion)")
         params["registry_uri"] = registry.registry_uri(uri)
     if "registry_uri" in params and "registry_uri" not in inspect.signature(callback).parameters:
         params.pop("registry_uri")

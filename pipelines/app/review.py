@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from model import files
 from model.errors import UserError
 from pipelines.app import label_studio
+from pipelines.app.predictor import because
 from pipelines.nightly import commit as out
 from pipelines.nightly.reading import InputSpec
 
@@ -156,8 +157,7 @@ def _readable(path: str):
 def _shown(row: dict, text: str) -> dict:
     return {**row, "text": text,
             "top_k_shown": "; ".join(f"{t['label']} {t['confidence']:.3f}" for t in row["top_k"] or []),
-            "explanation_shown": ", ".join(f"{e['word']} +{e['contribution']:.2f}"
-                                           for e in row.get("explanation") or [])}
+            "explanation_shown": because([(e["word"], e["contribution"]) for e in row.get("explanation") or []])}
 
 
 def import_corrections(source: str, target: str, labels: list[str], renames: dict[str, str],
