@@ -41,6 +41,9 @@ class BatchConfig:
         "(default: each derived for tonight's row count from the model's drift reference)."})
     compare_to: str | None = field(default=None, metadata={
         "help": "A previous night's --output: compare today's label distribution with it too."})
+    bigquery_table: str | None = field(default=None, metadata={
+        "help": "Also load the night into this BigQuery table (PROJECT.DATASET.TABLE; dead letters into "
+        "TABLE_dead_letters), in the same commit: a rerun replaces the night's rows (docs/bigquery.md)."})
     xla_min_rows: int = 0  # smaller archives are served in graph mode (the compile would cost more than it saves)
     lock_stale_secs: float = field(default=DEFAULT_STALE_SECS, metadata={
         "low": 60, "help": "gs:// outputs: a hold on the output not renewed for this long is taken over (local "

@@ -28,7 +28,27 @@ import urllib.request
 TOOLS = {
     "mlflow": ("3.17.2", ["mlflow==3.17.2"], "mlflow"),
     "label-studio": ("1.23.2", ["label-studio==1.23.2"], "label-studio"),
+    # The BigQuery emulator (DuckDB inside). Its pytest plugin imports a package it does not depend on, so it can
+    # never share the test environment. It needs numpy, and DuckDB's spatial extension, which it would otherwise
+    # download at start: the extension's wheel is installed and then INSTALLed from its file (`_after`).
+    "bqemulator": ("1.4.0", ["bqemulator==1.4.0", "duckdb-extension-spatial==1.5.5", "numpy"], "bqemulator"),
 }
+
+# DuckDB keeps installed extensions under $HOME/.duckdb: the emulator runs with HOME set to its environment, so
+# nothing is written to the user's home.
+_AFTER = {
+    "bqemulator": """
+import duckdb, duckdb_extension_spatial, glob, os
+path, = glob.glob(os.path.join(os.path.dirname(duckdb_extension_spatial.__file__), "extensions", "*",
+                               "spatial.duckdb_extension"))
+duckdb.connect().execute(f"INSTALL '{path}'")
+""",
+}
+
+
+def home(name: str) -> str:
+    version = TOOLS[name][0]
+    return os.path.join(root(), f"{name}-{version}")
 
 
 def root() -> str:
@@ -38,20 +58,23 @@ def root() -> str:
 
 def executable(name: str) -> str:
     """The tool's executable, its environment built first if this machine has none yet."""
-    version, requirements, program = TOOLS[name]
-    home = os.path.join(root(), f"{name}-{version}")
-    done = os.path.join(home, ".complete")
+    _, requirements, program = TOOLS[name]
+    folder = home(name)
+    done = os.path.join(folder, ".complete")
     os.makedirs(root(), exist_ok=True)
     with open(os.path.join(root(), f".{name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.exists(done):
-            shutil.rmtree(home, ignore_errors=True)  # a half-built one from an interrupted run
+            shutil.rmtree(folder, ignore_errors=True)  # a half-built one from an interrupted run
             python = os.environ.get("TOOL_PYTHON", "python3.11")
-            subprocess.run([python, "-m", "venv", home], check=True)
-            subprocess.run([os.path.join(home, "bin", "python"), "-m", "pip", "install", "--quiet",
+            subprocess.run([python, "-m", "venv", folder], check=True)
+            subprocess.run([os.path.join(folder, "bin", "python"), "-m", "pip", "install", "--quiet",
                             "--disable-pip-version-check", *requirements], check=True)
+            if name in _AFTER:
+                subprocess.run([os.path.join(folder, "bin", "python"), "-c", _AFTER[name]], check=True,
+                               env={**os.environ, "HOME": folder})
             open(done, "w").close()
-    return os.path.join(home, "bin", program)
+    return os.path.join(folder, "bin", program)
 
 
 class Server:

@@ -226,7 +226,7 @@ _XLA = click.option(
          min_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE, max_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE)
 @_XLA
 @options(WorkerConfig, "precision", "force_precision", "explain", "explain_all")
-@options(BatchConfig, "progress", "drift_threshold", "compare_to")
+@options(BatchConfig, "progress", "drift_threshold", "compare_to", "bigquery_table")
 @click.option("--fail-on-drift", is_flag=True,
               help="Exit with code 3 when drift alerts, 4 when the check failed (after committing the output).")
 @click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "
@@ -239,6 +239,10 @@ def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation
     from pipelines.nightly.summary import render
 
     _explain_given(values)
+    if values["bigquery_table"]:
+        from pipelines.bigquery import TableRef
+
+        TableRef.parse(values["bigquery_table"])  # a malformed name: one line before the model loads
 
     worker = build(WorkerConfig, values, xla=xla != "off")
     config = build(

@@ -187,6 +187,9 @@ class Commit:
         self.aside = join(output, f".replaced-{run_id}")
         self.moves: list[tuple[str, str]] = []  # every single-file move begun, in order, each as (from, to)
         self.published: list[str] = []
+        self.externals: list = []  # stores outside the output that commit with it (`external`)
+        self.applied: list = []
+        self.notes: dict = {}  # what the sinks add to the summary (the BigQuery tables' rows)
 
     def _move(self, source: str, target: str) -> None:
         """One file, recorded before it starts: a move that fails part-way (on gs:// a rename is a copy and a
@@ -218,23 +221,51 @@ class Commit:
         self.published += names
         return names
 
-    def finish(self, summary: dict) -> dict:
-        """The report and summary, `_SUCCESS` last; returns the summary as written (`output_files` added).
+    def external(self, store) -> None:
+        """A store outside the output that commits with it (`pipelines.sinks.bigquery_tables`): its `apply()`
+        runs last before `_SUCCESS`, its `undo()` if a later step fails, its `close()` at the end either way."""
+        self.externals.append(store)
 
-        Each is written whole in the staging folder and then moved up, like the sinks' files."""
+    def finish(self, summary: dict) -> dict:
+        """The report and summary, the external stores, `_SUCCESS` last; returns the summary as written
+        (`output_files` and the sinks' notes added).
+
+        Each file is written whole in the staging folder and then moved up, like the sinks' files."""
         self.publish((REPORT,))
-        summary = {**summary, "output_files": sorted(self.published)}
+        summary = {**summary, **self.notes, "output_files": sorted(self.published)}
         write_text(join(self.staging, SUMMARY), json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
         self.publish((SUMMARY,))
         marker = join(self.staging, SUCCESS)
         write_text(marker, self.run_id)
+        for store in self.externals:
+            self.fence()
+            self.applied.append(store)  # before: an answer lost after the store committed is undone too
+            store.apply()
         self._move(marker, join(self.output, SUCCESS))
         for leftover in (self.aside, self.staging):
             abort(leftover)  # the output is complete; a leftover is cleared by the next run
+        self._close()
         return summary
 
+    def _close(self) -> None:
+        for store in self.externals:
+            store.close()
+
     def rollback(self) -> bool:
-        """Undo every move begun, in reverse; True if the previous output is back as it was."""
+        """Undo the external stores and every move begun, in reverse; True if the previous output is back as it
+        was."""
+        try:
+            for store in reversed(self.applied):
+                store.undo()
+        except Exception:  # noqa: BLE001 (reported as not restored; the files are still put back)
+            self._undo_files()
+            self._close()
+            return False
+        restored = self._undo_files()
+        self._close()
+        return restored
+
+    def _undo_files(self) -> bool:
         try:
             for source, target in reversed(self.moves):
                 _undo_move(source, target)

@@ -157,6 +157,8 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         build_batch(p, config, staging, total_rows, batch_sinks(config, staging))
         p.run()
         return {"template_location": options.view_as(GoogleCloudOptions).template_location, "staging": staging}
+    for sink in batch_sinks(config, staging):
+        sink.check()  # a BigQuery table whose schema differs: one line, before the output is touched
     existed = FileSystems.exists(config.output)
     lock = OutputLock(config.output, run_id, config.lock_stale_secs, options).acquire()
     try:

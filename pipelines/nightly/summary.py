@@ -280,6 +280,10 @@ def render(summary: dict) -> str:
         lines += drift.render(summary["drift"])
     if summary.get("report"):
         lines.append(f"warning: report.png {summary['report']}")
+    if summary.get("bigquery"):
+        bq = summary["bigquery"]
+        lines.append(f"BigQuery       {bq['rows']:>10,} rows → {bq['table']}, {bq['dead_letters']:,} dead letters → "
+                     f"{bq['dead_letters_table']} (the night's rows replaced, run {bq['run_id']})")
     if summary.get("took_over_hold_of"):
         lines.append(f"took over the output from {summary['took_over_hold_of']}, which had ended without releasing it")
     if summary.get("precision"):

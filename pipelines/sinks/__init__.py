@@ -40,10 +40,17 @@ def batch_sinks(config, staging: str) -> list[Sink]:
     """The nightly job's sinks, from its config (`pipelines.options.BatchConfig`)."""
     from pipelines.sinks.parquet_files import ParquetFiles
 
-    return [
+    sinks: list[Sink] = [
         ParquetFiles.nightly(config.output, staging, config.passthrough_fields, config.worker.lineage,
                              config.worker.explain > 0),
     ]
+    if config.bigquery_table:  # after the files: it loads what they committed
+        from pipelines.bigquery import TableRef
+        from pipelines.sinks.bigquery_tables import BigQueryTables, run_id_of
+
+        sinks.append(BigQueryTables(TableRef.parse(config.bigquery_table), config.output, run_id_of(staging),
+                                    config.passthrough_fields, config.worker.explain > 0))
+    return sinks
 
 
 def stream_sinks(config) -> list[Sink]:

@@ -14,6 +14,10 @@ class Sink(beam.PTransform):
 
     committed = "when its write step has run"
 
+    def check(self) -> None:
+        """Before any work: raise a `UserError` if this sink cannot take the run's rows (a table whose schema
+        differs), so the run stops in one line before it labels anything."""
+
     def commit(self, transaction) -> None:
         """Make what this run wrote visible through `transaction` (`pipelines.nightly.commit.Commit`); called once the
         run has succeeded."""

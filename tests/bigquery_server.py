@@ -1,0 +1,53 @@
+"""A real BigQuery emulator (bqemulator, DuckDB-backed) on loopback, from its own environment (tests/tool_envs.py).
+
+It is started with `BQEMU_GCS_LOCAL_ROOT` pointing where the storage emulator keeps
+its objects on disk (`gcs_root`), so a load job from `gs://BUCKET/…` reads the very
+files the job committed there, as BigQuery reads Cloud Storage. The environment's
+`BIGQUERY_EMULATOR_HOST` is set while it runs, as a user would set it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import urllib.request
+from collections.abc import Iterator
+
+from pipelines.app.pubsub_admin import free_port
+from pipelines.bigquery import EMULATOR_HOST
+from tests import tool_envs
+
+PROJECT = "complaints-test"
+
+
+@contextlib.contextmanager
+def bigquery_emulator(folder, gcs_root: str | None = None) -> Iterator[str]:
+    """Start the emulator; yield its REST address with `BIGQUERY_EMULATOR_HOST` set to it; stop it after."""
+    folder = str(folder)
+    rest, grpc = free_port(), free_port()
+    env = {**os.environ, "HOME": tool_envs.home("bqemulator")}  # its DuckDB extensions (tool_envs._AFTER)
+    if gcs_root:
+        env["BQEMU_GCS_LOCAL_ROOT"] = gcs_root
+    server = tool_envs.Server(
+        [tool_envs.executable("bqemulator"), "start", "--rest-port", str(rest), "--grpc-port", str(grpc),
+         "--project", PROJECT, "--log-level", "warning"],
+        f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets", os.path.join(folder, "bqemulator.log"),
+        env=env, cwd=folder)
+    server.start(deadline_secs=120)
+    previous = os.environ.get(EMULATOR_HOST)
+    os.environ[EMULATOR_HOST] = f"http://127.0.0.1:{rest}"
+    try:
+        yield os.environ[EMULATOR_HOST]
+    finally:
+        if previous is None:
+            os.environ.pop(EMULATOR_HOST, None)
+        else:
+            os.environ[EMULATOR_HOST] = previous
+        server.stop()
+
+
+def answers(host: str) -> bool:
+    with contextlib.suppress(OSError):
+        with urllib.request.urlopen(f"{host}/bigquery/v2/projects/{PROJECT}/datasets", timeout=2) as answer:
+            return answer.status == 200
+    return False
