@@ -31,8 +31,14 @@ DATASET = "complaints"
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    with bigquery_emulator(tmp_path_factory.mktemp("bq")):
+def gcs_base(tmp_path_factory) -> str:
+    """Where the storage emulator of the gs:// test keeps its objects on disk (the BigQuery emulator's gs:// root)."""
+    return str(tmp_path_factory.mktemp("gcs"))
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory, gcs_base):
+    with bigquery_emulator(tmp_path_factory.mktemp("bq"), gcs_root=os.path.join(gcs_base, ".cloudstorage")):
         client = bigquery.client(PROJECT)
         client.create_dataset(f"{PROJECT}.{DATASET}")
         yield client
@@ -149,6 +155,32 @@ def test_a_rerun_replaces_its_night_and_another_night_adds_its_own(emulator, arc
     assert letters.groupby("output").size().to_dict() == {first: 3, second: 3}
 
 
+def test_a_night_on_gs_is_loaded_by_uri_from_its_committed_files(emulator, gcs_base, archive, table):
+    """Output on gs:// (the storage emulator, keeping its objects on disk where the BigQuery emulator resolves
+    gs:// URIs): the load job reads the committed files by URI, as BigQuery reads Cloud Storage; a rerun replaces."""
+    import shutil
+
+    from apache_beam.io.filesystems import FileSystems
+
+    from tests.storage_emulators import storage_emulator
+
+    binary = shutil.which("gcp-storage-emulator") or os.path.join(os.path.dirname(sys.executable),
+                                                                   "gcp-storage-emulator")
+    with storage_emulator(lambda port: ["env", f"STORAGE_BASE={gcs_base}", binary, "start", "--host=127.0.0.1",
+                                        f"--port={port}", "--default-bucket=nights"]):
+        output = "gs://nights/2026-12-01"
+        for _ in range(2):
+            result = label(archive, output, table)
+            assert result.exit_code == 0, result.output
+            run_id = out.read_text(f"{output}/{out.SUCCESS}")
+            in_table = rows(emulator, table)
+            assert set(in_table["run_id"]) == {run_id} and set(in_table["output"]) == {output}
+            names = [m.path for m in FileSystems.match([f"{output}/predictions-*.parquet"])[0].metadata_list]
+            committed = pd.concat([pd.read_parquet(FileSystems.open(n)) for n in names]).sort_values("id")
+            assert in_table["id"].tolist() == committed["id"].tolist()
+            assert in_table["label"].tolist() == committed["label"].tolist()
+
+
 def test_a_table_whose_schema_differs_stops_the_night_before_any_work(emulator, archive, table, tmp_path):
     from google.cloud.bigquery import Table
 
@@ -157,7 +189,7 @@ def test_a_table_whose_schema_differs_stops_the_night_before_any_work(emulator, 
     output = tmp_path / "night"
     one_error(label(archive, output, table), str(table), "'store'", "INT64", "STRING")
     assert not output.exists()  # nothing touched: no output, no hold, no staging
-    assert emulator.get_table(str(table)).num_rows == 0
+    assert rows(emulator, table).empty
 
 
 @pytest.mark.parametrize("name", ["my-project.complaints", "p.d.t$20261127", "not a table"])
@@ -355,3 +387,49 @@ def test_maps_are_repeated_key_value_records():
     mapped = schemas.field(pa.field("attrs", pa.map_(pa.string(), pa.int64())))
     assert mapped == {"name": "attrs", "type": "RECORD", "mode": "REPEATED", "fields": [
         {"name": "key", "type": "STRING", "mode": "NULLABLE"}, {"name": "value", "type": "INT64", "mode": "NULLABLE"}]}
+
+
+def test_the_live_subscription_schema_takes_every_message_the_live_job_publishes(emulator, table, model_dir):
+    """Item 5: a Pub/Sub BigQuery subscription (`use_table_schema`, `drop_unknown_fields`) writes each message's JSON
+    keys into the columns of the same name. Here the messages are the live codec's own, from real predictions
+    (explained, with passthrough fields, one too big for Pub/Sub so that `omitted_fields` appears), written to a
+    table of `complaints bigquery-schema --for live` by streaming insert, as the subscription's writes go."""
+    from google.cloud.bigquery import Table
+
+    from pipelines.live.codec import encode_prediction
+    from worker.config import WorkerConfig
+    from worker.local import LocalClassifier
+    from worker.transform import PREDICTIONS
+
+    printed = invoke("bigquery-schema", "--for", "live")
+    assert printed.exit_code == 0, printed.output
+    fields = json.loads(printed.output)
+    assert fields == schemas.live_messages()
+    emulator.create_table(Table(str(table), schema=schemas.to_api(fields)))
+
+    classifier = LocalClassifier(WorkerConfig(model_dir=model_dir, explain=2, explain_all=True))
+    inputs = [{"id": f"m{i}", "text": text, "channel": "web", "note": "n" * (9_900_000 if i == 0 else 3)}
+              for i, text in enumerate(["kargom gelmedi iade", "fatura yanlış geldi", "İADE ÜCRET", "telefon bozuk"])]
+    answers = classifier.classify(inputs)
+    bodies = []
+    for i, (kind, record) in enumerate(answers):
+        assert kind == PREDICTIONS
+        bodies.append(json.loads(encode_prediction({**record, "message_id": f"pubsub-{i}"}).data))
+    assert "omitted_fields" in bodies[0] and "note" not in bodies[0]
+    own = {f["name"] for f in fields}
+    assert {k for body in bodies for k in body} - own == {"channel", "note"}  # the input's extras: dropped
+
+    errors = emulator.insert_rows_json(str(table), bodies, ignore_unknown_values=True,
+                                       retry=bigquery.retry().with_deadline(30))
+    assert errors == []
+    back = rows_by(emulator, table, "message_id")
+    assert [r["id"] for r in back] == [b["id"] for b in bodies]
+    for row, body in zip(back, bodies, strict=True):
+        assert row["label"] == body["label"] and row["needs_review"] == body["needs_review"]
+        assert [t["label"] for t in row["top_k"]] == [t["label"] for t in body["top_k"]]
+        assert [w["word"] for w in row["explanation"]] == [w["word"] for w in body["explanation"] or []]
+        assert list(row["omitted_fields"]) == body.get("omitted_fields", [])
+
+
+def rows_by(client, ref: TableRef, key: str) -> list[dict]:
+    return [dict(r) for r in client.query(f"SELECT * FROM {ref.sql} ORDER BY {key}").result()]

@@ -172,3 +172,28 @@ def test_a_registered_model_labels_a_night_on_dask_and_the_footers_say_which(mod
     assert summary["registry"]["version"] == "1" and summary["registry"]["alias"] == "champion"
     for path in glob.glob(str(tmp_path / "out" / "predictions-*.parquet")):
         assert json.loads(pq.read_schema(path).metadata[b"complaints.registry"])["name"] == "complaints"
+
+
+def test_a_night_on_dask_lands_in_bigquery_as_its_files_hold_it(model_dir, archive, cluster, tmp_path):
+    """Issue #41: the BigQuery load runs on the launcher after the Dask job, from the files it committed."""
+    import pandas as pd
+
+    from pipelines import bigquery
+    from tests.bigquery_server import PROJECT, bigquery_emulator
+
+    with bigquery_emulator(tmp_path):
+        client = bigquery.client(PROJECT)
+        client.create_dataset(f"{PROJECT}.nights")
+        table = f"{PROJECT}.nights.labels"
+        for _ in range(2):  # the rerun replaces the night
+            _label(model_dir, archive, tmp_path / "out", "--bigquery-table", table, "--runner", "DaskRunner",
+                   "--dask_client_address", cluster.scheduler_address)
+            found = pd.DataFrame([dict(r) for r in client.query(f"SELECT id, label, store, run_id FROM `{table}`")])
+            ours, letters, _ = read_output(tmp_path / "out")
+            assert sorted(found["id"]) == sorted(ours["id"]) and len(found) == 2497
+            assert set(found["run_id"]) == {open(tmp_path / "out" / "_SUCCESS").read()}
+            merged = found.merge(ours, on="id", suffixes=("", "_parquet"))
+            assert (merged["label"] == merged["label_parquet"]).all()
+            assert (merged["store"] == merged["store_parquet"]).all()
+            count = next(iter(client.query(f"SELECT COUNT(*) AS n FROM `{table}_dead_letters`").result()))["n"]
+            assert count == len(letters) == 3

@@ -267,6 +267,18 @@ def _explain_given(values: dict) -> None:
         raise UserError("--explain-all says which rows to explain: give --explain K too (the words per row)")
 
 
+@cli.command("bigquery-schema")
+@click.option("--for", "kind", type=click.Choice(["live", "nightly", "dead-letters"]), default="live",
+              show_default=True, help="live: the table a Pub/Sub BigQuery subscription writes the output topic's "
+              "messages to; nightly/dead-letters: the tables --bigquery-table creates (without kept columns).")
+def bigquery_schema(kind: str) -> None:
+    """Print a BigQuery table schema (JSON, as `bq mk --table` and Pub/Sub take it), derived from the record."""
+    from pipelines.sinks import bigquery_schema as schemas
+
+    fields = {"live": schemas.live_messages, "nightly": schemas.predictions, "dead-letters": schemas.dead_letters}
+    click.echo(json.dumps(fields[kind](), indent=2))
+
+
 @cli.command()
 @click.option("--output", required=True, help="The nightly job's --output.")
 @click.option("--force", is_flag=True, help="Remove the hold even if its run looks alive.")
