@@ -433,3 +433,10 @@ def test_the_live_subscription_schema_takes_every_message_the_live_job_publishes
 
 def rows_by(client, ref: TableRef, key: str) -> list[dict]:
     return [dict(r) for r in client.query(f"SELECT * FROM {ref.sql} ORDER BY {key}").result()]
+
+
+def test_a_template_build_refuses_a_table_it_would_never_load(archive, tmp_path):
+    """A template runs later without this command, which is what commits (and loads) a night."""
+    one_error(invoke("label", "--model", MODEL["dir"], "--input", archive, "--output", tmp_path / "o",
+                     "--bigquery-table", f"{PROJECT}.{DATASET}.labels", "--runner", "DirectRunner",
+                     "--template_location", tmp_path / "t.json"), "--bigquery-table", "template")

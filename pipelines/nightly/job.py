@@ -152,6 +152,10 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         config = replace(config, progress=False)
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     staging = staging_of(config, run_id)
+    if building and config.bigquery_table:
+        raise UserError("--bigquery-table loads the night when this command commits it, which a template build "
+                        "never does: run the job without --template_location/--dry_run, or load the committed "
+                        "files yourself (docs/bigquery.md)")
     if building:  # a template runs later, on that night's files: nothing here is read or written
         p = test_pipeline or beam.Pipeline(options=options)
         build_batch(p, config, staging, total_rows, batch_sinks(config, staging))
