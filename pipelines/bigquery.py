@@ -1,4 +1,4 @@
-"""BigQuery as the jobs reach it: a table named on the command line, and one client that honours the emulator.
+"""BigQuery as the jobs reach it: a table named on the command line, and clients that honour the emulator.
 
 Both the nightly job's tables (`pipelines.sinks.bigquery_tables`) and anything else
 that talks to BigQuery get their client here, so `BIGQUERY_EMULATOR_HOST` means the
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from model.errors import UserError
 
 EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
+# The Storage Read API speaks gRPC on another port; no client library has a variable for it, so this is ours.
+EMULATOR_GRPC_HOST = "BIGQUERY_EMULATOR_GRPC_HOST"
 DEADLINE_SECS = 120.0  # one API call, retries included
 DEAD_LETTERS_SUFFIX = "_dead_letters"
 
@@ -70,6 +72,23 @@ def client(project: str):
     endpoint = host if "://" in host else f"http://{host}"
     return bigquery.Client(project=project, credentials=AnonymousCredentials(),
                            client_options=ClientOptions(api_endpoint=endpoint))
+
+
+def read_client():
+    """A Storage Read API client (`--input bq://`); against `$BIGQUERY_EMULATOR_GRPC_HOST` (host:port, plain
+    gRPC) when the emulator is set."""
+    from google.cloud.bigquery_storage_v1 import BigQueryReadClient
+
+    if not os.environ.get(EMULATOR_HOST):
+        return BigQueryReadClient()
+    host = os.environ.get(EMULATOR_GRPC_HOST)
+    if not host:
+        raise UserError(f"{EMULATOR_HOST} is set but {EMULATOR_GRPC_HOST} is not: set it to the emulator's gRPC "
+                        "host:port, which the Storage Read API (--input bq://) speaks")
+    import grpc
+    from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
+
+    return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=grpc.insecure_channel(host)))
 
 
 def retry():

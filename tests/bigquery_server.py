@@ -3,18 +3,18 @@
 It is started with `BQEMU_GCS_LOCAL_ROOT` pointing where the storage emulator keeps
 its objects on disk (`gcs_root`), so a load job from `gs://BUCKET/…` reads the very
 files the job committed there, as BigQuery reads Cloud Storage. The environment's
-`BIGQUERY_EMULATOR_HOST` is set while it runs, as a user would set it.
+`BIGQUERY_EMULATOR_HOST` (REST) and `BIGQUERY_EMULATOR_GRPC_HOST` (the Storage Read
+API) are set while it runs, as a user would set them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import urllib.request
 from collections.abc import Iterator
 
 from pipelines.app.pubsub_admin import free_port
-from pipelines.bigquery import EMULATOR_HOST
+from pipelines.bigquery import EMULATOR_GRPC_HOST, EMULATOR_HOST
 from tests import tool_envs
 
 PROJECT = "complaints-test"
@@ -34,20 +34,16 @@ def bigquery_emulator(folder, gcs_root: str | None = None) -> Iterator[str]:
         f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets", os.path.join(folder, "bqemulator.log"),
         env=env, cwd=folder)
     server.start(deadline_secs=120)
-    previous = os.environ.get(EMULATOR_HOST)
+    previous = {name: os.environ.get(name) for name in (EMULATOR_HOST, EMULATOR_GRPC_HOST)}
     os.environ[EMULATOR_HOST] = f"http://127.0.0.1:{rest}"
+    os.environ[EMULATOR_GRPC_HOST] = f"127.0.0.1:{grpc}"
     try:
         yield os.environ[EMULATOR_HOST]
     finally:
-        if previous is None:
-            os.environ.pop(EMULATOR_HOST, None)
-        else:
-            os.environ[EMULATOR_HOST] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         server.stop()
 
-
-def answers(host: str) -> bool:
-    with contextlib.suppress(OSError):
-        with urllib.request.urlopen(f"{host}/bigquery/v2/projects/{PROJECT}/datasets", timeout=2) as answer:
-            return answer.status == 200
-    return False

@@ -440,3 +440,57 @@ def test_a_template_build_refuses_a_table_it_would_never_load(archive, tmp_path)
     one_error(invoke("label", "--model", MODEL["dir"], "--input", archive, "--output", tmp_path / "o",
                      "--bigquery-table", f"{PROJECT}.{DATASET}.labels", "--runner", "DirectRunner",
                      "--template_location", tmp_path / "t.json"), "--bigquery-table", "template")
+
+
+
+@pytest.fixture(scope="module")
+def raw_table(emulator, archive) -> TableRef:
+    """The archive loaded into a BigQuery table, as a team's raw complaints table would be."""
+    import glob
+
+    from google.cloud import bigquery as bq
+
+    ref = TableRef(PROJECT, DATASET, "raw_complaints")
+    config = bq.LoadJobConfig(source_format=bq.SourceFormat.PARQUET, schema=[
+        bq.SchemaField("id", "STRING"), bq.SchemaField("text", "STRING"), bq.SchemaField("store", "STRING")])
+    for path in sorted(glob.glob(archive)):
+        with open(path, "rb") as f:
+            emulator.load_table_from_file(f, str(ref), job_config=config).result()
+    return ref
+
+
+def test_an_archive_read_from_bigquery_is_labelled_as_the_same_rows_in_parquet(emulator, archive, raw_table,
+                                                                                table, tmp_path):
+    """Item 4: --input bq://, through the Storage Read API (the emulator's gRPC), at one snapshot; the same rows,
+    verdicts and books as the Parquet archive they came from."""
+    from_parquet, from_table = str(tmp_path / "parquet"), str(tmp_path / "table")
+    assert invoke("label", "--model", MODEL["dir"], "--input", archive, "--output", from_parquet, "--no-progress",
+                  "--keep-columns", "store").exit_code == 0
+    result = label(f"bq://{raw_table}", from_table, table)
+    assert result.exit_code == 0, result.output
+    ours, theirs = (parquet(o, "predictions-").sort_values("id").reset_index(drop=True)
+                    for o in (from_table, from_parquet))
+    for column in ("id", "label", "store", "needs_review"):
+        assert ours[column].tolist() == theirs[column].tolist(), column
+    assert ours["confidence"].tolist() == pytest.approx(theirs["confidence"].tolist(), abs=1e-6)
+    summary = json.load(open(os.path.join(from_table, "summary.json")))
+    assert summary["rows_in"] == 1200 and summary["balanced"] and summary["dead_lettered"] == 3
+    assert summary["inputs"][0]["path"] == f"bq://{raw_table}" and summary["inputs"][0]["rows"] == 1200
+    assert len(rows(emulator, table)) == len(ours)  # and into BigQuery again, loaded from the committed files
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (("--keep-columns", "region"), ("no column 'region'",)),
+    (("--id-column", "store", "--text-column", "nope"), ("no column 'nope'",)),
+    (("--text-column", "id", "--id-column", "missing"), ("no id column 'missing'", "--id-column")),
+])
+def test_a_bigquery_input_that_does_not_fit_is_one_line_before_any_work(raw_table, tmp_path, args, fragments):
+    output = tmp_path / "night"
+    one_error(invoke("label", "--model", MODEL["dir"], "--input", f"bq://{raw_table}", "--output", output, *args),
+              *fragments)
+    assert not output.exists()
+
+
+def test_a_bigquery_input_that_does_not_exist_is_one_line(emulator, tmp_path):
+    one_error(invoke("label", "--model", MODEL["dir"], "--input", f"bq://{PROJECT}.{DATASET}.nosuch", "--output",
+                     tmp_path / "o"), "no BigQuery table")

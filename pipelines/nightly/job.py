@@ -26,6 +26,7 @@ from pipelines import remote
 from pipelines.errors import JobFailed, cause
 from pipelines.nightly import commit as out
 from pipelines.nightly import drift
+from pipelines.nightly.bigquery_reading import ReadTable, TableSession, is_bigquery, open_table
 from pipelines.nightly.hold import HoldLost, OutputLock, staging_alive
 from pipelines.nightly.progress import ReportProgress
 from pipelines.nightly.reading import (
@@ -56,18 +57,22 @@ def staging_of(config: BatchConfig, run_id: str) -> str:
 
 
 def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows: int | None = None,
-                sinks: list[Sink] | None = None, expected: list[Expected] | None = None) -> dict:
+                sinks: list[Sink] | None = None, expected: list[Expected] | TableSession | None = None) -> dict:
     """Wire read → classify → the config's sinks (`pipelines.sinks.batch_sinks`), and the run statistics.
 
     Rows travel as Arrow tables (`worker.tables`): the predictions the sinks receive
     are tables of `prediction.schema`, the dead letters records, in two parts.
     `expected` are the pre-flight's files: exactly those are read; without them the
     input pattern is matched when the pipeline runs (`--skip-validation`, templates).
+    For `--input bq://` it is the pre-flight's read session on the table.
     """
-    read = p | "ReadArchive" >> ReadComplaints(
-        InputSpec.of(config.input_pattern, config.output), expected, config.id_column, config.text_column,
-        config.keep_columns, config.derive_missing_id,
-    )
+    if isinstance(expected, TableSession):  # --input bq://: the pre-flight's read session
+        read = p | "ReadTable" >> ReadTable(expected, config.id_column, config.text_column, config.keep_columns)
+    else:
+        read = p | "ReadArchive" >> ReadComplaints(
+            InputSpec.of(config.input_pattern, config.output), expected, config.id_column, config.text_column,
+            config.keep_columns, config.derive_missing_id,
+        )
     tables = read["tables"]
     if config.progress:
         tables = tables | "Progress" >> beam.ParDo(ReportProgress(total_rows))
@@ -84,20 +89,27 @@ def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows:
     return classified
 
 
-def preflight(config: BatchConfig) -> tuple[BatchConfig, list[InputFile], dict[str, int], dict]:
+def preflight(config: BatchConfig) -> tuple[BatchConfig, list[InputFile], dict[str, int], dict, TableSession | None]:
     """Check model and inputs before any work; fill in the passthrough column types.
 
     The model is loaded here once, so a directory that does not load fails in one
-    line before any input is read; the workers load their own copy.
+    line before any input is read; the workers load their own copy. A `bq://` input
+    is checked and opened at one snapshot (`pipelines.nightly.bigquery_reading`).
     """
     metadata = artifact.load(config.worker.model_dir).metadata
     required = [config.text_column, *config.keep_columns]
-    if not config.derive_missing_id:
-        required.append(config.id_column)
-    files, skipped = inspect_inputs(InputSpec.of(config.input_pattern, config.output), required, config.id_column,
-                                    config.text_column)
+    session = None
+    if is_bigquery(config.input_pattern):
+        table, session = open_table(config.input_pattern, required, config.id_column, config.text_column,
+                                    config.derive_missing_id)
+        files, skipped = [table], {}
+    else:
+        if not config.derive_missing_id:
+            required.append(config.id_column)
+        files, skipped = inspect_inputs(InputSpec.of(config.input_pattern, config.output), required,
+                                        config.id_column, config.text_column)
     fields = tuple(passthrough_field(files, name) for name in config.keep_columns if name not in ("id", "text"))
-    return replace(config, passthrough_fields=fields), files, skipped, metadata
+    return replace(config, passthrough_fields=fields), files, skipped, metadata, session
 
 
 def passthrough_field(files: list, name: str) -> pa.Field:
@@ -133,11 +145,14 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     create_local_locations(options)
     building = template_only(options)
     expected, skipped = None, {}
+    if is_bigquery(config.input_pattern) and (building or not config.validate):
+        raise UserError("--input bq:// is read through a session the pre-flight opens on this machine: run it "
+                        "without --skip-validation and --template_location/--dry_run")
     if config.validate:
-        config, files, skipped, metadata = preflight(config)
+        config, files, skipped, metadata, session = preflight(config)
         total_rows = sum(f.rows for f in files)
         inputs = [{"path": f.path, "size_bytes": f.size_bytes, "rows": f.rows} for f in files]
-        expected = None if building else [Expected(f.path, f.size_bytes, f.rows) for f in files]
+        expected = None if building else session or [Expected(f.path, f.size_bytes, f.rows) for f in files]
     else:
         _, metadata = artifact.read_metadata(config.worker.model_dir)
         total_rows, inputs = None, [{"path": config.input_pattern}]
@@ -190,7 +205,7 @@ class Found:
     metadata: dict
     inputs: list[dict]  # for the summary: path, and size and rows when known
     total_rows: int | None
-    expected: list[Expected] | None  # exactly these files are read
+    expected: list[Expected] | TableSession | None  # exactly these files (or this table session) are read
     skipped: dict[str, int]  # by the pre-flight; with --skip-validation the reader counts them
 
 
