@@ -11,6 +11,9 @@ writes JSON.
 
     python -m benchmarks.stream_latency --out benchmarks/results/stream_latency.json
 
+`late-ack-estimated` is the late-ack read with its polls split by Beam's batch-size
+estimator, as before issue #40 (`pipelines.live.job.WHOLE_POLLS`), for the ratio.
+
 Beam's local reader pulls 10 messages per bundle and blocks in a 30 s pull when traffic
 stops, so its backlog is smaller (--beam-backlog) and unmeasured filler messages keep
 its traffic going until every measured message is out; its steady phase stops waiting
@@ -40,7 +43,8 @@ from worker.handler import ComplaintModelHandler
 from worker.transform import WorkerConfig
 
 PROJECT = "latency-bench"
-READS = ("late-ack", "beam")
+# late-ack-estimated: the late-ack read with Beam's batch-size estimator splitting its polls (before issue #40)
+READS = ("late-ack", "late-ack-estimated", "beam")
 
 
 def main() -> None:
@@ -88,14 +92,14 @@ def _model(small: bool) -> str:
 
 
 def _print(report: dict) -> None:
-    print(f"{'read':>9} {'backlog':>8} {'drained/s':>10} {'rate/s':>7} {'sent':>6} {'labelled':>9} {'p50 s':>7} "
-          f"{'p95 s':>7} {'mean batch':>11} {'max batch':>10} {'peak RSS MB':>12}")
+    print(f"{'read':>18} {'backlog':>8} {'drained/s':>10} {'backlog batch':>14} {'rate/s':>7} {'sent':>6} "
+          f"{'labelled':>9} {'p50 s':>7} {'p95 s':>7} {'steady batch':>13} {'max batch':>10} {'peak RSS MB':>12}")
     for r in report["results"]:
         b, s = r["backlog"], r["steady"]
-        print(f"{r['read']:>9} {b['messages']:>8} {b['throughput_per_s']:>10.1f} {report['rate_per_s']:>7.0f} "
-              f"{s['messages']:>6} {s['received']:>9} {s['latency_p50_s']:>7.2f} {s['latency_p95_s']:>7.2f} "
-              f"{s['mean_batch_size']:>11.1f} {max(b['max_batch_size'], s['max_batch_size']):>10} "
-              f"{r['peak_rss_mb']:>12.0f}")
+        print(f"{r['read']:>18} {b['messages']:>8} {b['throughput_per_s']:>10.1f} {b['mean_batch_size']:>14.1f} "
+              f"{report['rate_per_s']:>7.0f} {s['messages']:>6} {s['received']:>9} {s['latency_p50_s']:>7.2f} "
+              f"{s['latency_p95_s']:>7.2f} {s['mean_batch_size']:>13.1f} "
+              f"{max(b['max_batch_size'], s['max_batch_size']):>10} {r['peak_rss_mb']:>12.0f}")
 
 
 # The child: one read, both phases --------------------------------------------------------------
@@ -157,11 +161,14 @@ def _child(args) -> None:
 def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: str) -> None:
     import apache_beam as beam
 
+    from pipelines.live import job
     from pipelines.live.job import build_stream
     from pipelines.options import StreamConfig, stream_options
     from worker import transform
 
     transform.ComplaintModelHandler = _CountingHandler  # this child process's live edge builds the counting one
+    if read == "late-ack-estimated":
+        job.WHOLE_POLLS, read = False, "late-ack"
     config = StreamConfig(subscription=subscription, output_topic=output_topic, read=read,
                           worker=WorkerConfig(model_dir, max_batch_duration_secs=1))
     options, _ = stream_options([], read)

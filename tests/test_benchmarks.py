@@ -93,7 +93,7 @@ def test_stream_latency_benchmark_smoke(model_dir, tmp_path):
                     "--beam-backlog", "20", "--rate", "10", "--seconds", "2", "--grace", "120", "--out", str(out)],
                    check=True, capture_output=True, timeout=600)
     reads = {r["read"]: r for r in json.loads(out.read_text())["results"]}
-    assert set(reads) == {"late-ack", "beam"}
+    assert set(reads) == {"late-ack", "late-ack-estimated", "beam"}
     for figures in reads.values():
         assert figures["backlog"]["received"] == figures["backlog"]["messages"]
         assert figures["steady"]["received"] == figures["steady"]["messages"] == 20

@@ -151,3 +151,30 @@ def test_one_failing_record_does_not_fail_its_batch(model_dir, texts, faulty):
     assert [(d["id"], d["reason"]) for d in dead] == [("r57", records.INFERENCE_FAILED)]
     assert "injected failure" in dead[0]["detail"]
     assert "BOOM" in dead[0]["payload"]
+
+
+@pytest.mark.parametrize("whole_bundles", [True, False])
+def test_a_bundle_of_records_is_served_in_full_batches_when_the_source_already_sized_it(model_dir, texts,
+                                                                                         whole_bundles):
+    """Issue #40: the late-ack read's polls are batches already. With `whole_bundles`, a bundle of 200 valid
+    records is served as 64 + 64 + 64 + 8 (one prediction table per batch); Beam's estimator instead starts from
+    the smallest batch and grows, so a backlog is served in batches far below the model's best size."""
+    import apache_beam as beam
+
+    from tests.beam_helpers import Gathered
+    from worker.transform import ClassifyComplaints
+
+    gathered = Gathered()
+    p = beam.Pipeline(runner="FnApiRunner")
+    rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(texts[:200])]
+    results = (p | beam.Create(rows, reshuffle=False)
+               | ClassifyComplaints(WorkerConfig(model_dir, min_batch_size=8, max_batch_size=64),
+                                    whole_bundles=whole_bundles))
+    gathered.add(results["predictions"] | beam.Map(lambda table: table.num_rows), "sizes")
+    p.run().wait_until_finish()
+    sizes = sorted(gathered.get("sizes"), reverse=True)
+    assert sum(sizes) == 200
+    if whole_bundles:
+        assert sizes == [64, 64, 64, 8]
+    else:
+        assert sizes[-1] == 8 and len(sizes) > 4  # the estimator's first batch is the smallest it may make

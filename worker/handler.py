@@ -101,6 +101,7 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
         if self.watch_models:
             model.watch(self.watch_models, self.watch_interval_secs, self.registry_uri)
         serving = model.current  # one model for the whole batch, even if a swap lands meanwhile
+        telemetry.BATCH_ROWS.observe(len(batch.texts))
         with telemetry.BATCH_LATENCY.time():
             return [core.classify(serving, batch, self.decoding)]
 

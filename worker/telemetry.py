@@ -28,6 +28,9 @@ MODEL_REFUSED = Counter("complaints_model_refused", "Candidate models refused (t
                         registry=REGISTRY)
 BATCH_LATENCY = Histogram("complaints_batch_latency_seconds", "Model time per batch",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
+BATCH_ROWS = Histogram("complaints_batch_rows", "Rows per model batch (full batches under a backlog, small ones "
+                       "when traffic is quiet)", buckets=(1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+                       registry=REGISTRY)
 SERVED_PRECISION = Gauge("complaints_served_precision", "1 for the precision the serving model runs at, 0 for the "
                          "others", ["precision"], registry=REGISTRY)
 PRECISION_RATE = Gauge("complaints_precision_rows_per_second", "Rows per second each candidate precision reached "

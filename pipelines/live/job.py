@@ -48,6 +48,11 @@ from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
 log = logging.getLogger(__name__)
 
 
+# The late-ack read's polls are its batches (`ClassifyComplaints(whole_bundles=True)`); False: Beam's batch-size
+# estimator splits them, as before issue #40 (benchmarks/stream_latency.py compares the two in one run).
+WHOLE_POLLS = True
+
+
 def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
     """Wire read → decode → classify → the config's sinks (`pipelines.sinks.stream_sinks`), for `config.read`."""
     late_ack = config.read == LATE_ACK
@@ -61,7 +66,7 @@ def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
         messages = p | "ReadMessages" >> beam.io.ReadFromPubSub(subscription=config.subscription,
                                                                 with_attributes=True)
     decoded = messages | "Decode" >> beam.ParDo(DecodeMessages()).with_outputs(DEAD_LETTERS, main="records")
-    results = decoded.records | "Classify" >> ClassifyComplaints(worker)
+    results = decoded.records | "Classify" >> ClassifyComplaints(worker, whole_bundles=late_ack and WHOLE_POLLS)
     dead_letters = {"Undecodable": decoded[DEAD_LETTERS], **{part: results[part] for part in DEAD_LETTER_PARTS}}
     classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: dead_letters}
     for sink in stream_sinks(config):
