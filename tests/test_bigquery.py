@@ -134,6 +134,7 @@ def test_a_night_lands_in_both_tables_as_its_parquet_files_hold_it(emulator, arc
     assert {"name": "top_k", "type": "RECORD", "mode": "REPEATED", "fields": [
         {"name": "label", "type": "STRING", "mode": "NULLABLE"},
         {"name": "confidence", "type": "FLOAT64", "mode": "NULLABLE"}]} in schema
+    assert emulator.get_table(str(table)).clustering_fields == ["output"]  # a swap reads only its night's blocks
     assert not [t.table_id for t in emulator.list_tables(f"{PROJECT}.{DATASET}") if "__" in t.table_id]
 
 
@@ -494,3 +495,46 @@ def test_a_bigquery_input_that_does_not_fit_is_one_line_before_any_work(raw_tabl
 def test_a_bigquery_input_that_does_not_exist_is_one_line(emulator, tmp_path):
     one_error(invoke("label", "--model", MODEL["dir"], "--input", f"bq://{PROJECT}.{DATASET}.nosuch", "--output",
                      tmp_path / "o"), "no BigQuery table")
+
+
+def test_a_table_made_by_hand_with_its_columns_in_another_order_is_taken(emulator, archive, table, tmp_path):
+    """Columns are compared by name and every statement names them, so a table created by hand (or migrated
+    with `bq update`, which appends) need not follow the record's order. The emulator cannot add a column to
+    a table with data (its schema changes in the metadata only), so the order is tested on a new table."""
+    from google.cloud.bigquery import Table
+
+    fields = list(reversed(schemas.predictions((pa.field("store", pa.string()),))))
+    emulator.create_table(Table(str(table), schema=schemas.to_api(fields)))
+    output = str(tmp_path / "night")
+    result = label(archive, output, table)
+    assert result.exit_code == 0, result.output
+    in_table = rows(emulator, table)
+    predicted = parquet(output, "predictions-").sort_values("id").reset_index(drop=True)
+    assert emulator.get_table(str(table)).schema[0].name == "output"
+    for column in ("id", "label", "store"):
+        assert in_table[column].tolist() == predicted[column].tolist(), column
+
+def test_kept_columns_without_the_preflight_are_one_line_not_dropped(archive, tmp_path):
+    """Found with the BigQuery tables: --skip-validation used to leave --keep-columns out of the output silently
+    (their types come from the footers it does not read)."""
+    output = tmp_path / "night"
+    one_error(invoke("label", "--model", MODEL["dir"], "--input", archive, "--output", output, "--keep-columns",
+                     "store", "--skip-validation"), "--keep-columns", "--skip-validation")
+    assert not output.exists()
+
+
+def test_a_table_loaded_a_moment_ago_is_read_whole(emulator, tmp_path):
+    """The snapshot is a second after the table's last change: one taken at once named a moment before the
+    emulator had captured the load ('before the table's first captured state'), which BigQuery refuses too."""
+    from google.cloud import bigquery as bq
+
+    from pipelines.nightly.bigquery_reading import open_table
+
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": ["x", "y", "z"]}), tmp_path / "t.parquet")
+    ref = TableRef(PROJECT, DATASET, "just_loaded")
+    with open(tmp_path / "t.parquet", "rb") as f:
+        emulator.load_table_from_file(f, str(ref), job_config=bq.LoadJobConfig(
+            source_format="PARQUET", schema=[bq.SchemaField("id", "STRING"), bq.SchemaField("text", "STRING")])
+        ).result()
+    found, session = open_table(f"bq://{ref}", ["text"], "id", "text", False)
+    assert found.rows == session.rows == 3 and len(session) >= 1

@@ -239,6 +239,10 @@ def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation
     from pipelines.nightly.summary import render
 
     _explain_given(values)
+    if skip_validation and keep_columns.strip():
+        raise UserError("--keep-columns takes each kept column's type from the input footers, which "
+                        "--skip-validation does not read: drop one of the two (without it the columns were left "
+                        "out of the output)")
     if values["bigquery_table"]:
         from pipelines.bigquery import TableRef
 

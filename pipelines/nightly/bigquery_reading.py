@@ -15,6 +15,7 @@ A table has no file name and row number to derive ids from, so the id column is 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -76,14 +77,26 @@ def open_table(pattern: str, required: list[str], id_column: str, text_column: s
         raise UserError(f"{ref}: text column {text_column!r} is {types[text_column]}, not STRING or BYTES")
     if types[id_column] not in _ID_TYPES:
         raise UserError(f"{ref}: id column {id_column!r} is {types[id_column]}; use a STRING or INT64 column")
-    snapshot = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=1)  # already committed
+    # A moment already committed (a client clock ahead of the service's would name the future), and a
+    # second after the table's last change: a snapshot before it is refused, or misses it. A table changed
+    # within the last two seconds (just loaded) is waited for, once.
+    changed = table.modified or table.created
+    if changed is not None:
+        time.sleep(max(0.0, (changed + dt.timedelta(seconds=2) - dt.datetime.now(dt.UTC)).total_seconds()))
+    snapshot = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     micros = int(snapshot.timestamp() * 1_000_000)
-    counted = client.query(f"SELECT COUNT(*) AS n FROM {ref.sql} FOR SYSTEM_TIME AS OF TIMESTAMP_MICROS({micros})")
-    rows = next(iter(counted.result(timeout=bigquery.DEADLINE_SECS)))["n"]
+    snapshot = dt.datetime.fromtimestamp(micros / 1_000_000, dt.UTC)
+    columns = list(dict.fromkeys([id_column, text_column, *required]))
+    try:
+        counted = client.query(f"SELECT COUNT(*) AS n FROM {ref.sql} FOR SYSTEM_TIME AS OF "
+                               f"TIMESTAMP_MICROS({micros})")
+        rows = next(iter(counted.result(timeout=bigquery.DEADLINE_SECS)))["n"]
+        session = _create_session(ref, columns, snapshot) if rows else None
+    except Exception as exc:  # noqa: BLE001 (API and transport errors of every kind)
+        raise UserError(f"BigQuery could not read {ref} as of {snapshot.isoformat()} ({bigquery.where(exc)}): "
+                        "check the table and your access to the Storage Read API") from None
     if rows == 0:
         raise UserError(f"--input {pattern}: the table holds no rows: nothing to label. The output was not touched")
-    columns = list(dict.fromkeys([id_column, text_column, *required]))
-    session = _create_session(ref, columns, snapshot)
     schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
     found = TableSession(pattern, tuple(s.name for s in session.streams), schema.serialize().to_pybytes(), rows,
                          snapshot.isoformat())

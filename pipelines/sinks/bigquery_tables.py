@@ -204,6 +204,8 @@ class BigQueryTables(Sink):
         table = Table(str(ref), schema=schemas.to_api(fields))
         if expires:
             table.expires = dt.datetime.now(dt.UTC) + WORK_TABLES_EXPIRE
+        else:  # the swap finds a night's rows by `output`: clustered, it reads only that night's blocks
+            table.clustering_fields = [schemas.OUTPUT]
         table.description = ("complaint labels, one row per complaint and night (complaints label "
                              "--bigquery-table)") if not expires else "complaints label: a run's work table"
         self.client().create_table(table, exists_ok=not expires, retry=bigquery.retry())
