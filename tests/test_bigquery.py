@@ -538,3 +538,16 @@ def test_a_table_loaded_a_moment_ago_is_read_whole(emulator, tmp_path):
         ).result()
     found, session = open_table(f"bq://{ref}", ["text"], "id", "text", False)
     assert found.rows == session.rows == 3 and len(session) >= 1
+
+
+def test_explanations_arrive_with_their_words(emulator, archive, table, tmp_path):
+    """--explain K: the `explanation` column (REPEATED RECORD<word, contribution>) holds what the Parquet holds,
+    empty for a row not explained."""
+    output = str(tmp_path / "night")
+    result = label(archive, output, table, "--explain", "2", "--review-threshold", "0.7")
+    assert result.exit_code == 0, result.output
+    predicted = parquet(output, "predictions-").sort_values("id").reset_index(drop=True)
+    in_table = rows(emulator, table)
+    want = [[w["word"] for w in e] if e is not None else [] for e in predicted["explanation"]]
+    got = [[w["word"] for w in e] for e in in_table["explanation"]]
+    assert got == want and any(want) and not all(want)

@@ -49,7 +49,7 @@ def batch_sinks(config, staging: str) -> list[Sink]:
         from pipelines.sinks.bigquery_tables import BigQueryTables, run_id_of
 
         sinks.append(BigQueryTables(TableRef.parse(config.bigquery_table), config.output, run_id_of(staging),
-                                    config.passthrough_fields, config.worker.explain > 0))
+                                    config.passthrough_fields))
     return sinks
 
 

@@ -43,6 +43,7 @@ from pipelines.nightly import commit as out
 from pipelines.sinks import bigquery_schema as schemas
 from pipelines.sinks.base import Sink
 from worker import prediction
+from worker.records import DEAD_LETTER_SCHEMA
 
 LOG = logging.getLogger(__name__)
 PREDICTION_FILES, DEAD_LETTER_FILES = "predictions-*.parquet", "dead_letters-*.parquet"
@@ -64,10 +65,11 @@ class BigQueryTables(Sink):
 
     committed = "in the same commit as the night's Parquet files, just before _SUCCESS"
 
-    def __init__(self, table: TableRef, output: str, run_id: str, passthrough: tuple = (), explain: bool = False):
+    def __init__(self, table: TableRef, output: str, run_id: str, passthrough: tuple = ()):
+        """`passthrough`: the kept columns' Arrow fields (the table always has `explanation`: empty unless
+        --explain)."""
         super().__init__()
-        self.table, self.output, self.run_id = table, output, run_id
-        self.passthrough, self.explain = passthrough, explain
+        self.table, self.output, self.run_id, self.passthrough = table, output, run_id, passthrough
         self._client = None
         self.work_tables: list[TableRef] = []
         self.loaded: dict[str, int] = {}
@@ -80,7 +82,7 @@ class BigQueryTables(Sink):
 
     def check(self) -> None:
         """The dataset exists and each table that exists has this night's schema; else one line, now."""
-        wanted = {self.table: schemas.predictions(self.passthrough), self.table.dead_letters: schemas.dead_letters()}
+        wanted = self._wanted()
         for fields in wanted.values():
             for f in fields:
                 if not _NAME.fullmatch(f["name"]):
@@ -115,6 +117,10 @@ class BigQueryTables(Sink):
                             "another --bigquery-table, or migrate the table (docs/bigquery.md)")
         return True
 
+    def _wanted(self) -> dict[TableRef, list[dict]]:
+        """Each table's schema for this night's records."""
+        return {self.table: schemas.predictions(self.passthrough), self.table.dead_letters: schemas.dead_letters()}
+
     # -- in the commit ------------------------------------------------------------------------------------------
 
     def commit(self, transaction) -> None:
@@ -125,7 +131,7 @@ class BigQueryTables(Sink):
             self.table.dead_letters: [out.join(self.output, n) for n in names if _matches(n, DEAD_LETTER_FILES)],
         }
         self.passthrough = _passthrough_of(files[self.table], self.passthrough)
-        wanted = {self.table: schemas.predictions(self.passthrough), self.table.dead_letters: schemas.dead_letters()}
+        wanted = self._wanted()
         for ref, paths in files.items():
             if not self._same_schema(ref, wanted[ref]):  # changed since the pre-flight: refused the same way
                 self._create(ref, wanted[ref])
@@ -283,7 +289,7 @@ def _file_fields(paths: list[str], predictions: bool, passthrough: tuple) -> lis
     if paths:
         with FileSystems.open(paths[0], compression_type="uncompressed") as f:
             return schemas.of_schema(pq.read_schema(f))
-    return schemas.of_schema(prediction.schema(passthrough) if predictions else _letters())
+    return schemas.of_schema(prediction.schema(passthrough) if predictions else DEAD_LETTER_SCHEMA)
 
 
 def _passthrough_of(paths: list[str], known: tuple) -> tuple:
@@ -294,12 +300,6 @@ def _passthrough_of(paths: list[str], known: tuple) -> tuple:
         found = pq.read_schema(f)
     own = set(prediction.names(explain=True))
     return tuple(f for f in found if f.name not in own)
-
-
-def _letters():
-    from worker.records import DEAD_LETTER_SCHEMA
-
-    return DEAD_LETTER_SCHEMA
 
 
 def _footer_rows(path: str) -> int:
