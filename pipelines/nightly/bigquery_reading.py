@@ -128,12 +128,15 @@ class ReadStreamTables(beam.DoFn):
         self.kept = [n for n in dict.fromkeys(keep_columns) if n not in ("id", "text")]
         self.slice_rows = slice_rows
 
+    def setup(self):
+        self.schema = pa.ipc.read_schema(pa.py_buffer(self.session.arrow_schema))
+        self.client = bigquery.read_client()  # one per worker process's DoFn, for all its streams
+
     def process(self, stream: str):
-        schema = pa.ipc.read_schema(pa.py_buffer(self.session.arrow_schema))
         rows = 0
-        for message in bigquery.read_client().read_rows(stream):
+        for message in self.client.read_rows(stream):
             batch = pa.ipc.read_record_batch(pa.py_buffer(message.arrow_record_batch.serialized_record_batch),
-                                             schema)
+                                             self.schema)
             for start in range(0, batch.num_rows, self.slice_rows):
                 part = batch.slice(start, self.slice_rows)
                 ids = plain_column(part.column(self.id_column))

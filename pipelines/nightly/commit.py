@@ -254,14 +254,13 @@ class Commit:
     def rollback(self) -> bool:
         """Undo the external stores and every move begun, in reverse; True if the previous output is back as it
         was."""
+        restored = True
         try:
             for store in reversed(self.applied):
                 store.undo()
         except Exception:  # noqa: BLE001 (reported as not restored; the files are still put back)
-            self._undo_files()
-            self._close()
-            return False
-        restored = self._undo_files()
+            restored = False
+        restored = self._undo_files() and restored
         self._close()
         return restored
 

@@ -176,7 +176,8 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         build_batch(p, config, staging, total_rows, batch_sinks(config, staging))
         p.run()
         return {"template_location": options.view_as(GoogleCloudOptions).template_location, "staging": staging}
-    for sink in batch_sinks(config, staging):
+    sinks = batch_sinks(config, staging)
+    for sink in sinks:
         sink.check()  # a BigQuery table whose schema differs: one line, before the output is touched
     existed = FileSystems.exists(config.output)
     lock = OutputLock(config.output, run_id, config.lock_stale_secs, options).acquire()
@@ -185,7 +186,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
                                         lambda folder: staging_alive(folder, config.lock_stale_secs))
         out.prepare(config.output, staging)
         lock.claim(staging)
-        job = Job(config, options, staging, run_id, found, compared, lock.check)
+        job = Job(config, options, staging, run_id, found, compared, sinks, lock.check)
         summary = job.run(test_pipeline)
     finally:
         lock.release()
@@ -213,12 +214,12 @@ class Job:
     """One run while the output is held: pipeline, books, drift and report, commit; any failure undone."""
 
     def __init__(self, config: BatchConfig, options, staging: str, run_id: str, found: Found,
-                 compared: drift.Compared, fence=out.unfenced):
+                 compared: drift.Compared, sinks: list[Sink], fence=out.unfenced):
         self.config, self.options, self.staging, self.run_id = config, options, staging, run_id
         self.fence = fence  # raises HoldLost once another run holds the output
         self.metadata, self.inputs, self.total_rows = found.metadata, found.inputs, found.total_rows
         self.expected, self.compared, self.skipped = found.expected, compared, found.skipped
-        self.sinks = batch_sinks(config, staging)
+        self.sinks = sinks  # the ones run() checked before taking the output
 
     def run(self, test_pipeline: beam.Pipeline | None = None) -> dict:
         output = self.config.output

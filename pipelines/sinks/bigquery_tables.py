@@ -90,7 +90,9 @@ class BigQueryTables(Sink):
                                     "not starting with a digit): rename it, or leave it out of --keep-columns")
         from google.api_core import exceptions
 
-        client = self.client()
+        # A client of its own, not kept: this sink is applied to the pipeline after the check, and Beam must be
+        # able to pickle it (a client cannot be); the commit makes its own after the pipeline.
+        client = bigquery.client(self.table.project)
         try:
             client.get_dataset(f"{self.table.project}.{self.table.dataset}", retry=bigquery.retry())
         except exceptions.NotFound:
@@ -101,14 +103,14 @@ class BigQueryTables(Sink):
             raise UserError(f"BigQuery did not answer for {self.table} ({bigquery.where(exc)}): check the "
                             "project, your credentials and BIGQUERY_EMULATOR_HOST") from None
         for ref, fields in wanted.items():
-            self._same_schema(ref, fields)
+            self._same_schema(ref, fields, client)
 
-    def _same_schema(self, ref: TableRef, fields: list[dict]) -> bool:
+    def _same_schema(self, ref: TableRef, fields: list[dict], client=None) -> bool:
         """True if the table exists (with this schema); raises if it exists with another."""
         from google.api_core import exceptions
 
         try:
-            found = self.client().get_table(str(ref), retry=bigquery.retry())
+            found = (client or self.client()).get_table(str(ref), retry=bigquery.retry())
         except exceptions.NotFound:
             return False
         problem = schemas.difference(schemas.of_table(found.schema), fields)
@@ -130,16 +132,16 @@ class BigQueryTables(Sink):
             self.table: [out.join(self.output, n) for n in names if _matches(n, PREDICTION_FILES)],
             self.table.dead_letters: [out.join(self.output, n) for n in names if _matches(n, DEAD_LETTER_FILES)],
         }
-        self.passthrough = _passthrough_of(files[self.table], self.passthrough)
         wanted = self._wanted()
         for ref, paths in files.items():
             if not self._same_schema(ref, wanted[ref]):  # changed since the pre-flight: refused the same way
                 self._create(ref, wanted[ref])
-            load = self._work_table(ref, "load", _file_fields(paths, ref is self.table, self.passthrough))
+            schema, expected = _footers(paths)
+            fallback = prediction.schema(self.passthrough) if ref is self.table else DEAD_LETTER_SCHEMA
+            load = self._work_table(ref, "load", schemas.of_schema(schema or fallback))
             self._load(paths, load)
             self._work_table(ref, "undo", wanted[ref])
             self.loaded[str(ref)] = self._rows(load)
-            expected = sum(_footer_rows(p) for p in paths)
             if self.loaded[str(ref)] != expected:
                 raise RuntimeError(f"BigQuery loaded {self.loaded[str(ref)]:,} rows into {load} from files that "
                                    f"hold {expected:,}")
@@ -283,28 +285,16 @@ def _matches(name: str, pattern: str) -> bool:
     return name.startswith(prefix) and name.endswith(suffix)
 
 
-def _file_fields(paths: list[str], predictions: bool, passthrough: tuple) -> list[dict]:
-    """The load table's schema: the committed files' own (a file says which kept columns and types it has; with
-    --skip-validation the pre-flight did not), or the record's when the night wrote no file of this kind."""
-    if paths:
-        with FileSystems.open(paths[0], compression_type="uncompressed") as f:
-            return schemas.of_schema(pq.read_schema(f))
-    return schemas.of_schema(prediction.schema(passthrough) if predictions else DEAD_LETTER_SCHEMA)
-
-
-def _passthrough_of(paths: list[str], known: tuple) -> tuple:
-    """The kept columns as the committed files have them (with --skip-validation the pre-flight did not know)."""
-    if not paths:
-        return known
-    with FileSystems.open(paths[0], compression_type="uncompressed") as f:
-        found = pq.read_schema(f)
-    own = set(prediction.names(explain=True))
-    return tuple(f for f in found if f.name not in own)
-
-
-def _footer_rows(path: str) -> int:
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return pq.ParquetFile(f).metadata.num_rows
+def _footers(paths: list[str]):
+    """(the first file's Arrow schema, or None without files; the rows all the files' footers hold). The load
+    table takes the files' own schema: it has `explanation` exactly when the night was explained."""
+    schema, rows = None, 0
+    for path in paths:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            parquet = pq.ParquetFile(f)
+            schema = schema or parquet.schema_arrow
+            rows += parquet.metadata.num_rows
+    return schema, rows
 
 
 def run_id_of(staging: str) -> str:
