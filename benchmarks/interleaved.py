@@ -7,7 +7,8 @@ in the same order, on one archive and one model, and the medians are compared:
     label          defaults (--precision auto); the precision auto served is printed for each round, and
                    whether it timed the candidates or reused an earlier run's timing (worker/precision_cache.py:
                    round 1 times unless --keep-cache, later rounds reuse it)
-    label-fp32     --precision fp32
+    label-fp32     --precision fp32: TensorFlow or OpenVINO's f32, whichever timed faster (kept like auto's)
+    label-tensorflow-fp32  --precision fp32 with COMPLAINTS_OPENVINO_F32=no: FP32 on TensorFlow alone
     label-openvino-bf16, label-bf16   with --lower: each lower precision forced (--force-precision)
     label-dask     --runner DaskRunner on one LocalCluster(2 processes x 1 thread) kept for all rounds:
                    round 1 finds fresh workers, later rounds warm ones (TensorFlow imported, model compiled)
@@ -52,10 +53,11 @@ def main() -> None:
     if not args.keep_cache:  # round 1 pays for auto's timing, as a machine's first run does
         os.environ["COMPLAINTS_PRECISION_CACHE"] = os.path.join(work, "precision-choices.json")
 
-    variants = {"label": [], "label-fp32": ["--precision", "fp32"]}
+    variants = {"label": [], "label-fp32": ["--precision", "fp32"], "label-tensorflow-fp32": ["--precision", "fp32"]}
+    environments = {"label-tensorflow-fp32": {"COMPLAINTS_OPENVINO_F32": "no"}}
     if args.lower:
         variants.update({f"label-{at}": ["--precision", at, "--force-precision"] for at in ("openvino-bf16", "bf16")})
-    served: list[str] = []
+    served: dict[str, list[str]] = {"label": [], "label-fp32": []}
     runs: dict[str, list[float]] = {name: [] for name in variants}
     cluster = None
     if not args.no_dask:
@@ -69,17 +71,17 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name, extra in variants.items():
                 out = os.path.join(work, f"{name}-{round_}")
-                rate = bench_label(model_dir, archive, out, extra)[0]
+                rate = bench_label(model_dir, archive, out, extra, environments.get(name))[0]
                 runs[name].append(rate)
                 note = ""
-                if name == "label":
+                if name in served:  # the settings that choose: what they served, and whether they timed it now
                     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
                         choice = json.load(f)["precision"]
                     rates = choice.get("rows_per_second")
                     kept = bool(rates) and not choice.get("measured_now", True)
-                    served.append(choice["served"] + (" (kept)" if kept else ""))
+                    served[name].append(choice["served"] + (" (kept)" if kept else ""))
                     timing = "nothing timed" if not rates else "as kept from an earlier run" if kept else "timed now"
-                    note = f"  auto served {choice['served']} ({timing}: {rates})"
+                    note = f"  served {choice['served']} ({timing}: {rates})"
                 print(f"round {round_ + 1}: {name:<20} {rate:>8,.0f} rows/s{note}", flush=True)
     finally:
         if cluster is not None:
@@ -98,11 +100,12 @@ def main() -> None:
         shown = runs.get(name, runs.get("label-dask", []))
         print(f"{name:<26} {rate:>14,.0f}  {', '.join(f'{r:,.0f}' for r in shown)}")
     print("ratios: " + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()))
-    print(f"auto served: {', '.join(served)}")
+    print("served: " + "; ".join(f"{name}: {', '.join(chosen)}" for name, chosen in served.items()))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump({"rows": args.rows, "rounds": args.rounds, "source": args.source, "model": model_dir,
-                   "auto_served": served, "runs": runs, "medians": medians, "ratios": ratios,
+                   "auto_served": served["label"], "fp32_served": served["label-fp32"],
+                   "runs": runs, "medians": medians, "ratios": ratios,
                    "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(), "isa_features": features}}, f, indent=2)
 
 

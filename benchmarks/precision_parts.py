@@ -10,7 +10,7 @@ per row, before the fixed costs (load, compile, auto's timing) and the Parquet I
 shrink it further. Every part is timed here on the same batches of real texts,
 interleaved over rounds, medians reported:
 
-    core        the numeric core alone on the batch's token ids (XLA FP32, TF bf16 graph, OpenVINO bf16)
+    core        the numeric core alone on the batch's token ids (XLA FP32, TF bf16 graph, OpenVINO bf16 and f32)
     serve       the serving call: texts → probabilities, token and out-of-vocabulary counts
     classify    the classification core: serve + decoding into the prediction table (+ word counts)
 
@@ -62,16 +62,15 @@ def main() -> None:
     row_ids = [f"r{i}" for i in range(args.batch)]
 
     served = [precision.FP32, precision.BF16]
-    if precision.unavailable(loaded.model, precision.OPENVINO_BF16) is None:
-        served.append(precision.OPENVINO_BF16)
+    served += [at for at in precision.OPENVINO if precision.unavailable(loaded.model, at) is None]
     models = {at: ServingModel(loaded, at=at, sizes=(args.batch,)) for at in served}
     xla_core = compiled.split(loaded.model).core
     cores = {precision.FP32: tf.function(lambda x: xla_core(x, training=False), jit_compile=True)}
     bf16_core = compiled.split(precision.converted(loaded.model, precision.BF16)).core
     cores[precision.BF16] = tf.function(lambda x: bf16_core(x, training=False))
-    if precision.OPENVINO_BF16 in models:
-        ov = models[precision.OPENVINO_BF16]._numeric
-        cores[precision.OPENVINO_BF16] = lambda x: ov(x.numpy())
+    for at in precision.OPENVINO:
+        if at in models:
+            cores[at] = lambda x, ov=models[at]._numeric: ov(x.numpy())
 
     parts = {}
     for at in served:

@@ -8,13 +8,14 @@ model, every variant in the same run, so the ratios are comparable on a noisy ma
     raw-bf16       the serving function at --precision bf16 (Keras mixed_bfloat16 core, graph mode), batch 1,024,
                    on the first 20,000 texts (emulated bf16 is slow where the CPU has no bf16 instructions)
     raw-openvino-bf16  the serving function at --precision openvino-bf16 (TF vectoriser, OpenVINO core), batch 1,024
-    raw-openvino-f32   the same OpenVINO graph compiled at f32 (benchmark only: no faster than XLA, not served)
+    raw-openvino-f32   the same at --precision openvino-f32 (the OpenVINO graph compiled at f32)
     keras-predict  model.predict(texts) with Keras defaults
     per-text       one model.predict([text]) per review, on a sample of 500
     stock-runinference  Beam's TFModelHandlerTensor, if it can run the artifact
     label          `complaints label`, Parquet in and out, local runner, defaults (--xla auto, --precision auto),
                    with auto's timing paid (no earlier run's timing kept: worker/precision_cache.py)
-    label-fp32     the same with --precision fp32
+    label-fp32     the same with --precision fp32 (TensorFlow or OpenVINO's f32, whichever it timed faster)
+    label-tensorflow-fp32  the same with COMPLAINTS_OPENVINO_F32=no: FP32 on TensorFlow, as before issue #40
     label-bf16     the same with --precision bf16 --force-precision
     label-openvino-bf16  the same with --precision openvino-bf16 --force-precision
     label-xla      the same with --xla on
@@ -125,17 +126,14 @@ def bench_raw(model_dir: str, texts: list[str], xla: bool, at: str = "fp32",
     return timed(run_all, len(texts)), {"best_batch_size": best, "by_batch_size": by_size, "path": serving.path}
 
 
-def bench_openvino(model_dir: str, texts: list[str], hint: str) -> tuple[float | None, str]:
-    """The serving function with OpenVINO's core at `hint` (bf16: what openvino-bf16 serves), batch 1,024."""
-    from model import artifact, openvino_core, precision
+def bench_openvino(model_dir: str, texts: list[str], at: str) -> tuple[float | None, str]:
+    """The serving function at an OpenVINO precision (openvino-bf16, openvino-f32), batch 1,024."""
+    from model import artifact, openvino_core
     from model.serving import ServingModel
 
     if not openvino_core.available():
-        return None, "OpenVINO is not installed (pip install '.[openvino]')"
-    loaded = artifact.load(model_dir)
-    serving = ServingModel(loaded, at=precision.OPENVINO_BF16)
-    if hint == "f32":
-        serving._numeric = openvino_core.OpenVinoCore(openvino_core.layers(loaded.model), precision.FP32)
+        return None, "OpenVINO is not installed"
+    serving = ServingModel(artifact.load(model_dir), at=at)
     serving(texts[:1024])
 
     def run():
@@ -203,7 +201,8 @@ def bench_stock_runinference(model_dir: str, texts: list[str]) -> tuple[float | 
     return len(texts) / (time.perf_counter() - started), "ok"
 
 
-def bench_label(model_dir: str, archive: str, out: str, extra: list[str]) -> tuple[float, float]:
+def bench_label(model_dir: str, archive: str, out: str, extra: list[str],
+                env: dict[str, str] | None = None) -> tuple[float, float, float]:
     """Rows/s measured by the job itself (summary.json) and the peak RSS of it and its workers.
 
     RSS is sampled with psutil: a child's ru_maxrss on Linux carries the parent's
@@ -213,7 +212,8 @@ def bench_label(model_dir: str, archive: str, out: str, extra: list[str]) -> tup
 
     command = [sys.executable, "-m", "pipelines", "label", "--model", model_dir, "--input", archive,
                "--output", out, "--no-progress", *extra]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})})
     watched = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -227,7 +227,11 @@ def bench_label(model_dir: str, archive: str, out: str, extra: list[str]) -> tup
     if process.returncode != 0:
         raise RuntimeError(f"label failed: {stderr[-2000:]}")
     summary = json.load(open(os.path.join(out, "summary.json")))
+    SERVED[out] = summary.get("precision", {}).get("served")
     return summary["rows_per_second"], peak / 2**20, summary["seconds"]
+
+
+SERVED: dict[str, str | None] = {}  # what each label run served, by its output folder (its note says it)
 
 
 def bench_label_dask(model_dir: str, archive: str, out: str, runs: int = 1) -> list[tuple[float | None, str]]:
@@ -310,7 +314,7 @@ def main() -> None:
         add("raw-bf16", rate, peak_rss_mb(), f"{detail['path']}, batch size 1024, first {min(len(texts), 20_000):,}")
     for name in ("raw-openvino-bf16", "raw-openvino-f32"):
         if want(name):
-            rate, detail = bench_openvino(model_dir, texts, name.rsplit("-", 1)[1])
+            rate, detail = bench_openvino(model_dir, texts, name.removeprefix("raw-"))
             add(name, rate, peak_rss_mb(), detail)
     if want("keras-predict"):
         add("keras-predict", bench_keras_predict(model_dir, texts), peak_rss_mb(), "batch size 32 (Keras default)")
@@ -322,11 +326,17 @@ def main() -> None:
     rss = label_seconds = None
     if want("label"):
         rate, rss, label_seconds = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
-        add("label", rate, rss, "complaints label, defaults (--precision auto)")
+        served = SERVED[os.path.join(work, "out1")]
+        add("label", rate, rss, f"complaints label, defaults (--precision auto): served {served}")
     if want("label-fp32"):
-        add("label-fp32", bench_label(model_dir, archive, os.path.join(work, "out-fp32"), ["--precision", "fp32"])[0],
-            None, "complaints label --precision fp32")
-    for at in ("bf16", "openvino-bf16"):
+        out = os.path.join(work, "out-fp32")
+        add("label-fp32", bench_label(model_dir, archive, out, ["--precision", "fp32"])[0],
+            None, f"complaints label --precision fp32: served {SERVED[out]}")
+    if want("label-tensorflow-fp32"):
+        add("label-tensorflow-fp32", bench_label(model_dir, archive, os.path.join(work, "out-tf32"),
+                                                 ["--precision", "fp32"], {"COMPLAINTS_OPENVINO_F32": "no"})[0],
+            None, "complaints label --precision fp32, COMPLAINTS_OPENVINO_F32=no")
+    for at in ("bf16", "openvino-bf16", "openvino-f32"):
         if want(f"label-{at}"):
             add(f"label-{at}", bench_label(model_dir, archive, os.path.join(work, f"out-{at}"),
                                            ["--precision", at, "--force-precision"])[0],
@@ -353,21 +363,19 @@ def main() -> None:
         _, rss4, _ = bench_label(model_dir, archive4, os.path.join(work, "out4"), [])
         memory.update({"rows_4n": 4 * args.rows, "label_peak_rss_mb_4n": rss4, "ratio": rss4 / rss})
     by = {r["variant"]: r["reviews_per_s"] for r in results}
-    if wanted is not None:  # a partial run: the variants side by side, no ceilings
-        _report(args, results, by, _ratios(by), {}, memory, {}, {})
+    if wanted is not None:  # a partial run: the variants side by side, and label's ceiling if raw-xla ran
+        fixed = _ceiling(model_dir, args.rows, by["raw-xla"], label_seconds) if by.get("raw-xla") else {}
+        _report(args, results, by, {**_ratios(by), **_ceiling_ratios(by, fixed)}, fixed, memory, {}, xla_detail)
         return
     raw, raw_xla, label = by["raw"], by["raw-xla"], by["label"]
     xla_rate, graph_rate = by["label-xla"], by["label-graph"]
 
     tiny = os.path.join(work, "tiny", "archive.parquet")
     write_archive(tiny, 10, args.source)
-    fixed = {"prepare_xla_s": bench_prepare(model_dir, xla=True),
+    fixed = {**_ceiling(model_dir, args.rows, raw_xla, label_seconds),
              "prepare_graph_s": bench_prepare(model_dir, xla=False),
-             "label_10_rows_xla_s": bench_label(model_dir, tiny, os.path.join(work, "out-tiny"), ["--xla", "on"])[2],
-             "label_s": label_seconds}
-    raw_xla_seconds = args.rows / raw_xla
-    fixed["label/raw-xla ceiling"] = raw_xla_seconds / (raw_xla_seconds + fixed["prepare_xla_s"])
-    fixed["label/raw ceiling"] = (args.rows / raw) / (raw_xla_seconds + fixed["prepare_xla_s"])
+             "label_10_rows_xla_s": bench_label(model_dir, tiny, os.path.join(work, "out-tiny"), ["--xla", "on"])[2]}
+    fixed["label/raw ceiling"] = (args.rows / raw) / (args.rows / raw_xla + fixed["prepare_xla_s"])
 
     targets = {
         "label/raw-xla": label / raw_xla,
@@ -384,13 +392,33 @@ def main() -> None:
     _report(args, results, by, targets, fixed, memory, raw_detail, xla_detail)
 
 
+def _ceiling(model_dir: str, rows: int, raw_xla: float, label_seconds: float | None) -> dict:
+    """The best label/raw-xla a job that loads and compiles the model could reach: raw-xla's time over raw-xla's
+    plus a fresh process's load and compile (`prepare`)."""
+    prepare = bench_prepare(model_dir, xla=True)
+    seconds = rows / raw_xla
+    return {"prepare_xla_s": prepare, "label_s": label_seconds, "label/raw-xla ceiling": seconds / (seconds + prepare)}
+
+
+def _ceiling_ratios(by: dict, fixed: dict) -> dict:
+    """label and TensorFlow's FP32 job against raw-xla, beside the ceiling (issue #40, item 4)."""
+    if not fixed:
+        return {}
+    return {"label/raw-xla": _ratio(by, "label", "raw-xla"),
+            "label-tensorflow-fp32/raw-xla": _ratio(by, "label-tensorflow-fp32", "raw-xla"),
+            "label-fp32/raw-xla": _ratio(by, "label-fp32", "raw-xla"),
+            "label/raw-xla ceiling": fixed["label/raw-xla ceiling"]}
+
+
 def _ratios(by: dict) -> dict:
     """The side-by-side ratios any run can have, of the variants it ran."""
     return {"label/label-fp32 (auto over fp32)": _ratio(by, "label", "label-fp32"),
             "raw-bf16/raw": _ratio(by, "raw-bf16", "raw"), "raw-bf16/raw-xla": _ratio(by, "raw-bf16", "raw-xla"),
             "raw-openvino-bf16/raw-xla": _ratio(by, "raw-openvino-bf16", "raw-xla"),
-            "raw-openvino-f32/raw-xla": _ratio(by, "raw-openvino-f32", "raw-xla"),
             "label-openvino-bf16/label-fp32": _ratio(by, "label-openvino-bf16", "label-fp32"),
+            "label-fp32/label-tensorflow-fp32": _ratio(by, "label-fp32", "label-tensorflow-fp32"),
+            "label/label-tensorflow-fp32": _ratio(by, "label", "label-tensorflow-fp32"),
+            "raw-openvino-f32/raw-xla (FP32 runtimes)": _ratio(by, "raw-openvino-f32", "raw-xla"),
             "label-bf16/label-fp32": _ratio(by, "label-bf16", "label-fp32"),
             "stock-runinference/label": _ratio(by, "stock-runinference", "label"),
             "label-dask/label": _ratio(by, "label-dask", "label"),
@@ -409,9 +437,9 @@ def _report(args, results: list[dict], by: dict, targets: dict, fixed: dict, mem
     from model.precision import isa_features
 
     machine = {"cores": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
-               "isa_features": isa_features()}
+               "isa_features": isa_features(), "cpu_class": cpu_class()}
     features = ", ".join(machine["isa_features"]) or "no AMX, AVX-512 BF16/VNNI or AVX-VNNI"
-    print(f"\n{args.rows:,} reviews; {machine['cores']} cores, {machine['cpu']} ({features})")
+    print(f"\n{args.rows:,} reviews; {machine['cores']} cores, {machine['cpu']} ({features}): {machine['cpu_class']}")
     print(f"{'variant':<20} {'reviews/s':>11} {'ratio to raw':>13} {'peak RSS MB':>12}")
     for r in results:
         rate = f"{r['reviews_per_s']:,.0f}" if r["reviews_per_s"] else "n/a"
@@ -421,9 +449,12 @@ def _report(args, results: list[dict], by: dict, targets: dict, fixed: dict, mem
     print("targets: " + ", ".join(f"{k} = {v:.2f}" for k, v in targets.items() if v is not None))
     if fixed:
         raw_xla_seconds = args.rows / by["raw-xla"]
-        print(f"fixed: model load + compile {fixed['prepare_xla_s']:.2f} s with XLA, {fixed['prepare_graph_s']:.2f} s "
-              f"without; label on 10 rows {fixed['label_10_rows_xla_s']:.2f} s (--xla on); raw-xla needs "
-              f"{raw_xla_seconds:.1f} s for these rows, label {fixed['label_s']:.1f} s")
+        label = f", label {fixed['label_s']:.1f} s" if fixed.get("label_s") else ""
+        print(f"fixed: model load + compile {fixed['prepare_xla_s']:.2f} s with XLA; raw-xla needs "
+              f"{raw_xla_seconds:.1f} s for these rows{label}")
+        if "prepare_graph_s" in fixed:
+            print(f"       {fixed['prepare_graph_s']:.2f} s without XLA; label on 10 rows "
+                  f"{fixed['label_10_rows_xla_s']:.2f} s (--xla on)")
     if "ratio" in memory:
         print(f"label peak RSS: {memory['label_peak_rss_mb']:,.0f} MB at {args.rows:,} rows, "
               f"{memory['label_peak_rss_mb_4n']:,.0f} MB at {4 * args.rows:,} rows")
@@ -431,6 +462,20 @@ def _report(args, results: list[dict], by: dict, targets: dict, fixed: dict, mem
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump({"results": results, "memory": memory, "fixed": fixed, "targets": targets, "raw": raw_detail,
                    "raw_xla": xla_detail, "machine": machine}, f, indent=2)
+
+
+def cpu_class() -> str:
+    """The class benchmarks/RESULTS.md keeps one table for (issue #40): what decides this project's speed."""
+    from model.precision import cpu_flags
+
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return "AMX"
+    if "avx512_bf16" in flags:
+        return "AVX-512 BF16 without AMX"
+    if "avx512f" in flags:
+        return "AVX-512 without BF16"
+    return "AVX2 only" if "avx2" in flags else "without AVX2"
 
 
 def _cpu_model() -> str:

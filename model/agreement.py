@@ -23,7 +23,8 @@ def served_probabilities(loaded: Artifact, texts: Sequence[str], at: str = FP32)
 
 
 def measure(loaded: Artifact, texts: Sequence[str], review_threshold: float, rows_of: str) -> dict:
-    """Each lower precision's agreement record against FP32 on `texts` (held-out rows), for metadata.json.
+    """Each lower precision's agreement record against FP32 on `texts` (held-out rows), for metadata.json, and
+    OpenVINO's f32's, which shows whether it computes the same (`precision.computes_the_same`).
 
     A precision this installation cannot serve (`precision.unavailable`) gets no
     record, and so is not allowed until one is measured (`complaints precision`). Nor

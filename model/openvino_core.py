@@ -28,7 +28,8 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}  # our precision → OpenVINO's INFERENC
 
 
 def available() -> bool:
-    """Whether the optional OpenVINO runtime is installed (`pip install 'complaints[openvino]'`)."""
+    """Whether the OpenVINO runtime can be imported: it is in the default install, but a platform without its
+    wheel, or an image built without it, serves on TensorFlow alone."""
     return importlib.util.find_spec("openvino") is not None
 
 

@@ -11,7 +11,8 @@ model is served, with the job's own review threshold:
 - no row that FP32 labels at or above the review threshold changes its label
   (confident verdicts never move; the uncertain ones are routed to review anyway).
 
-Two lower precisions, each its own classifier with its own record:
+Two lower precisions, each its own classifier with its own record, and one more runtime
+for FP32:
 
 - `bf16`: Keras mixed precision (`mixed_bfloat16`): the numeric layers compute in
   bfloat16 from float32 weights, the softmax stays float32. TensorFlow hands the
@@ -19,7 +20,12 @@ Two lower precisions, each its own classifier with its own record:
   has them; elsewhere they are emulated and slower than FP32 (`native_bf16`).
 - `openvino-bf16`: the numeric core rebuilt as an OpenVINO model
   (`model.openvino_core`) compiled with `INFERENCE_PRECISION_HINT=bf16`, behind the
-  same TensorFlow vectoriser; only with the optional `openvino` extra installed.
+  same TensorFlow vectoriser.
+- `openvino-f32`: the same OpenVINO graph compiled at f32. It is not a lower precision
+  but another runtime for the same arithmetic; its record shows whether it computes
+  the same as TensorFlow (`computes_the_same`: no label changed, no probability
+  moved by more than `SAME_WITHIN`). Where it does, `fp32` and `auto` may serve it
+  (`worker.precision_choice`).
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ import numpy as np
 
 from model import openvino_core
 
-FP32, BF16, OPENVINO_BF16 = "fp32", "bf16", "openvino-bf16"
-PRECISIONS = (FP32, BF16, OPENVINO_BF16)
-OPENVINO = {OPENVINO_BF16: BF16}  # the precisions OpenVINO serves, and the hint each is compiled with
+FP32, BF16, OPENVINO_BF16, OPENVINO_F32 = "fp32", "bf16", "openvino-bf16", "openvino-f32"
+PRECISIONS = (FP32, BF16, OPENVINO_BF16, OPENVINO_F32)
+OPENVINO = {OPENVINO_BF16: BF16, OPENVINO_F32: FP32}  # the precisions OpenVINO serves, and the arithmetic of each
+SAME_WITHIN = 1e-5  # float32 round-off: TensorFlow's own XLA and graph paths differ by about 3e-7 on a BiLSTM
 AUTO = "auto"
 SETTINGS = (AUTO, *PRECISIONS)
 MIN_AGREEMENT = 0.99
@@ -83,7 +90,7 @@ def unavailable(model: keras.Model | None, precision: str) -> str | None:
     if precision not in OPENVINO:
         return None
     if not openvino_core.available():
-        return "the OpenVINO runtime is not installed (pip install 'complaints[openvino]')"
+        return "the OpenVINO runtime is not installed (pip install -c requirements.lock openvino)"
     if model is None:
         return None
     parts = openvino_core.layers(model)
@@ -126,7 +133,7 @@ def unmeasured(model: keras.Model, precision: str) -> str | None:
     why = unavailable(model, precision)
     if why is None and precision in OPENVINO:
         computes_in = numeric_core(model, precision)[1].hint  # what the CPU plugin chose, not what was hinted
-        if computes_in != OPENVINO[precision]:
+        if computes_in != openvino_core.HINTS[OPENVINO[precision]]:
             why = (f"OpenVINO computes it in {computes_in} on this CPU (no bf16 instructions): measure where it is "
                    "served")
     return why
@@ -148,6 +155,33 @@ def refusal(metadata: dict, precision: str, review_threshold: float) -> str | No
         return (f"at {precision} a row FP32 labels with confidence {confident:.3f} changed its label, at or above the "
                 f"review threshold {review_threshold} (confident verdicts must not move)")
     return None
+
+
+def computes_the_same(metadata: dict, precision: str) -> str | None:
+    """Why `precision` is not shown to compute what TensorFlow's FP32 computes (None: its record shows it does,
+    on held-out rows: no label changed and no probability moved by more than `SAME_WITHIN`)."""
+    if OPENVINO.get(precision) != FP32:
+        return f"{precision} computes in another precision"
+    record = (metadata.get(RECORD_KEY) or {}).get(precision)
+    if not isinstance(record, dict) or not record.get("rows"):
+        return (f"its metadata.json has no {precision} agreement record: measure one with `complaints precision "
+                "--model DIR --data LABELLED_FILE`")
+    moved = record.get("max_probability_change")
+    if record.get("changed_rows") or not isinstance(moved, int | float) or moved > SAME_WITHIN:
+        return (f"on {record['rows']:,} held-out rows it changed {record.get('changed_rows')} labels and moved a "
+                f"probability by {moved} (the same means no label and at most {SAME_WITHIN:g})")
+    return None
+
+
+def openvino_f32_considered() -> bool:
+    """Whether `fp32` and `auto` may serve FP32 through OpenVINO where it computes the same.
+
+    `COMPLAINTS_OPENVINO_F32=no` keeps them on TensorFlow: one runtime for every
+    process of a job, bit for bit (the tests set it, so the suite's verdicts never
+    depend on which runtime a load-time timing picked); `--precision openvino-f32`
+    still serves it.
+    """
+    return os.environ.get("COMPLAINTS_OPENVINO_F32", "").strip().lower() != "no"
 
 
 def cpu_flags() -> set[str]:

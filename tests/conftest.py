@@ -10,6 +10,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # (tests/test_precision.py): on a CPU with AMX, auto would serve bf16 wherever it measures faster, and tests
 # that compare served probabilities with Keras' FP32 ones would depend on the machine they run on.
 os.environ.setdefault("COMPLAINTS_BF16_HARDWARE", "no")
+# And FP32 on TensorFlow, unless a test asks for OpenVINO's f32 itself: both compute the same (to 1e-5), but
+# which one a load-time timing picks would vary by machine and load, and so would the last bits of a probability.
+os.environ.setdefault("COMPLAINTS_OPENVINO_F32", "no")
 os.environ.setdefault("COMPLAINTS_PRECISION_CACHE", "off")  # what auto measured is kept only where a test says so
 
 import pytest

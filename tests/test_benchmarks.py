@@ -16,12 +16,19 @@ def test_throughput_benchmark_smoke(tmp_path):
     report = json.loads(out.read_text())
     variants = {r["variant"]: r for r in report["results"]}
     assert set(variants) == {"raw", "raw-xla", "raw-bf16", "raw-openvino-bf16", "raw-openvino-f32", "keras-predict",
-                             "per-text", "stock-runinference", "label", "label-fp32", "label-bf16",
-                             "label-openvino-bf16", "label-xla", "label-graph", "label-mp", "label-dask",
-                             "label-dask-warm"}
+                             "per-text", "stock-runinference", "label", "label-fp32", "label-tensorflow-fp32",
+                             "label-bf16", "label-openvino-bf16", "label-openvino-f32", "label-xla", "label-graph",
+                             "label-mp", "label-dask", "label-dask-warm"}
     assert "OpenVINO at f32" in variants["raw-openvino-f32"]["note"] and variants["raw-openvino-bf16"]["reviews_per_s"]
     assert report["targets"]["label-openvino-bf16/label-fp32"] == pytest.approx(
         variants["label-openvino-bf16"]["reviews_per_s"] / variants["label-fp32"]["reviews_per_s"])
+    # what each FP32 job served is in its note: TensorFlow where OpenVINO's f32 is switched off, else the faster
+    assert variants["label-tensorflow-fp32"]["note"].endswith("COMPLAINTS_OPENVINO_F32=no")
+    assert variants["label-fp32"]["note"].split("served ")[1] in ("fp32", "openvino-f32")
+    assert report["targets"]["label-fp32/label-tensorflow-fp32"] == pytest.approx(
+        variants["label-fp32"]["reviews_per_s"] / variants["label-tensorflow-fp32"]["reviews_per_s"])
+    assert report["machine"]["cpu_class"] in ("AMX", "AVX-512 BF16 without AMX", "AVX-512 without BF16",
+                                              "AVX2 only", "without AVX2")
     assert variants["label-dask"]["reviews_per_s"] > 0 and variants["label-dask-warm"]["reviews_per_s"] > 0
     assert report["targets"]["label-dask/label"] == pytest.approx(
         variants["label-dask"]["reviews_per_s"] / variants["label"]["reviews_per_s"])
@@ -56,7 +63,7 @@ def test_interleaved_benchmark_smoke(model_dir, tmp_path):
     subprocess.run([sys.executable, "-m", "benchmarks.interleaved", "--model", model_dir, "--rows", "200",
                     "--rounds", "2", "--out", str(out)], check=True, capture_output=True, timeout=600)
     report = json.loads(out.read_text())
-    assert set(report["runs"]) == {"label", "label-fp32", "label-dask"}
+    assert set(report["runs"]) == {"label", "label-fp32", "label-tensorflow-fp32", "label-dask"}
     assert all(len(rates) == 2 and min(rates) > 0 for rates in report["runs"].values())
     medians = report["medians"]
     assert medians["label-dask (warm rounds)"] == report["runs"]["label-dask"][1]
@@ -69,8 +76,10 @@ def test_interleaved_benchmark_with_the_lower_precisions(model_dir, tmp_path):
                     "--rounds", "1", "--no-dask", "--lower", "--out", str(out)], check=True, capture_output=True,
                    timeout=600)
     report = json.loads(out.read_text())
-    assert set(report["runs"]) == {"label", "label-fp32", "label-openvino-bf16", "label-bf16"}
-    assert report["auto_served"] == ["fp32"]  # the tests' COMPLAINTS_BF16_HARDWARE=no, inherited
+    assert set(report["runs"]) == {"label", "label-fp32", "label-tensorflow-fp32", "label-openvino-bf16",
+                                   "label-bf16"}
+    # the tests' COMPLAINTS_BF16_HARDWARE=no and COMPLAINTS_OPENVINO_F32=no, inherited
+    assert report["auto_served"] == ["fp32"] == report["fp32_served"]
 
 
 def test_precision_parts_benchmark_smoke(model_dir, tmp_path):
@@ -80,8 +89,8 @@ def test_precision_parts_benchmark_smoke(model_dir, tmp_path):
                    timeout=600)
     report = json.loads(out.read_text())
     parts = report["us_per_row"]
-    assert {f"{kind} {at}" for kind in ("core", "serve", "classify") for at in ("fp32", "bf16", "openvino-bf16")} \
-        == set(parts) and min(parts.values()) > 0
+    assert {f"{kind} {at}" for kind in ("core", "serve", "classify")
+            for at in ("fp32", "bf16", "openvino-bf16", "openvino-f32")} == set(parts) and min(parts.values()) > 0
     fp32 = parts["classify fp32"]
     assert report["ceilings"]["openvino-bf16"] == pytest.approx(
         fp32 / (fp32 - parts["core fp32"] + parts["core openvino-bf16"]))

@@ -112,6 +112,67 @@ def test_openvino_bf16_as_served_meets_the_rule_and_is_what_export_measured(load
     assert precision.refusal(metadata, precision.OPENVINO_BF16, 0.5) is None, record
 
 
+def test_openvino_f32_computes_what_tensorflow_computes_and_export_records_it(trained, loaded):
+    """The record `fp32` and `auto` rely on: at export OpenVINO's f32 changed no label and moved no probability
+    by more than round-off, and as served it gives TensorFlow's FP32 verdicts on rows it never saw."""
+    _, result = trained
+    record = result.metadata[precision.RECORD_KEY][precision.OPENVINO_F32]
+    assert record["changed_rows"] == 0 and record["max_probability_change"] <= precision.SAME_WITHIN, record
+    assert precision.computes_the_same(result.metadata, precision.OPENVINO_F32) is None
+    served = ServingModel(loaded, at=precision.OPENVINO_F32)
+    probabilities, tokens, unknown = served(TEXTS)
+    fp32, fp32_tokens, fp32_unknown = ServingModel(loaded, at=precision.FP32)(TEXTS)  # XLA, as jobs serve it
+    assert served.path == "openvino-f32" and served._numeric.hint == "f32"
+    assert np.abs(probabilities - fp32).max() <= precision.SAME_WITHIN
+    assert (probabilities.argmax(axis=1) == fp32.argmax(axis=1)).all()
+    assert (tokens == fp32_tokens).all() and (unknown == fp32_unknown).all()
+
+
+@pytest.mark.parametrize(("record", "same_because"), [
+    (passing(changed_rows=0, max_probability_change=4e-7, agreement=1.0, max_changed_confidence=None), None),
+    (passing(changed_rows=0, max_probability_change=3e-5, agreement=1.0, max_changed_confidence=None), "3e-05"),
+    (passing(changed_rows=1, max_probability_change=4e-7), "changed 1 labels"),
+    (passing(changed_rows=0, max_probability_change=None, agreement=1.0), "moved a probability by None"),
+    (passing(rows=0), "no openvino-f32 agreement record"),
+    (None, "no openvino-f32 agreement record"),
+])
+def test_computing_the_same_means_no_label_changed_and_only_round_off(record, same_because):
+    metadata = {precision.RECORD_KEY: {precision.OPENVINO_F32: record}} if record else {}
+    why = precision.computes_the_same(metadata, precision.OPENVINO_F32)
+    assert (why is None) if same_because is None else (same_because in why), why
+    assert "another precision" in precision.computes_the_same(metadata, precision.OPENVINO_BF16)
+
+
+def test_fp32_and_auto_serve_openvinos_f32_where_it_computes_the_same_and_is_faster(model_dir, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.delenv("COMPLAINTS_OPENVINO_F32")  # as a user's install has it
+    model = artifact.load(model_dir).model
+    _, metadata = artifact.read_metadata(model_dir)
+    both = [precision.FP32, precision.OPENVINO_F32]
+    assert candidates(PrecisionSetting(precision.FP32), metadata, model_dir, model)[0] == both
+    assert candidates(PrecisionSetting(), metadata, model_dir, model)[0] == both  # no bf16 instructions (conftest)
+    monkeypatch.setenv("COMPLAINTS_BF16_HARDWARE", "yes")
+    options, _ = candidates(PrecisionSetting(), metadata, model_dir, model)
+    assert options[:2] == both and len(options) == 3 and options[2] in (precision.BF16, precision.OPENVINO_BF16)
+    monkeypatch.setenv("COMPLAINTS_BF16_HARDWARE", "no")
+
+    choice = LocalClassifier(WorkerConfig(model_dir, precision=precision.FP32, max_batch_size=32)).slot.current.choice
+    rates = choice["rows_per_second"]
+    assert set(rates) == set(both) and choice["served"] == max(rates, key=rates.get), choice  # by any margin
+    assert choice["setting"] == precision.FP32 and "computes the same" in choice["why"]
+
+    # not shown to compute the same (a label moved), switched off, or not installed: TensorFlow alone
+    moved = copy_with_record(model_dir, tmp_path, "moved", passing())
+    assert candidates(PrecisionSetting(precision.FP32), artifact.read_metadata(moved)[1], moved, model)[0] == \
+        [precision.FP32]
+    monkeypatch.setenv("COMPLAINTS_OPENVINO_F32", "no")
+    assert candidates(PrecisionSetting(precision.FP32), metadata, model_dir, model)[0] == [precision.FP32]
+    monkeypatch.delenv("COMPLAINTS_OPENVINO_F32")
+    monkeypatch.setattr(openvino_core, "available", lambda: False)
+    assert candidates(PrecisionSetting(precision.FP32), metadata, model_dir, model) == ([precision.FP32],
+                                                                                       "asked for")
+
+
 def test_a_model_openvino_cannot_take_is_said_so(linear_trained):
     why = precision.unavailable(artifact.load(linear_trained[0]).model, precision.OPENVINO_BF16)
     assert why and "OpenVINO cannot take this model" in why
@@ -121,7 +182,7 @@ def test_without_openvino_its_precision_is_refused_in_one_line_and_auto_leaves_i
     monkeypatch.setattr(openvino_core, "available", lambda: False)  # as in an install without the extra
     monkeypatch.setenv("COMPLAINTS_BF16_HARDWARE", "yes")
     assert_user_error(invoke("predict", "--model", model_dir, "--precision", "openvino-bf16", "kargo gelmedi"),
-                      "cannot be served at --precision openvino-bf16 here", "pip install 'complaints[openvino]'")
+                      "cannot be served at --precision openvino-bf16 here", "pip install -c requirements.lock openvino")
     _, metadata = artifact.read_metadata(model_dir)
     options, _ = candidates(PrecisionSetting(), metadata, model_dir, artifact.load(model_dir).model)
     assert precision.OPENVINO_BF16 not in options and precision.FP32 in options
@@ -300,12 +361,24 @@ def test_fastest_keeps_the_cheaper_call_and_stops_timing_a_clear_loser(monkeypat
     chosen, _ = fastest({"slow": work("slow", 1.0), "quick": work("quick", 0.010)}, rows=100, rounds=5)
     assert chosen == "quick" and calls == {"slow": 2, "quick": 2, "close": 4}  # one left: no more rounds
 
-    chosen, _ = fastest({"slow": work("slow", 1.0), "quick": work("quick", 0.010)}, rows=100, prefer="slow")
+    chosen, _ = fastest({"slow": work("slow", 1.0), "quick": work("quick", 0.010)}, rows=100, prefer=("slow",))
     assert chosen == "quick"  # preferred, but far slower
-    chosen, rates = fastest({"fp32": work("slow", 0.010), "bf16": work("quick", 0.0095)}, rows=100, prefer="fp32")
+    chosen, rates = fastest({"fp32": work("slow", 0.010), "bf16": work("quick", 0.0095)}, rows=100,
+                            prefer=("fp32",))
     assert chosen == "fp32" and rates["bf16"] > rates["fp32"]  # 5% faster is under MIN_GAIN: fp32 stays
-    chosen, _ = fastest({"fp32": work("slow", 0.010), "bf16": work("quick", 0.005)}, rows=100, prefer="fp32")
+    chosen, _ = fastest({"fp32": work("slow", 0.010), "bf16": work("quick", 0.005)}, rows=100, prefer=("fp32",))
     assert chosen == "bf16"  # twice as fast buys the switch
+
+    # FP32's runtimes compute the same: the faster wins by any margin, and a lower precision has to beat it
+    same = ("fp32", "openvino-f32")
+    chosen, _ = fastest({"fp32": work("slow", 0.010), "openvino-f32": work("quick", 0.0095),
+                         "openvino-bf16": work("close", 0.0090)}, rows=100, prefer=same)
+    assert chosen == "openvino-f32"  # 5% over TensorFlow: taken; bf16's 5.6% over it is not enough
+    chosen, _ = fastest({"fp32": work("slow", 0.010), "openvino-f32": work("quick", 0.0080),
+                         "openvino-bf16": work("close", 0.0075)}, rows=100, prefer=same)
+    assert chosen == "openvino-f32"  # bf16 is 1.33x TensorFlow's FP32, but only 1.07x the fastest FP32
+    chosen, _ = fastest({"fp32": work("slow", 0.010), "openvino-f32": work("quick", 0.0105)}, rows=100, prefer=same)
+    assert chosen == "fp32"
 
 
 def test_the_reason_says_when_fp32_was_kept_against_a_faster_measurement():
@@ -315,6 +388,10 @@ def test_the_reason_says_when_fp32_was_kept_against_a_faster_measurement():
     assert why_served(why, precision.FP32, {precision.FP32: 1000.0, precision.BF16: 900.0}) == why  # FP32 won
     assert why_served(why, precision.OPENVINO_BF16, {precision.FP32: 1.0, precision.OPENVINO_BF16: 2.0}) == why
     assert why_served(why, precision.FP32, None) == why == why_served(why, precision.FP32, {precision.FP32: 5.0})
+    kept = why_served(why, precision.OPENVINO_F32, {precision.FP32: 900.0, precision.OPENVINO_F32: 1000.0,
+                                                    precision.OPENVINO_BF16: 1050.0})
+    assert "FP32 (openvino-f32) kept: openvino-bf16 measured 1.05x" in kept
+    assert why_served(why, precision.OPENVINO_F32, {precision.FP32: 900.0, precision.OPENVINO_F32: 1000.0}) == why
 
 
 def test_the_precision_command_records_agreement_in_a_model_directory(model_dir, tmp_path):
@@ -350,7 +427,7 @@ def test_the_precision_command_records_agreement_in_a_model_directory(model_dir,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("at", [precision.BF16, precision.OPENVINO_BF16])
+@pytest.mark.parametrize("at", [precision.BF16, precision.OPENVINO_BF16, precision.OPENVINO_F32])
 def test_the_nightly_job_the_live_job_and_predict_agree_at_a_lower_precision(model_dir, at):
     """At one precision every path gives one verdict per text; the summary says what was served."""
     from tests import test_jobs_agree as agree

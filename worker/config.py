@@ -40,11 +40,13 @@ class WorkerConfig:
     watch_interval_secs: float = field(default=60.0, metadata={
         "low": 1, "help": "How often --watch-models is looked at."})
     precision: str = field(default="auto", metadata={
-        "choices": ("auto", "fp32", "bf16", "openvino-bf16"),
-        "help": "Numeric precision of the model: auto serves a lower one (bf16 in TensorFlow, or OpenVINO's with "
-                "the openvino extra) only where the model's agreement record allows it and this CPU is faster at it "
-                "(measured at load), else fp32 (docs/precision.md)."})
+        "choices": ("auto", "fp32", "bf16", "openvino-bf16", "openvino-f32"),
+        "help": "Numeric precision of the model. fp32 runs on TensorFlow or on OpenVINO, whichever is faster here "
+                "where the model's record shows OpenVINO computes the same; auto also serves bf16 (OpenVINO's, or "
+                "TensorFlow's) where the record allows it and this CPU is faster at it (measured at load) "
+                "(docs/precision.md)."})
     force_precision: bool = field(default=False, metadata={
-        "help": "Serve --precision bf16 or openvino-bf16 even where the model's agreement record forbids it."})
+        "help": "Serve --precision bf16, openvino-bf16 or openvino-f32 even where the model's agreement record "
+                "forbids it."})
     lineage: str | None = None  # the registry lineage (JSON) of the model the job started with: Parquet footers
     xla: bool = True  # the BiLSTM's numeric core as XLA programs (model/compiled.py); False: all graph mode

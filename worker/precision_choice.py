@@ -1,14 +1,17 @@
 """Which precision a worker process serves a model at: the flag, the model's agreement record, and this CPU.
 
-`--precision fp32|bf16|openvino-bf16` is served as asked, unless the model's record
-(`model.precision.refusal`) forbids it: then it is refused in one line, or served
-anyway with `--force-precision`. `--precision auto` serves FP32 unless the record
-allows a lower precision and this CPU computes it in hardware; then it times a few
-batches of FP32 and of that precision, interleaved, once per model and process, and
-keeps the faster. Where both bf16s are allowed it considers OpenVINO's alone, the
-runtime built for it (TensorFlow's bf16 is for installations without OpenVINO, or
-models whose record allows only it). So `auto` is never a lower precision the record
-forbids, and on a CPU without AMX or AVX-512 BF16 it is FP32 with no time spent measuring.
+`--precision bf16|openvino-bf16|openvino-f32` is served as asked, unless the model's
+record (`model.precision.refusal`) forbids it: then it is refused in one line, or
+served anyway with `--force-precision`. `--precision fp32` is FP32 on the fastest
+runtime that computes it: TensorFlow, or OpenVINO's f32 where the model's record
+shows it computes the same (`precision.computes_the_same`). `--precision auto` adds
+a lower precision where the record allows one and this CPU computes bfloat16 in
+hardware. With more than one candidate, a few batches of each are timed,
+interleaved, once per model and process, and the fastest kept; a lower precision
+must beat the fastest FP32 by `MIN_GAIN`. Where both bf16s are allowed it considers
+OpenVINO's alone, the runtime built for it (TensorFlow's bf16 is for installations
+without OpenVINO, or models whose record allows only it). So `auto` is never a lower
+precision the record forbids, and on a CPU without AMX or AVX-512 BF16 it is FP32.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,11 +50,16 @@ class PrecisionSetting:
 
 
 def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=None) -> tuple[list[str], str]:
-    """(the precisions to consider, FP32 first; why these). `model`, the loaded Keras model, lets it also leave
-    out what this installation cannot serve (the OpenVINO precisions without OpenVINO): jobs call it once
-    before the pipeline, without the model, so a refused precision fails before anything is read."""
+    """(the precisions to consider, TensorFlow's FP32 first; why these). `model`, the loaded Keras model, lets
+    it also leave out what this installation cannot serve (OpenVINO's precisions for a model it cannot take):
+    jobs call it once before the pipeline, without the model, so a refused precision fails before anything is
+    read."""
     if asked.setting not in precision.SETTINGS:
         raise UserError(f"unknown precision {asked.setting!r}: use one of {', '.join(precision.SETTINGS)}")
+    same = _same_fp32(metadata, model)
+    if asked.setting == precision.FP32:
+        return [precision.FP32, *same], ("fp32 on the faster runtime, timed at load (OpenVINO's f32 computes the "
+                                         "same)" if same else "asked for")
     if asked.setting != precision.AUTO:
         why = precision.refusal(metadata, asked.setting, asked.review_threshold)
         missing = precision.unavailable(model, asked.setting)
@@ -64,27 +72,42 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
             return [asked.setting], f"asked for, forced although {why}"
         raise UserError(f"model {model_dir} may not be served at --precision {asked.setting}: {why}; use "
                         "--precision auto or fp32, or --force-precision to serve it anyway")
-    lower = [p for p in precision.PRECISIONS if p != precision.FP32]
+    lower = [p for p in precision.PRECISIONS if p not in SAME_ARITHMETIC]
     reasons = {p: precision.refusal(metadata, p, asked.review_threshold) or precision.unavailable(model, p)
                for p in lower}
     allowed = [p for p in lower if reasons[p] is None]
     if precision.OPENVINO_BF16 in allowed and precision.BF16 in allowed:  # one bf16: the runtime built for it
         allowed.remove(precision.BF16)
+    fp32 = f"; {precision.OPENVINO_F32} computes the same as FP32" if same else ""
     if not allowed:
-        return [precision.FP32], ("auto: no lower precision allowed for this model ("
-                                  f"{'; '.join(f'{p}: {why}' for p, why in reasons.items())})")
+        return [precision.FP32, *same], ("auto: no lower precision allowed for this model ("
+                                         f"{'; '.join(f'{p}: {why}' for p, why in reasons.items())}){fp32}")
     if not precision.native_bf16():
-        return [precision.FP32], ("auto: this CPU has no bf16 instructions (AMX, AVX-512 BF16), so bf16 would be "
-                                  "emulated and slower")
-    return [precision.FP32, *allowed], "auto: the fastest allowed, timed at load"
+        return [precision.FP32, *same], ("auto: this CPU has no bf16 instructions (AMX, AVX-512 BF16), so bf16 "
+                                         f"would be emulated and slower{fp32}")
+    return [precision.FP32, *same, *allowed], "auto: the fastest allowed, timed at load"
+
+
+SAME_ARITHMETIC = (precision.FP32, precision.OPENVINO_F32)  # FP32's runtimes: none has to buy its place
+
+
+def _same_fp32(metadata: dict, model) -> list[str]:
+    """The runtimes besides TensorFlow that `fp32` and `auto` may serve FP32 on: OpenVINO's f32 where the
+    model's record shows it computes the same, it can serve this model here, and it is not switched off."""
+    if not precision.openvino_f32_considered() or precision.computes_the_same(metadata, precision.OPENVINO_F32):
+        return []
+    if precision.unavailable(model, precision.OPENVINO_F32):
+        return []
+    return [precision.OPENVINO_F32]
 
 
 def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE_ROUNDS,
-            keep_within: float = KEEP_WITHIN, prefer: str | None = None) -> tuple[str, dict]:
+            keep_within: float = KEEP_WITHIN, prefer: Collection[str] = ()) -> tuple[str, dict]:
     """The candidate whose call ran fastest (median of interleaved rounds, after one untimed call each),
     and each one's rows per second. Interleaving keeps a noisy neighbour from favouring one candidate.
-    `prefer` (FP32, for auto) is kept unless another ran at least `MIN_GAIN` times as fast: a lower precision
-    moves a few uncertain verdicts, so it has to buy more speed than these machines' noise.
+    The fastest of `prefer` (FP32's runtimes, for auto) is kept unless another ran at least `MIN_GAIN` times
+    as fast: a lower precision moves a few uncertain verdicts, so it has to buy more speed than these
+    machines' noise. Among `prefer` the faster wins by any margin, since they compute the same.
 
     Every timed call is load time the job pays, so a candidate slower than `keep_within`
     of the best after a round is not timed again (its rate is that of the rounds it ran):
@@ -105,22 +128,27 @@ def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE
             break
     rates = {name: rows / statistics.median(times) for name, times in seconds.items()}
     best = max(rates, key=rates.get)
-    if prefer in rates and rates[best] < MIN_GAIN * rates[prefer]:
-        best = prefer
+    preferred = [name for name in rates if name in prefer]
+    if preferred:
+        kept = max(preferred, key=rates.get)
+        if rates[best] < MIN_GAIN * rates[kept]:
+            best = kept
     return best, rates
 
 
 def why_served(why: str, served: str, rates: dict[str, float] | None) -> str:
-    """`why`, and where auto kept FP32 although another precision measured faster, by how little: without
+    """`why`, and where auto kept FP32 although a lower precision measured faster, by how little: without
     it the log line would say "the fastest allowed" beside a rate lower than another's."""
-    others = {at: rate for at, rate in (rates or {}).items() if at != precision.FP32}
-    if served != precision.FP32 or not others or precision.FP32 not in rates:
+    others = {at: rate for at, rate in (rates or {}).items() if at not in SAME_ARITHMETIC}
+    if served not in SAME_ARITHMETIC or not others or served not in rates:
         return why
     best = max(others, key=others.get)
-    gain = others[best] / rates[precision.FP32]
+    gain = others[best] / rates[served]
     if gain <= 1:
         return why
-    return f"{why}; FP32 kept: {best} measured {gain:.2f}x FP32, under the {MIN_GAIN}x a lower precision must buy"
+    kept = "FP32" if served == precision.FP32 else f"FP32 ({served})"
+    return (f"{why}; {kept} kept: {best} measured {gain:.2f}x {kept}, under the {MIN_GAIN}x a lower precision "
+            "must buy")
 
 
 def described(choice: dict) -> str:

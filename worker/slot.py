@@ -15,12 +15,20 @@ import time
 import apache_beam as beam
 import tensorflow as tf
 
-from model import artifact, compiled, files, precision, registry
+from model import artifact, compiled, files, registry
 from model.errors import UserError
 from model.serving import ServingModel
 from worker import precision_cache, telemetry
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
-from worker.precision_choice import PrecisionSetting, candidates, described, fastest, probe_texts, why_served
+from worker.precision_choice import (
+    SAME_ARITHMETIC,
+    PrecisionSetting,
+    candidates,
+    described,
+    fastest,
+    probe_texts,
+    why_served,
+)
 
 log = logging.getLogger("complaints.worker")
 
@@ -197,7 +205,7 @@ class ModelSlot:
             if len(built) > 1:
                 texts = probe_texts(rows)
                 chosen, measured = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows,
-                                           prefer=precision.FP32)
+                                           prefer=SAME_ARITHMETIC)
                 rates = {at: round(r, 1) for at, r in measured.items()}  # as logged, kept and summarised
                 built[chosen].warmed.add(rows)
                 precision_cache.store(entry_key, chosen, rates)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from model import precision
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 ANSWERS = Counter("complaints_answers", "Messages answered: outputs Pub/Sub confirmed (or dead letters with no "
@@ -53,7 +55,7 @@ def served_model(model_version: str, lineage: dict | None) -> None:
 
 def served_precision(chosen: str, rates: dict[str, float] | None) -> None:
     """What the last model taken into service runs at, and what auto measured (the live job's metrics)."""
-    for name in ("fp32", "bf16", "openvino-bf16"):
+    for name in precision.PRECISIONS:
         SERVED_PRECISION.labels(name).set(1 if name == chosen else 0)
     for name, rate in (rates or {}).items():
         PRECISION_RATE.labels(name).set(rate)

@@ -120,8 +120,9 @@ def evaluate_model(model_dir: str, data: str, text_column: str, label_column: st
 
 def record_precisions(model_dir: str, data: str, text_column: str, label_column: str, review_threshold: float,
                       max_rows: int, registry_uri: str | None = None) -> str:
-    """Measure the lower precisions against FP32 on `data` and add the record to the model's metadata.json (and,
-    for a registered model, to its version's `precisions` tag: registered files are never rewritten)."""
+    """Measure the lower precisions (and OpenVINO's f32) against FP32 on `data` and add the record to the
+    model's metadata.json (and, for a registered model, to its version's `precisions` tag: registered files
+    are never rewritten)."""
     loaded = artifact.load(model_dir)  # a directory that does not load: one line, first
     labelled = load_labelled(data, text_column, label_column, max_rows=max_rows)
     if not len(labelled):
@@ -146,7 +147,10 @@ def precision_table(metadata: dict, review_threshold: float) -> str:
              f"{'review flag changed':>20} {'max prob. change':>17}  served?"]
     for name, record in sorted((metadata.get(precision.RECORD_KEY) or {}).items()):
         refused = precision.refusal(metadata, name, review_threshold)
+        served = f"no: {refused}" if refused else "allowed"
+        if precision.OPENVINO.get(name) == precision.FP32 and not precision.computes_the_same(metadata, name):
+            served += " (computes the same as FP32: fp32 and auto may serve it)"
         lines.append(f"{name:<14} {record['rows']:>8,} {record['agreement']:>10.2%} {record['changed_rows']:>8,} "
                      f"{record['confident_changes']:>18,} {record['review_flag_changes']:>20,} "
-                     f"{record['max_probability_change']:>17.4f}  {'no: ' + refused if refused else 'allowed'}")
+                     f"{record['max_probability_change']:>17.3g}  {served}")
     return "\n".join(lines)
