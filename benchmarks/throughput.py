@@ -227,11 +227,13 @@ def bench_label(model_dir: str, archive: str, out: str, extra: list[str],
     if process.returncode != 0:
         raise RuntimeError(f"label failed: {stderr[-2000:]}")
     summary = json.load(open(os.path.join(out, "summary.json")))
-    SERVED[out] = summary.get("precision", {}).get("served")
     return summary["rows_per_second"], peak / 2**20, summary["seconds"]
 
 
-SERVED: dict[str, str | None] = {}  # what each label run served, by its output folder (its note says it)
+def served_in(out: str) -> str | None:
+    """The precision a finished `label` run into `out` served, as its summary.json says."""
+    with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
+        return json.load(f)["precision"]["served"]
 
 
 def bench_label_dask(model_dir: str, archive: str, out: str, runs: int = 1) -> list[tuple[float | None, str]]:
@@ -325,13 +327,13 @@ def main() -> None:
         add("stock-runinference", rate, None, note)
     rss = label_seconds = None
     if want("label"):
-        rate, rss, label_seconds = bench_label(model_dir, archive, os.path.join(work, "out1"), [])
-        served = SERVED[os.path.join(work, "out1")]
-        add("label", rate, rss, f"complaints label, defaults (--precision auto): served {served}")
+        out = os.path.join(work, "out1")
+        rate, rss, label_seconds = bench_label(model_dir, archive, out, [])
+        add("label", rate, rss, f"complaints label, defaults (--precision auto): served {served_in(out)}")
     if want("label-fp32"):
         out = os.path.join(work, "out-fp32")
         add("label-fp32", bench_label(model_dir, archive, out, ["--precision", "fp32"])[0],
-            None, f"complaints label --precision fp32: served {SERVED[out]}")
+            None, f"complaints label --precision fp32: served {served_in(out)}")
     if want("label-tensorflow-fp32"):
         add("label-tensorflow-fp32", bench_label(model_dir, archive, os.path.join(work, "out-tf32"),
                                                  ["--precision", "fp32"], {"COMPLAINTS_OPENVINO_F32": "no"})[0],

@@ -34,6 +34,7 @@ log = logging.getLogger("complaints.worker")
 PROBE_ROUNDS = 5  # interleaved timings per candidate; the median counts
 KEEP_WITHIN = 0.8  # a candidate slower than this share of the best is not timed again
 MIN_GAIN = 1.1  # auto serves a lower precision only if it measured at least this much faster than FP32
+SAME_ARITHMETIC = (precision.FP32, precision.OPENVINO_F32)  # FP32's runtimes: none has to buy its place
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,10 @@ class PrecisionSetting:
 
 
 def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=None) -> tuple[list[str], str]:
-    """(the precisions to consider, TensorFlow's FP32 first; why these). `model`, the loaded Keras model, lets
-    it also leave out what this installation cannot serve (OpenVINO's precisions for a model it cannot take):
-    jobs call it once before the pipeline, without the model, so a refused precision fails before anything is
-    read."""
+    """(the precisions to consider, TensorFlow's FP32 first where there are several; why these). `model`, the
+    loaded Keras model, lets it also leave out what this installation cannot serve (OpenVINO's precisions for
+    a model it cannot take): jobs call it once before the pipeline, without the model, so a refused precision
+    fails before anything is read."""
     if asked.setting not in precision.SETTINGS:
         raise UserError(f"unknown precision {asked.setting!r}: use one of {', '.join(precision.SETTINGS)}")
     same = _same_fp32(metadata, model)
@@ -86,9 +87,6 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
         return [precision.FP32, *same], ("auto: this CPU has no bf16 instructions (AMX, AVX-512 BF16), so bf16 "
                                          f"would be emulated and slower{fp32}")
     return [precision.FP32, *same, *allowed], "auto: the fastest allowed, timed at load"
-
-
-SAME_ARITHMETIC = (precision.FP32, precision.OPENVINO_F32)  # FP32's runtimes: none has to buy its place
 
 
 def _same_fp32(metadata: dict, model) -> list[str]:
