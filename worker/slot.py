@@ -15,7 +15,7 @@ import time
 import apache_beam as beam
 import tensorflow as tf
 
-from model import artifact, compiled, files, registry
+from model import artifact, compiled, files, precision, registry
 from model.errors import UserError
 from model.serving import ServingModel
 from worker import precision_cache, telemetry
@@ -194,14 +194,17 @@ class ModelSlot:
         rows, rates = self.sizes[-1], None
         entry_key = precision_cache.key(loaded.version, options, rows, self.xla) if len(options) > 1 else None
         kept = precision_cache.lookup(entry_key) if entry_key else None
+        built, left_out = {}, {}
         if kept and kept["served"] in options:
-            chosen, rates = kept["served"], kept["rows_per_second"]
-            built = {chosen: ServingModel(loaded, self.xla, self.sizes, chosen)}
-            why = (f"{why}; as timed on this machine at "
-                   f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['measured_at']))} "
-                   f"({precision_cache.path()})")
-        else:
-            built = {at: ServingModel(loaded, self.xla, self.sizes, at) for at in options}
+            built, left_out = self._build(loaded, [kept["served"]], options)
+            if built:
+                chosen, rates = kept["served"], kept["rows_per_second"]
+                why = (f"{why}; as timed on this machine at "
+                       f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['measured_at']))} "
+                       f"({precision_cache.path()})")
+        if not built:
+            built, failed = self._build(loaded, [at for at in options if at not in left_out], options)
+            left_out.update(failed)
             if len(built) > 1:
                 texts = probe_texts(rows)
                 chosen, measured = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows,
@@ -211,11 +214,32 @@ class ModelSlot:
                 precision_cache.store(entry_key, chosen, rates)
             else:
                 [chosen] = built
+        if left_out:
+            why += f"; left out, as it could not be built here: {'; '.join(f'{k}: {v}' for k, v in left_out.items())}"
         serving = built[chosen]
         serving.choice = {"setting": self.at.setting, "served": chosen, "why": why_served(why, chosen, rates),
                           "rows_per_second": rates or None, "measured_now": len(built) > 1}
         _CHOICES[(loaded.version, self.at)] = serving.choice
         return serving
+
+    def _build(self, loaded: artifact.Artifact, wanted: list[str], options: list[str]) -> tuple[dict, dict]:
+        """({precision: ServingModel} for each of `wanted` that builds, {precision: why} for those that did not).
+
+        A candidate the job could do without (an OpenVINO runtime beside TensorFlow's FP32) that fails to
+        compile is left out with a warning, and the rest are served: a runtime's fault on one CPU must not
+        fail a night that TensorFlow can label. What was asked for alone, and TensorFlow's FP32, still fail.
+        """
+        built, failed = {}, {}
+        for at in wanted:
+            try:
+                built[at] = ServingModel(loaded, self.xla, self.sizes, at)
+            except Exception as exc:
+                if len(options) == 1 or at == precision.FP32:
+                    raise
+                failed[at] = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+                log.warning("model %s: could not build %s (%s); choosing among the rest", loaded.version, at,
+                            failed[at])
+        return built, failed
 
     def _refuse(self, model_dir: str, why: str) -> bool:
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_refused").inc()
