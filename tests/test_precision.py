@@ -173,10 +173,11 @@ def test_fp32_and_auto_serve_openvinos_f32_where_it_computes_the_same_and_is_fas
                                                                                        "asked for")
 
 
-def test_a_runtime_that_fails_to_build_is_left_out_and_the_rest_serve(model_dir, tmp_path, monkeypatch):
-    """Whatever a candidate runtime raises while it compiles (a plugin fault on one CPU), `fp32` and `auto`
-    serve among the rest and say so, also where this machine's kept timing had chosen it; asked for alone,
-    it fails as before."""
+@pytest.mark.parametrize("fails_in", ["__init__", "__call__"])
+def test_a_runtime_that_fails_to_load_is_left_out_and_the_rest_serve(model_dir, tmp_path, monkeypatch, fails_in):
+    """Whatever a candidate runtime raises while it compiles or serves its first batch (a plugin fault on one
+    CPU), `fp32` and `auto` serve among the rest and say so, also where this machine's kept timing had chosen
+    it; asked for alone, it fails as before."""
     from worker import precision_cache, slot
 
     monkeypatch.delenv("COMPLAINTS_OPENVINO_F32")
@@ -188,10 +189,10 @@ def test_a_runtime_that_fails_to_build_is_left_out_and_the_rest_serve(model_dir,
     [(entry_key, entry)] = json.loads(cache.read_text()).items()
     cache.write_text(json.dumps({entry_key: {**entry, "served": precision.OPENVINO_F32}}))  # it had won here
 
-    def broken(self, parts, at):
+    def broken(self, *args):
         raise RuntimeError("Exception from src/plugins/intel_cpu: unsupported node")
 
-    monkeypatch.setattr(openvino_core.OpenVinoCore, "__init__", broken)
+    monkeypatch.setattr(openvino_core.OpenVinoCore, fails_in, broken)
     for kept in (True, False):
         if not kept:
             monkeypatch.setenv(precision_cache.ENV, "off")
@@ -199,13 +200,14 @@ def test_a_runtime_that_fails_to_build_is_left_out_and_the_rest_serve(model_dir,
         classifier = LocalClassifier(config)
         choice = classifier.slot.current.choice
         assert choice["served"] == precision.FP32 == classifier.slot.current.precision, choice
-        assert "left out, as it could not be built here: openvino-f32: RuntimeError" in choice["why"], choice
+        assert "left out, as it failed here: openvino-f32: RuntimeError" in choice["why"], choice
         assert "unsupported node" in choice["why"]
         [(_, record)] = classifier.classify([{"id": "a", "text": "kargo gelmedi"}])
         assert record["label"] in classifier.slot.current.labels
     slot._KEPT.clear()
     with pytest.raises(RuntimeError, match="unsupported node"):
-        LocalClassifier(WorkerConfig(model_dir, precision=precision.OPENVINO_F32))
+        LocalClassifier(WorkerConfig(model_dir, precision=precision.OPENVINO_F32)).classify(
+            [{"id": "a", "text": "kargo gelmedi"}])
 
 
 def test_a_model_openvino_cannot_take_is_said_so(linear_trained):

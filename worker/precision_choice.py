@@ -100,8 +100,9 @@ def _same_fp32(metadata: dict, model) -> list[str]:
 
 
 def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE_ROUNDS,
-            keep_within: float = KEEP_WITHIN, prefer: Collection[str] = ()) -> tuple[str, dict]:
-    """The candidate whose call ran fastest (median of interleaved rounds, after one untimed call each),
+            keep_within: float = KEEP_WITHIN, prefer: Collection[str] = (), warmed: bool = False) -> tuple[str, dict]:
+    """The candidate whose call ran fastest (median of interleaved rounds, after one untimed call each, unless
+    the caller made it: `warmed`),
     and each one's rows per second. Interleaving keeps a noisy neighbour from favouring one candidate.
     The fastest of `prefer` (FP32's runtimes, for auto) is kept unless another ran at least `MIN_GAIN` times
     as fast: a lower precision moves a few uncertain verdicts, so it has to buy more speed than these
@@ -111,7 +112,7 @@ def fastest(calls: dict[str, Callable[[], None]], rows: int, rounds: int = PROBE
     of the best after a round is not timed again (its rate is that of the rounds it ran):
     where OpenVINO's bf16 runs twice as fast, FP32 and TensorFlow's bf16 are timed once.
     """
-    for call in calls.values():
+    for call in () if warmed else calls.values():
         call()
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     timed = list(calls)

@@ -11,6 +11,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -196,43 +197,50 @@ class ModelSlot:
         kept = precision_cache.lookup(entry_key) if entry_key else None
         built, left_out = {}, {}
         if kept and kept["served"] in options:
-            built, left_out = self._build(loaded, [kept["served"]], options)
+            winner = kept["served"]
+            built, left_out = self._build(loaded, [winner], options, None if winner == options[0] else probe_texts(1))
             if built:
                 chosen, rates = kept["served"], kept["rows_per_second"]
                 why = (f"{why}; as timed on this machine at "
                        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['measured_at']))} "
                        f"({precision_cache.path()})")
         if not built:
-            built, failed = self._build(loaded, [at for at in options if at not in left_out], options)
+            texts = probe_texts(rows) if len(options) > 1 else None  # each candidate's first call, untimed
+            built, failed = self._build(loaded, [at for at in options if at not in left_out], options, texts)
             left_out.update(failed)
             if len(built) > 1:
-                texts = probe_texts(rows)
                 chosen, measured = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows,
-                                           prefer=SAME_ARITHMETIC)
+                                           prefer=SAME_ARITHMETIC, warmed=True)
                 rates = {at: round(r, 1) for at, r in measured.items()}  # as logged, kept and summarised
                 built[chosen].warmed.add(rows)
                 precision_cache.store(entry_key, chosen, rates)
             else:
                 [chosen] = built
         if left_out:
-            why += f"; left out, as it could not be built here: {'; '.join(f'{k}: {v}' for k, v in left_out.items())}"
+            why += f"; left out, as it failed here: {'; '.join(f'{k}: {v}' for k, v in left_out.items())}"
         serving = built[chosen]
         serving.choice = {"setting": self.at.setting, "served": chosen, "why": why_served(why, chosen, rates),
                           "rows_per_second": rates or None, "measured_now": len(built) > 1}
         _CHOICES[(loaded.version, self.at)] = serving.choice
         return serving
 
-    def _build(self, loaded: artifact.Artifact, wanted: list[str], options: list[str]) -> tuple[dict, dict]:
-        """({precision: ServingModel} for each of `wanted` that builds, {precision: why} for those that did not).
+    def _build(self, loaded: artifact.Artifact, wanted: list[str], options: list[str],
+               probe: Sequence[str] | None) -> tuple[dict, dict]:
+        """({precision: ServingModel} for each of `wanted` that builds and serves `probe`, {precision: why} for
+        those that did not).
 
         A candidate the job could do without (an OpenVINO runtime beside TensorFlow's FP32) that fails to
-        compile is left out with a warning, and the rest are served: a runtime's fault on one CPU must not
-        fail a night that TensorFlow can label. What was asked for alone, and TensorFlow's FP32, still fail.
+        compile or to serve its first batch is left out with a warning, and the rest are served: a runtime's
+        fault on one CPU must not fail a night that TensorFlow can label. What was asked for alone, and
+        TensorFlow's FP32, still fail.
         """
         built, failed = {}, {}
         for at in wanted:
             try:
-                built[at] = ServingModel(loaded, self.xla, self.sizes, at)
+                serving = ServingModel(loaded, self.xla, self.sizes, at)
+                if probe is not None:
+                    serving(probe)
+                built[at] = serving
             except Exception as exc:
                 if len(options) == 1 or at == precision.FP32:
                     raise
