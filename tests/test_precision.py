@@ -417,6 +417,10 @@ def test_fastest_keeps_the_cheaper_call_and_stops_timing_a_clear_loser(monkeypat
     chosen, _ = fastest({"fp32": work("slow", 0.010), "openvino-f32": work("quick", 0.0105)}, rows=100, prefer=same)
     assert chosen == "fp32"
 
+    calls.update(slow=0, quick=0)  # the caller made each first call (the slot, while building): none untimed here
+    fastest({"slow": work("slow", 1.0), "quick": work("quick", 0.010)}, rows=100, rounds=1, warmed=True)
+    assert calls["slow"] == calls["quick"] == 1
+
 
 def test_the_reason_says_when_fp32_was_kept_against_a_faster_measurement():
     why = "auto: the fastest allowed, timed at load"
