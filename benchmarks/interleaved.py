@@ -28,7 +28,7 @@ import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.throughput import _cpu_model, bench_label, workspace, write_archive
+from benchmarks.throughput import _cpu_model, bench_label, precision_of, workspace, write_archive
 
 
 def main() -> None:
@@ -75,8 +75,7 @@ def main() -> None:
                 runs[name].append(rate)
                 note = ""
                 if name in served:  # the settings that choose: what they served, and whether they timed it now
-                    with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
-                        choice = json.load(f)["precision"]
+                    choice = precision_of(out)
                     rates = choice.get("rows_per_second")
                     kept = bool(rates) and not choice.get("measured_now", True)
                     served[name].append(choice["served"] + (" (kept)" if kept else ""))

@@ -230,10 +230,10 @@ def bench_label(model_dir: str, archive: str, out: str, extra: list[str],
     return summary["rows_per_second"], peak / 2**20, summary["seconds"]
 
 
-def served_in(out: str) -> str | None:
-    """The precision a finished `label` run into `out` served, as its summary.json says."""
+def precision_of(out: str) -> dict:
+    """How a finished `label` run into `out` chose its precision: its summary.json's `precision` section."""
     with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
-        return json.load(f)["precision"]["served"]
+        return json.load(f)["precision"]
 
 
 def bench_label_dask(model_dir: str, archive: str, out: str, runs: int = 1) -> list[tuple[float | None, str]]:
@@ -329,11 +329,11 @@ def main() -> None:
     if want("label"):
         out = os.path.join(work, "out1")
         rate, rss, label_seconds = bench_label(model_dir, archive, out, [])
-        add("label", rate, rss, f"complaints label, defaults (--precision auto): served {served_in(out)}")
+        add("label", rate, rss, f"complaints label, defaults (--precision auto): served {precision_of(out)['served']}")
     if want("label-fp32"):
         out = os.path.join(work, "out-fp32")
         add("label-fp32", bench_label(model_dir, archive, out, ["--precision", "fp32"])[0],
-            None, f"complaints label --precision fp32: served {served_in(out)}")
+            None, f"complaints label --precision fp32: served {precision_of(out)['served']}")
     if want("label-tensorflow-fp32"):
         add("label-tensorflow-fp32", bench_label(model_dir, archive, os.path.join(work, "out-tf32"),
                                                  ["--precision", "fp32"], {"COMPLAINTS_OPENVINO_F32": "no"})[0],

@@ -57,8 +57,8 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
     fails before anything is read."""
     if asked.setting not in precision.SETTINGS:
         raise UserError(f"unknown precision {asked.setting!r}: use one of {', '.join(precision.SETTINGS)}")
-    same = _same_fp32(metadata, model)
     if asked.setting == precision.FP32:
+        same = _same_fp32(metadata, model)
         return [precision.FP32, *same], ("fp32 on the faster runtime, timed at load (OpenVINO's f32 computes the "
                                          "same)" if same else "asked for")
     if asked.setting != precision.AUTO:
@@ -79,6 +79,7 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
     allowed = [p for p in lower if reasons[p] is None]
     if precision.OPENVINO_BF16 in allowed and precision.BF16 in allowed:  # one bf16: the runtime built for it
         allowed.remove(precision.BF16)
+    same = _same_fp32(metadata, model)
     fp32 = f"; {precision.OPENVINO_F32} computes the same as FP32" if same else ""
     if not allowed:
         return [precision.FP32, *same], ("auto: no lower precision allowed for this model ("

@@ -198,9 +198,10 @@ class ModelSlot:
         built, left_out = {}, {}
         if kept and kept["served"] in options:
             winner = kept["served"]
-            built, left_out = self._build(loaded, [winner], options, None if winner == options[0] else probe_texts(1))
+            built, left_out = self._build(loaded, [winner], options,
+                                          None if winner == precision.FP32 else probe_texts(1))
             if built:
-                chosen, rates = kept["served"], kept["rows_per_second"]
+                chosen, rates = winner, kept["rows_per_second"]
                 why = (f"{why}; as timed on this machine at "
                        f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['measured_at']))} "
                        f"({precision_cache.path()})")
