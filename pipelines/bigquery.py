@@ -19,7 +19,8 @@ from model.errors import UserError
 EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
 # The Storage Read API speaks gRPC on another port; no client library has a variable for it, so this is ours.
 EMULATOR_GRPC_HOST = "BIGQUERY_EMULATOR_GRPC_HOST"
-DEADLINE_SECS = 120.0  # one API call, retries included
+DEADLINE_SECS = 120.0  # one API call, retries included (--bigquery-deadline-secs)
+JOB_DEADLINE_FACTOR = 5  # a job (a load, the swap) may run this many call deadlines before it is cancelled
 DEAD_LETTERS_SUFFIX = "_dead_letters"
 
 _PROJECT = r"[a-z][a-z0-9\-.:]{2,62}[a-z0-9]"  # domain-scoped ids (example.com:p) included
@@ -91,12 +92,85 @@ def read_client():
     return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=grpc.insecure_channel(host)))
 
 
-def retry():
+def retry(deadline: float = DEADLINE_SECS):
     """The client's default retry with a deadline: a call that keeps failing ends (the emulator answers some bad
-    requests with HTTP 500, which the client retries for ten minutes by default)."""
+    requests with HTTP 500, which the client retries for ten minutes by default). Pass the same number as the
+    call's `timeout`, which bounds each HTTP request: a frozen endpoint otherwise holds one for ever."""
     from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-    return DEFAULT_RETRY.with_deadline(DEADLINE_SECS)
+    return DEFAULT_RETRY.with_deadline(deadline)
+
+
+class OutcomeUnknown(Exception):
+    """A job whose end could not be established within its deadlines: it may still commit."""
+
+
+class JobError(Exception):
+    """A job that ended with an error (its `error_result`); `conflict` when concurrent transactions aborted it."""
+
+    def __init__(self, job_id: str, message: str):
+        super().__init__(f"BigQuery job {job_id} failed: {message}")
+        self.conflict = "concurrent update" in message.lower()
+
+
+def run_job(client, sql: str, job_id: str, deadline: float, clock=None) -> None:
+    """Submit one query job under `job_id`, poll it to DONE (cancelling it past its deadline and waiting for the
+    cancel), and decide from its `error_result`: returns if it succeeded, raises JobError if it did not, and
+    OutcomeUnknown when BigQuery would not say."""
+    from google.api_core import exceptions
+
+    try:
+        client.query(sql, job_id=job_id, timeout=deadline, retry=retry(deadline), job_retry=None)
+    except exceptions.Conflict:
+        pass  # already submitted (the answer to an earlier try was lost): follow it
+    except Exception as exc:  # noqa: BLE001 (a transport error: the job may exist all the same)
+        if not _submitted(client, job_id, deadline, exc):
+            raise JobError(job_id, f"not submitted ({where(exc)})") from None
+    wait_job(client, job_id, deadline, clock)
+
+
+def _submitted(client, job_id: str, deadline: float, cause: BaseException) -> bool:
+    from google.api_core import exceptions
+
+    try:
+        client.get_job(job_id, timeout=deadline, retry=retry(deadline))
+        return True
+    except exceptions.NotFound:
+        return False
+    except Exception:  # noqa: BLE001
+        raise OutcomeUnknown(f"BigQuery did not answer within {deadline:.0f} s ({where(cause)}), so whether job "
+                             f"{job_id} ran is not known") from None
+
+
+def wait_job(client, job_id: str, deadline: float, clock=None) -> bool:
+    """Poll a job to DONE; False when there is no such job. Cancels it past `JOB_DEADLINE_FACTOR` deadlines."""
+    import time
+
+    from google.api_core import exceptions
+
+    clock = clock or time.monotonic
+    give_up, cancelled = clock() + deadline * JOB_DEADLINE_FACTOR, False
+    pause = 0.2
+    while True:
+        try:
+            job = client.get_job(job_id, timeout=deadline, retry=retry(deadline))
+        except exceptions.NotFound:
+            return False
+        except Exception as exc:  # noqa: BLE001
+            raise OutcomeUnknown(f"BigQuery did not answer within {deadline:.0f} s ({where(exc)}), so the outcome "
+                                 f"of job {job_id} is not known") from None
+        if job.state == "DONE":
+            if job.error_result:
+                raise JobError(job_id, str(job.error_result.get("message", job.error_result)))
+            return True
+        if clock() > give_up:
+            if cancelled:
+                waited = deadline * 2 * JOB_DEADLINE_FACTOR
+                raise OutcomeUnknown(f"job {job_id} did not end, even cancelled, within {waited:.0f} s")
+            client.cancel_job(job_id, timeout=deadline, retry=retry(deadline))
+            give_up, cancelled = clock() + deadline * JOB_DEADLINE_FACTOR, True
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def where(exc: BaseException) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipelines.bigquery import DEADLINE_SECS as BIGQUERY_DEADLINE_SECS
 from pipelines.live.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
 from pipelines.nightly.hold import DEFAULT_STALE_SECS
 from worker.config import WorkerConfig
@@ -44,6 +45,20 @@ class BatchConfig:
     bigquery_table: str | None = field(default=None, metadata={
         "help": "Also load the night into this BigQuery table (PROJECT.DATASET.TABLE; dead letters into "
         "TABLE_dead_letters), in the same commit: a rerun replaces the night's rows (docs/bigquery.md)."})
+    night: str | None = field(default=None, metadata={
+        "help": "The night's date (YYYY-MM-DD): the BigQuery rows' `night` and partition. Default: the last date "
+        "--output spells (…/2026-12-01), else the day the run starts (UTC); --bigquery-table needs one of the two."})
+    bigquery_deadline_secs: float = field(default=BIGQUERY_DEADLINE_SECS, metadata={
+        "low": 1, "help": "Each BigQuery call's deadline; a job (a load, the swap) gets five of them before it is "
+        "cancelled. A warehouse that stops answering fails the night in one line."})
+    bigquery_busy_wait_secs: float = field(default=900.0, metadata={
+        "low": 0, "help": "How long the swap waits out concurrent transactions on the table (backfills), with "
+        "jitter; past it the labelled night stays staged and `complaints commit` commits it later."})
+    bigquery_scratch_dataset: str | None = field(default=None, metadata={
+        "help": "The dataset for the run's load and undo tables (default: the table's own)."})
+    bigquery_dead_letter_text: bool = field(default=False, metadata={
+        "help": "Put the dead letters' payload (the complaint's text) into the warehouse; by default only its "
+        "SHA-256."})
     xla_min_rows: int = 0  # smaller archives are served in graph mode (the compile would cost more than it saves)
     lock_stale_secs: float = field(default=DEFAULT_STALE_SECS, metadata={
         "low": 60, "help": "gs:// outputs: a hold on the output not renewed for this long is taken over (local "

@@ -16,6 +16,7 @@ from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.nightly import commit as out
+from pipelines.nightly import journal
 from pipelines.sinks import parquet_files
 
 YESTERDAY = {"predictions-00000-of-00003.parquet": b"y-p0", "predictions-00001-of-00003.parquet": b"y-p1",
@@ -72,6 +73,27 @@ class SingleFileFaults:
         self._step()
         FileSystems.mkdirs(path)
 
+    def write_durably(self, path: str, data: bytes) -> None:
+        """The journal's own write (a temporary file, fsynced and renamed, on a local disk): one operation."""
+        self._step()
+        WRITE_DURABLY(path, data)
+
+
+WRITE_DURABLY = journal.write_durably
+
+
+def faulty(filesystems, monkeypatch) -> None:
+    """Every file operation of the commit and of its journal through `filesystems`."""
+    for module in (out, journal):
+        monkeypatch.setattr(module, "FileSystems", filesystems)
+    monkeypatch.setattr(journal, "write_durably", getattr(filesystems, "write_durably", WRITE_DURABLY))
+
+
+def healthy(monkeypatch) -> None:
+    for module in (out, journal):
+        monkeypatch.setattr(module, "FileSystems", FileSystems)
+    monkeypatch.setattr(journal, "write_durably", WRITE_DURABLY)
+
 
 def lay_out(output: str) -> None:
     """Yesterday's complete output in `output`, tonight's files staged beside it (`.staging-tonight`)."""
@@ -84,7 +106,7 @@ def lay_out(output: str) -> None:
 
 def commit(output: str, filesystems, monkeypatch, fence=out.unfenced) -> dict:
     """Tonight's commit, as the nightly job makes it, through `filesystems`."""
-    monkeypatch.setattr(out, "FileSystems", filesystems)
+    faulty(filesystems, monkeypatch)
     transaction = out.Commit(output, out.staging_dir(output, "tonight"), "tonight", fence)
 
     def steps(c: out.Commit) -> dict:
@@ -93,7 +115,16 @@ def commit(output: str, filesystems, monkeypatch, fence=out.unfenced) -> dict:
     try:
         return transaction.run(steps)
     finally:
-        monkeypatch.setattr(out, "FileSystems", FileSystems)
+        healthy(monkeypatch)
+
+
+def restart(output: str, filesystems, monkeypatch) -> list[str]:
+    """What the next start (or `complaints unlock`) does first: settle the dead commits from their journals."""
+    faulty(filesystems, monkeypatch)
+    try:
+        return out.recover(output, "", lambda staging: False, {})[0]
+    finally:
+        healthy(monkeypatch)
 
 
 def visible(output: str) -> dict[str, bytes]:
@@ -149,3 +180,44 @@ def fail_each_operation(new_output, monkeypatch, error, object_store: bool):
 def leftovers(output: str) -> list[str]:
     """Set-aside folders a finished commit or rollback left behind (the staging folder is the job's to remove)."""
     return sorted({m.path for m in FileSystems.match([out.join(output, ".replaced-*/**")])[0].metadata_list})
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing catches it, so nothing is rolled back."""
+
+
+def killed_commit(output: str, at: int, monkeypatch, object_store: bool) -> bool:
+    """Tonight's commit on a fresh copy of the layout, killed at its `at`-th operation; False if it ran through."""
+    lay_out(output)
+    faults = SingleFileFaults(at, Crash(), object_store)
+    try:
+        commit(output, faults, monkeypatch)
+    except Crash:
+        return True
+    return faults.count >= at  # the kill landed in the clean-up after _SUCCESS, which the commit forgives
+
+
+def kill_then_restart_killed(new_output, monkeypatch, object_store: bool, restart_kills: int = 200):
+    """Tonight's commit killed at its 1st, 2nd, … operation (journal writes and the marker included); for each,
+    the next start killed at its 1st, 2nd, … operation (up to `restart_kills`), then a start that runs through.
+    Yields (output, commit's kill point, restart's kill point or None, the state a reader then finds)."""
+    for commit_at in range(1, 201):
+        output = new_output()
+        if not killed_commit(output, commit_at, monkeypatch, object_store):
+            restart(output, FileSystems, monkeypatch)
+            yield output, None, None, state(output)
+            return
+        for restart_at in range(1, restart_kills + 1):
+            if restart_at > 1:
+                output = new_output()
+                killed_commit(output, commit_at, monkeypatch, object_store)
+            faults = SingleFileFaults(restart_at, Crash(), object_store)
+            try:
+                restart(output, faults, monkeypatch)
+            except Crash:
+                restart(output, FileSystems, monkeypatch)
+                yield output, commit_at, restart_at, state(output)
+                continue
+            yield output, commit_at, None, state(output)
+            break
+    raise AssertionError("the commit never ran out of operations to kill in 200")

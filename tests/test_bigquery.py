@@ -60,9 +60,13 @@ def table(emulator) -> TableRef:
     return TableRef(PROJECT, DATASET, f"labels_{next(_tables)}")
 
 
+NIGHT = "2026-12-01"
+
+
 def label(archive, output, table, *extra):
+    night = () if "--night" in extra else ("--night", NIGHT)
     return invoke("label", "--model", MODEL["dir"], "--input", archive, "--output", output, "--no-progress",
-                  "--keep-columns", "store", "--bigquery-table", str(table), *extra)
+                  "--keep-columns", "store", "--bigquery-table", str(table), *night, *extra)
 
 
 MODEL: dict = {}
@@ -131,10 +135,15 @@ def test_a_night_lands_in_both_tables_as_its_parquet_files_hold_it(emulator, arc
 
     schema = schemas.of_table(emulator.get_table(str(table)).schema)  # explicit, from the record: not guessed
     assert schema == schemas.predictions((pa.field("store", pa.string()),))
-    assert {"name": "top_k", "type": "RECORD", "mode": "REPEATED", "fields": [
+    top_k = next({k: v for k, v in f.items() if k != "description"} for f in schema if f["name"] == "top_k")
+    assert top_k == {"name": "top_k", "type": "RECORD", "mode": "REPEATED", "fields": [
         {"name": "label", "type": "STRING", "mode": "NULLABLE"},
-        {"name": "confidence", "type": "FLOAT64", "mode": "NULLABLE"}]} in schema
-    assert emulator.get_table(str(table)).clustering_fields == ["output"]  # a swap reads only its night's blocks
+        {"name": "confidence", "type": "FLOAT64", "mode": "NULLABLE"}]}
+    described = {f["name"]: f.get("description") for f in schema}  # the record's field docs, in the warehouse
+    assert described["confidence"] and described["night"] and described["run_id"] and not described["store"]
+    made = emulator.get_table(str(table))
+    assert made.time_partitioning.field == "night" and made.clustering_fields == ["label", "output"]
+    assert {str(d) for d in in_table["night"]} == {NIGHT} and in_table["labelled_at"].notna().all()
     assert not [t.table_id for t in emulator.list_tables(f"{PROJECT}.{DATASET}") if "__" in t.table_id]
 
 
@@ -208,7 +217,7 @@ STEPS = {
     "create the load table": ("_work_table", 0),
     "load the predictions": ("_load", 0),
     "load the dead letters": ("_load", 1),
-    "count the loaded rows": ("_rows", 0),
+    "count the loaded rows": ("_count", 0),
     "the swap transaction": ("apply", 0),
 }
 
@@ -239,7 +248,7 @@ def test_a_night_that_fails_at_any_step_leaves_both_stores_as_they_were(emulator
         real_move = out.Commit._move
 
         def move(self, source, target):
-            if target.endswith(out.SUCCESS) and self.applied and self.applied[0].applied:
+            if target == out.join(self.output, out.SUCCESS) and self.stores:  # the last move: after the swap
                 if "hold" in step:
                     from pipelines.nightly.hold import HoldLost
                     raise HoldLost("injected: another run took the output over")
@@ -286,8 +295,8 @@ KILL_AFTER_SWAP = """
 import os, signal, sys
 from pipelines.sinks.bigquery_tables import BigQueryTables
 real = BigQueryTables.apply
-def apply(self):
-    real(self)
+def apply(self, save):
+    real(self, save)
     os.kill(os.getpid(), signal.SIGKILL)  # between the swap and _SUCCESS
 BigQueryTables.apply = apply
 from pipelines.app.cli import cli
@@ -301,7 +310,7 @@ def test_a_night_killed_between_the_swap_and_success_is_mended_by_the_next_run(e
     assert label(archive, output, table).exit_code == 0
     killed = subprocess.run(
         [sys.executable, "-c", KILL_AFTER_SWAP, "label", "--model", MODEL["dir"], "--input", archive, "--output",
-         output, "--no-progress", "--keep-columns", "store", "--bigquery-table", str(table)],
+         output, "--no-progress", "--keep-columns", "store", "--bigquery-table", str(table), "--night", NIGHT],
         capture_output=True, text=True, timeout=600, env=os.environ)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert success_run(output) is None  # the output does not claim to be complete
@@ -339,7 +348,8 @@ def test_kept_columns_of_every_type_bigquery_holds_arrive_as_parquet_has_them(em
     kept = [c for c in columns if c not in ("id", "text")]
     output = str(tmp_path / "night")
     result = invoke("label", "--model", MODEL["dir"], "--input", folder / "*.parquet", "--output", output,
-                    "--no-progress", "--keep-columns", ",".join(kept), "--bigquery-table", str(table))
+                    "--no-progress", "--keep-columns", ",".join(kept), "--bigquery-table", str(table),
+                    "--night", NIGHT)
     assert result.exit_code == 0, result.output
     predicted = parquet(output, "predictions-").sort_values("id").reset_index(drop=True)
     in_table = rows(emulator, table)
@@ -378,7 +388,7 @@ def test_a_kept_column_bigquery_cannot_hold_is_one_line_before_any_work(emulator
     pq.write_table(pa.table({"id": ["a"], "text": ["kargo"], "odd": pa.array([None], kind)}), folder / "x.parquet")
     output = tmp_path / "night"
     one_error(invoke("label", "--model", MODEL["dir"], "--input", folder / "x.parquet", "--output", output,
-                     "--keep-columns", "odd", "--bigquery-table", str(table)), "'odd'", fragment)
+                     "--keep-columns", "odd", "--bigquery-table", str(table), "--night", NIGHT), "'odd'", fragment)
     assert not output.exists()
 
 
@@ -510,7 +520,7 @@ def test_a_table_made_by_hand_with_its_columns_in_another_order_is_taken(emulato
     assert result.exit_code == 0, result.output
     in_table = rows(emulator, table)
     predicted = parquet(output, "predictions-").sort_values("id").reset_index(drop=True)
-    assert emulator.get_table(str(table)).schema[0].name == "output"
+    assert emulator.get_table(str(table)).schema[0].name == fields[0]["name"] == "labelled_at"
     for column in ("id", "label", "store"):
         assert in_table[column].tolist() == predicted[column].tolist(), column
 

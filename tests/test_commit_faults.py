@@ -18,18 +18,16 @@ from pipelines.nightly import commit as out
 from pipelines.nightly.hold import HoldLost
 from tests.commits import (
     YESTERDAY,
+    Crash,
     SingleFileFaults,
     commit,
     fail_each_operation,
+    kill_then_restart_killed,
     lay_out,
     leftovers,
     state,
     visible,
 )
-
-
-class Crash(BaseException):
-    """Stands for the process dying: nothing catches it, so nothing is rolled back."""
 
 
 def _outputs(tmp_path):
@@ -60,6 +58,25 @@ def test_a_crash_at_any_single_file_operation_never_looks_complete(tmp_path, mon
                                                  object_store):
         assert raised is None or isinstance(raised, Crash)
         assert state(output) in ("yesterday", "tonight", "incomplete"), state(output)
+
+
+@pytest.mark.parametrize("object_store", [False, True], ids=["rename", "copy-and-delete"])
+def test_a_commit_killed_at_any_step_is_settled_by_the_next_start_even_one_killed_too(tmp_path, monkeypatch,
+                                                                                     object_store):
+    """Issue #51, item 1: the kill lands on each move, each write of the journal and the marker in turn; the next
+    start (which settles from the journal before anything else) is itself killed at each of its operations, and
+    then a start runs through. A reader then finds a whole night, yesterday's byte for byte or tonight's, with
+    no journal, set-aside folder or staging left: nothing deleted the only copy of a night."""
+    seen = {"yesterday": 0, "tonight": 0}
+    pairs = 0
+    for output, commit_at, restart_at, found in kill_then_restart_killed(_outputs(tmp_path), monkeypatch,
+                                                                          object_store):
+        assert found in seen, (commit_at, restart_at, found)
+        seen[found] += 1
+        pairs += restart_at is not None
+        assert leftovers(output) == [] and not [n for n in os.listdir(output) if n.startswith(".commit-")]
+        assert not os.path.exists(out.staging_dir(output, "tonight"))
+    assert seen["yesterday"] and seen["tonight"] and pairs > 50  # kills on both sides of _SUCCESS, restarts killed
 
 
 def test_a_rename_that_fails_part_way_is_undone_pair_by_pair(tmp_path, monkeypatch):

@@ -226,7 +226,8 @@ _XLA = click.option(
          min_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE, max_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE)
 @_XLA
 @options(WorkerConfig, "precision", "force_precision", "explain", "explain_all")
-@options(BatchConfig, "progress", "drift_threshold", "compare_to", "bigquery_table")
+@options(BatchConfig, "progress", "drift_threshold", "compare_to", "night", "bigquery_table",
+         "bigquery_deadline_secs", "bigquery_busy_wait_secs", "bigquery_scratch_dataset", "bigquery_dead_letter_text")
 @click.option("--fail-on-drift", is_flag=True,
               help="Exit with code 3 when drift alerts, 4 when the check failed (after committing the output).")
 @click.option("--skip-validation", is_flag=True, help="Do not read input footers before starting (gs:// without "
@@ -243,6 +244,10 @@ def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation
         raise UserError("--keep-columns takes each kept column's type from the input footers, which "
                         "--skip-validation does not read: drop one of the two (without it the columns were left "
                         "out of the output)")
+    if values["night"]:
+        from pipelines.nightly.night import parsed
+
+        values["night"] = parsed(values["night"])  # not a date: one line before the model loads
     if values["bigquery_table"]:
         from pipelines.bigquery import TableRef
 

@@ -5,24 +5,25 @@ A run writes everything under `OUTPUT/.staging-<run id>/` while it holds the out
 the books balance and the drift report is written: a run that fails before that leaves
 the previous night's output exactly as it was, `_SUCCESS` included.
 
-The commit (`Commit`) then moves `_SUCCESS` aside, moves the previous run's files aside
-(`OUTPUT/.replaced-<run id>/`), moves the staged files up, then `summary.json` and,
-last of all, `_SUCCESS`, whose content is the run id. It moves one file at a time and
-records each move before it starts, checking before each that the run still holds
-the output (`pipelines.nightly.hold`). If any step fails, every move begun is undone in
-reverse from what is found at both ends (a rename that failed part-way, as a copy
-without its delete on gs://, included), and yesterday's `_SUCCESS` comes back last;
-if even the undoing fails, the output has no `_SUCCESS` and so does not claim to be
-complete. A crash in the middle of a commit likewise leaves no `_SUCCESS`. Object stores have no
-atomic rename, so on `gs://` a reader can see a mixture of files during the commit, but
-never with a `_SUCCESS` beside it. Consumers read an output only when `_SUCCESS`
-exists, and may compare its run id before and after reading to be sure no commit
-happened in between.
+The commit (`Commit`) first writes every staged file it will publish, `summary.json`
+and the `_SUCCESS` marker (whose content is the run id) in the staging folder, then
+its journal (`pipelines.nightly.journal`): every move it will make. Only then does it
+move `_SUCCESS` aside, the previous run's files aside (`OUTPUT/.replaced-<run id>/`),
+the staged files up, apply the stores outside the output (BigQuery), and move
+`_SUCCESS` up last. It checks before each move that the run still holds the output
+(`pipelines.nightly.hold`). A commit that fails is settled backwards from its journal
+by the run itself; a commit whose process was killed at any instant is settled by the
+next start or `complaints unlock`: undone, or finished if its `_SUCCESS` was down.
+Object stores have no atomic rename, so on `gs://` a reader can see a mixture of files
+during the commit, but never with a `_SUCCESS` beside it. Consumers read an output
+only when `_SUCCESS` exists, and may compare its run id before and after reading to be
+sure no commit happened in between.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 from collections.abc import Callable
@@ -30,6 +31,9 @@ from collections.abc import Callable
 from apache_beam.io.filesystems import FileSystems
 
 from model.errors import UserError
+from pipelines.nightly import journal
+
+LOG = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
 SUMMARY = "summary.json"
@@ -42,12 +46,6 @@ def join(directory: str, name: str) -> str:
 
 def staging_dir(output: str, run_id: str) -> str:
     return join(output, f".staging-{run_id}")
-
-
-def _delete(paths: list[str]) -> None:
-    existing = [p for p in paths if FileSystems.exists(p)]
-    if existing:
-        FileSystems.delete(existing)
 
 
 def _matching(directory: str, pattern: str) -> list[str]:
@@ -123,11 +121,22 @@ def prepare(output: str, staging: str) -> None:
         ) from None
 
 
+def recover(output: str, keep: str, alive: Callable[[str], bool], settlers) -> tuple[list[str], list[str]]:
+    """What every start and `complaints unlock` does first, holding the output: settle the commits of runs that
+    died (`pipelines.nightly.journal.settle_dead`), then clear their other leftovers. Returns (a sentence per
+    commit settled, the folders cleared)."""
+    settled = journal.settle_dead(output, settlers, alive)
+    return settled, clear_leftovers(output, keep, alive)
+
+
 def clear_leftovers(output: str, keep: str, alive: Callable[[str], bool] = lambda staging: False) -> list[str]:
-    """Remove the staging and set-aside folders of earlier runs that died; the caller holds the output.
+    """Remove the staging and set-aside folders of earlier runs that died; the caller holds the output and has
+    settled their journals (`pipelines.nightly.journal.settle_dead`).
 
     A run that lost its hold (a forced unlock) may still be working: `alive(staging)`
-    says so, and its folders are left to it (it fails at its commit and removes them)."""
+    says so, and its folders are left to it (it fails at its commit and removes them).
+    A folder a journal still names is never removed here, and neither is a set-aside
+    folder while the output has no `_SUCCESS`: it may hold the only copy of a night."""
     prefixes = (".staging-", ".replaced-")
     if "://" not in output:  # local folders, empty ones too
         found = [join(output, name) for name in os.listdir(output) if name.startswith(prefixes)]
@@ -135,12 +144,17 @@ def clear_leftovers(output: str, keep: str, alive: Callable[[str], bool] = lambd
         matches = FileSystems.match([join(output, prefix + "*/**") for prefix in prefixes])
         found = [m.path for match in matches for m in match.metadata_list]
     folders = sorted({_top_folder(output, path) for path in found} - {keep.rstrip("/")})
+    journaled = {journal.run_of(path) for path in journal.found_in(output)}
+    complete = FileSystems.exists(join(output, SUCCESS))
     cleared = []
     for folder in folders:
-        run_id = posixpath.basename(folder).split("-", 1)[1]
-        if not alive(staging_dir(output, run_id)):
-            abort(folder)
-            cleared.append(folder)
+        run_id = journal.run_id_of(folder)
+        if run_id in journaled or alive(staging_dir(output, run_id)):
+            continue
+        if posixpath.basename(folder).startswith(".replaced-") and not complete:
+            continue
+        abort(folder)
+        cleared.append(folder)
     return cleared
 
 
@@ -153,20 +167,18 @@ def _top_folder(output: str, path: str) -> str:
 def abort(staging: str) -> None:
     """Remove what a failed run staged; nothing in the output directory changed."""
     try:
-        if "://" in staging:  # object stores have no folders: remove the objects under the prefix
-            _delete([m.path for m in FileSystems.match([join(staging, "**")])[0].metadata_list])
-        else:
-            _delete([staging])
+        journal.remove_tree(staging)
     except Exception:  # noqa: BLE001 (best effort: the error being reported matters more)
         pass
 
 
 class CommitFailed(Exception):
-    """A commit step failed; `restored` says whether the previous output is back as it was."""
+    """A commit step failed; `restored` says whether the previous output is back as it was, `unsettled` what a
+    store outside the output left open (then its journal stays for the next start or `complaints unlock`)."""
 
-    def __init__(self, cause: BaseException, restored: bool):
+    def __init__(self, cause: BaseException, restored: bool, unsettled: str = ""):
         super().__init__(str(cause))
-        self.cause, self.restored = cause, restored
+        self.cause, self.restored, self.unsettled = cause, restored, unsettled
 
 
 def unfenced() -> None:
@@ -176,118 +188,125 @@ def unfenced() -> None:
 class Commit:
     """Replace an output's files with a run's staged ones, all or nothing (see the module docstring).
 
-    `begin()`, then `publish(patterns)` for each sink's files, then `finish(summary)`;
-    any exception on the way is a `CommitFailed` after `rollback()`. `fence` raises when
-    the run no longer holds the output (`pipelines.nightly.hold.OutputLock.check`); it is called
+    `publish(patterns)` for each sink's files and `external(store)` for each store
+    outside the output plan the commit; `finish(summary)` writes the journal
+    (`pipelines.nightly.journal`) and makes every move; any exception on the way is a
+    `CommitFailed` after the journal is settled backwards. `fence` raises when the run
+    no longer holds the output (`pipelines.nightly.hold.OutputLock.check`); it is called
     before every move, so a run that lost its hold moves nothing more.
     """
 
     def __init__(self, output: str, staging: str, run_id: str, fence: Callable[[], None] = unfenced):
         self.output, self.staging, self.run_id, self.fence = output, staging, run_id, fence
-        self.aside = join(output, f".replaced-{run_id}")
-        self.moves: list[tuple[str, str]] = []  # every single-file move begun, in order, each as (from, to)
+        self.journal = journal.Journal(run_id, output, staging, join(output, f".replaced-{run_id}"))
+        self.patterns: list[str] = []
         self.published: list[str] = []
-        self.externals: list = []  # stores outside the output that commit with it (`external`)
-        self.applied: list = []
+        self.stores: list = []  # stores outside the output that commit with it (`external`)
         self.notes: dict = {}  # what the sinks add to the summary (the BigQuery tables' rows)
-
-    def _move(self, source: str, target: str) -> None:
-        """One file, recorded before it starts: a move that fails part-way (on gs:// a rename is a copy and a
-        delete) is undone from what `rollback` then finds at both ends."""
-        self.fence()
-        self.moves.append((source, target))
-        FileSystems.rename([source], [target])
-
-    def _set_aside(self, path: str) -> None:
-        if not FileSystems.exists(self.aside):
-            FileSystems.mkdirs(self.aside)
-        self._move(path, join(self.aside, posixpath.basename(path)))
-
-    def begin(self) -> None:
-        """Withdraw `_SUCCESS` first (moved aside, so a rollback puts back the very same file)."""
-        self.fence()
-        success = join(self.output, SUCCESS)
-        if FileSystems.exists(success):
-            self._set_aside(success)
+        self.summary: dict | None = None  # as `finish` writes it
 
     def publish(self, patterns: tuple[str, ...]) -> list[str]:
-        """Move the output's files matching `patterns` aside and the staged ones up; returns the published names."""
-        for path in sorted({p for pattern in patterns for p in _matching(self.output, pattern)}):
-            self._set_aside(path)
+        """Plan: the output's files matching `patterns` go aside and the staged ones up. Returns their names."""
         staged = sorted({p for pattern in patterns for p in _matching(self.staging, pattern)})
         names = [posixpath.basename(p) for p in staged]
-        for path, name in zip(staged, names, strict=True):
-            self._move(path, join(self.output, name))
+        self.journal.bring_up += [[path, join(self.output, name)] for path, name in zip(staged, names, strict=True)]
+        self.patterns += patterns
         self.published += names
         return names
 
+    def staged(self, names: list[str]) -> list[str]:
+        """Where planned files are until they move (what a store loads before any move)."""
+        return [join(self.staging, name) for name in names]
+
     def external(self, store) -> None:
-        """A store outside the output that commits with it (`pipelines.sinks.bigquery_tables`): its `apply()`
-        runs last before `_SUCCESS`, its `undo()` if a later step fails, its `close()` at the end either way."""
-        self.externals.append(store)
+        """A store outside the output that commits with it (`pipelines.sinks.bigquery_tables`): its `record()`
+        goes into the journal, its `apply(save)` runs last before `_SUCCESS` (calling `save()` whenever its
+        record changed), and the same kind's settler (`pipelines.sinks.settlers`) undoes or finishes it."""
+        self.stores.append(store)
 
-    def finish(self, summary: dict) -> dict:
-        """The report and summary, the external stores, `_SUCCESS` last; returns the summary as written
-        (`output_files` and the sinks' notes added).
-
-        Each file is written whole in the staging folder and then moved up, like the sinks' files."""
+    def finish(self, summary: dict, settlers: dict | None = None) -> dict:
+        """The report and summary, the journal, every move, the stores, `_SUCCESS` last; returns the summary as
+        written (`output_files` and the sinks' notes added)."""
         self.publish((REPORT,))
         summary = {**summary, **self.notes, "output_files": sorted(self.published)}
         write_text(join(self.staging, SUMMARY), json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
         self.publish((SUMMARY,))
+        self.summary = summary
         marker = join(self.staging, SUCCESS)
         write_text(marker, self.run_id)
-        for store in self.externals:
+        self._plan(marker)
+        self.fence()
+        self.journal.save()  # before the first move: from here on a kill is settled from it
+        if self.journal.set_aside and not FileSystems.exists(self.journal.aside):
+            FileSystems.mkdirs(self.journal.aside)
+        for source, target in self.journal.set_aside:
+            self._move(source, target)
+        journal.fsync_folder(self.output)
+        self.journal.phase = journal.UP
+        self.journal.save()
+        for source, target in self.journal.bring_up[:-1]:
+            self._move(source, target)
+        for store in self.stores:
             self.fence()
-            self.applied.append(store)  # before: an answer lost after the store committed is undone too
-            store.apply()
-        self._move(marker, join(self.output, SUCCESS))
-        for leftover in (self.aside, self.staging):
-            abort(leftover)  # the output is complete; a leftover is cleared by the next run
-        self._close()
+            store.apply(self.journal.save)
+        self._move(*self.journal.bring_up[-1])  # _SUCCESS: the night is committed
+        self._settle_forward({} if settlers is None else settlers)
         return summary
 
-    def _close(self) -> None:
-        for store in self.externals:
-            store.close()
+    def _plan(self, marker: str) -> None:
+        success = join(self.output, SUCCESS)
+        previous = [success] if FileSystems.exists(success) else []
+        previous += sorted({p for pattern in self.patterns for p in _matching(self.output, pattern)})
+        self.journal.set_aside = [[path, join(self.journal.aside, posixpath.basename(path))] for path in previous]
+        self.journal.bring_up.append([marker, success])
+        self.journal.externals = [store.record() for store in self.stores]
 
-    def rollback(self) -> bool:
-        """Undo the external stores and every move begun, in reverse; True if the previous output is back as it
-        was."""
-        restored = True
-        try:
-            for store in reversed(self.applied):
-                store.undo()
-        except Exception:  # noqa: BLE001 (reported as not restored; the files are still put back)
-            restored = False
-        restored = self._undo_files() and restored
-        self._close()
-        return restored
+    def _move(self, source: str, target: str) -> None:
+        self.fence()
+        FileSystems.rename([source], [target])
 
-    def _undo_files(self) -> bool:
+    def _settle_forward(self, settlers: dict) -> None:
+        """Best effort: the night is committed; whatever is left is cleared by the next start from the journal."""
         try:
-            for source, target in reversed(self.moves):
-                _undo_move(source, target)
-        except Exception:  # noqa: BLE001 (the output stays without _SUCCESS: never looks complete)
+            journal.fsync_folder(self.output)
+            journal.settle(self.journal, settlers)
+        except Exception as exc:  # noqa: BLE001 (the commit has succeeded; the journal finishes it next time)
+            LOG.warning("run %s is committed; clearing up after it failed (%s): the next start finishes that",
+                        self.run_id, exc)
+
+    def _committed(self) -> bool:
+        try:
+            return self.summary is not None and self.journal.phase == journal.UP and self.journal.committed()
+        except Exception:  # noqa: BLE001 (cannot tell: roll back, which undoes from what it finds)
             return False
-        abort(self.aside)
-        return True
 
-    def run(self, steps) -> dict:
-        """`begin()`, `steps(self)` (the sinks' publishing, then `finish`), or roll back and raise CommitFailed."""
+    def rollback(self, settlers: dict) -> tuple[bool, str]:
+        """Undo the stores and every move begun; (whether the previous output is back as it was, what a store left
+        open). Before the journal was written nothing had moved."""
+        if not _exists(self.journal.path):
+            return True, ""
         try:
-            self.begin()
+            journal.settle(self.journal, settlers, keep_staging=True)
+            return True, ""
+        except journal.Unsettled as exc:
+            return True, str(exc)
+        except Exception:  # noqa: BLE001 (the output stays without _SUCCESS and the journal settles it later)
+            return False, ""
+
+    def run(self, steps, settlers: dict | None = None) -> dict:
+        """`steps(self)` (the sinks' plans, then `finish`), or settle backwards and raise CommitFailed."""
+        try:
             return steps(self)
         except Exception as exc:
-            raise CommitFailed(exc, self.rollback()) from exc
+            if self._committed():  # `_SUCCESS` is down whole (its move failed only at its clean-up): finish it
+                self._settle_forward({} if settlers is None else settlers)
+                return self.summary
+            restored, unsettled = self.rollback({} if settlers is None else settlers)
+            raise CommitFailed(exc, restored, unsettled) from exc
 
 
-def _undo_move(source: str, target: str) -> None:
-    """Put one file back where it was, whatever state its move reached."""
-    there, here = FileSystems.exists(target), FileSystems.exists(source)
-    if there and not here:  # moved: move it back
-        FileSystems.rename([target], [source])
-    elif there:  # copied but not deleted (an object store's rename failed part-way): the source is whole
-        FileSystems.delete([target])
-    elif not here:
-        raise FileNotFoundError(f"{source} is neither where it was nor where it was moved to")
+def _exists(path: str) -> bool:
+    try:
+        return FileSystems.exists(path)
+    except Exception:  # noqa: BLE001 (cannot tell: settle it, which undoes from what it finds)
+        return True

@@ -8,7 +8,9 @@ books, commits the output (`pipelines.nightly.commit`) and returns the summary.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import logging
 import os
 import posixpath
 import time
@@ -26,6 +28,7 @@ from pipelines import remote
 from pipelines.errors import JobFailed, cause
 from pipelines.nightly import commit as out
 from pipelines.nightly import drift
+from pipelines.nightly import night as night_of
 from pipelines.nightly.bigquery_reading import ReadTable, TableSession, is_bigquery, open_table
 from pipelines.nightly.hold import HoldLost, OutputLock, staging_alive
 from pipelines.nightly.progress import ReportProgress
@@ -42,7 +45,8 @@ from pipelines.nightly.reading import (
 from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
 from pipelines.served_model import served_from
-from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks
+from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks, settlers
+from pipelines.sinks.bigquery_tables import WarehouseBusy
 from worker import prediction
 from worker.precision_choice import PrecisionSetting, candidates
 from worker.slot import precision_choice
@@ -50,6 +54,7 @@ from worker.tables import WORD_COUNTS, ClassifyTables
 from worker.transform import DEAD_LETTER_PARTS
 
 STATS_FILE = "_stats.json"
+log = logging.getLogger(__name__)
 
 
 def staging_of(config: BatchConfig, run_id: str) -> str:
@@ -142,6 +147,10 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     touches it at all.
     """
     options = beam_options(beam_args)
+    config = replace(config, output=night_of.normalised(config.output))  # one spelling for both stores
+    night, night_from = night_of.of_run(config.output, config.night,
+                                        needed_by="--bigquery-table" if config.bigquery_table else None)
+    config = replace(config, night=night)
     create_local_locations(options)
     building = template_only(options)
     expected, skipped = None, {}
@@ -158,7 +167,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         total_rows, inputs = None, [{"path": config.input_pattern}]
     candidates(PrecisionSetting.of(config.worker), metadata, config.worker.model_dir)  # a refusal: one line, now
     config = replace(config, worker=served_from(config.worker, metadata, options))
-    found = Found(metadata, inputs, total_rows, expected, skipped)
+    found = Found(metadata, inputs, total_rows, expected, skipped, night_from)
     if total_rows is not None and total_rows < config.xla_min_rows:
         config = replace(config, worker=replace(config.worker, xla=False))
     previous = out.read_summary(config.compare_to) if config.compare_to else None
@@ -182,8 +191,10 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     existed = FileSystems.exists(config.output)
     lock = OutputLock(config.output, run_id, config.lock_stale_secs, options).acquire()
     try:
-        leftovers = out.clear_leftovers(config.output, staging,
-                                        lambda folder: staging_alive(folder, config.lock_stale_secs))
+        alive = functools.partial(staging_alive, stale_secs=config.lock_stale_secs)
+        settled, leftovers = out.recover(config.output, staging, alive, settlers())  # a killed commit settled
+        for line in settled:
+            log.warning("%s", line)
         out.prepare(config.output, staging)
         lock.claim(staging)
         job = Job(config, options, staging, run_id, found, compared, sinks, lock.check)
@@ -196,6 +207,8 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
         summary["took_over_hold_of"] = lock.taken_over.describe()
     if leftovers:
         summary["cleared_leftovers"] = [posixpath.basename(f) for f in leftovers]
+    if settled:
+        summary["settled_commits"] = settled
     return summary
 
 
@@ -208,6 +221,7 @@ class Found:
     total_rows: int | None
     expected: list[Expected] | TableSession | None  # exactly these files (or this table session) are read
     skipped: dict[str, int]  # by the pre-flight; with --skip-validation the reader counts them
+    night_from: str = "given"  # where the night's date came from (`pipelines.nightly.night.of_run`)
 
 
 class Job:
@@ -219,6 +233,7 @@ class Job:
         self.fence = fence  # raises HoldLost once another run holds the output
         self.metadata, self.inputs, self.total_rows = found.metadata, found.inputs, found.total_rows
         self.expected, self.compared, self.skipped = found.expected, compared, found.skipped
+        self.night_from = found.night_from
         self.sinks = sinks  # the ones run() checked before taking the output
 
     def run(self, test_pipeline: beam.Pipeline | None = None) -> dict:
@@ -238,18 +253,12 @@ class Job:
             summary["precision"] = precision_choice(self.metadata["model_version"], asked) or {
                 "setting": asked.setting, "served": None,
                 "why": "chosen by each worker process as it loads the model: see the workers' logs"}
+            summary["night"] = {"date": self.config.night, "from": self.night_from}
             self._monitor(summary, stats)
             transaction = out.Commit(output, self.staging, self.run_id, self.fence)
-            return transaction.run(lambda commit: self._publish(commit, summary))
+            return transaction.run(lambda commit: self._publish(commit, summary), settlers())
         except out.CommitFailed as exc:
-            self._abort()
-            if isinstance(exc.cause, HoldLost):
-                state = "its moves were undone" if exc.restored else "its moves could not all be undone"
-                raise JobFailed(f"{exc.cause}; {state}, and the other run's hold and files were left alone") \
-                    from exc
-            state = ("the previous output is as it was" if exc.restored
-                     else "the output is left without _SUCCESS, so it does not claim to be complete")
-            raise JobFailed(f"committing {output} failed ({cause(exc.cause)}); {state}") from exc
+            raise self._failed_commit(exc) from exc
         except UserError:
             self._abort()
             raise
@@ -307,10 +316,29 @@ class Job:
         if not summary["balanced"]:
             raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
 
+    def _failed_commit(self, exc: out.CommitFailed) -> JobFailed:
+        """Say what the failed commit left, in one line; the staging folder stays only where it can still commit."""
+        output = self.config.output
+        if isinstance(exc.cause, WarehouseBusy):
+            return JobFailed(f"{exc.cause}; the previous night is as it was in both stores, and tonight's labelled "
+                             f"night is kept staged: commit it later with `complaints commit --output {output}`")
+        if exc.restored and not exc.unsettled:
+            self._abort()  # else the journal still needs the staged files and the undo tables
+        if exc.unsettled:
+            return JobFailed(f"committing {output} failed ({cause(exc.cause)}); its files are as they were, but "
+                             f"{exc.unsettled}. Run `complaints unlock --output {output}` once BigQuery answers")
+        if isinstance(exc.cause, HoldLost):
+            state = "its moves were undone" if exc.restored else "its moves could not all be undone"
+            return JobFailed(f"{exc.cause}; {state}, and the other run's hold and files were left alone")
+        state = ("the previous output is as it was" if exc.restored
+                 else "the output is left without _SUCCESS, so it does not claim to be complete; the next run or "
+                 f"`complaints unlock --output {output}` undoes the rest from its journal")
+        return JobFailed(f"committing {output} failed ({cause(exc.cause)}); {state}")
+
     def _publish(self, commit: out.Commit, summary: dict) -> dict:
         for sink in self.sinks:
             sink.commit(commit)
-        return commit.finish(summary)
+        return commit.finish(summary, settlers())
 
     def _abort(self) -> None:
         for sink in self.sinks:

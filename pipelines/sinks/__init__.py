@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
 
-__all__ = ["DEAD_LETTERS", "PREDICTIONS", "Sink", "batch_sinks", "stream_sinks"]
+__all__ = ["DEAD_LETTERS", "PREDICTIONS", "Sink", "batch_sinks", "settlers", "stream_sinks"]
 
 
 def batch_sinks(config, staging: str) -> list[Sink]:
@@ -44,13 +44,33 @@ def batch_sinks(config, staging: str) -> list[Sink]:
         ParquetFiles.nightly(config.output, staging, config.passthrough_fields, config.worker.lineage,
                              config.worker.explain > 0),
     ]
-    if config.bigquery_table:  # after the files: it loads what they committed
+    if config.bigquery_table:  # after the files: it loads what they stage
         from pipelines.bigquery import TableRef
-        from pipelines.sinks.bigquery_tables import BigQueryTables, run_id_of
+        from pipelines.nightly.journal import run_id_of
+        from pipelines.nightly.night import of_run
+        from pipelines.sinks.bigquery_tables import BigQueryTables, Warehouse
 
+        warehouse = Warehouse(config.bigquery_deadline_secs, config.bigquery_busy_wait_secs,
+                              config.bigquery_scratch_dataset, config.bigquery_dead_letter_text)
+        night, _ = of_run(config.output, config.night, needed_by="--bigquery-table")
         sinks.append(BigQueryTables(TableRef.parse(config.bigquery_table), config.output, run_id_of(staging),
-                                    config.passthrough_fields))
+                                    night, config.passthrough_fields, warehouse))
     return sinks
+
+
+def settlers() -> dict:
+    """What settles each kind of store a commit's journal names (`pipelines.nightly.journal.settle`): imported
+    only when a journal names one."""
+    class _Lazy(dict):
+        def __missing__(self, kind: str):
+            if kind != "bigquery":
+                raise KeyError(f"a commit journal names a store of kind {kind!r}, which this version does not know")
+            from pipelines.sinks.bigquery_tables import Settler
+
+            self[kind] = Settler()
+            return self[kind]
+
+    return _Lazy()
 
 
 def stream_sinks(config) -> list[Sink]:

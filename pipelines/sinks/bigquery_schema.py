@@ -22,8 +22,15 @@ from model.errors import UserError
 from worker import prediction
 from worker.records import DEAD_LETTER_SCHEMA
 
-# The columns the nightly tables add to each record: which run wrote the row, and for which night (its --output).
-RUN_ID, OUTPUT = "run_id", "output"
+# The columns the nightly tables add to each record: which run wrote the row, for which night (its date, and its
+# --output normalised), and when it was committed.
+RUN_ID, OUTPUT, NIGHT, LABELLED_AT = "run_id", "output", "night", "labelled_at"
+# Added after the first release: a table without them gains them by a schema update (NULLABLE, as BigQuery adds a
+# column), never by an error.
+ADDED = ({"name": NIGHT, "type": "DATE", "mode": "NULLABLE",
+          "description": "The night's date (--night): the table's partitioning column."},
+         {"name": LABELLED_AT, "type": "TIMESTAMP", "mode": "NULLABLE",
+          "description": "When the run that wrote the row committed it."})
 LIVE_EXTRA = (("message_id", pa.string()), ("omitted_fields", pa.list_(pa.string())))
 
 
@@ -84,21 +91,47 @@ def of_schema(schema: pa.Schema) -> list[dict]:
 def predictions(passthrough: Sequence[pa.Field] = ()) -> list[dict]:
     """The nightly predictions table: every record field (`explanation` included: empty unless --explain),
     the kept columns with their types, then the run id and the night's --output."""
-    return _with_run_columns(of_schema(prediction.schema(passthrough, explain=True)))
+    docs = {f.name: f.doc for f in prediction.FIELDS}
+    return _with_run_columns(_described(of_schema(prediction.schema(passthrough, explain=True)), docs))
 
 
-def dead_letters() -> list[dict]:
-    return _with_run_columns(of_schema(DEAD_LETTER_SCHEMA))
+DEAD_LETTER_DOCS = {
+    "id": "The input row's id, when it had one.", "reason": "Why the row was not labelled (docs/output-records.md).",
+    "detail": "The reason in words.", "payload": "The original row (only with --bigquery-dead-letter-text).",
+    "payload_sha256": "SHA-256 of the original row, in hex: which row, without its text.",
+}
+
+
+def dead_letters(with_text: bool = False) -> list[dict]:
+    """The dead letters' table: the payload's hash, and the payload itself only when asked for (it carries the
+    complaint's text, which the warehouse should not hold by default)."""
+    fields = of_schema(DEAD_LETTER_SCHEMA)
+    if not with_text:
+        fields = [f if f["name"] != "payload" else {"name": "payload_sha256", "type": "STRING", "mode": "REQUIRED"}
+                  for f in fields]
+    return _with_run_columns(_described(fields, DEAD_LETTER_DOCS))
+
+
+def _described(fields: list[dict], docs: dict[str, str]) -> list[dict]:
+    return [{**f, "description": docs[f["name"]]} if docs.get(f["name"]) else f for f in fields]
 
 
 def _with_run_columns(fields: list[dict]) -> list[dict]:
     taken = {f["name"].lower() for f in fields}
-    for name in (RUN_ID, OUTPUT):
+    for name in (RUN_ID, OUTPUT, NIGHT, LABELLED_AT):
         if name in taken:
-            raise UserError(f"kept column {name!r} has the name of the column the BigQuery table uses for the "
-                            f"{'run id' if name == RUN_ID else 'night'}: rename it, or leave it out of --keep-columns")
-    return [*fields, {"name": RUN_ID, "type": "STRING", "mode": "REQUIRED"},
-            {"name": OUTPUT, "type": "STRING", "mode": "REQUIRED"}]
+            raise UserError(f"kept column {name!r} has the name of a column the BigQuery table adds to each row "
+                            "(run_id, output, night, labelled_at): rename it, or leave it out of --keep-columns")
+    return [*fields, {"name": RUN_ID, "type": "STRING", "mode": "REQUIRED", "description": "The run that wrote it."},
+            {"name": OUTPUT, "type": "STRING", "mode": "REQUIRED",
+             "description": "The night's --output, normalised (scheme, absolute, no trailing slash)."},
+            *(dict(f) for f in ADDED)]
+
+
+def missing_added(found: list[dict]) -> list[dict]:
+    """The columns of `ADDED` a table made before them lacks (what its schema update adds)."""
+    names = {f["name"].lower() for f in found}
+    return [dict(f) for f in ADDED if f["name"] not in names]
 
 
 def live_messages() -> list[dict]:
@@ -124,6 +157,8 @@ def of_table(schema) -> list[dict]:
 def _normal(f: dict) -> dict:
     kind = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "STRUCT": "RECORD"}.get(f["type"], f["type"])
     out = {"name": f["name"], "type": kind, "mode": f.get("mode") or "NULLABLE"}
+    if f.get("description"):
+        out["description"] = f["description"]
     if f.get("fields"):
         out["fields"] = [_normal(x) for x in f["fields"]]
     return out

@@ -1,37 +1,39 @@
 """The nightly job's BigQuery tables: a night's rows replace that night's, in the commit, all or nothing.
 
 `--bigquery-table P.D.T` sends the night's predictions to `T` and its dead letters to
-`T_dead_letters`, each row with the `run_id` that wrote it and the night's `output`
-(its `--output`). The tables are filled from the Parquet files the night commits, by
-load jobs: never by streaming inserts (append-only: a rerun would double the night),
-and never inside the pipeline (Beam's FILE_LOADS would load before the books balance).
+`T_dead_letters`. Each row carries the `run_id` that wrote it, the night's `night`
+(a DATE: the partitioning column) and `output` (normalised), and `labelled_at`. The
+tables are filled from the Parquet files the night commits, by load jobs: never by
+streaming inserts (append-only: a rerun would double the night), and never inside the
+pipeline (Beam's FILE_LOADS would load before the books balance).
 
 **The rule that ties the two stores together** (docs/bigquery.md):
 1. Before any work: the tables' schemas are checked against the night's records
-   (`check`); a table that differs stops the run in one line.
-2. In the commit, once the Parquet files are in `--output` (`_SUCCESS` still aside):
-   the committed files are loaded into two load tables of this run (`T__load_RUN`),
-   and their rows counted against the files' footers (`commit`). A failure here
-   undoes the Parquet commit; the tables were not touched.
-3. Last before `_SUCCESS`: one multi-statement transaction keeps the night's present
-   rows in two undo tables, deletes them, and inserts the load tables' rows (`apply`).
-   BigQuery commits it whole or not at all.
-4. `_SUCCESS`. If that fails, the transaction is undone the same way (`undo`) and the
-   Parquet commit rolled back: both stores are as they were.
-
-A run killed between 3 and 4 leaves the table holding the night the output's files
-hold, with no `_SUCCESS` beside them; the next run of the night replaces both. The
-load and undo tables expire after a day whatever happens, and are dropped at the end.
+   (`check`); a table that differs stops the run in one line; a table made before
+   `night` and `labelled_at` gains them by a schema update.
+2. In the commit, before any file moves: the staged Parquet files are loaded into two
+   load tables of this run (`T__load_RUN`, in `--bigquery-scratch-dataset`), their
+   rows counted against the files' footers, and the run ids of the rows this night
+   replaces are read (`commit`). A failure here changes nothing anywhere.
+3. Last before `_SUCCESS`: one multi-statement transaction, as a job whose id the
+   commit's journal holds, keeps the replaced rows in two undo tables, deletes them,
+   and inserts the load tables' rows (`apply`). Only the night's partition is read
+   and written. The job is polled until BigQuery says it is DONE; a transaction that
+   concurrent ones aborted waits its turn (`busy_wait_secs`, with jitter).
+4. `_SUCCESS`. If that fails, or the run dies first, the swap is undone from the
+   journal (`Settler.back`): the rows of this run and of the runs it replaced are
+   deleted and the undo tables' rows put back, which is the same however often it
+   runs. An undo that cannot be confirmed keeps its undo tables and the journal.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import logging
-import posixpath
+import random
 import re
 import time
+from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -39,25 +41,46 @@ from apache_beam.io.filesystems import FileSystems
 from model.errors import UserError
 from pipelines import bigquery
 from pipelines.bigquery import TableRef
-from pipelines.nightly import commit as out
 from pipelines.sinks import bigquery_schema as schemas
 from pipelines.sinks.base import Sink
+from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES
 from worker import prediction
 from worker.records import DEAD_LETTER_SCHEMA
 
 LOG = logging.getLogger(__name__)
-PREDICTION_FILES, DEAD_LETTER_FILES = "predictions-*.parquet", "dead_letters-*.parquet"
-WORK_TABLES_EXPIRE = dt.timedelta(days=1)
-CONFLICT_RETRIES = 4  # concurrent transactions on one table abort each other; nights into one table may overlap
+KIND = "bigquery"  # the journal record's kind (`pipelines.sinks.settlers`)
+WORK_TABLES_EXPIRE = dt.timedelta(days=7)  # an undo table must outlive a journal an operator settles next week
+LABELS = {"written-by": "complaints-label"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
 
 
+class WarehouseBusy(Exception):
+    """The swap kept being aborted by concurrent transactions for longer than the stated wait."""
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """How the night meets BigQuery: plain values from the job's options."""
+
+    deadline_secs: float = bigquery.DEADLINE_SECS  # each call; a job gets JOB_DEADLINE_FACTOR of them
+    busy_wait_secs: float = 900.0  # how long concurrent transactions may keep aborting the swap
+    scratch_dataset: str | None = None  # where work tables go (default: the table's dataset)
+    dead_letter_text: bool = False  # the dead letters' payload (the complaint's text) into the warehouse
+    labels: dict = field(default_factory=lambda: dict(LABELS))
+
+
 def literal(text: str) -> str:
-    """A string as a SQL expression that no character of it can break out of (nights are paths: quotes,
+    """A string as a SQL expression that no character of it can break out of (outputs are paths: quotes,
     backslashes and newlines are all allowed there). Multi-statement scripts cannot take query parameters on
     the emulator, so the value is spelled in base64."""
+    import base64
+
     encoded = base64.b64encode(text.encode("utf-8", errors="surrogateescape")).decode("ascii")
     return f"SAFE_CONVERT_BYTES_TO_STRING(FROM_BASE64('{encoded}'))"
+
+
+def _in(values: list[str]) -> str:
+    return ", ".join(literal(v) for v in values)
 
 
 class BigQueryTables(Sink):
@@ -65,15 +88,16 @@ class BigQueryTables(Sink):
 
     committed = "in the same commit as the night's Parquet files, just before _SUCCESS"
 
-    def __init__(self, table: TableRef, output: str, run_id: str, passthrough: tuple = ()):
+    def __init__(self, table: TableRef, output: str, run_id: str, night: str, passthrough: tuple = (),
+                 warehouse: Warehouse = Warehouse()):
         """`passthrough`: the kept columns' Arrow fields (the table always has `explanation`: empty unless
-        --explain)."""
+        --explain). `output` is normalised and `night` an ISO date (`pipelines.nightly.night`)."""
         super().__init__()
-        self.table, self.output, self.run_id, self.passthrough = table, output, run_id, passthrough
+        self.table, self.output, self.run_id, self.night = table, output, run_id, night
+        self.passthrough, self.warehouse = passthrough, warehouse
+        self.notes: list[str] = []  # schema updates and warnings, for the summary
         self._client = None
-        self.work_tables: list[TableRef] = []
-        self.loaded: dict[str, int] = {}
-        self.applied = False
+        self._record: dict | None = None
 
     def expand(self, classified) -> list:
         return []
@@ -81,120 +105,174 @@ class BigQueryTables(Sink):
     # -- before any work ----------------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """The dataset exists and each table that exists has this night's schema; else one line, now."""
-        wanted = self._wanted()
-        for fields in wanted.values():
+        """The datasets exist and each table that exists has this night's schema (a table made before `night`
+        and `labelled_at` gains them); else one line, now."""
+        for fields in self._wanted().values():
             for f in fields:
                 if not _NAME.fullmatch(f["name"]):
                     raise UserError(f"column {f['name']!r} is not a BigQuery column name (letters, digits and _, "
                                     "not starting with a digit): rename it, or leave it out of --keep-columns")
+        for dataset in {self.table.dataset, self._scratch}:
+            self._dataset_exists(dataset)
+        for ref, fields in self._wanted().items():
+            self._same_schema(ref, fields, update=True)
+        self._client = None  # Beam pickles this sink with the pipeline: a client cannot be
+
+    @property
+    def _scratch(self) -> str:
+        return self.warehouse.scratch_dataset or self.table.dataset
+
+    def _dataset_exists(self, dataset: str) -> None:
         from google.api_core import exceptions
 
-        # A client of its own, not kept: this sink is applied to the pipeline after the check, and Beam must be
-        # able to pickle it (a client cannot be); the commit makes its own after the pipeline.
-        client = bigquery.client(self.table.project)
+        name = f"{self.table.project}.{dataset}"
         try:
-            client.get_dataset(f"{self.table.project}.{self.table.dataset}", retry=bigquery.retry())
+            self.client().get_dataset(name, **self._bounded())
         except exceptions.NotFound:
-            raise UserError(f"BigQuery dataset {self.table.project}.{self.table.dataset} does not exist: create it "
-                            f"(bq mk --dataset {self.table.project}:{self.table.dataset}) or name another "
-                            "--bigquery-table") from None
+            raise UserError(f"BigQuery dataset {name} does not exist: create it (bq mk --dataset "
+                            f"{self.table.project}:{dataset}) or name another") from None
         except Exception as exc:  # noqa: BLE001 (transport errors of every kind)
-            raise UserError(f"BigQuery did not answer for {self.table} ({bigquery.where(exc)}): check the "
-                            "project, your credentials and BIGQUERY_EMULATOR_HOST") from None
-        for ref, fields in wanted.items():
-            self._same_schema(ref, fields, client)
+            raise UserError(f"BigQuery did not answer for {name} within {self.warehouse.deadline_secs:.0f} s "
+                            f"({bigquery.where(exc)}): check the project, your credentials and "
+                            "BIGQUERY_EMULATOR_HOST") from None
 
-    def _same_schema(self, ref: TableRef, fields: list[dict], client=None) -> bool:
-        """True if the table exists (with this schema); raises if it exists with another."""
+    def _same_schema(self, ref: TableRef, fields: list[dict], update: bool = False):
+        """The table if it exists (with this schema); None if not; raises if it exists with another."""
         from google.api_core import exceptions
 
         try:
-            found = (client or self.client()).get_table(str(ref), retry=bigquery.retry())
+            found = self.client().get_table(str(ref), **self._bounded())
         except exceptions.NotFound:
-            return False
-        problem = schemas.difference(schemas.of_table(found.schema), fields)
+            return None
+        have = schemas.of_table(found.schema)
+        missing = schemas.missing_added(have)
+        if missing and update:
+            self._add_columns(ref, found, missing)
+            found = self.client().get_table(str(ref), **self._bounded())
+            have = schemas.of_table(found.schema)
+        problem = schemas.difference(have, fields)
         if problem:
             raise UserError(f"BigQuery table {ref} does not match this night's records: {problem}. Label into "
                             "another --bigquery-table, or migrate the table (docs/bigquery.md)")
-        return True
+        if update and _partitioned_by(found) != schemas.NIGHT:
+            self.notes.append(f"{ref} is not partitioned by night: each night's swap reads the whole table "
+                              "(docs/bigquery.md#migrating-a-table-from-before-partitions)")
+        return found
+
+    def _add_columns(self, ref: TableRef, found, missing: list[dict]) -> None:
+        """The schema update: `ALTER TABLE … ADD COLUMN IF NOT EXISTS`, as BigQuery adds a NULLABLE column to a table
+        with data. (The emulator changes the stored rows but not the table's metadata; that is updated after.)"""
+        for f in missing:
+            self._query(f"ALTER TABLE {ref.sql} ADD COLUMN IF NOT EXISTS `{f['name']}` {f['type']}")
+        now = self.client().get_table(str(ref), **self._bounded())
+        have = {f.name for f in now.schema}
+        if any(f["name"] not in have for f in missing):
+            now.schema = [*now.schema, *schemas.to_api([f for f in missing if f["name"] not in have])]
+            self.client().update_table(now, ["schema"], **self._bounded())
+        self.notes.append(f"{ref}: added column{'s' if len(missing) > 1 else ''} "
+                          f"{', '.join(f['name'] for f in missing)} (schema update)")
 
     def _wanted(self) -> dict[TableRef, list[dict]]:
         """Each table's schema for this night's records."""
-        return {self.table: schemas.predictions(self.passthrough), self.table.dead_letters: schemas.dead_letters()}
+        return {self.table: schemas.predictions(self.passthrough),
+                self.table.dead_letters: schemas.dead_letters(self._letters_with_text())}
 
-    # -- in the commit ------------------------------------------------------------------------------------------
+    def _letters_with_text(self) -> bool:
+        """Asked for, or a dead-letter table from before the hash that already holds payloads."""
+        if self.warehouse.dead_letter_text:
+            return True
+        from google.api_core import exceptions
+
+        try:
+            found = self.client().get_table(str(self.table.dead_letters), **self._bounded())
+        except exceptions.NotFound:
+            return False
+        return any(f.name == "payload" for f in found.schema)
+
+    # -- in the commit, before any file moves -------------------------------------------------------------------
 
     def commit(self, transaction) -> None:
-        """Load the committed Parquet files into this run's load tables; the swap waits for `apply`."""
+        """Load the staged Parquet files into this run's load tables and read what the swap replaces."""
         names = transaction.published
-        files = {
-            self.table: [out.join(self.output, n) for n in names if _matches(n, PREDICTION_FILES)],
-            self.table.dead_letters: [out.join(self.output, n) for n in names if _matches(n, DEAD_LETTER_FILES)],
+        staged = {
+            self.table: transaction.staged([n for n in names if _matches(n, PREDICTION_FILES)]),
+            self.table.dead_letters: transaction.staged([n for n in names if _matches(n, DEAD_LETTER_FILES)]),
         }
-        wanted = self._wanted()
-        for ref, paths in files.items():
-            if not self._same_schema(ref, wanted[ref]):  # changed since the pre-flight: refused the same way
+        wanted, loaded, replaces = self._wanted(), {}, set()
+        for ref, paths in staged.items():
+            if self._same_schema(ref, wanted[ref]) is None:  # changed since the pre-flight: refused the same way
                 self._create(ref, wanted[ref])
             schema, expected = _footers(paths)
             fallback = prediction.schema(self.passthrough) if ref is self.table else DEAD_LETTER_SCHEMA
             load = self._work_table(ref, "load", schemas.of_schema(schema or fallback))
             self._load(paths, load)
             self._work_table(ref, "undo", wanted[ref])
-            self.loaded[str(ref)] = self._rows(load)
-            if self.loaded[str(ref)] != expected:
-                raise RuntimeError(f"BigQuery loaded {self.loaded[str(ref)]:,} rows into {load} from files that "
+            loaded[str(ref)] = self._count(f"SELECT COUNT(*) AS n FROM {load.sql}")
+            if loaded[str(ref)] != expected:
+                raise RuntimeError(f"BigQuery loaded {loaded[str(ref)]:,} rows into {load} from files that "
                                    f"hold {expected:,}")
+            replaces |= self._runs_of_night(ref)
+        self._record = {
+            **self._base_record(), "night": self.night, "output": self.output,
+            "replaces": sorted(replaces - {self.run_id}), "legacy": self._legacy(),
+            "labelled_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00"),
+            "hash_letters": not self._letters_with_text(), "jobs": [], "labels": self.warehouse.labels,
+        }
         transaction.external(self)
         transaction.notes["bigquery"] = {
             "table": str(self.table), "dead_letters_table": str(self.table.dead_letters),
-            "rows": self.loaded[str(self.table)], "dead_letters": self.loaded[str(self.table.dead_letters)],
-            "run_id": self.run_id, "output": self.output,
+            "rows": loaded[str(self.table)], "dead_letters": loaded[str(self.table.dead_letters)],
+            "run_id": self.run_id, "output": self.output, "night": self.night,
+            "replaces": self._record["replaces"], **({"notes": self.notes} if self.notes else {}),
         }
 
-    def apply(self) -> None:
-        """The swap: the night's rows replaced by this run's, both tables in one transaction."""
-        statements = []
-        for ref in (self.table, self.table.dead_letters):
-            load, undo, every = self._named(ref, "load"), self._named(ref, "undo"), self._columns(ref)
-            columns = self._columns(load)
-            statements += [
-                f"INSERT INTO {undo.sql} ({every}) SELECT {every} FROM {ref.sql} "
-                f"WHERE `{schemas.OUTPUT}` = {literal(self.output)};",
-                f"DELETE FROM {ref.sql} WHERE `{schemas.OUTPUT}` = {literal(self.output)};",
-                f"INSERT INTO {ref.sql} ({columns}, `{schemas.RUN_ID}`, `{schemas.OUTPUT}`) SELECT {columns}, "
-                f"{literal(self.run_id)}, {literal(self.output)} FROM {load.sql};",
-            ]
-        try:
-            self._script(statements)
-        except Exception:
-            if not self._has_run_rows():  # the transaction did not commit: nothing to undo
-                raise
-        self.applied = True
+    def _runs_of_night(self, ref: TableRef) -> set[str]:
+        where = _night_filter(self.night, self._legacy())
+        query = (f"SELECT DISTINCT `{schemas.RUN_ID}` AS r FROM {ref.sql} WHERE {where} "
+                 f"AND `{schemas.OUTPUT}` = {literal(self.output)}")
+        return {row["r"] for row in self._query(query)}
 
-    def undo(self) -> None:
-        """After `apply`, if a later commit step failed: the night's rows as they were before it."""
-        if not self.applied:
-            return
-        statements = []
-        for ref in (self.table, self.table.dead_letters):
-            every = self._columns(ref)
-            statements += [f"DELETE FROM {ref.sql} WHERE `{schemas.OUTPUT}` = {literal(self.output)};",
-                           f"INSERT INTO {ref.sql} ({every}) SELECT {every} FROM {self._named(ref, 'undo').sql};"]
-        self._script(statements)
-        self.applied = False
+    def _legacy(self) -> bool:
+        """A table made before partitions: its rows from then have no `night`, so the night is found by output."""
+        found = self.client().get_table(str(self.table), **self._bounded())
+        return _partitioned_by(found) != schemas.NIGHT
 
-    def close(self) -> None:
-        """Drop this run's load and undo tables (best effort: they expire by themselves)."""
-        for ref in self.work_tables:
+    def _base_record(self) -> dict:
+        return {"kind": KIND, "project": self.table.project, "run_id": self.run_id, "scratch": self._scratch,
+                "tables": [str(self.table), str(self.table.dead_letters)],
+                "deadline_secs": self.warehouse.deadline_secs}
+
+    def record(self) -> dict:
+        """What the journal keeps of this store: enough to undo or finish its swap with no other state."""
+        return self._record
+
+    def apply(self, save) -> None:
+        """The swap, as a job polled to its end; concurrent transactions' aborts waited out with jitter. Each try's
+        job id goes into the journal (`save()`) before it is submitted."""
+        record, give_up, attempt = self._record, time.monotonic() + self.warehouse.busy_wait_secs, 0
+        while True:
+            job_id = f"complaints_swap_{_safe(self.run_id)}_{attempt}"
+            record["jobs"].append(job_id)
+            save()
             try:
-                self.client().delete_table(str(ref), not_found_ok=True, retry=bigquery.retry())
-            except Exception as exc:  # noqa: BLE001
-                LOG.warning("could not drop %s (%s); it expires within a day", ref, bigquery.where(exc))
-        self.work_tables = []
+                bigquery.run_job(self.client(), swap_script(record), job_id, self.warehouse.deadline_secs)
+                return
+            except bigquery.JobError as exc:
+                if not exc.conflict:
+                    raise
+                if time.monotonic() > give_up:
+                    raise WarehouseBusy(
+                        f"BigQuery kept aborting the swap into {self.table} for concurrent transactions on it for "
+                        f"{self.warehouse.busy_wait_secs:.0f} s") from None
+            attempt += 1
+            pause = min(60.0, 2.0 ** min(attempt, 6)) * random.uniform(0.5, 1.5)
+            LOG.warning("BigQuery aborted the swap into %s for a concurrent transaction; trying again in %.0f s",
+                        self.table, pause)
+            time.sleep(max(0.0, min(pause, give_up - time.monotonic() + 1)))
 
     def abort(self, staging: str) -> None:
-        self.close()
+        """A run that failed and whose commit was settled: its work tables, if it made any."""
+        Settler().forward(self._record or self._base_record())
 
     # -- BigQuery calls -----------------------------------------------------------------------------------------
 
@@ -203,26 +281,42 @@ class BigQueryTables(Sink):
             self._client = bigquery.client(self.table.project)
         return self._client
 
-    def _named(self, ref: TableRef, kind: str) -> TableRef:
-        return ref.sibling(f"{ref.table}__{kind}_{re.sub(r'[^A-Za-z0-9_]', '_', self.run_id)}")
+    def _bounded(self) -> dict:
+        deadline = self.warehouse.deadline_secs
+        return {"timeout": deadline, "retry": bigquery.retry(deadline)}
 
-    def _create(self, ref: TableRef, fields: list[dict], expires: bool = False) -> None:
-        from google.cloud.bigquery import Table
+    def _query(self, sql: str):
+        job = self.client().query(sql, timeout=self.warehouse.deadline_secs, job_retry=None,
+                                  retry=bigquery.retry(self.warehouse.deadline_secs))
+        return job.result(timeout=self.warehouse.deadline_secs * bigquery.JOB_DEADLINE_FACTOR,
+                          retry=bigquery.retry(self.warehouse.deadline_secs))
+
+    def _count(self, sql: str) -> int:
+        return next(iter(self._query(sql)))["n"]
+
+    def _create(self, ref: TableRef, fields: list[dict]) -> None:
+        """A night's table: partitioned by night (a swap reads and writes one partition), clustered by category
+        (or reason), described, labelled."""
+        from google.cloud.bigquery import Table, TimePartitioning
 
         table = Table(str(ref), schema=schemas.to_api(fields))
-        if expires:
-            table.expires = dt.datetime.now(dt.UTC) + WORK_TABLES_EXPIRE
-        else:  # the swap finds a night's rows by `output`: clustered, it reads only that night's blocks
-            table.clustering_fields = [schemas.OUTPUT]
-        table.description = ("complaint labels, one row per complaint and night (complaints label "
-                             "--bigquery-table)") if not expires else "complaints label: a run's work table"
-        self.client().create_table(table, exists_ok=not expires, retry=bigquery.retry())
+        table.time_partitioning = TimePartitioning(field=schemas.NIGHT)
+        table.clustering_fields = ["reason" if ref == self.table.dead_letters else "label", schemas.OUTPUT]
+        table.labels = dict(self.warehouse.labels)
+        kind = "dead letters, one row per unlabelled" if ref == self.table.dead_letters else "labels, one row per"
+        table.description = f"complaint {kind} complaint and night (complaints label --bigquery-table)"
+        self.client().create_table(table, exists_ok=True, **self._bounded())
 
     def _work_table(self, ref: TableRef, kind: str, fields: list[dict]) -> TableRef:
-        work = self._named(ref, kind)
-        self.client().delete_table(str(work), not_found_ok=True, retry=bigquery.retry())
-        self.work_tables.append(work)
-        self._create(work, fields, expires=True)
+        from google.cloud.bigquery import Table
+
+        work = work_table(ref, kind, self.run_id, self._scratch)
+        self.client().delete_table(str(work), not_found_ok=True, **self._bounded())
+        table = Table(str(work), schema=schemas.to_api(fields))
+        table.expires = dt.datetime.now(dt.UTC) + WORK_TABLES_EXPIRE
+        table.labels = {**self.warehouse.labels, "complaints-work": kind}
+        table.description = f"complaints label: run {self.run_id}'s {kind} table for {ref}"
+        self.client().create_table(table, **self._bounded())
         return work
 
     def _load(self, paths: list[str], target: TableRef) -> None:
@@ -232,52 +326,154 @@ class BigQueryTables(Sink):
 
         if not paths:
             return
-        config = bq.LoadJobConfig(source_format=bq.SourceFormat.PARQUET,
+        config = bq.LoadJobConfig(source_format=bq.SourceFormat.PARQUET, labels=dict(self.warehouse.labels),
                                   write_disposition=bq.WriteDisposition.WRITE_APPEND)
         options = bq.format_options.ParquetOptions()
         options.enable_list_inference = True
         options.map_target_type = "ARRAY_OF_STRUCT"
         config.parquet_options = options
+        wait = {"timeout": self.warehouse.deadline_secs * bigquery.JOB_DEADLINE_FACTOR,
+                "retry": bigquery.retry(self.warehouse.deadline_secs)}
         remote = [p for p in paths if "://" in p]
-        jobs = [self.client().load_table_from_uri(remote, str(target), job_config=config)] if remote else []
+        if remote:
+            self.client().load_table_from_uri(remote, str(target), job_config=config,
+                                              timeout=self.warehouse.deadline_secs).result(**wait)
         for path in (p for p in paths if "://" not in p):
             with open(path, "rb") as f:
-                jobs.append(self.client().load_table_from_file(f, str(target), job_config=config))
-                jobs[-1].result(timeout=bigquery.DEADLINE_SECS * 5)
-        for job in jobs:
-            job.result(timeout=bigquery.DEADLINE_SECS * 5)
+                self.client().load_table_from_file(f, str(target), job_config=config,
+                                                   timeout=self.warehouse.deadline_secs).result(**wait)
 
-    def _columns(self, ref: TableRef) -> str:
-        """A table's columns, named: never `SELECT *` (explicit lists survive a column added elsewhere, and the
-        emulator drops columns from `SELECT *` under some filters)."""
-        return ", ".join(f"`{f.name}`" for f in self.client().get_table(str(ref), retry=bigquery.retry()).schema)
 
-    def _rows(self, ref: TableRef) -> int:
-        query = f"SELECT COUNT(*) AS n FROM {ref.sql}"
-        return next(iter(self.client().query(query).result(timeout=bigquery.DEADLINE_SECS)))["n"]
+def work_table(ref: TableRef, kind: str, run_id: str, dataset: str) -> TableRef:
+    return TableRef(ref.project, dataset, f"{ref.table}__{kind}_{_safe(run_id)}")
 
-    def _has_run_rows(self) -> bool:
-        """Whether this run's rows are in the tables (a transaction whose answer was lost may have committed)."""
+
+def _safe(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", run_id)
+
+
+def _partitioned_by(table) -> str | None:
+    partitioning = table.time_partitioning
+    return partitioning.field if partitioning is not None else None
+
+
+def _night_filter(night: str, legacy: bool) -> str:
+    """The partition filter every statement carries (tables may `require_partition_filter`)."""
+    own = f"`{schemas.NIGHT}` = DATE '{night}'"
+    return f"({own} OR `{schemas.NIGHT}` IS NULL)" if legacy else own
+
+
+def _refs(record: dict) -> list[TableRef]:
+    return [TableRef.parse(name) for name in record["tables"]]
+
+
+def _columns(client, ref: TableRef, deadline: float) -> list[str]:
+    """A table's columns, named: never `SELECT *` (explicit lists survive a column added elsewhere, and the
+    emulator drops columns from `SELECT *` under some filters)."""
+    return [f.name for f in client.get_table(str(ref), timeout=deadline, retry=bigquery.retry(deadline)).schema]
+
+
+def swap_script(record: dict) -> str:
+    """One transaction over both tables: the rows of the runs it replaces kept in the undo tables and deleted,
+    the load tables' rows inserted with this run's columns. Touches no other run's rows."""
+    client, deadline = bigquery.client(record["project"]), record["deadline_secs"]
+    where = f"{_night_filter(record['night'], record['legacy'])} AND `{schemas.OUTPUT}` = {literal(record['output'])}"
+    statements = []
+    for ref in _refs(record):
+        load, undo = (work_table(ref, kind, record["run_id"], record["scratch"]) for kind in ("load", "undo"))
+        every = ", ".join(f"`{c}`" for c in _columns(client, ref, deadline))
+        if record["replaces"]:
+            replaced = f"{where} AND `{schemas.RUN_ID}` IN ({_in(record['replaces'])})"
+            statements += [f"INSERT INTO {undo.sql} ({every}) SELECT {every} FROM {ref.sql} WHERE {replaced};",
+                           f"DELETE FROM {ref.sql} WHERE {replaced};"]
+        targets, sources = [], []
+        for name in _columns(client, load, deadline):
+            if name == "payload" and record["hash_letters"]:
+                targets.append("`payload_sha256`")
+                sources.append("TO_HEX(SHA256(`payload`))")
+            else:
+                targets.append(f"`{name}`")
+                sources.append(f"`{name}`")
+        added = {schemas.RUN_ID: literal(record["run_id"]), schemas.OUTPUT: literal(record["output"]),
+                 schemas.NIGHT: f"DATE '{record['night']}'",
+                 schemas.LABELLED_AT: f"TIMESTAMP '{record['labelled_at']}'"}
+        statements.append(f"INSERT INTO {ref.sql} ({', '.join(targets + [f'`{k}`' for k in added])}) "
+                          f"SELECT {', '.join(sources + list(added.values()))} FROM {load.sql};")
+    return "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
+
+
+class Settler:
+    """Undoes or finishes a swap from its journal record alone (`pipelines.nightly.journal.settle`)."""
+
+    def back(self, record: dict) -> None:
+        """The night's rows as they were before the swap, if it committed; its work tables dropped after. Raises
+        with the state of the tables when that cannot be confirmed (the undo tables are then kept)."""
+        client, deadline = bigquery.client(record["project"]), record["deadline_secs"]
         try:
-            return any(
-                next(iter(self.client().query(
-                    f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE `{schemas.RUN_ID}` = {literal(self.run_id)}"
-                ).result(timeout=bigquery.DEADLINE_SECS)))["n"] > 0
-                for ref in (self.table, self.table.dead_letters))
-        except Exception:  # noqa: BLE001 (cannot tell: the caller reports the transaction's own error)
-            return False
+            for job_id in record["jobs"]:
+                try:
+                    bigquery.wait_job(client, job_id, deadline)
+                except bigquery.JobError:
+                    pass  # it failed: it changed nothing
+            if self._applied(client, record):
+                undo_id = f"complaints_undo_{_safe(record['run_id'])}_{len(record['jobs'])}_{random.randrange(10**6)}"
+                bigquery.run_job(client, undo_script(client, record), undo_id, deadline)
+                if self._applied(client, record):
+                    raise RuntimeError("rows of this run are still in the table after its undo")
+        except Exception as exc:  # noqa: BLE001 (every failure: said with what is kept)
+            undo = ", ".join(str(work_table(r, "undo", record["run_id"], record["scratch"])) for r in _refs(record))
+            raise bigquery.OutcomeUnknown(
+                f"BigQuery's part could not be confirmed undone ({_said(exc)}): {record['tables'][0]} may still "
+                f"hold run {record['run_id']}'s rows for night {record['night']}; the rows it replaced are kept in "
+                f"{undo}") from None
+        self.forward(record)
 
-    def _script(self, statements: list[str]) -> None:
-        """One transaction; retried while concurrent transactions on the same table make BigQuery abort it."""
-        script = "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
-        for attempt in range(CONFLICT_RETRIES):
-            try:
-                self.client().query(script).result(timeout=bigquery.DEADLINE_SECS * 5)
-                return
-            except Exception as exc:
-                if "concurrent update" not in str(exc).lower() or attempt == CONFLICT_RETRIES - 1:
-                    raise
-                time.sleep(2 ** attempt)
+    def _applied(self, client, record: dict) -> bool:
+        """Whether this run's rows are in either table: the swap inserts them in one transaction, so any is all."""
+        night = _night_filter(record["night"], record["legacy"])
+        where = f"{night} AND `{schemas.RUN_ID}` = {literal(record['run_id'])}"
+        deadline = record["deadline_secs"]
+        for ref in _refs(record):
+            job = client.query(f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE {where}", timeout=deadline,
+                               retry=bigquery.retry(deadline), job_retry=None)
+            if next(iter(job.result(timeout=deadline * bigquery.JOB_DEADLINE_FACTOR,
+                                    retry=bigquery.retry(deadline))))["n"] > 0:
+                return True
+        return False
+
+    def forward(self, record: dict) -> None:
+        """Drop the run's work tables (best effort: they expire by themselves)."""
+        try:
+            client, deadline = bigquery.client(record["project"]), record["deadline_secs"]
+        except Exception:  # noqa: BLE001
+            return
+        for ref in _refs(record):
+            for kind in ("load", "undo"):
+                work = work_table(ref, kind, record["run_id"], record["scratch"])
+                try:
+                    client.delete_table(str(work), not_found_ok=True, timeout=deadline,
+                                        retry=bigquery.retry(deadline))
+                except Exception as exc:  # noqa: BLE001
+                    LOG.warning("could not drop %s (%s); it expires within %s", work, bigquery.where(exc),
+                                WORK_TABLES_EXPIRE)
+
+
+def undo_script(client, record: dict) -> str:
+    """Delete the rows of this run and of the runs it replaced, put the undo tables' rows back: the same
+    outcome however often it runs, since the undo tables hold exactly the replaced rows."""
+    where = f"{_night_filter(record['night'], record['legacy'])} AND `{schemas.OUTPUT}` = {literal(record['output'])}"
+    runs = _in([record["run_id"], *record["replaces"]])
+    statements = []
+    for ref in _refs(record):
+        undo = work_table(ref, "undo", record["run_id"], record["scratch"])
+        every = ", ".join(f"`{c}`" for c in _columns(client, ref, record["deadline_secs"]))
+        statements += [f"DELETE FROM {ref.sql} WHERE {where} AND `{schemas.RUN_ID}` IN ({runs});",
+                       f"INSERT INTO {ref.sql} ({every}) SELECT {every} FROM {undo.sql};"]
+    return "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
+
+
+def _said(exc: BaseException) -> str:
+    return bigquery.where(exc) if not isinstance(exc, bigquery.OutcomeUnknown | bigquery.JobError) else str(exc)
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -295,7 +491,3 @@ def _footers(paths: list[str]):
             schema = schema or parquet.schema_arrow
             rows += parquet.metadata.num_rows
     return schema, rows
-
-
-def run_id_of(staging: str) -> str:
-    return posixpath.basename(staging.rstrip("/")).split("-", 1)[1]
