@@ -197,11 +197,25 @@ def killed_commit(output: str, at: int, monkeypatch, object_store: bool) -> bool
     return faults.count >= at  # the kill landed in the clean-up after _SUCCESS, which the commit forgives
 
 
-def kill_then_restart_killed(new_output, monkeypatch, object_store: bool, restart_kills: int = 200):
+def _runs_through(new_output, at: int, monkeypatch, object_store: bool) -> bool:
+    """Whether a commit killed at `at` runs through (so `at - 1` is its last operation): counted on a local disk."""
+    import tempfile
+
+    del new_output
+    with tempfile.TemporaryDirectory() as folder:
+        return not killed_commit(folder + "/out", at, monkeypatch, object_store)
+
+
+def kill_then_restart_killed(new_output, monkeypatch, object_store: bool, restart_kills: int = 200,
+                             stride: int = 1):
     """Tonight's commit killed at its 1st, 2nd, … operation (journal writes and the marker included); for each,
     the next start killed at its 1st, 2nd, … operation (up to `restart_kills`), then a start that runs through.
-    Yields (output, commit's kill point, restart's kill point or None, the state a reader then finds)."""
+    Yields (output, commit's kill point, restart's kill point or None, the state a reader then finds); `stride`
+    kills every so many operations of the commit (the first and last always), for slow stores."""
     for commit_at in range(1, 201):
+        if stride > 1 and commit_at % stride != 1 and not _runs_through(new_output, commit_at + 1, monkeypatch,
+                                                                         object_store):
+            continue
         output = new_output()
         if not killed_commit(output, commit_at, monkeypatch, object_store):
             restart(output, FileSystems, monkeypatch)

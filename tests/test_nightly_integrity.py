@@ -428,3 +428,72 @@ def test_view_layouts_in_memory_become_plain_ones():
     lists = pa.array([["x"], [], None], pa.list_view(pa.string_view()))
     assert plain_column(lists).type == pa.list_(pa.string()) and plain_column(lists).to_pylist() == [["x"], [], None]
     assert plain_column(pa.array([1, 2])).type == pa.int64()
+
+
+KILLED_AT_A_MOVE = """
+import os, signal, sys
+from pipelines.nightly import commit, journal
+module, at = {"commit": commit, "settle": journal}[sys.argv[1]], sys.argv[2]
+real = module.FileSystems
+
+
+class KilledAtAMove:
+    moves = 0
+
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def rename(self, sources, targets):
+        KilledAtAMove.moves += 1
+        last = targets[0].endswith("/_SUCCESS") and "/.replaced-" not in targets[0]
+        if (at == "success" and last) or (at.isdigit() and KilledAtAMove.moves == int(at)):
+            os.kill(os.getpid(), signal.SIGKILL)
+        real.rename(sources, targets)
+        if at == "after-success" and last:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+module.FileSystems = KilledAtAMove()
+from pipelines.app.cli import cli
+cli(sys.argv[3:])
+"""
+
+
+def _killed_label(model_dir, archive, output, where: str, at: str) -> None:
+    """The real command in its own process, SIGKILLed just before its `at`-th move (or its `_SUCCESS` move) of
+    the commit (`where="commit"`) or of the settling at its start (`where="settle"`)."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_A_MOVE, where, at, "label", "--model", model_dir, "--input",
+         str(archive / "*.parquet"), "--output", str(output), "--no-progress"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-3000:]
+
+
+@pytest.mark.parametrize("commit_killed_at", ["3", "success"], ids=["setting-aside", "before-its-success"])
+def test_a_night_killed_in_its_commit_then_a_restart_killed_leaves_yesterday_for_unlock(model_dir, committed,
+                                                                                         tmp_path, commit_killed_at):
+    """Issue #51's measurement, with real SIGKILLs: a night killed while its commit moves files, then the next
+    start killed while it settles that commit (its second move back), then `complaints unlock`: yesterday's
+    output byte for byte, with nothing of the two dead runs left. Before the journal, no night was left at all."""
+    write_archive(tmp_path / "in", rows=500, files=2, seed=35)
+    output, before = last_night(committed, tmp_path)
+    _killed_label(model_dir, tmp_path / "in", output, "commit", commit_killed_at)
+    assert not (output / "_SUCCESS").exists() and glob.glob(str(output / ".commit-*.json"))
+    _killed_label(model_dir, tmp_path / "in", output, "settle", "2")
+    result = CliRunner().invoke(cli, ["unlock", "--output", str(output)])
+    assert result.exit_code == 0 and "was undone" in result.output, result.output
+    assert snapshot(output) == before
+
+
+def test_a_night_killed_just_after_its_success_is_finished_by_the_next_start(model_dir, committed, tmp_path):
+    """Killed in the clean-up after `_SUCCESS`: the night is committed whole; the next start finishes it (clears
+    the set-aside copy of yesterday and the staging from the journal) before it labels, and says so."""
+    write_archive(tmp_path / "in", rows=500, files=2, seed=36)
+    output, _ = last_night(committed, tmp_path)
+    _killed_label(model_dir, tmp_path / "in", output, "commit", "after-success")
+    assert _complete_view(output) is None and read_output(output)[2]["rows_in"] == 500  # tonight, whole
+    run_id = (output / "_SUCCESS").read_text()
+    assert glob.glob(str(output / f".commit-{run_id}.json")) and glob.glob(str(output / f".replaced-{run_id}"))
+    summary = run(config(model_dir, tmp_path / "in", output))
+    assert any(f"run {run_id}'s commit was finished" in line for line in summary["settled_commits"])
+    assert [n for n in os.listdir(output) if n.startswith(".")] == []

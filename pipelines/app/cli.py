@@ -292,12 +292,22 @@ def bigquery_schema(kind: str) -> None:
 @click.option("--output", required=True, help="The nightly job's --output.")
 @click.option("--force", is_flag=True, help="Remove the hold even if its run looks alive.")
 def unlock(output: str, force: bool) -> None:
-    """Remove the hold (`_LOCK`) a labelling run left on an output. Local holds end with their process by
-    themselves; this is for gs:// outputs and for runs you know are gone."""
+    """Remove the hold (`_LOCK`) a labelling run left on an output, then settle what runs that died left there: a
+    commit killed part-way is finished or undone from its journal, their staging folders cleared. Local holds end
+    with their process by themselves; this is for gs:// outputs, runs you know are gone, and a night whose
+    BigQuery part was left unsettled."""
     from pipelines.nightly.hold import unlock as remove_hold
+    from pipelines.nightly.night import normalised
+    from pipelines.nightly.recovery import recover_output
 
+    output = normalised(output)
     holder = remove_hold(output, force)
     click.echo(f"removed the hold of {holder} on {output}" if holder else f"no hold on {output}")
+    settled, cleared = recover_output(output)
+    for line in settled:
+        click.echo(line)
+    if cleared:
+        click.echo(f"cleared {len(cleared)} leftover folder{'s' if len(cleared) > 1 else ''} of runs that died")
 
 
 @cli.command(context_settings=_BEAM_ARGS)

@@ -1,0 +1,29 @@
+"""`complaints unlock`'s second half: settle what runs that died left in an output, holding it as a run would.
+
+A run settles its predecessors' commits itself when it starts (`pipelines.nightly.job`);
+an operator who will not start a run (a night to be checked by hand, a night whose
+BigQuery part was left unsettled) settles them with `complaints unlock --output OUT`.
+Both go through `pipelines.nightly.commit.recover`, so there is one way to settle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import uuid
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.nightly import commit
+from pipelines.nightly.hold import DEFAULT_STALE_SECS, OutputLock, staging_alive
+from pipelines.sinks import settlers
+
+
+def recover_output(output: str, stale_secs: float = DEFAULT_STALE_SECS) -> tuple[list[str], list[str]]:
+    """(a sentence per dead commit settled, the leftover folders cleared); nothing when the output does not exist.
+    A run still alive keeps its commit and folders; a hold another run has is refused in one line."""
+    if not FileSystems.exists(output):
+        return [], []
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-unlock-" + uuid.uuid4().hex[:6]
+    with OutputLock(output, run_id, stale_secs):
+        return commit.recover(output, "", functools.partial(staging_alive, stale_secs=stale_secs), settlers())
