@@ -251,7 +251,7 @@ class BigQueryTables(Sink):
         job id goes into the journal (`save()`) before it is submitted."""
         record, give_up, attempt = self._record, time.monotonic() + self.warehouse.busy_wait_secs, 0
         while True:
-            job_id = f"complaints_swap_{_safe(self.run_id)}_{attempt}"
+            job_id = swap_job_id(self.run_id, attempt)
             record["jobs"].append(job_id)
             save()
             try:
@@ -342,6 +342,11 @@ class BigQueryTables(Sink):
             with open(path, "rb") as f:
                 self.client().load_table_from_file(f, str(target), job_config=config,
                                                    timeout=self.warehouse.deadline_secs).result(**wait)
+
+
+def swap_job_id(run_id: str, attempt: int) -> str:
+    """The swap's job id: known before it is submitted, so the journal can name a job whose answer was lost."""
+    return f"complaints_swap_{_safe(run_id)}_{attempt}"
 
 
 def work_table(ref: TableRef, kind: str, run_id: str, dataset: str) -> TableRef:
