@@ -54,7 +54,7 @@ def test_an_explicit_night_wins_and_a_bad_one_is_one_line():
     assert night.of_run("/n/2026-12-01", "2026-11-30") == ("2026-11-30", "given")
     assert night.of_run("/n/2026-12-01", None) == ("2026-12-01", "output")
     assert night.of_run("/n/latest", None)[1] == "started"
-    with pytest.raises(UserError, match="--night '30.11.2026' is not a date"):
+    with pytest.raises(UserError, match=r"--night '30\.11\.2026' is not a date"):
         night.of_run("/n/x", "30.11.2026")
     with pytest.raises(UserError, match="pass --night"):
         night.of_run("/n/latest", None, needed_by="--bigquery-table")
