@@ -21,8 +21,9 @@ PROJECT = "complaints-test"
 
 
 @contextlib.contextmanager
-def bigquery_emulator(folder, gcs_root: str | None = None) -> Iterator[str]:
-    """Start the emulator; yield its REST address with `BIGQUERY_EMULATOR_HOST` set to it; stop it after."""
+def bigquery_emulator(folder, gcs_root: str | None = None) -> Iterator[tool_envs.Server]:
+    """Start the emulator; yield its server (`.process`, to freeze it) with `BIGQUERY_EMULATOR_HOST` set to its
+    REST address; stop it after."""
     folder = str(folder)
     rest, grpc = free_port(), free_port()
     env = {**os.environ, "HOME": tool_envs.home("bqemulator")}  # its DuckDB extensions (tool_envs._AFTER)
@@ -38,7 +39,7 @@ def bigquery_emulator(folder, gcs_root: str | None = None) -> Iterator[str]:
     os.environ[EMULATOR_HOST] = f"http://127.0.0.1:{rest}"
     os.environ[EMULATOR_GRPC_HOST] = f"127.0.0.1:{grpc}"
     try:
-        yield os.environ[EMULATOR_HOST]
+        yield server
     finally:
         for name, value in previous.items():
             if value is None:

@@ -7,11 +7,13 @@ both what they held before. Where the emulator differs from BigQuery, the test s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -28,6 +30,7 @@ from tests.bigquery_server import PROJECT, bigquery_emulator
 from tests.commands import invoke, one_error
 
 DATASET = "complaints"
+SERVER: dict = {}  # the emulator's process, to freeze it
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,8 @@ def gcs_base(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory, gcs_base):
-    with bigquery_emulator(tmp_path_factory.mktemp("bq"), gcs_root=os.path.join(gcs_base, ".cloudstorage")):
+    with bigquery_emulator(tmp_path_factory.mktemp("bq"), gcs_root=os.path.join(gcs_base, ".cloudstorage")) as server:
+        SERVER["process"] = server.process
         client = bigquery.client(PROJECT)
         client.create_dataset(f"{PROJECT}.{DATASET}")
         yield client
@@ -659,3 +663,51 @@ def test_dead_letters_carry_a_hash_of_their_text_unless_asked(emulator, archive,
     assert label(archive, other, TableRef(PROJECT, DATASET, table.table + "_t"),
                  "--bigquery-dead-letter-text").exit_code == 0
     assert "payload" in rows(emulator, TableRef(PROJECT, DATASET, table.table + "_t").dead_letters)
+
+
+@contextlib.contextmanager
+def frozen_warehouse():
+    """The emulator stopped (SIGSTOP) as a hung endpoint is: connections open, no answer; resumed after."""
+    os.kill(SERVER["process"].pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(SERVER["process"].pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("frozen_at", ["check", "commit", "apply"])
+def test_a_warehouse_that_stops_answering_fails_the_night_within_its_deadline(emulator, archive, table, tmp_path,
+                                                                              monkeypatch, frozen_at):
+    """Item 2 and 5: the endpoint frozen before the pre-flight's check, before the loads, or before the swap:
+    the night fails in one `error:` line naming BigQuery within a few of its deadlines (it used to hang for
+    good); the files are yesterday's; an unknown swap outcome is never called "as it was" and the journal keeps
+    it, so `complaints unlock`, once BigQuery answers, leaves both stores as they were before the night."""
+    output = str(tmp_path / "night")
+    assert label(archive, output, table).exit_code == 0
+    before, run_before = state(emulator, table), success_run(output)
+    real, took = getattr(BigQueryTables, frozen_at), {}
+
+    def freezing(self, *args):
+        took["frozen"] = time.monotonic()
+        os.kill(SERVER["process"].pid, signal.SIGSTOP)
+        return real(self, *args)
+
+    monkeypatch.setattr(BigQueryTables, frozen_at, freezing)
+    try:
+        result = label(archive, output, table, "--bigquery-deadline-secs", "2")
+        took["failed"] = time.monotonic()
+    finally:
+        os.kill(SERVER["process"].pid, signal.SIGCONT)
+    monkeypatch.undo()
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "BigQuery" in errors[0] and "Traceback" not in result.output, result.output
+    assert took["failed"] - took["frozen"] < 60, took  # a deadline of 2 s: a few calls' worth, never for good
+    assert success_run(output) == run_before
+    if frozen_at == "apply":
+        assert "as it was" not in errors[0] and "complaints unlock" in errors[0], errors[0]
+    settled = invoke("unlock", "--output", output)
+    assert settled.exit_code == 0, settled.output
+    assert state(emulator, table) == before and success_run(output) == run_before
+    assert [n for n in os.listdir(output) if n.startswith(".")] == []
+    assert label(archive, output, table).exit_code == 0  # and the next night goes through

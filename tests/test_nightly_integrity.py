@@ -4,9 +4,11 @@ data engineers write them. Real Parquet files, a real model, the in-process runn
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import pathlib
 import shutil
 import signal
 import socket
@@ -497,3 +499,57 @@ def test_a_night_killed_just_after_its_success_is_finished_by_the_next_start(mod
     summary = run(config(model_dir, tmp_path / "in", output))
     assert any(f"run {run_id}'s commit was finished" in line for line in summary["settled_commits"])
     assert [n for n in os.listdir(output) if n.startswith(".")] == []
+
+
+@contextlib.contextmanager
+def _small_disk(folder, size: str):
+    """A tmpfs of `size` mounted on `folder` (needs root and mount rights; skipped without them)."""
+    os.makedirs(folder, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(disk, leave_bytes: int) -> None:
+    """Fill `disk` up to `leave_bytes` free: a filler file written until the disk refuses, then trimmed."""
+    filler = os.path.join(disk, "filler")
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(filler, max(0, os.path.getsize(filler) - leave_bytes))
+
+
+@pytest.mark.parametrize("free_kb", [0, 16, 96, 192])
+def test_a_full_disk_at_any_point_fails_the_night_in_one_line_and_keeps_yesterday(model_dir, committed, tmp_path,
+                                                                                   free_kb):
+    """Item 2: the output's disk full with so little room left that the staging, the report, the summary, the
+    journal or the commit runs out of it: one `error:` line that says what ran out, and yesterday whole (or,
+    with room enough, tonight whole)."""
+    write_archive(tmp_path / "in", rows=900, files=3, seed=37)
+    size_kb = sum(len(data) for data in snapshot(committed).values()) // 1024 + 1024
+    with _small_disk(tmp_path / "disk", f"{size_kb}k") as disk:
+        output = os.path.join(disk, "out")
+        shutil.copytree(committed, output)
+        before = snapshot(output)
+        _fill(disk, free_kb * 1024)
+        result = _label_quietly("--model", model_dir, "--input", str(tmp_path / "in" / "*.parquet"),
+                                "--output", output)
+        if result.exit_code == 0:
+            assert _complete_view(pathlib.Path(output)) is None and read_output(output)[2]["rows_in"] == 900
+            return
+        _assert_one_line_error(result, "No space left on device")
+        if "committing" in result.output or "hold" in result.output:  # the job's own writes name their file
+            assert f"{output}/" in result.output, result.output
+        assert snapshot(output) == before
+
+
+def _label_quietly(*args):
+    return CliRunner().invoke(cli, ["label", "--no-progress", *args])

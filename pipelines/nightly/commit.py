@@ -53,13 +53,16 @@ def _matching(directory: str, pattern: str) -> list[str]:
 
 
 def write_text(path: str, text: str) -> None:
-    with FileSystems.create(path) as f:
-        f.write(text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    with FileSystems.create(path) as f:
-        f.write(data)
+    """Whole, or an error naming the path (a full disk's own message names none)."""
+    try:
+        with FileSystems.create(path) as f:
+            f.write(data)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc} writing {path}") from None
 
 
 def read_summary(output: str) -> dict:

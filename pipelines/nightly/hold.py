@@ -260,10 +260,16 @@ class OutputLock:
                 os.close(fd)
                 continue
             previous = _holder_in(fd)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, self.holder.text().encode(), 0)
+                os.fsync(fd)
+            except OSError as exc:  # a full disk: no hold, and no empty _LOCK left behind
+                os.unlink(self.path)
+                os.close(fd)
+                raise UserError(f"cannot write the hold {self.path} ({exc.strerror}): free space on the output's "
+                                "disk, or choose another --output") from None
             self.taken_over = previous
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, self.holder.text().encode(), 0)
-            os.fsync(fd)
             self._fd = fd
             return
         raise UserError(f"cannot take the hold on {self.output}: its _LOCK keeps changing")

@@ -31,6 +31,7 @@ settling never takes yesterday's file, back in its place, for tonight's half-mov
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -106,17 +107,29 @@ class Journal:
 
 
 def write_durably(path: str, data: bytes) -> None:
+    try:
+        _write_durably(path, data)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror or exc} writing {path}") from None
+
+
+def _write_durably(path: str, data: bytes) -> None:
     if "://" in path:
         with FileSystems.create(path) as f:
             f.write(data)
     else:
         folder = os.path.dirname(path) or "."
         temporary = path + ".tmp"
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
         fsync_folder(folder)
     with FileSystems.open(path, compression_type="uncompressed") as f:
         if f.read() != data:

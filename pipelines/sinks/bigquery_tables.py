@@ -106,7 +106,19 @@ class BigQueryTables(Sink):
 
     def check(self) -> None:
         """The datasets exist and each table that exists has this night's schema (a table made before `night`
-        and `labelled_at` gains them); else one line, now."""
+        and `labelled_at` gains them); else one line, now: a BigQuery that does not answer too."""
+        try:
+            self._check()
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (transport errors and timeouts of every kind)
+            raise UserError(f"BigQuery did not answer for {self.table} within its deadline of "
+                            f"{self.warehouse.deadline_secs:.0f} s ({bigquery.where(exc)}); nothing was changed: "
+                            "check BigQuery's status, or raise --bigquery-deadline-secs") from None
+        finally:
+            self._client = None  # Beam pickles this sink with the pipeline: a client cannot be
+
+    def _check(self) -> None:
         for fields in self._wanted().values():
             for f in fields:
                 if not _NAME.fullmatch(f["name"]):
@@ -116,7 +128,6 @@ class BigQueryTables(Sink):
             self._dataset_exists(dataset)
         for ref, fields in self._wanted().items():
             self._same_schema(ref, fields, update=True)
-        self._client = None  # Beam pickles this sink with the pipeline: a client cannot be
 
     @property
     def _scratch(self) -> str:
@@ -192,7 +203,18 @@ class BigQueryTables(Sink):
     # -- in the commit, before any file moves -------------------------------------------------------------------
 
     def commit(self, transaction) -> None:
-        """Load the staged Parquet files into this run's load tables and read what the swap replaces."""
+        """Load the staged Parquet files into this run's load tables and read what the swap replaces; a failure
+        names BigQuery (its tables are untouched: only this run's load tables were written)."""
+        try:
+            self._load_night(transaction)
+        except (UserError, RuntimeError):
+            raise
+        except Exception as exc:  # noqa: BLE001 (transport errors and timeouts of every kind)
+            raise RuntimeError(f"BigQuery failed or did not answer while loading the night into this run's load "
+                               f"tables, within deadlines of {self.warehouse.deadline_secs:.0f} s "
+                               f"({bigquery.where(exc)}); its tables were not touched") from None
+
+    def _load_night(self, transaction) -> None:
         names = transaction.published
         staged = {
             self.table: transaction.staged([n for n in names if _matches(n, PREDICTION_FILES)]),
