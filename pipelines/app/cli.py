@@ -41,7 +41,7 @@ class _Command(click.Command):
         return super().invoke(ctx)
 
 
-_WITHOUT_TENSORFLOW = {"sample-data", "pubsub-demo", "unlock", "promote"}
+_WITHOUT_TENSORFLOW = {"sample-data", "pubsub-demo", "unlock", "promote", "commit"}
 
 
 class _Group(click.Group):
@@ -308,6 +308,21 @@ def unlock(output: str, force: bool) -> None:
         click.echo(line)
     if cleared:
         click.echo(f"cleared {len(cleared)} leftover folder{'s' if len(cleared) > 1 else ''} of runs that died")
+
+
+@cli.command("commit")
+@click.option("--output", required=True, help="The nightly job's --output, whose night was kept staged.")
+@options(BatchConfig, "lock_stale_secs")
+def commit_command(output: str, lock_stale_secs: float) -> None:
+    """Commit a labelled night that was kept staged because BigQuery was busy (`label --bigquery-table` said so):
+    its files, its BigQuery swap and `_SUCCESS`, as the run would have, without labelling again."""
+    from pipelines.nightly.night import normalised
+    from pipelines.nightly.pending import commit_later
+
+    output = normalised(output)
+    summary = commit_later(output, lock_stale_secs)
+    click.echo(f"committed {output}: {summary['predicted']:,} predictions and {summary['dead_lettered']:,} dead "
+               f"letters, also in BigQuery {summary['bigquery']['table']}")
 
 
 @cli.command(context_settings=_BEAM_ARGS)

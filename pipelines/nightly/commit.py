@@ -36,6 +36,7 @@ from pipelines.nightly import journal
 LOG = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
+PENDING = "_PENDING.json"  # a night kept staged for a later `complaints commit` (`pipelines.nightly.pending`)
 SUMMARY = "summary.json"
 REPORT = "report.png"
 
@@ -138,8 +139,9 @@ def clear_leftovers(output: str, keep: str, alive: Callable[[str], bool] = lambd
 
     A run that lost its hold (a forced unlock) may still be working: `alive(staging)`
     says so, and its folders are left to it (it fails at its commit and removes them).
-    A folder a journal still names is never removed here, and neither is a set-aside
-    folder while the output has no `_SUCCESS`: it may hold the only copy of a night."""
+    A folder a journal still names is never removed here, nor a set-aside folder while
+    the output has no `_SUCCESS` (it may hold the only copy of a night), nor a night kept
+    staged for `complaints commit` (`PENDING`)."""
     prefixes = (".staging-", ".replaced-")
     if "://" not in output:  # local folders, empty ones too
         found = [join(output, name) for name in os.listdir(output) if name.startswith(prefixes)]
@@ -152,7 +154,7 @@ def clear_leftovers(output: str, keep: str, alive: Callable[[str], bool] = lambd
     cleared = []
     for folder in folders:
         run_id = journal.run_id_of(folder)
-        if run_id in journaled or alive(staging_dir(output, run_id)):
+        if run_id in journaled or alive(staging_dir(output, run_id)) or FileSystems.exists(join(folder, PENDING)):
             continue
         if posixpath.basename(folder).startswith(".replaced-") and not complete:
             continue

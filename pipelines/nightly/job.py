@@ -27,7 +27,7 @@ from model.errors import UserError
 from pipelines import remote
 from pipelines.errors import JobFailed, cause
 from pipelines.nightly import commit as out
-from pipelines.nightly import drift
+from pipelines.nightly import drift, pending
 from pipelines.nightly import night as night_of
 from pipelines.nightly.bigquery_reading import ReadTable, TableSession, is_bigquery, open_table
 from pipelines.nightly.hold import HoldLost, OutputLock, staging_alive
@@ -46,7 +46,7 @@ from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
 from pipelines.served_model import served_from
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks, settlers
-from pipelines.sinks.bigquery_tables import WarehouseBusy
+from pipelines.sinks.bigquery_tables import BigQueryTables, WarehouseBusy
 from worker import prediction
 from worker.precision_choice import PrecisionSetting, candidates
 from worker.slot import precision_choice
@@ -256,7 +256,9 @@ class Job:
             summary["night"] = {"date": self.config.night, "from": self.night_from}
             self._monitor(summary, stats)
             transaction = out.Commit(output, self.staging, self.run_id, self.fence)
-            return transaction.run(lambda commit: self._publish(commit, summary), settlers())
+            committed = transaction.run(lambda commit: self._publish(commit, summary), settlers())
+            pending.supersede(output, self.run_id)  # older nights kept staged for `complaints commit` are moot
+            return committed
         except out.CommitFailed as exc:
             raise self._failed_commit(exc) from exc
         except UserError:
@@ -319,7 +321,9 @@ class Job:
     def _failed_commit(self, exc: out.CommitFailed) -> JobFailed:
         """Say what the failed commit left, in one line; the staging folder stays only where it can still commit."""
         output = self.config.output
-        if isinstance(exc.cause, WarehouseBusy):
+        if isinstance(exc.cause, WarehouseBusy) and exc.restored and not exc.unsettled:
+            sink = next(s for s in self.sinks if isinstance(s, BigQueryTables))
+            pending.keep(self.staging, str(sink.table), sink.night, sink.passthrough, sink.warehouse.settings())
             return JobFailed(f"{exc.cause}; the previous night is as it was in both stores, and tonight's labelled "
                              f"night is kept staged: commit it later with `complaints commit --output {output}`")
         if exc.restored and not exc.unsettled:

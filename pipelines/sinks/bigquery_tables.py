@@ -68,6 +68,11 @@ class Warehouse:
     dead_letter_text: bool = False  # the dead letters' payload (the complaint's text) into the warehouse
     labels: dict = field(default_factory=lambda: dict(LABELS))
 
+    def settings(self) -> dict:
+        """What a night kept staged needs to meet the warehouse the same way later (`pipelines.nightly.pending`)."""
+        return {"deadline_secs": self.deadline_secs, "busy_wait_secs": self.busy_wait_secs,
+                "scratch_dataset": self.scratch_dataset, "dead_letter_text": self.dead_letter_text}
+
 
 def literal(text: str) -> str:
     """A string as a SQL expression that no character of it can break out of (outputs are paths: quotes,
