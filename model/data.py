@@ -120,8 +120,15 @@ def _corrected(frame: pd.DataFrame, corrections: str, id_column: str, text_colum
     """`frame` with reviewers' corrections (`complaints review import`: id, text, category) applied: a corrected
     id's row replaced, a new id added. Files later in name order win over earlier ones for the same id."""
     paths = resolve_paths(corrections)
-    fixes = pd.concat([read_table(p, ["id", "text", "category"]) for p in paths], ignore_index=True)
+    fixes = pd.concat([_with_night(read_table(p)) for p in paths], ignore_index=True)
+    fixes = select_columns(fixes, corrections, ["id", "text", "category", "night"])
     fixes["id"] = fixes["id"].astype(str)
+    nights = fixes.dropna(subset=["night"]).groupby("id")["night"].nunique()
+    if (nights > 1).any():
+        shared = nights[nights > 1].index
+        raise UserError(f"{len(shared):,} id(s) in --corrections {corrections} come from more than one night (e.g. "
+                        f"{shared[0]!r}): they name different complaints; give the archives an id column that is "
+                        "unique across nights")
     fixes = fixes.drop_duplicates("id", keep="last")
     ids = frame[id_column].astype(str)
     replaced = int(ids.isin(set(fixes["id"])).sum())
@@ -130,6 +137,11 @@ def _corrected(frame: pd.DataFrame, corrections: str, id_column: str, text_colum
     merged = pd.concat([frame[~ids.isin(set(fixes[id_column]))], fixes[[text_column, label_column, id_column]]],
                        ignore_index=True)
     return merged, {"replaced": replaced, "added": added, "files": paths}
+
+
+def _with_night(frame: pd.DataFrame) -> pd.DataFrame:
+    """Corrections from before answers kept their night have none."""
+    return frame if "night" in frame else frame.assign(night=None)
 
 
 def fingerprint(texts: np.ndarray, labels: np.ndarray) -> str:

@@ -395,7 +395,7 @@ def test_a_hive_partitioned_folder_with_colliding_file_names(model_dir, tmp_path
     predictions, dead, _ = read_output(tmp_path / "out")
     ids = set(predictions["id"]) | set(dead["id"])
     assert len(ids) == 240  # part-0.parquet in both months: the ids name the partition folder
-    assert "year=2026/month=10/part-0.parquet:0" in ids and "year=2026/month=11/part-0.parquet:0" in ids
+    assert f"{root}/year=2026/month=10/part-0.parquet:0" in ids and f"{root}/year=2026/month=11/part-0.parquet:0" in ids
 
 
 @pytest.mark.parametrize("layout", ["string_view", "large_string"])

@@ -96,7 +96,7 @@ def test_export_chooses_by_label_all_or_a_seeded_sample_and_writes_csv(night, mo
     assert len(first) == 25 and first == again and first != other
     assert set(ids(to="r.csv")) == set(predictions[predictions["needs_review"]]["id"])
     with open(tmp_path / "r.csv", encoding="utf-8") as f:
-        assert next(csv.reader(f)) == ["id", "text", "label", "confidence", "top_k", "explanation", "category"]
+        assert next(csv.reader(f)) == ["id", "text", "label", "confidence", "top_k", "explanation", "night", "category"]
 
 
 def test_export_joins_derived_ids_back_to_their_rows(model_dir, tmp_path):
@@ -107,8 +107,9 @@ def test_export_joins_derived_ids_back_to_their_rows(model_dir, tmp_path):
     tasks = json.load(open(tmp_path / "r.json", encoding="utf-8"))
     assert len(tasks) == len(_predictions(output))
     for t in tasks[:50]:
-        name, row = t["data"]["complaint_id"].rsplit(":", 1)  # part-N.parquet:ROW
-        part = pd.read_parquet(tmp_path / "in" / name)
+        path, row = t["data"]["complaint_id"].rsplit(":", 1)  # the file's full path:ROW (unique across nights)
+        assert os.path.dirname(path) == str(tmp_path / "in")
+        part = pd.read_parquet(path)
         assert part["text"].iloc[int(row)] == t["data"]["text"]
 
 
@@ -150,7 +151,8 @@ def test_import_reads_label_studio_answers_the_latest_wins_and_what_was_left_out
     assert result.exit_code == 0, result.output
     assert "left out: not annotated" in result.output and "skipped 1" in result.output
     corrections = pq.read_table(tmp_path / "c.parquet").to_pandas().set_index("id")
-    assert list(pq.read_schema(tmp_path / "c.parquet").names) == ["id", "text", "category", "corrected_at"]
+    assert list(pq.read_schema(tmp_path / "c.parquet").names) == ["id", "text", "category", "corrected_at", "night"]
+    assert set(pq.read_table(tmp_path / "c.parquet").column("night").to_pylist()) == {output}
     assert corrections.loc[tasks[0]["data"]["complaint_id"], "category"] == labels[2]  # the later answer
     assert corrections.loc[tasks[2]["data"]["complaint_id"], "category"] == labels[4]
     assert tasks[1]["data"]["complaint_id"] not in corrections.index  # cancelled: skipped
@@ -203,6 +205,34 @@ def test_csv_answers_in_any_script_come_back_as_written(model_dir, tmp_path):
     (tmp_path / "bad.csv").write_text("id,category\nx,y\n", encoding="utf-8")
     one_error(invoke("review", "import", "--from", tmp_path / "bad.csv", "--out", tmp_path / "c2.parquet",
                      "--model", model_dir), "['text'] missing")
+
+
+def test_an_id_two_nights_share_is_refused_by_import_and_by_training(night, model_dir, tmp_path):
+    """Issue #51, item 8: the same id from two nights names two complaints (a source system that reuses ids);
+    `review import` and `train --corrections` refuse it in one line instead of keeping one of them."""
+    output, _ = night
+    invoke("review", "export", "--output", output, "--to", tmp_path / "r.json", "--model", model_dir)
+    tasks = json.load(open(tmp_path / "r.json", encoding="utf-8"))
+    labels = artifact.read_metadata(model_dir)[0]
+    assert {t["data"]["night"] for t in tasks} == {output}
+    first = _exported_with_answers(tasks[:1], {0: [_answer(labels[1], "2026-12-01T10:00:00Z")]})
+    (tmp_path / "a.json").write_text(json.dumps(first), encoding="utf-8")
+    assert invoke("review", "import", "--from", tmp_path / "a.json", "--out", tmp_path / "c.parquet", "--model",
+                  model_dir).exit_code == 0
+    other = [{**t, "data": {**t["data"], "night": output + "-next", "text": "another complaint"}} for t in first]
+    (tmp_path / "b.json").write_text(json.dumps(other), encoding="utf-8")
+    before = (tmp_path / "c.parquet").read_bytes()
+    one_error(invoke("review", "import", "--from", tmp_path / "b.json", "--out", tmp_path / "c.parquet", "--model",
+                     model_dir), "more than one night", tasks[0]["data"]["complaint_id"])
+    assert (tmp_path / "c.parquet").read_bytes() == before  # nothing written
+
+    write_frame(pd.DataFrame({"id": ["a"], "text": ["kargo gelmedi"], "category": ["Kargo"]}),
+                str(tmp_path / "d.parquet"))
+    write_frame(pd.DataFrame({"id": ["a", "a"], "text": ["kargo gelmedi", "otel kirli"],
+                              "category": ["Kargo", "Otel"], "corrected_at": ["t1", "t2"],
+                              "night": ["/n/2026-11-27", "/n/2026-11-28"]}), str(tmp_path / "both.parquet"))
+    one_error(invoke("train", "--data", tmp_path / "d.parquet", "--corrections", tmp_path / "both.parquet",
+                     "--out", tmp_path / "m"), "more than one night", "'a'")
 
 
 def test_training_takes_corrections_beside_its_data(tmp_path):

@@ -184,5 +184,5 @@ def test_row_groups_are_read_in_bounded_slices_with_running_derived_ids(tmp_path
     assert len(tables) == 3 + 3 + 1  # 20 = 7 + 7 + 6, twice, then 5
     whole = pa.concat_tables(tables)
     assert whole.column_names == ["id", "text", "shop"]
-    assert whole.column("id").to_pylist() == [f"night.parquet:{i}" for i in range(rows)]
+    assert whole.column("id").to_pylist() == [f"{path}:{i}" for i in range(rows)]
     assert whole.column("shop").to_pylist() == list(range(rows))

@@ -20,7 +20,8 @@ def task(row: dict) -> dict:
     """One review task: the complaint and what the model said, its label pre-filled as a prediction."""
     data = {"text": row["text"], "complaint_id": row["id"], "model_label": row["label"],
             "confidence": round(float(row["confidence"]), 4), "top_k": row["top_k_shown"],
-            "explanation": row["explanation_shown"], "model_version": row["model_version"]}
+            "explanation": row["explanation_shown"], "model_version": row["model_version"],
+            "night": row.get("night")}
     prediction = {"model_version": row["model_version"], "score": round(float(row["confidence"]), 4),
                   "result": [choice(row["label"])]}
     return {"data": data, "predictions": [prediction]}
@@ -66,5 +67,5 @@ def annotated(exported: list) -> tuple[list[dict], dict[str, int]]:
         data = item.get("data") or {}
         found.append({"id": str(data.get("complaint_id", "")), "text": data.get("text"), "category": chosen[0],
                       "annotated_at": str(last.get("updated_at") or last.get("created_at") or ""),
-                      "task": item.get("id")})
+                      "task": item.get("id"), "night": data.get("night")})
     return found, counts

@@ -37,10 +37,12 @@ from model.errors import UserError
 from pipelines.app import label_studio
 from pipelines.app.predictor import because
 from pipelines.nightly import commit as out
-from pipelines.nightly.reading import InputSpec
+from pipelines.nightly.night import normalised
+from pipelines.nightly.reading import derived_ids
 
 CORRECTIONS_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("category", pa.string()),
-                                ("corrected_at", pa.string())])
+                                ("corrected_at", pa.string()), ("night", pa.string())])
+# `night`: the --output of the night the complaint was exported from (normalised); empty in files from before it.
 CONFIG_SUFFIX = ".label_config.xml"
 
 
@@ -75,7 +77,8 @@ def export(output: str, to: str, labels: list[str], model_version: str, selectio
     if missing:
         raise UserError(f"{len(missing):,} of the chosen ids (e.g. {missing[0]!r}) are not in the files the night "
                         "read (moved or rewritten since?): the export needs the archive as it was labelled")
-    records = [_shown(r, texts[r["id"]]) for r in rows.to_pylist()]
+    night = normalised(output)
+    records = [{**_shown(r, texts[r["id"]]), "night": night} for r in rows.to_pylist()]
     if kind == "json":
         with open(to, "w", encoding="utf-8") as f:
             json.dump([label_studio.task(r) for r in records], f, ensure_ascii=False, indent=1)
@@ -86,10 +89,10 @@ def export(output: str, to: str, labels: list[str], model_version: str, selectio
     else:
         with open(to, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["id", "text", "label", "confidence", "top_k", "explanation", "category"])
+            writer.writerow(["id", "text", "label", "confidence", "top_k", "explanation", "night", "category"])
             for r in records:
                 writer.writerow([r["id"], r["text"], r["label"], f"{r['confidence']:.4f}", r["top_k_shown"],
-                                 r["explanation_shown"], ""])
+                                 r["explanation_shown"], r["night"], ""])
         beside = " (fill in `category` where the label is wrong, leave it empty where it is right)"
     return f"wrote {len(records):,} rows of {output} ({selection.describe()}) to {to}{beside}"
 
@@ -136,8 +139,7 @@ def _texts(summary: dict, output: str, ids: set[str]) -> dict[str, str]:
                 keys, column = [str(k) for k in table.column(0).to_pylist()], table.column(1)
             elif source.get("derive_missing_id") and source.get("input"):  # ids as the night derived them
                 column = parquet.read(columns=[source["text_column"]]).column(0)
-                base = InputSpec.of(source["input"], output).relative(path)
-                keys = [f"{base}:{row}" for row in range(len(column))]
+                keys = derived_ids(path, 0, len(column))
             else:
                 continue
         except (OSError, pa.ArrowException) as exc:
@@ -182,7 +184,7 @@ def import_corrections(source: str, target: str, labels: list[str], renames: dic
             raise UserError(f"{source}: an answer without its complaint's id or text ({item}): export the tasks "
                             "with `complaints review export`, which carries both")
         rows.append({"id": item["id"], "text": item["text"], "category": category,
-                     "corrected_at": item.get("annotated_at") or now})
+                     "corrected_at": item.get("annotated_at") or now, "night": item.get("night") or None})
     if unknown and not skip_unknown:
         raise UserError(f"{len(unknown)} answer(s) name categories the model does not know (listed above): map a "
                         "renamed one with --rename OLD=NEW, or leave them out with --skip-unknown")
@@ -215,16 +217,42 @@ def _from_csv(source: str) -> tuple[list[dict], dict[str, int]]:
             if not (row.get("category") or "").strip():
                 counts["not_annotated"] += 1  # the reviewer agreed with the model, or did not look
                 continue
-            found.append({"id": row["id"], "text": row["text"], "category": row["category"].strip()})
+            found.append({"id": row["id"], "text": row["text"], "category": row["category"].strip(),
+                          "night": (row.get("night") or "").strip() or None})
     return found, counts
 
 
 def _merge(target: str, rows: list[dict]) -> tuple[pa.Table, int]:
-    """Earlier corrections in `target`, then these; for one id the latest (by time, then order) is kept."""
-    earlier = pq.read_table(target).select(CORRECTIONS_SCHEMA.names).cast(CORRECTIONS_SCHEMA).to_pylist() \
-        if os.path.exists(target) else []
+    """Earlier corrections in `target`, then these; for one id the latest (by time, then order) is kept. An id
+    that two nights share is refused: the corrections would be for two complaints."""
+    earlier = _earlier(target)
+    shared_across_nights(earlier + rows, f"the corrections for {target}")
     latest: dict[str, dict] = {}
     for row in earlier + sorted(rows, key=lambda r: r["corrected_at"]):
         latest[row["id"]] = row
     replaced = len(earlier) + len(rows) - len(latest)
     return pa.Table.from_pylist(sorted(latest.values(), key=lambda r: r["id"]), schema=CORRECTIONS_SCHEMA), replaced
+
+
+def _earlier(target: str) -> list[dict]:
+    if not os.path.exists(target):
+        return []
+    table = pq.read_table(target)
+    if "night" not in table.column_names:  # written before answers kept their night
+        table = table.append_column("night", pa.nulls(table.num_rows, pa.string()))
+    return table.select(CORRECTIONS_SCHEMA.names).cast(CORRECTIONS_SCHEMA).to_pylist()
+
+
+def shared_across_nights(rows: list[dict], what: str) -> None:
+    """One line when an id arrives from two nights (ids a source system reuses, or derived ids from before they
+    carried their file's full path): which correction belongs to which complaint cannot be told."""
+    nights: dict[str, set[str]] = {}
+    for row in rows:
+        if row.get("night"):
+            nights.setdefault(str(row["id"]), set()).add(row["night"])
+    shared = sorted((i, sorted(n)) for i, n in nights.items() if len(n) > 1)
+    if shared:
+        first, where = shared[0]
+        raise UserError(f"{len(shared):,} id(s) in {what} come from more than one night (e.g. {first!r} from "
+                        f"{' and '.join(where)}): they name different complaints; give the archives an id column "
+                        "that is unique across nights, or keep each night's corrections in its own file")

@@ -7,7 +7,8 @@ Reading goes by row group: the driver-side pre-flight checks every file's footer
 reads exactly the files it saw, each row group as Arrow tables, which the worker
 classifies a table at a time. A file that vanished or changed in between fails the
 run. Knowing the row offset of each row group gives stable derived ids
-(`<path below the input folder>:<row number>`, unique across the archive) for
+(`<the file's full path>:<row number>`, unique across the archive and across nights:
+`…/2026-11-27/part-0.parquet:17` is not `…/2026-11-28/part-0.parquet:17`) for
 archives without an id column.
 
 What is not data is skipped, and counted by reason (`InputSpec.skip_reason`): names
@@ -318,8 +319,7 @@ class ReadRowGroupTables(beam.DoFn):
                 if has_id:
                     ids = plain_column(batch.column(self.id_column))
                 else:
-                    base = self.spec.relative(group.path)  # unique across the archive: a/part-0 ≠ b/part-0
-                    ids = pa.array([f"{base}:{first + i}" for i in range(batch.num_rows)], pa.string())
+                    ids = pa.array(derived_ids(group.path, first, batch.num_rows), pa.string())
                 first += batch.num_rows
                 columns = [ids, *(plain_column(batch.column(n)) for n in [self.text_column, *kept])]
                 yield pa.Table.from_arrays(columns, names=["id", "text", *kept])
@@ -328,6 +328,12 @@ class ReadRowGroupTables(beam.DoFn):
                 f"{group.path}: row group {group.index} (rows from {group.first_row}) cannot be read: "
                 f"{' '.join(str(exc).split())}"
             ) from exc
+
+
+def derived_ids(path: str, first_row: int, rows: int) -> list[str]:
+    """Ids for rows without one: the file's full path and the row's number in it, so no two files' rows (two
+    nights' `part-0.parquet` included) share an id. `complaints review export` derives them the same way."""
+    return [f"{path}:{first_row + i}" for i in range(rows)]
 
 
 class ReadComplaints(beam.PTransform):
