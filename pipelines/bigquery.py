@@ -113,14 +113,16 @@ class JobError(Exception):
         self.conflict = "concurrent update" in message.lower()
 
 
-def run_job(client, sql: str, job_id: str, deadline: float, clock=None) -> None:
+def run_job(client, sql: str, job_id: str, deadline: float, clock=None, labels: dict | None = None) -> None:
     """Submit one query job under `job_id`, poll it to DONE (cancelling it past its deadline and waiting for the
     cancel), and decide from its `error_result`: returns if it succeeded, raises JobError if it did not, and
     OutcomeUnknown when BigQuery would not say."""
     from google.api_core import exceptions
+    from google.cloud.bigquery import QueryJobConfig
 
     try:
-        client.query(sql, job_id=job_id, timeout=deadline, retry=retry(deadline), job_retry=None)
+        client.query(sql, job_id=job_id, job_config=QueryJobConfig(labels=dict(labels or {})), timeout=deadline,
+                     retry=retry(deadline), job_retry=None)
     except exceptions.Conflict:
         pass  # already submitted (the answer to an earlier try was lost): follow it
     except Exception as exc:  # noqa: BLE001 (a transport error: the job may exist all the same)

@@ -282,7 +282,8 @@ class BigQueryTables(Sink):
             record["jobs"].append(job_id)
             save()
             try:
-                bigquery.run_job(self.client(), swap_script(record), job_id, self.warehouse.deadline_secs)
+                bigquery.run_job(self.client(), swap_script(record), job_id, self.warehouse.deadline_secs,
+                                 labels=self.warehouse.labels)
                 return
             except bigquery.JobError as exc:
                 if not exc.conflict:
@@ -449,7 +450,7 @@ class Settler:
                     pass  # it failed: it changed nothing
             if self._applied(client, record):
                 undo_id = f"complaints_undo_{_safe(record['run_id'])}_{len(record['jobs'])}_{random.randrange(10**6)}"
-                bigquery.run_job(client, undo_script(client, record), undo_id, deadline)
+                bigquery.run_job(client, undo_script(client, record), undo_id, deadline, labels=record["labels"])
                 if self._applied(client, record):
                     raise RuntimeError("rows of this run are still in the table after its undo")
         except Exception as exc:  # noqa: BLE001 (every failure: said with what is kept)
@@ -492,16 +493,21 @@ class Settler:
 
 def undo_script(client, record: dict) -> str:
     """Delete the rows of this run and of the runs it replaced, put the undo tables' rows back: the same
-    outcome however often it runs, since the undo tables hold exactly the replaced rows."""
+    outcome however often it runs, since the undo tables hold exactly the replaced rows.
+
+    Fenced: it does anything only while this run's own rows are still in the predictions table, read inside
+    the transaction (`mine`). A run that lost its hold and whose rows a newer run has since replaced finds
+    none, and leaves the newer run's rows, and the rows that run replaced, alone."""
     where = f"{_night_filter(record['night'], record['legacy'])} AND `{schemas.OUTPUT}` = {literal(record['output'])}"
     runs = _in([record["run_id"], *record["replaces"]])
-    statements = []
+    own = f"{where} AND `{schemas.RUN_ID}` = {literal(record['run_id'])}"
+    statements = [f"SET mine = (SELECT COUNT(*) FROM {_refs(record)[0].sql} WHERE {own});"]
     for ref in _refs(record):
         undo = work_table(ref, "undo", record["run_id"], record["scratch"])
         every = ", ".join(f"`{c}`" for c in _columns(client, ref, record["deadline_secs"]))
-        statements += [f"DELETE FROM {ref.sql} WHERE {where} AND `{schemas.RUN_ID}` IN ({runs});",
-                       f"INSERT INTO {ref.sql} ({every}) SELECT {every} FROM {undo.sql};"]
-    return "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
+        statements += [f"DELETE FROM {ref.sql} WHERE mine > 0 AND {where} AND `{schemas.RUN_ID}` IN ({runs});",
+                       f"INSERT INTO {ref.sql} ({every}) SELECT {every} FROM {undo.sql} WHERE mine > 0;"]
+    return "DECLARE mine INT64 DEFAULT 0;\nBEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
 
 
 def _said(exc: BaseException) -> str:
