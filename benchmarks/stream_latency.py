@@ -133,7 +133,7 @@ def _child(args) -> None:
     ids = {f"s{i}" for i in range(steady_count)}
     receiver.expect(ids)
     sent: dict[str, float] = {}
-    from pipelines.live import lease as pubsub_lease
+    from pipelines.plumbing import lease as pubsub_lease
 
     api = pubsub_lease.publisher_api()
     started = time.time()

@@ -2,16 +2,16 @@
 
 Each field's metadata is its command-line option's help (`pipelines.app.config_options`),
 so every default and its explanation are written once, here or in `worker.config`
-and `pipelines.live.lease_settings`.
+and `pipelines.plumbing.lease_settings`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipelines.bigquery import DEADLINE_SECS as BIGQUERY_DEADLINE_SECS
-from pipelines.live.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
-from pipelines.nightly.hold import DEFAULT_STALE_SECS
+from pipelines.plumbing.bigquery import DEADLINE_SECS as BIGQUERY_DEADLINE_SECS
+from pipelines.plumbing.hold import DEFAULT_STALE_SECS
+from pipelines.plumbing.lease_settings import STOP_TIMEOUT_SECS, UNHEALTHY_AFTER_SECS, LeaseSettings
 from worker.config import WorkerConfig
 
 DEFAULT_THRESHOLD = None  # drift: derived per night; --drift-threshold sets one for every divergence signal

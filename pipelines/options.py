@@ -28,9 +28,9 @@ __all__ = ["BEAM_READ", "LATE_ACK", "BatchConfig", "StreamConfig", "beam_options
 # run in-process and never reach the network.
 LOCAL_BATCH_RUNNER = "FnApiRunner"
 LOCAL_STREAM_RUNNER = "BundleBasedDirectRunner"
-# Beam's own DaskRunner computes only one branch of a job; ours (pipelines/nightly/dask_runner.py) runs them all.
+# Beam's own DaskRunner computes only one branch of a job; ours (pipelines/plumbing/dask_runner.py) runs them all.
 DASK_RUNNERS = {"DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner",
-                "pipelines.nightly.dask_runner.DaskRunner"}  # the last: dask_runner.DASK_RUNNER (tested)
+                "pipelines.plumbing.dask_runner.DaskRunner"}  # the last: dask_runner.DASK_RUNNER (tested)
 LOCAL_RUNNERS = {"FnApiRunner", "BundleBasedDirectRunner", "DirectRunner", "SwitchingDirectRunner", "PrismRunner"}
 
 def refuse_unknown(args: list[str], own: list[str]) -> None:
@@ -70,7 +70,7 @@ def beam_options(beam_args: list[str] | None, streaming: bool = False) -> Pipeli
             raise UserError("--runner DaskRunner needs Dask: pip install -e '.[dask]'") from None
         import apache_beam
 
-        from pipelines.nightly import dask_runner
+        from pipelines.plumbing import dask_runner
 
         dask_runner.refuse_other_beam(apache_beam.__version__)
         standard.runner = dask_runner.DASK_RUNNER  # Beam's, with its gaps closed

@@ -2,7 +2,7 @@
 
 Beam's Dataflow runner logs the console address at INFO, which the command line
 keeps quiet; this prints it on stderr as one line. (The Dask runner prints its
-scheduler and dashboard itself, `pipelines.nightly.dask_runner`.)
+scheduler and dashboard itself, `pipelines.plumbing.dask_runner`.)
 """
 
 from __future__ import annotations

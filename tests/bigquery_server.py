@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 
 from pipelines.app.pubsub_admin import free_port
-from pipelines.bigquery import EMULATOR_GRPC_HOST, EMULATOR_HOST
+from pipelines.plumbing.bigquery import EMULATOR_GRPC_HOST, EMULATOR_HOST
 from tests import tool_envs
 
 PROJECT = "complaints-test"

@@ -1,6 +1,6 @@
 """A commit over multi-shard outputs with the Nth single-file operation failed, on any filesystem Beam supports.
 
-`SingleFileFaults` stands in for `pipelines.nightly.commit`'s `FileSystems` and fails one
+`SingleFileFaults` stands in for `pipelines.plumbing.commit`'s `FileSystems` and fails one
 single-file operation, counted below Beam's list calls: a rename is one operation
 on a local disk and two (copy, then delete) on an object store, where a rename that
 fails at its delete leaves both copies. Like Beam, a list call goes on with its other
@@ -15,8 +15,8 @@ import json
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.nightly import commit as out
-from pipelines.nightly import journal
+from pipelines.plumbing import commit as out
+from pipelines.plumbing import journal
 from pipelines.sinks import parquet_files
 
 YESTERDAY = {"predictions-00000-of-00003.parquet": b"y-p0", "predictions-00001-of-00003.parquet": b"y-p1",

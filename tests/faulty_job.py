@@ -2,7 +2,7 @@
 
 Pub/Sub's emulator cannot be made to fail on demand (refuse one message, lose a
 thread), so the tests that need such a fault run the real job through this wrapper,
-which wraps the Pub/Sub clients the job creates (`pipelines.live.lease`) before
+which wraps the Pub/Sub clients the job creates (`pipelines.plumbing.lease`) before
 handing over to the real command line. Everything else is the real job against the
 real emulator. `FAULT_LOG` (an environment variable) names a file the fault appends to.
 
@@ -24,7 +24,7 @@ import time
 
 from google.api_core import exceptions
 
-from pipelines.live import lease as pubsub_lease
+from pipelines.plumbing import lease as pubsub_lease
 
 FAULT, ARGS = sys.argv[1], sys.argv[2:]
 

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import bigquery
-from pipelines.bigquery import TableRef
-from pipelines.nightly import commit as out
+from pipelines.plumbing import bigquery
+from pipelines.plumbing import commit as out
+from pipelines.plumbing.bigquery import TableRef
 from pipelines.sinks import bigquery_schema as schemas
 from pipelines.sinks.bigquery_tables import BigQueryTables
 from tests.archives import write_archive
@@ -255,7 +255,7 @@ def test_a_night_that_fails_at_any_step_leaves_both_stores_as_they_were(emulator
         def move(self, source, target):
             if target == out.join(self.output, out.SUCCESS) and self.stores:  # the last move: after the swap
                 if "hold" in step:
-                    from pipelines.nightly.hold import HoldLost
+                    from pipelines.plumbing.hold import HoldLost
                     raise HoldLost("injected: another run took the output over")
                 raise OSError("injected: the _SUCCESS rename fails")
             return real_move(self, source, target)
@@ -412,7 +412,7 @@ def test_the_live_subscription_schema_takes_every_message_the_live_job_publishes
     table of `complaints bigquery-schema --for live` by streaming insert, as the subscription's writes go."""
     from google.cloud.bigquery import Table
 
-    from pipelines.live.codec import encode_prediction
+    from pipelines.plumbing.codec import encode_prediction
     from worker.config import WorkerConfig
     from worker.local import LocalClassifier
     from worker.transform import PREDICTIONS
@@ -778,7 +778,7 @@ def test_the_undo_of_a_run_that_lost_the_night_touches_no_other_runs_rows(emulat
     """Item 6: run A is killed between its swap and its `_SUCCESS`; before anyone settles A (as if A were still
     alive after a forced unlock), run B commits the night and replaces A's rows. A's undo, settled late, and
     even its undo statements run directly (the fence is inside the transaction), leave B's night as it is."""
-    from pipelines.nightly import journal
+    from pipelines.plumbing import journal
     from pipelines.sinks.bigquery_tables import Settler, undo_script
 
     output = str(tmp_path / "night")

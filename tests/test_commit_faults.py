@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from pipelines.nightly import commit as out
-from pipelines.nightly.hold import HoldLost
+from pipelines.plumbing import commit as out
+from pipelines.plumbing.hold import HoldLost
 from tests.commits import (
     YESTERDAY,
     Crash,

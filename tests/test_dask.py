@@ -94,9 +94,9 @@ class _LastInFinish(beam.DoFn):
 
 
 def test_every_branch_runs_outputs_stay_apart_and_finish_bundle_outputs_count(cluster, tmp_path):
-    """The three gaps of Beam's own DaskRunner that pipelines/nightly/dask_runner.py closes, in one small pipeline."""
+    """The three gaps of Beam's own DaskRunner that pipelines/plumbing/dask_runner.py closes, in one small pipeline."""
     options = beam.options.pipeline_options.PipelineOptions(
-        ["--runner", "pipelines.nightly.dask_runner.DaskRunner", "--dask_client_address", cluster.scheduler_address])
+        ["--runner", "pipelines.plumbing.dask_runner.DaskRunner", "--dask_client_address", cluster.scheduler_address])
     with beam.Pipeline(options=options) as p:
         split = p | beam.Create(list(range(10))) | beam.ParDo(_Split()).with_outputs("odd", main="even")
         split.even | "Evens" >> beam.Map(lambda n: n * 10) | "WriteEvens" >> beam.io.WriteToText(
@@ -125,7 +125,7 @@ def test_another_beam_version_is_refused_in_one_line(model_dir, archive, tmp_pat
 
 
 def test_the_client_is_closed_when_the_job_ends(cluster, tmp_path, monkeypatch):
-    from pipelines.nightly import dask_runner
+    from pipelines.plumbing import dask_runner
 
     results = []
     real_run = dask_runner.DaskRunner.run_pipeline
@@ -146,7 +146,7 @@ def test_the_runner_name_the_options_recognise_is_the_runners_own():
     """`--runner DaskRunner` selects the class by its module's own constant; a move of the module or the class
     fails here, not silently on a user's cluster."""
     from pipelines import options
-    from pipelines.nightly import dask_runner
+    from pipelines.plumbing import dask_runner
 
     assert dask_runner.DASK_RUNNER in options.DASK_RUNNERS
     module, _, name = dask_runner.DASK_RUNNER.rpartition(".")
@@ -178,7 +178,7 @@ def test_a_night_on_dask_lands_in_bigquery_as_its_files_hold_it(model_dir, archi
     """Issue #41: the BigQuery load runs on the launcher after the Dask job, from the files it committed."""
     import pandas as pd
 
-    from pipelines import bigquery
+    from pipelines.plumbing import bigquery
     from tests.bigquery_server import PROJECT, bigquery_emulator
 
     with bigquery_emulator(tmp_path):

@@ -62,7 +62,7 @@ def test_dataflow_runner_builds_and_stages_the_live_job(model_dir, tmp_path, mon
         assert steps[f"PubSubTopics/{sink}/Publish/ParDo(_PubSubWriteDoFn)"] == "beam:transform:pubsub_write:v1"
     assert "ParquetFiles/ArchiveWindows/WriteWindows" in steps
     assert not any("Poll" in name or "PublishConfirmed" in name or "Acknowledge" in name for name in steps)
-    for module in ("pipelines/live/job.py", "pipelines/live/codec.py", "pipelines/sinks/pubsub_topics.py",
+    for module in ("pipelines/live/job.py", "pipelines/plumbing/codec.py", "pipelines/sinks/pubsub_topics.py",
                    "worker/transform.py", "setup.py"):
         assert module in _staged_modules(staging), module
 

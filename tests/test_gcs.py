@@ -128,7 +128,7 @@ def test_a_commit_failed_at_any_single_object_operation_on_gs_is_undone_exactly(
     """Issue #39 on an object store: every copy, delete and write of a commit over multi-shard outputs failed
     in turn (a rename failing at its delete leaves both copies); after each, yesterday's output byte for byte
     with its _SUCCESS, or tonight's whole with its _SUCCESS."""
-    from pipelines.nightly import commit as out
+    from pipelines.plumbing import commit as out
     from tests.commits import fail_each_operation, leftovers, state
 
     counter = iter(range(1000))

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 
 from model.errors import UserError
 from pipelines.app.cli import cli
-from pipelines.nightly import commit as out
-from pipelines.nightly import hold
-from pipelines.nightly.hold import HoldLost, OutputLock, staging_alive
+from pipelines.plumbing import commit as out
+from pipelines.plumbing import hold
+from pipelines.plumbing.hold import HoldLost, OutputLock, staging_alive
 from tests.storage_emulators import storage_emulator
 
 
@@ -75,8 +75,8 @@ def test_a_forced_unlock_makes_the_old_run_fail_its_fence_and_leaves_the_new_run
 
 def test_a_staging_folder_of_a_run_that_died_is_cleared(tmp_path):
     output = str(tmp_path / "out")
-    code = ("import sys, time\nfrom pipelines.nightly import commit as out\n"
-            "from pipelines.nightly.hold import OutputLock\n"
+    code = ("import sys, time\nfrom pipelines.plumbing import commit as out\n"
+            "from pipelines.plumbing.hold import OutputLock\n"
             "lock = OutputLock(sys.argv[1], 'dead-run').acquire()\n"
             "staging = out.staging_dir(sys.argv[1], 'dead-run')\nout.prepare(sys.argv[1], staging)\n"
             "lock.claim(staging)\nprint('held', flush=True)\ntime.sleep(300)\n")

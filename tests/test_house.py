@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from pipelines.app.cli import cli
 from pipelines.app.predictor import Predictor
 from pipelines.app.web import verdict
-from pipelines.live.codec import encode_prediction
 from pipelines.nightly.job import run
 from pipelines.options import BatchConfig
+from pipelines.plumbing.codec import encode_prediction
 from tests.archives import write_archive
 from tests.beam_helpers import classify
 from worker import prediction

@@ -1,82 +1,41 @@
-"""No import circles anywhere in the project (issue #44, item 2): a module's imports, at its top, inside a
-function or under TYPE_CHECKING, never lead back to it. A circle makes a room impossible to read on its own."""
+"""The architecture page lists the house as built. The floors and the absence of import circles are contracts
+that `lint-imports` holds in CI (`.importlinter`); the test below checks that those contracts are the ones the
+page draws, and that they can fail."""
 
 from __future__ import annotations
 
-import ast
+import configparser
 import pathlib
+import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = ("model", "worker", "pipelines", "benchmarks")
 
 
-def _module_name(path: pathlib.Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def test_the_contracts_hold_and_catch_a_violation(tmp_path):
+    """`lint-imports` passes on the tree, and fails on a copy whose plumbing imports a sink."""
+    lint = pathlib.Path(sys.executable).with_name("lint-imports")
+    kept = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True)
+    assert kept.returncode == 0, kept.stdout[-3000:]
+    import shutil
+
+    for package in ("model", "worker", "pipelines", "benchmarks"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
+    with open(tmp_path / "pipelines" / "plumbing" / "night.py", "a") as f:
+        f.write("\nfrom pipelines.sinks import base  # noqa: E402,F401\n")
+    broken = subprocess.run([str(lint)], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert broken.returncode != 0 and "BROKEN" in broken.stdout, broken.stdout[-3000:]
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Each project module → the project modules it imports (a `from package import name` counts as the
-    module `package.name` when there is one, else as `package`)."""
-    modules = {_module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                found |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found |= {f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
-                          for alias in node.names}
-        graph[name] = {m for m in found if m in modules and m != name}
-    return graph
-
-
-def circles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan)."""
-    index, low, stack, on_stack, found = {}, {}, [], set(), []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for target in graph[node]:
-            if target not in index:
-                visit(target)
-                low[node] = min(low[node], low[target])
-            elif target in on_stack:
-                low[node] = min(low[node], index[target])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                top = stack.pop()
-                on_stack.discard(top)
-                component.append(top)
-                if top == node:
-                    break
-            if len(component) > 1:
-                found.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    return found
-
-
-def test_there_is_no_import_circle():
-    assert circles(import_graph()) == []
-
-
-def test_the_circle_finder_finds_a_circle():
-    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-
-
-def test_the_rooms_import_in_one_direction():
-    """model ← worker ← pipelines ← benchmarks: nothing imports a room above its own."""
-    order = {package: rank for rank, package in enumerate(PACKAGES)}
-    upward = [(a, b) for a, targets in import_graph().items() for b in targets
-              if order[b.split(".")[0]] > order[a.split(".")[0]]]
-    assert upward == []
+def test_the_page_draws_the_floors_the_contracts_hold():
+    contracts = configparser.ConfigParser()
+    contracts.read(ROOT / ".importlinter")
+    floors = [line.strip() for line in contracts["importlinter:contract:floors"]["layers"].splitlines() if line]
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    for floor in floors:
+        assert f"    {floor}\n" in page.split("## Floors", 1)[1], f"docs/architecture.md's Floors lack {floor!r}"
 
 
 def listed_modules() -> set[str]:

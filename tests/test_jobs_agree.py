@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from model.sample import generate
 from pipelines.app.cli import cli
 from pipelines.app.predictor import Predictor
-from pipelines.live.codec import DecodeMessages
+from pipelines.plumbing.codec import DecodeMessages
 from worker import record_columns
 from worker.transform import DEAD_LETTER_PARTS, DEAD_LETTERS, PREDICTIONS, ClassifyComplaints, WorkerConfig
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model.errors import UserError
-from pipelines.nightly import night
+from pipelines.plumbing import night
 
 
 @pytest.mark.parametrize("spellings", [

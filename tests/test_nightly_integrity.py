@@ -227,7 +227,7 @@ def _wait_until_held(output, process: subprocess.Popen) -> None:
 def _wait_until_at_work(output, process: subprocess.Popen) -> None:
     """Until `process` holds the output and has claimed its staging folder (`.alive`): a run stopped between
     taking `_LOCK` and making its staging has no staging for the next run to leave alone."""
-    from pipelines.nightly.hold import ALIVE
+    from pipelines.plumbing.hold import ALIVE
 
     _wait_until_held(output, process)
     deadline = time.monotonic() + 120
@@ -242,7 +242,7 @@ def test_a_forced_unlock_under_a_running_night_never_makes_two_writers(model_dir
     """The operator's sequence from issue #39: night A running, `unlock --force`, night B started. A fails at
     its commit in one line naming B, B commits its own whole output, a third run is refused while B holds it,
     and A's exit leaves B's hold and staging folder alone."""
-    from pipelines.nightly.hold import OutputLock
+    from pipelines.plumbing.hold import OutputLock
 
     write_archive(tmp_path / "a", rows=4000, files=2, seed=33)
     write_archive(tmp_path / "b", rows=3000, files=2, seed=34)
@@ -274,7 +274,7 @@ def test_a_forced_unlock_under_a_running_night_never_makes_two_writers(model_dir
     assert [n for n in os.listdir(output) if n.startswith(".")] == []  # A's staging went with A's abort
 
 
-HOLD = ("import sys, time\nfrom pipelines.nightly.hold import OutputLock\n"
+HOLD = ("import sys, time\nfrom pipelines.plumbing.hold import OutputLock\n"
         "OutputLock(sys.argv[1], 'stuck-run').acquire()\nprint('held', flush=True)\ntime.sleep(300)\n")
 
 
@@ -434,7 +434,7 @@ def test_view_layouts_in_memory_become_plain_ones():
 
 KILLED_AT_A_MOVE = """
 import os, signal, sys
-from pipelines.nightly import commit, journal
+from pipelines.plumbing import commit, journal
 module, at = {"commit": commit, "settle": journal}[sys.argv[1]], sys.argv[2]
 real = module.FileSystems
 

@@ -14,7 +14,7 @@ from model.config import ArchitectureConfig, TrainConfig
 from pipelines.app.cli import cli
 from pipelines.app.page_limits import PageLimits
 from pipelines.config import BatchConfig, StreamConfig
-from pipelines.live.lease_settings import LeaseSettings
+from pipelines.plumbing.lease_settings import LeaseSettings
 from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_NIGHTLY_BATCH_SIZE, LIVE_MAX_BATCH_DURATION_SECS
 

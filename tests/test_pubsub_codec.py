@@ -7,8 +7,8 @@ import json
 import pytest
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
-from pipelines.live import codec as pubsub
-from pipelines.live.lease import MAX_REQUEST_BYTES, publish_requests
+from pipelines.plumbing import codec as pubsub
+from pipelines.plumbing.lease import MAX_REQUEST_BYTES, publish_requests
 from worker import records
 
 TEN_MB = 10_000_000

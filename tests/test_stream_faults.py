@@ -21,8 +21,8 @@ from google.api_core import exceptions
 
 from model.sample import generate
 from pipelines.app import pubsub_admin as admin
-from pipelines.live import lease as pubsub_lease
-from pipelines.live.lease_settings import LeaseSettings
+from pipelines.plumbing import lease as pubsub_lease
+from pipelines.plumbing.lease_settings import LeaseSettings
 from tests.conftest import PROJECT
 from tests.test_stream import _answer_all, _log, _start_job, _topics
 

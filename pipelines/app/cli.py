@@ -14,12 +14,12 @@ from pipelines.app.config_options import build, options
 from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
 from pipelines.app.page_limits import PageLimits
 from pipelines.config import BatchConfig, StreamConfig
-from pipelines.live.lease_settings import LeaseSettings
+from pipelines.plumbing.lease_settings import LeaseSettings
 from worker.config import WorkerConfig
 from worker.defaults import DEFAULT_NIGHTLY_BATCH_SIZE, LIVE_MAX_BATCH_DURATION_SECS, XLA_MIN_ROWS
 
 _TRAINING = TrainConfig()  # the defaults, written once in model/config.py
-_LEASE = LeaseSettings()  # the live job's local read: defaults written once in pipelines/live/lease_settings.py
+_LEASE = LeaseSettings()  # the live job's local read: defaults written once in pipelines/plumbing/lease_settings.py
 
 
 class _Command(click.Command):
@@ -245,11 +245,11 @@ def label(ctx, keep_columns: str, xla: str, fail_on_drift: bool, skip_validation
                         "--skip-validation does not read: drop one of the two (without it the columns were left "
                         "out of the output)")
     if values["night"]:
-        from pipelines.nightly.night import parsed
+        from pipelines.plumbing.night import parsed
 
         values["night"] = parsed(values["night"])  # not a date: one line before the model loads
     if values["bigquery_table"]:
-        from pipelines.bigquery import TableRef
+        from pipelines.plumbing.bigquery import TableRef
 
         TableRef.parse(values["bigquery_table"])  # a malformed name: one line before the model loads
 
@@ -296,9 +296,9 @@ def unlock(output: str, force: bool) -> None:
     commit killed part-way is finished or undone from its journal, their staging folders cleared. Local holds end
     with their process by themselves; this is for gs:// outputs, runs you know are gone, and a night whose
     BigQuery part was left unsettled."""
-    from pipelines.nightly.hold import unlock as remove_hold
-    from pipelines.nightly.night import normalised
     from pipelines.nightly.recovery import recover_output
+    from pipelines.plumbing.hold import unlock as remove_hold
+    from pipelines.plumbing.night import normalised
 
     output = normalised(output)
     holder = remove_hold(output, force)
@@ -316,8 +316,8 @@ def unlock(output: str, force: bool) -> None:
 def commit_command(output: str, lock_stale_secs: float) -> None:
     """Commit a labelled night that was kept staged because BigQuery was busy (`label --bigquery-table` said so):
     its files, its BigQuery swap and `_SUCCESS`, as the run would have, without labelling again."""
-    from pipelines.nightly.night import normalised
     from pipelines.nightly.pending import commit_later
+    from pipelines.plumbing.night import normalised
 
     output = normalised(output)
     summary = commit_later(output, lock_stale_secs)

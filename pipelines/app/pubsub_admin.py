@@ -89,7 +89,7 @@ def create_topic_with_subscription(project: str, topic: str, subscription: str) 
 
 def publish(topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> list[str]:
     """Publish (data, attributes) pairs, up to 10 MB each and with any attribute names; returns the message ids."""
-    from pipelines.live import lease as pubsub_lease
+    from pipelines.plumbing import lease as pubsub_lease
 
     return pubsub_lease.publish(pubsub_lease.publisher_api(), topic, messages)
 
@@ -98,7 +98,7 @@ def pull(subscription: str, max_messages: int = 500, timeout: float = 2.0) -> li
     """Pull and acknowledge what is waiting (messages up to 10 MB); returns the messages (data, attributes, …)."""
     from google.api_core.exceptions import DeadlineExceeded
 
-    from pipelines.live import lease as pubsub_lease
+    from pipelines.plumbing import lease as pubsub_lease
 
     subscriber = pubsub_lease.subscriber_api()
     try:

@@ -36,9 +36,9 @@ from model import files
 from model.errors import UserError
 from pipelines.app import label_studio
 from pipelines.app.predictor import because
-from pipelines.nightly import commit as out
-from pipelines.nightly.night import normalised
 from pipelines.nightly.reading import derived_ids
+from pipelines.plumbing import commit as out
+from pipelines.plumbing.night import normalised
 
 CORRECTIONS_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("category", pa.string()),
                                 ("corrected_at", pa.string()), ("night", pa.string())])

@@ -35,12 +35,13 @@ from model import artifact
 from model.errors import UserError
 from pipelines import remote
 from pipelines.errors import JobFailed, cause
-from pipelines.live import lease as pubsub_lease
-from pipelines.live.codec import DecodeMessages
 from pipelines.live.local_read import AcknowledgeLeased, ReadLeasedMessages
+from pipelines.live.outputs import stream_sinks
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
+from pipelines.plumbing import lease as pubsub_lease
+from pipelines.plumbing.codec import DecodeMessages
 from pipelines.served_model import served_from
-from pipelines.sinks import DEAD_LETTERS, stream_sinks
+from pipelines.sinks import DEAD_LETTERS
 from worker.defaults import METRICS_NAMESPACE
 from worker.precision_choice import PrecisionSetting, candidates
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
@@ -54,7 +55,7 @@ WHOLE_POLLS = True
 
 
 def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
-    """Wire read → decode → classify → the config's sinks (`pipelines.sinks.stream_sinks`), for `config.read`."""
+    """Wire read → decode → classify → the config's sinks (`pipelines.live.outputs.stream_sinks`), for `config.read`."""
     late_ack = config.read == LATE_ACK
     worker = config.worker
     if late_ack:

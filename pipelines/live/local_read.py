@@ -1,7 +1,7 @@
 """The live job's read on a local runner: it acknowledges late, once the sink has confirmed an output.
 
 `ReadLeasedMessages` is a splittable DoFn over an endless offset range. Each call
-takes what `pipelines.live.lease` has pulled (at least `min_count` messages, or whatever
+takes what `pipelines.plumbing.lease` has pulled (at least `min_count` messages, or whatever
 came within `max_wait`), emits them, and defers the rest of its range: the runner
 calls it again at once, and everything downstream of it runs in the same bundle.
 The Pub/Sub sink's writer (`pipelines.sinks.pubsub_publish.PublishConfirmed`)
@@ -20,8 +20,8 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.transforms.core import RestrictionProvider
 
-from pipelines.live import lease as pubsub_lease
-from pipelines.live.lease import LeaseSettings
+from pipelines.plumbing import lease as pubsub_lease
+from pipelines.plumbing.lease import LeaseSettings
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A process supervisor (systemd, Kubernetes) restarts what it cannot see working:
 /healthz answers 200 while every subscription's threads are alive and a pull has
 succeeded within `unhealthy_after_secs`, and 503 with the reason otherwise. The
 read's own figures (received, acknowledged, redelivered, leases expired, …) are read
-from `pipelines.live.lease` at scrape time; the rest are `worker.telemetry`'s counters.
+from `pipelines.plumbing.lease` at scrape time; the rest are `worker.telemetry`'s counters.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from model.errors import UserError
-from pipelines.live import lease as pubsub_lease
+from pipelines.plumbing import lease as pubsub_lease
 from worker import telemetry
 
 LEASE_COUNTS = {  # LeasedSubscription.counts key → (metric name, help)

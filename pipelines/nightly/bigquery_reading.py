@@ -22,9 +22,9 @@ import apache_beam as beam
 import pyarrow as pa
 
 from model.errors import UserError
-from pipelines import bigquery
-from pipelines.bigquery import TableRef
 from pipelines.nightly.reading import FILES, SLICE_ROWS, InputFile, plain_column
+from pipelines.plumbing import bigquery
+from pipelines.plumbing.bigquery import TableRef
 
 PREFIX = "bq://"
 _TEXT_TYPES = ("STRING", "BYTES")

@@ -1,8 +1,8 @@
 """The nightly job: a Parquet archive in, labelled Parquet out, committed atomically.
 
 `build_batch(p, config)` only wires transforms; `run(config, beam_args)` does the
-pre-flight checks, takes the output (`pipelines.nightly.hold`), runs the pipeline, checks the
-books, commits the output (`pipelines.nightly.commit`) and returns the summary.
+pre-flight checks, takes the output (`pipelines.plumbing.hold`), runs the pipeline, checks the
+books, commits the output (`pipelines.plumbing.commit`) and returns the summary.
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from model import artifact, registry
 from model.errors import UserError
 from pipelines import remote
 from pipelines.errors import JobFailed, cause
-from pipelines.nightly import commit as out
 from pipelines.nightly import drift, pending
-from pipelines.nightly import night as night_of
 from pipelines.nightly.bigquery_reading import ReadTable, TableSession, is_bigquery, open_table
-from pipelines.nightly.hold import HoldLost, OutputLock, staging_alive
+from pipelines.nightly.outputs import batch_sinks
 from pipelines.nightly.progress import ReportProgress
 from pipelines.nightly.reading import (
     FILES,
@@ -44,8 +42,11 @@ from pipelines.nightly.reading import (
 )
 from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
+from pipelines.plumbing import commit as out
+from pipelines.plumbing import night as night_of
+from pipelines.plumbing.hold import HoldLost, OutputLock, staging_alive
 from pipelines.served_model import served_from
-from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, batch_sinks, settlers
+from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, settlers
 from pipelines.sinks.bigquery_tables import BigQueryTables, WarehouseBusy
 from worker import prediction
 from worker.precision_choice import PrecisionSetting, candidates
@@ -63,7 +64,7 @@ def staging_of(config: BatchConfig, run_id: str) -> str:
 
 def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows: int | None = None,
                 sinks: list[Sink] | None = None, expected: list[Expected] | TableSession | None = None) -> dict:
-    """Wire read → classify → the config's sinks (`pipelines.sinks.batch_sinks`), and the run statistics.
+    """Wire read → classify → the config's sinks (`pipelines.nightly.outputs.batch_sinks`), and the run statistics.
 
     Rows travel as Arrow tables (`worker.tables`): the predictions the sinks receive
     are tables of `prediction.schema`, the dead letters records, in two parts.
@@ -142,7 +143,7 @@ def passthrough_field(files: list, name: str) -> pa.Field:
 def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run the job to completion and commit its output; returns the summary.
 
-    The output is held (`pipelines.nightly.hold`) from before anything in it changes until
+    The output is held (`pipelines.plumbing.hold`) from before anything in it changes until
     after the commit; a template build (`--template_location`, `--dry_run`) never
     touches it at all.
     """
@@ -221,7 +222,7 @@ class Found:
     total_rows: int | None
     expected: list[Expected] | TableSession | None  # exactly these files (or this table session) are read
     skipped: dict[str, int]  # by the pre-flight; with --skip-validation the reader counts them
-    night_from: str = "given"  # where the night's date came from (`pipelines.nightly.night.of_run`)
+    night_from: str = "given"  # where the night's date came from (`pipelines.plumbing.night.of_run`)
 
 
 class Job:

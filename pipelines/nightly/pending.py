@@ -23,8 +23,8 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from model.errors import UserError
-from pipelines.nightly import commit as out
-from pipelines.nightly import journal
+from pipelines.plumbing import commit as out
+from pipelines.plumbing import journal
 
 PENDING = out.PENDING
 
@@ -72,8 +72,8 @@ def commit_later(output: str, stale_secs: float) -> dict:
     """Commit the output's newest pending night (see the module docstring); returns its summary."""
     import functools
 
-    from pipelines.bigquery import TableRef
-    from pipelines.nightly.hold import OutputLock, staging_alive
+    from pipelines.plumbing.bigquery import TableRef
+    from pipelines.plumbing.hold import OutputLock, staging_alive
     from pipelines.sinks import settlers
     from pipelines.sinks.bigquery_tables import BigQueryTables, Warehouse
     from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES

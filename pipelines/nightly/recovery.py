@@ -3,7 +3,7 @@
 A run settles its predecessors' commits itself when it starts (`pipelines.nightly.job`);
 an operator who will not start a run (a night to be checked by hand, a night whose
 BigQuery part was left unsettled) settles them with `complaints unlock --output OUT`.
-Both go through `pipelines.nightly.commit.recover`, so there is one way to settle.
+Both go through `pipelines.plumbing.commit.recover`, so there is one way to settle.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.nightly import commit
-from pipelines.nightly.hold import DEFAULT_STALE_SECS, OutputLock, staging_alive
+from pipelines.plumbing import commit
+from pipelines.plumbing.hold import DEFAULT_STALE_SECS, OutputLock, staging_alive
 from pipelines.sinks import settlers
 
 

@@ -19,7 +19,7 @@ class Sink(beam.PTransform):
         differs), so the run stops in one line before it labels anything."""
 
     def commit(self, transaction) -> None:
-        """Make what this run wrote visible through `transaction` (`pipelines.nightly.commit.Commit`); called once the
+        """Make what this run wrote visible through `transaction` (`pipelines.plumbing.commit.Commit`); called once the
         run has succeeded."""
 
     def abort(self, staging: str) -> None:

@@ -39,8 +39,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from model.errors import UserError
-from pipelines import bigquery
-from pipelines.bigquery import TableRef
+from pipelines.plumbing import bigquery
+from pipelines.plumbing.bigquery import TableRef
 from pipelines.sinks import bigquery_schema as schemas
 from pipelines.sinks.base import Sink
 from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES
@@ -96,7 +96,7 @@ class BigQueryTables(Sink):
     def __init__(self, table: TableRef, output: str, run_id: str, night: str, passthrough: tuple = (),
                  warehouse: Warehouse = Warehouse()):
         """`passthrough`: the kept columns' Arrow fields (the table always has `explanation`: empty unless
-        --explain). `output` is normalised and `night` an ISO date (`pipelines.nightly.night`)."""
+        --explain). `output` is normalised and `night` an ISO date (`pipelines.plumbing.night`)."""
         super().__init__()
         self.table, self.output, self.run_id, self.night = table, output, run_id, night
         self.passthrough, self.warehouse = passthrough, warehouse
@@ -436,7 +436,7 @@ def swap_script(record: dict) -> str:
 
 
 class Settler:
-    """Undoes or finishes a swap from its journal record alone (`pipelines.nightly.journal.settle`)."""
+    """Undoes or finishes a swap from its journal record alone (`pipelines.plumbing.journal.settle`)."""
 
     def back(self, record: dict) -> None:
         """The night's rows as they were before the swap, if it committed; its work tables dropped after. Raises

@@ -30,7 +30,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines.nightly import commit as out
+from pipelines.plumbing import commit as out
 from pipelines.sinks import parquet_windows as windows
 from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
 from worker import prediction, record_columns

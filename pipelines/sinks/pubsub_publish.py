@@ -19,8 +19,8 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.window import GlobalWindows
 from google.api_core import exceptions
 
-from pipelines.live import codec as pubsub
-from pipelines.live import lease as pubsub_lease
+from pipelines.plumbing import codec as pubsub
+from pipelines.plumbing import lease as pubsub_lease
 from worker import telemetry
 from worker.defaults import METRICS_NAMESPACE
 from worker.records import PUBLISH_REJECTED

@@ -15,8 +15,7 @@ from collections.abc import Callable
 
 import apache_beam as beam
 
-from pipelines.live.codec import encode_dead_letter, encode_prediction
-from pipelines.options import LATE_ACK, StreamConfig
+from pipelines.plumbing.codec import encode_dead_letter, encode_prediction
 from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
 from pipelines.sinks.pubsub_publish import PublishConfirmed
 from worker import record_columns
@@ -31,18 +30,20 @@ class PublishOutputs(beam.PTransform):
     dead letter with nowhere to go is counted, not redelivered forever).
     """
 
-    def __init__(self, topic: str | None, encode: Callable, config: StreamConfig, dead_letters: bool = False):
+    def __init__(self, topic: str | None, encode: Callable, dead_letter_topic: str | None, late_ack: bool,
+                 dead_letters: bool = False):
         super().__init__()
-        self.topic, self.encode, self.config, self.dead_letters = topic, encode, config, dead_letters
+        self.topic, self.encode, self.dead_letters = topic, encode, dead_letters
+        self.dead_letter_topic, self.late_ack = dead_letter_topic, late_ack
 
     def expand(self, outputs):
-        if self.config.read == LATE_ACK:
+        if self.late_ack:
             encode = self.encode
             return (
                 outputs
                 | "Encode" >> beam.Map(lambda output: (record_columns.ack_id(output), encode(output)))
                 | "PublishConfirmed" >> beam.ParDo(
-                    PublishConfirmed(self.topic, self.config.dead_letter_topic, self.dead_letters))
+                    PublishConfirmed(self.topic, self.dead_letter_topic, self.dead_letters))
             )
         if self.topic:
             outputs | "Encode" >> beam.Map(self.encode) | "Publish" >> beam.io.WriteToPubSub(
@@ -53,17 +54,18 @@ class PublishOutputs(beam.PTransform):
 class PubSubTopics(Sink):
     committed = "Pub/Sub confirmed the publish; only then does the late-ack read acknowledge the input"
 
-    def __init__(self, config: StreamConfig):
+    def __init__(self, output_topic: str | None, dead_letter_topic: str | None, late_ack: bool):
+        """`late_ack`: the local read that acknowledges only what a publish confirmed (else Beam's read)."""
         super().__init__()
-        self.config = config
+        self.output_topic, self.dead_letter_topic, self.late_ack = output_topic, dead_letter_topic, late_ack
 
     def expand(self, classified) -> list:
         records = classified[PREDICTIONS] | "ToRecords" >> beam.FlatMap(record_columns.records)
         answers = [records | "PublishPredictions" >> PublishOutputs(
-            self.config.output_topic, encode_prediction, self.config)]
+            self.output_topic, encode_prediction, self.dead_letter_topic, self.late_ack)]
         # Each part on its own: a Flatten would be a stage boundary on the local runner,
         # and the local read's stage never ends.
         for part, letters in classified[DEAD_LETTERS].items():
             answers.append(letters | f"PublishDeadLetters{part}" >> PublishOutputs(
-                self.config.dead_letter_topic, encode_dead_letter, self.config, dead_letters=True))
+                self.dead_letter_topic, encode_dead_letter, self.dead_letter_topic, self.late_ack, dead_letters=True))
         return [answer for answer in answers if answer is not None]

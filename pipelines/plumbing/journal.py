@@ -1,7 +1,7 @@
 """The commit's journal: every move it will make, on disk before the first one, so a dead commit is finished or
 undone by whoever comes next.
 
-A commit (`pipelines.nightly.commit.Commit`) writes `OUTPUT/.commit-<run id>.json`
+A commit (`pipelines.plumbing.commit.Commit`) writes `OUTPUT/.commit-<run id>.json`
 before it moves anything: the files it will set aside (`_SUCCESS` first), the files
 it will bring up (`_SUCCESS` last), and the stores outside the output that commit
 with it (the BigQuery swap: its tables, the rows it replaces, its job ids). Locally

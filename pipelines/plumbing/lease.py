@@ -25,7 +25,7 @@ from typing import Any
 from google.api_core import exceptions
 
 from model.errors import UserError
-from pipelines.live.lease_settings import LeaseSettings
+from pipelines.plumbing.lease_settings import LeaseSettings
 
 __all__ = ["LeaseSettings", "LeasedSubscription", "close_all", "open_subscription", "request_stop"]
 

@@ -8,7 +8,7 @@ is refused in one line naming the run that holds the output.
 A hold can still be lost while its run works: `complaints unlock --force`, a heartbeat
 that could not be renewed so the hold went stale and another run took it over. So a
 hold is never assumed; `check()` proves it, and the commit calls it before every file
-it moves (`pipelines.nightly.commit.Commit`). A run that lost its hold fails in one line
+it moves (`pipelines.plumbing.commit.Commit`). A run that lost its hold fails in one line
 naming who holds the output now, rolls back what it had moved, and leaves the other
 run's `_LOCK` and staging folder alone.
 

@@ -1,17 +1,17 @@
 """Never a half-written archive: stage, then commit, then mark `_SUCCESS` last.
 
 A run writes everything under `OUTPUT/.staging-<run id>/` while it holds the output
-(`pipelines.nightly.hold`). The output itself is not touched until the pipeline has finished,
+(`pipelines.plumbing.hold`). The output itself is not touched until the pipeline has finished,
 the books balance and the drift report is written: a run that fails before that leaves
 the previous night's output exactly as it was, `_SUCCESS` included.
 
 The commit (`Commit`) first writes every staged file it will publish, `summary.json`
 and the `_SUCCESS` marker (whose content is the run id) in the staging folder, then
-its journal (`pipelines.nightly.journal`): every move it will make. Only then does it
+its journal (`pipelines.plumbing.journal`): every move it will make. Only then does it
 move `_SUCCESS` aside, the previous run's files aside (`OUTPUT/.replaced-<run id>/`),
 the staged files up, apply the stores outside the output (BigQuery), and move
 `_SUCCESS` up last. It checks before each move that the run still holds the output
-(`pipelines.nightly.hold`). A commit that fails is settled backwards from its journal
+(`pipelines.plumbing.hold`). A commit that fails is settled backwards from its journal
 by the run itself; a commit whose process was killed at any instant is settled by the
 next start or `complaints unlock`: undone, or finished if its `_SUCCESS` was down.
 Object stores have no atomic rename, so on `gs://` a reader can see a mixture of files
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from apache_beam.io.filesystems import FileSystems
 
 from model.errors import UserError
-from pipelines.nightly import journal
+from pipelines.plumbing import journal
 
 LOG = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def prepare(output: str, staging: str) -> None:
 
 def recover(output: str, keep: str, alive: Callable[[str], bool], settlers) -> tuple[list[str], list[str]]:
     """What every start and `complaints unlock` does first, holding the output: settle the commits of runs that
-    died (`pipelines.nightly.journal.settle_dead`), then clear their other leftovers. Returns (a sentence per
+    died (`pipelines.plumbing.journal.settle_dead`), then clear their other leftovers. Returns (a sentence per
     commit settled, the folders cleared)."""
     settled = journal.settle_dead(output, settlers, alive)
     return settled, clear_leftovers(output, keep, alive)
@@ -135,7 +135,7 @@ def recover(output: str, keep: str, alive: Callable[[str], bool], settlers) -> t
 
 def clear_leftovers(output: str, keep: str, alive: Callable[[str], bool] = lambda staging: False) -> list[str]:
     """Remove the staging and set-aside folders of earlier runs that died; the caller holds the output and has
-    settled their journals (`pipelines.nightly.journal.settle_dead`).
+    settled their journals (`pipelines.plumbing.journal.settle_dead`).
 
     A run that lost its hold (a forced unlock) may still be working: `alive(staging)`
     says so, and its folders are left to it (it fails at its commit and removes them).
@@ -195,9 +195,9 @@ class Commit:
 
     `publish(patterns)` for each sink's files and `external(store)` for each store
     outside the output plan the commit; `finish(summary)` writes the journal
-    (`pipelines.nightly.journal`) and makes every move; any exception on the way is a
+    (`pipelines.plumbing.journal`) and makes every move; any exception on the way is a
     `CommitFailed` after the journal is settled backwards. `fence` raises when the run
-    no longer holds the output (`pipelines.nightly.hold.OutputLock.check`); it is called
+    no longer holds the output (`pipelines.plumbing.hold.OutputLock.check`); it is called
     before every move, so a run that lost its hold moves nothing more.
     """
 
