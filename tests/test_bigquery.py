@@ -611,6 +611,10 @@ def test_a_nights_swap_reads_and_writes_its_partition_only(emulator, archive, ta
         assert swap.labels in ({}, {"written-by": "complaints-label"})  # the emulator may drop job labels
     by_night = rows(emulator, table).groupby("night").size()
     assert len(by_night) == 3 and by_night.nunique() == 1
+    committed = [dict(r) for r in emulator.query(f"SELECT * FROM {table.nights.sql} ORDER BY night").result()]
+    assert [(str(r["night"]), r["predictions"]) for r in committed] == [
+        (f"2026-11-0{d}", int(by_night.iloc[0])) for d in (1, 2, 3)]  # the view of committed nights, one each
+    assert committed[-1]["run_id"] == success_run(output)
     if any(processed):
         assert max(processed) < 2 * min(processed), processed
     assert len(scripts) == 4
@@ -815,3 +819,24 @@ def test_work_tables_go_to_the_scratch_dataset(emulator, archive, table, tmp_pat
     assert len(work) == 4 and {"load", "undo"} == {w.split("__")[1].split("_")[0] for w in work}
     assert not [t.table_id for t in emulator.list_tables(f"{PROJECT}.{DATASET}")
                 if t.table_id.startswith(table.table + "_") and "__" in t.table_id]
+
+
+def test_an_all_null_kept_column_takes_the_tables_type(emulator, table, tmp_path):
+    """Item 9: a night whose kept column holds only nulls, written with no type (pandas' all-None column), after
+    nights that gave the column INT64: it takes the table's type and lands as NULLs (it was typed STRING, which
+    refused the night). A first night of such a column can only guess: STRING (docs/bigquery.md)."""
+    nights = {}
+    for day, values in (("2026-11-01", pa.array(range(40), pa.int64())), ("2026-11-02", pa.nulls(40))):
+        folder = tmp_path / day
+        folder.mkdir()
+        pq.write_table(pa.table({"id": [f"{day}-{i}" for i in range(40)], "text": ["kargo gelmedi iade"] * 40,
+                                 "branch": values}), folder / "part-0.parquet")
+        nights[day] = str(tmp_path / "out" / day)
+        result = invoke("label", "--model", MODEL["dir"], "--input", folder / "*.parquet", "--output", nights[day],
+                        "--no-progress", "--keep-columns", "branch", "--bigquery-table", str(table))
+        assert result.exit_code == 0, result.output
+    assert schemas.of_table(emulator.get_table(str(table)).schema)[-5]["type"] == "INT64"
+    in_table = rows(emulator, table)
+    by_night = {str(n): group["branch"].tolist() for n, group in in_table.groupby("night")}
+    assert sorted(by_night["2026-11-01"]) == list(range(40))
+    assert all(v is None or v != v for v in by_night["2026-11-02"])

@@ -22,6 +22,7 @@ EMULATOR_GRPC_HOST = "BIGQUERY_EMULATOR_GRPC_HOST"
 DEADLINE_SECS = 120.0  # one API call, retries included (--bigquery-deadline-secs)
 JOB_DEADLINE_FACTOR = 5  # a job (a load, the swap) may run this many call deadlines before it is cancelled
 DEAD_LETTERS_SUFFIX = "_dead_letters"
+NIGHTS_SUFFIX = "_nights"
 
 _PROJECT = r"[a-z][a-z0-9\-.:]{2,62}[a-z0-9]"  # domain-scoped ids (example.com:p) included
 _DATASET = r"[A-Za-z0-9_]{1,1024}"
@@ -53,6 +54,11 @@ class TableRef:
     @property
     def dead_letters(self) -> TableRef:
         return self.sibling(self.table + DEAD_LETTERS_SUFFIX)
+
+    @property
+    def nights(self) -> TableRef:
+        """The view of the nights committed into this table."""
+        return self.sibling(self.table + NIGHTS_SUFFIX)
 
     @property
     def sql(self) -> str:

@@ -35,6 +35,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
@@ -190,8 +191,23 @@ class BigQueryTables(Sink):
 
     def _wanted(self) -> dict[TableRef, list[dict]]:
         """Each table's schema for this night's records."""
-        return {self.table: schemas.predictions(self.passthrough),
+        return {self.table: self._typed_nulls(schemas.predictions(self.passthrough)),
                 self.table.dead_letters: schemas.dead_letters(self._letters_with_text())}
+
+    def _typed_nulls(self, fields: list[dict]) -> list[dict]:
+        """A kept column written with no type (all null, as pandas writes an all-None column) takes the type the
+        table already gives it: tonight's NULLs fit any type, and typing them STRING would refuse the night."""
+        untyped = {f.name for f in self.passthrough if pa.types.is_null(f.type)}
+        if not untyped:
+            return fields
+        from google.api_core import exceptions
+
+        try:
+            found = schemas.of_table(self.client().get_table(str(self.table), **self._bounded()).schema)
+        except exceptions.NotFound:
+            return fields
+        have = {f["name"]: f for f in found if f["name"] in untyped}
+        return [{**have[f["name"]], "mode": "NULLABLE"} if f["name"] in have else f for f in fields]
 
     def _letters_with_text(self) -> bool:
         """Asked for, or a dead-letter table from before the hash that already holds payloads."""
@@ -231,7 +247,10 @@ class BigQueryTables(Sink):
                 self._create(ref, wanted[ref])
             schema, expected = _footers(paths)
             fallback = prediction.schema(self.passthrough) if ref is self.table else DEAD_LETTER_SCHEMA
-            load = self._work_table(ref, "load", schemas.of_schema(schema or fallback))
+            typed = {f["name"]: f for f in wanted[ref]}
+            untyped = {f.name for f in (schema or fallback) if pa.types.is_null(f.type)}
+            load = self._work_table(ref, "load", [typed.get(f["name"], f) if f["name"] in untyped else f
+                                                  for f in schemas.of_schema(schema or fallback)])
             self._load(paths, load)
             self._work_table(ref, "undo", wanted[ref])
             loaded[str(ref)] = self._count(f"SELECT COUNT(*) AS n FROM {load.sql}")
@@ -334,6 +353,21 @@ class BigQueryTables(Sink):
         kind = "dead letters, one row per unlabelled" if ref == self.table.dead_letters else "labels, one row per"
         table.description = f"complaint {kind} complaint and night (complaints label --bigquery-table)"
         self.client().create_table(table, exists_ok=True, **self._bounded())
+        if ref == self.table:
+            self._create_nights_view()
+
+    def _create_nights_view(self) -> None:
+        """`TABLE_nights`: one row per committed night (BigQuery has no `_SUCCESS`: a row in the table is
+        committed, since an undone swap takes its rows with it): its date, output, run and when it landed."""
+        from google.cloud.bigquery import Table
+
+        view = Table(str(self.table.nights))
+        view.view_query = (f"SELECT `{schemas.NIGHT}`, `{schemas.OUTPUT}`, `{schemas.RUN_ID}`, "
+                           f"MAX(`{schemas.LABELLED_AT}`) AS `{schemas.LABELLED_AT}`, COUNT(*) AS predictions "
+                           f"FROM {self.table.sql} GROUP BY 1, 2, 3")
+        view.labels = dict(self.warehouse.labels)
+        view.description = f"the nights committed into {self.table}, one row each (complaints label)"
+        self.client().create_table(view, exists_ok=True, **self._bounded())
 
     def _work_table(self, ref: TableRef, kind: str, fields: list[dict]) -> TableRef:
         from google.cloud.bigquery import Table
