@@ -1,8 +1,8 @@
 """How many held-out rows a temperature needs, and what out-of-fold rows do to it.
 
 The linear model's temperature was fitted on validation + 5-fold out-of-fold
-training predictions at every size. At 431,306 rows that made test ECE worse
-(issue #17). This measures, on one generated archive:
+training predictions at every size. At 431,306 rows that made test ECE worse.
+This measures, on one generated archive:
 
 1. **Validation size.** The softmax layer is fitted on the training split; the
    temperature is fitted on random subsets of the validation split of each size

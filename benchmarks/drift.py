@@ -76,7 +76,7 @@ def classify(serving, frame: pd.DataFrame) -> Classified:
 
 def night_summary(pool: Classified, rows: np.ndarray, labels: list[str], review_threshold: float) -> dict:
     """The summary fields drift reads, as `pipelines/nightly/summary.py` computes them."""
-    from model import baseline as bins
+    from model import baseline
 
     probabilities, tokens = pool.probabilities[rows], pool.tokens[rows]
     confidence = probabilities.max(axis=1)
@@ -87,8 +87,9 @@ def night_summary(pool: Classified, rows: np.ndarray, labels: list[str], review_
     return {
         "predicted": int(labelled.sum()),
         "labels": {labels[i]: {"count": int(c), "share": c / labelled.sum()} for i, c in enumerate(counts) if c},
-        "confidence_histogram": np.bincount(bins.confidence_bins(confidence), minlength=bins.CONFIDENCE_BINS).tolist(),
-        "length_histogram": np.bincount(bins.length_bins(tokens), minlength=len(bins.LENGTH_EDGES)).tolist(),
+        "confidence_histogram": np.bincount(baseline.confidence_bins(confidence),
+                                            minlength=baseline.CONFIDENCE_BINS).tolist(),
+        "length_histogram": np.bincount(baseline.length_bins(tokens), minlength=len(baseline.LENGTH_EDGES)).tolist(),
         "mean_confidence": float(confidence.mean()),
         "needs_review_share": float((confidence < review_threshold).mean()),
         "oov_share": float(oov.sum() / max(tokens.sum(), 1)),

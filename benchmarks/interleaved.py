@@ -16,7 +16,7 @@ in the same order, on one archive and one model, and the medians are compared:
     python -m benchmarks.interleaved --model MODEL --rows 100000 --rounds 3 \\
         --out benchmarks/results/interleaved.json
     python -m benchmarks.interleaved --model MODEL --source ../shared/data/D/test.parquet --no-dask --lower \\
-        --rounds 5 --out benchmarks/results/interleaved_precision.json   # issue #31's auto / fp32
+        --rounds 5 --out benchmarks/results/interleaved_precision.json   # auto against fp32
 """
 
 from __future__ import annotations

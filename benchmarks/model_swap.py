@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model import artifact
 from model.sample import generate
-from pipelines.app import pubsub_admin as admin
+from pipelines.app import pubsub_admin
 
 PROJECT = "swap-bench"
 
@@ -48,10 +48,10 @@ def main() -> None:
     models = os.path.join(work, "models")
     artifact.copy_directory(sources[0], os.path.join(models, "v0"))
     latencies = []
-    with admin.emulator(PROJECT) as host:
+    with pubsub_admin.emulator(PROJECT) as host:
         os.environ["PUBSUB_EMULATOR_HOST"] = host
-        in_topic, in_sub = admin.create_topic_with_subscription(PROJECT, "swap-in", "swap-in-sub")
-        out_topic, out_sub = admin.create_topic_with_subscription(PROJECT, "swap-out", "swap-out-sub")
+        in_topic, in_sub = pubsub_admin.create_topic_with_subscription(PROJECT, "swap-in", "swap-in-sub")
+        out_topic, out_sub = pubsub_admin.create_topic_with_subscription(PROJECT, "swap-out", "swap-out-sub")
         job = subprocess.Popen([sys.executable, "-m", "pipelines", "stream", "--model", os.path.join(models, "v0"),
                                 "--subscription", in_sub, "--output-topic", out_topic, "--watch-models",
                                 os.path.join(models, "*"), "--watch-interval-secs", str(args.interval)],
@@ -104,14 +104,14 @@ def _publish(topic: str, rate: float, stop: threading.Event) -> None:
     texts = generate(500, seed=3, labelled=False)["text"].tolist()
     i = 0
     while not stop.is_set():
-        admin.publish(topic, [(json.dumps({"id": f"m{i}", "text": texts[i % len(texts)]}).encode(), {})])
+        pubsub_admin.publish(topic, [(json.dumps({"id": f"m{i}", "text": texts[i % len(texts)]}).encode(), {})])
         i += 1
         time.sleep(1 / rate)
 
 
 def _receive(subscription: str, arrivals: list, stop: threading.Event) -> None:
     while not stop.is_set():
-        for message in admin.pull(subscription, max_messages=1000, timeout=2):
+        for message in pubsub_admin.pull(subscription, max_messages=1000, timeout=2):
             arrivals.append((time.time(), dict(message.attributes)["model_version"]))
 
 

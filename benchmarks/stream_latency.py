@@ -12,7 +12,7 @@ writes JSON.
     python -m benchmarks.stream_latency --out benchmarks/results/stream_latency.json
 
 `late-ack-estimated` is the late-ack read with its polls split by Beam's batch-size
-estimator, as before issue #40 (`pipelines.live.job.WHOLE_POLLS`), for the ratio.
+estimator (the alternative to `pipelines.live.job.WHOLE_POLLS`), for the ratio.
 
 Beam's local reader pulls 10 messages per bundle and blocks in a 30 s pull when traffic
 stops, so its backlog is smaller (--beam-backlog) and unmeasured filler messages keep
@@ -38,12 +38,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from model.sample import generate
-from pipelines.app import pubsub_admin as admin
+from pipelines.app import pubsub_admin
 from worker.handler import ComplaintModelHandler
 from worker.transform import WorkerConfig
 
 PROJECT = "latency-bench"
-# late-ack-estimated: the late-ack read with Beam's batch-size estimator splitting its polls (before issue #40)
+# late-ack-estimated: the late-ack read with Beam's batch-size estimator splitting its polls
 READS = ("late-ack", "late-ack-estimated", "beam")
 
 
@@ -66,7 +66,7 @@ def main() -> None:
 
     model_dir = args.model or _model(args.small)
     results = []
-    with admin.emulator(PROJECT) as host:
+    with pubsub_admin.emulator(PROJECT) as host:
         for read in args.reads.split(","):
             with tempfile.NamedTemporaryFile(suffix=".json") as figures:
                 subprocess.run([sys.executable, "-m", "benchmarks.stream_latency", "--child", figures.name,
@@ -106,13 +106,13 @@ def _print(report: dict) -> None:
 
 def _child(args) -> None:
     read = args.read
-    in_topic, in_sub = admin.create_topic_with_subscription(PROJECT, f"{read}-in", f"{read}-in-sub")
-    out_topic, out_sub = admin.create_topic_with_subscription(PROJECT, f"{read}-out", f"{read}-out-sub")
+    in_topic, in_sub = pubsub_admin.create_topic_with_subscription(PROJECT, f"{read}-in", f"{read}-in-sub")
+    out_topic, out_sub = pubsub_admin.create_topic_with_subscription(PROJECT, f"{read}-out", f"{read}-out-sub")
     _start_pipeline(read, args.model, in_sub, out_topic)
     receiver = _Receiver(out_sub)
     filler = _Filler(in_topic) if read == "beam" else None
     receiver.expect({"warm-up"})
-    admin.publish(in_topic, [(json.dumps({"id": "warm-up", "text": "kargo gelmedi"}).encode(), {})])
+    pubsub_admin.publish(in_topic, [(json.dumps({"id": "warm-up", "text": "kargo gelmedi"}).encode(), {})])
     receiver.wait(time.time() + 180, filler)  # model load and tracing are not counted
 
     count = args.beam_backlog if read == "beam" else args.backlog
@@ -121,7 +121,7 @@ def _child(args) -> None:
     ids = {f"b{i}" for i in range(count)}
     receiver.expect(ids)
     started = time.time()
-    admin.publish(in_topic, [(json.dumps({"id": f"b{i}", "text": texts[i % len(texts)]}).encode(), {})
+    pubsub_admin.publish(in_topic, [(json.dumps({"id": f"b{i}", "text": texts[i % len(texts)]}).encode(), {})
                              for i in range(count)])
     receiver.wait(started + 1800, filler)
     backlog = {"messages": count, "received": len(receiver.seen(ids)),
@@ -133,14 +133,14 @@ def _child(args) -> None:
     ids = {f"s{i}" for i in range(steady_count)}
     receiver.expect(ids)
     sent: dict[str, float] = {}
-    from pipelines.plumbing import lease as pubsub_lease
+    from pipelines.plumbing import lease
 
-    api = pubsub_lease.publisher_api()
+    api = lease.publisher_api()
     started = time.time()
     for i in range(steady_count):
         time.sleep(max(0.0, started + i / args.rate - time.time()))
         sent[f"s{i}"] = time.time()
-        pubsub_lease.publish(api, in_topic, [(json.dumps({"id": f"s{i}", "text": texts[i % len(texts)]}).encode(),
+        lease.publish(api, in_topic, [(json.dumps({"id": f"s{i}", "text": texts[i % len(texts)]}).encode(),
                                               {})])
     receiver.wait(time.time() + args.grace, filler)
     got = receiver.seen(ids)
@@ -191,7 +191,7 @@ class _Receiver:
 
     def _loop(self) -> None:
         while True:
-            for message in admin.pull(self.subscription, max_messages=1000, timeout=5):
+            for message in pubsub_admin.pull(self.subscription, max_messages=1000, timeout=5):
                 self.times.setdefault(json.loads(message.data)["id"], time.time())
 
     def expect(self, ids: set[str]) -> None:
@@ -215,7 +215,7 @@ class _Filler:
 
     def send(self) -> None:
         if time.time() - self.last >= 0.1:
-            admin.publish(self.topic, [(json.dumps({"id": f"fill-{self.count}", "text": "kargo"}).encode(), {})])
+            pubsub_admin.publish(self.topic, [(json.dumps({"id": f"fill-{self.count}", "text": "kargo"}).encode(), {})])
             self.count, self.last = self.count + 1, time.time()
 
 

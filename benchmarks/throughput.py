@@ -15,7 +15,7 @@ model, every variant in the same run, so the ratios are comparable on a noisy ma
     label          `complaints label`, Parquet in and out, local runner, defaults (--xla auto, --precision auto),
                    with auto's timing paid (no earlier run's timing kept: worker/precision_cache.py)
     label-fp32     the same with --precision fp32 (TensorFlow or OpenVINO's f32, whichever it timed faster)
-    label-tensorflow-fp32  the same with COMPLAINTS_OPENVINO_F32=no: FP32 on TensorFlow, as before issue #40
+    label-tensorflow-fp32  the same with COMPLAINTS_OPENVINO_F32=no: FP32 on TensorFlow only
     label-bf16     the same with --precision bf16 --force-precision
     label-openvino-bf16  the same with --precision openvino-bf16 --force-precision
     label-xla      the same with --xla on
@@ -403,7 +403,7 @@ def _ceiling(model_dir: str, rows: int, raw_xla: float, label_seconds: float | N
 
 
 def _ceiling_ratios(by: dict, fixed: dict) -> dict:
-    """label and TensorFlow's FP32 job against raw-xla, beside the ceiling (issue #40, item 4)."""
+    """label and TensorFlow's FP32 job against raw-xla, beside the ceiling."""
     if not fixed:
         return {}
     return {"label/raw-xla": _ratio(by, "label", "raw-xla"),
@@ -467,7 +467,7 @@ def _report(args, results: list[dict], by: dict, targets: dict, fixed: dict, mem
 
 
 def cpu_class() -> str:
-    """The class benchmarks/RESULTS.md keeps one table for (issue #40): what decides this project's speed."""
+    """The class benchmarks/RESULTS.md keeps one table for: what decides this project's speed."""
     from model.precision import cpu_flags
 
     flags = cpu_flags()

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import sparse
 
-from model import baseline as bins
+from model import baseline
 from model.errors import UserError
 
 REFERENCE_FILE = "reference.parquet"
@@ -73,8 +73,8 @@ class Reference:
         tokens = float(w @ self.tokens)
         return Figures(
             labels=_shares(np.bincount(self.label, w, self.n_labels)),
-            confidence=_shares(np.bincount(bins.confidence_bins(self.confidence), w, bins.CONFIDENCE_BINS)),
-            length=_shares(np.bincount(bins.length_bins(self.tokens), w, len(bins.LENGTH_EDGES))),
+            confidence=_shares(np.bincount(baseline.confidence_bins(self.confidence), w, baseline.CONFIDENCE_BINS)),
+            length=_shares(np.bincount(baseline.length_bins(self.tokens), w, len(baseline.LENGTH_EDGES))),
             words=_shares(np.asarray(self.words.T @ w).ravel()),
             mean_confidence=float(w @ self.confidence / n),
             needs_review_share=float(w @ (self.confidence < review_threshold) / n),
@@ -170,7 +170,7 @@ def pooled_bins(reference_counts: np.ndarray) -> np.ndarray:
 
 def compute_baseline(train_label_ids: np.ndarray, labels: list[str], test_probabilities: np.ndarray,
             test_texts: Sequence[str], model, standardize,
-            review_threshold: float = bins.DEFAULT_REVIEW_THRESHOLD) -> tuple[dict, pa.Table]:
+            review_threshold: float = baseline.DEFAULT_REVIEW_THRESHOLD) -> tuple[dict, pa.Table]:
     """The baseline section of metadata.json, and the per-row reference (this module) that goes beside it.
 
     `test_probabilities` are the exported model's own on the test split: tonight's
@@ -182,24 +182,24 @@ def compute_baseline(train_label_ids: np.ndarray, labels: list[str], test_probab
     train_counts = np.bincount(train_label_ids, minlength=len(labels))
     predicted = np.bincount(test_probabilities.argmax(axis=1), minlength=len(labels))
     confidences = test_probabilities.max(axis=1)
-    counter = bins.TokenCounter(model, standardize)
+    counter = baseline.TokenCounter(model, standardize)
     texts = tf.constant(list(test_texts), tf.string)
     tokens, oov = (t.numpy() for t in counter(texts))
     word_ids = counter.ids(texts)
     rows = np.split(word_ids.flat_values.numpy(), word_ids.row_splits.numpy()[1:-1])
     section = {
-        "label_shares": dict(zip(labels, bins.shares(train_counts.tolist()), strict=True)),
+        "label_shares": dict(zip(labels, baseline.shares(train_counts.tolist()), strict=True)),
         "label_shares_of": "training split, true labels (for information; drift compares predicted shares)",
-        "predicted_label_shares": dict(zip(labels, bins.shares(predicted.tolist()), strict=True)),
+        "predicted_label_shares": dict(zip(labels, baseline.shares(predicted.tolist()), strict=True)),
         "predicted_label_shares_of": "test split, as the exported model predicts it",
-        "confidence_histogram": bins.shares(np.bincount(bins.confidence_bins(confidences),
-                                                        minlength=bins.CONFIDENCE_BINS).tolist()),
+        "confidence_histogram": baseline.shares(np.bincount(baseline.confidence_bins(confidences),
+                                                        minlength=baseline.CONFIDENCE_BINS).tolist()),
         "mean_confidence": float(confidences.mean()),
         "needs_review_share": float((confidences < review_threshold).mean()),
         "review_threshold": review_threshold,
         "oov_share": float(oov.sum() / max(tokens.sum(), 1)),
-        "length_histogram": bins.shares(np.bincount(bins.length_bins(tokens),
-                                                    minlength=len(bins.LENGTH_EDGES)).tolist()),
+        "length_histogram": baseline.shares(np.bincount(baseline.length_bins(tokens),
+                                                    minlength=len(baseline.LENGTH_EDGES)).tolist()),
         "text_figures_of": "test split",
         "rows": {"training": len(train_label_ids), "test": len(confidences)},
         "reference": {"file": REFERENCE_FILE, "rows": len(confidences), "vocabulary_size": counter.size,

@@ -14,9 +14,9 @@ METRICS_NAMESPACE = "complaints"  # Beam counters/distributions of the worker an
 LIVE_MAX_BATCH_DURATION_SECS = 1  # the live job: the longest a message waits for its batch to fill
 # The nightly job classifies a table at a time (`worker.tables`) in batches of one size, one XLA
 # program to compile; bigger batches run the BiLSTM faster, flattening out above 1,024 rows, while a
-# bigger program takes longer to compile (benchmarks/RESULTS.md, issue #18's rounds).
+# bigger program takes longer to compile (benchmarks/RESULTS.md, the batch-size rounds).
 DEFAULT_NIGHTLY_BATCH_SIZE = 1024
 # Below this many rows the XLA compile (about half a second more than graph mode's preparation) costs
 # more than it saves (`--xla auto`); measured with `label` on the reference model at 10,000 and 20,000
-# rows (benchmarks/RESULTS.md, issue #18's rounds).
+# rows (benchmarks/RESULTS.md, the batch-size rounds).
 XLA_MIN_ROWS = 15_000

@@ -3,7 +3,7 @@
 A whole table of rows travels as one element, from the reader to the writer: per
 element Beam's bookkeeping (a DoFn hop, a windowed value, a metrics update) costs
 microseconds, and a record per row paid it half a dozen times, a visible share of the
-model's own time (benchmarks/RESULTS.md, issue #18's rounds). Validation is one loop
+model's own time (benchmarks/RESULTS.md, the batch-size rounds). Validation is one loop
 over two columns with the one rule (`records.check`); the valid rows of a bundle's
 tables fill batches of `max_batch_size`, which RunInference serves through the one
 handler and core (`worker.core`); predictions come out as Arrow tables.

@@ -282,9 +282,9 @@ def _explain_given(values: dict) -> None:
               "messages to; nightly/dead-letters: the tables --bigquery-table creates (without kept columns).")
 def bigquery_schema(kind: str) -> None:
     """Print a BigQuery table schema (JSON, as `bq mk --table` and Pub/Sub take it), derived from the record."""
-    from pipelines.sinks import bigquery_schema as schemas
+    from pipelines.sinks.bigquery_schema import dead_letters, live_messages, predictions
 
-    fields = {"live": schemas.live_messages, "nightly": schemas.predictions, "dead-letters": schemas.dead_letters}
+    fields = {"live": live_messages, "nightly": predictions, "dead-letters": dead_letters}
     click.echo(json.dumps(fields[kind](), indent=2))
 
 
@@ -297,11 +297,11 @@ def unlock(output: str, force: bool) -> None:
     with their process by themselves; this is for gs:// outputs, runs you know are gone, and a night whose
     BigQuery part was left unsettled."""
     from pipelines.nightly.recovery import recover_output
-    from pipelines.plumbing.hold import unlock as remove_hold
+    from pipelines.plumbing import hold
     from pipelines.plumbing.night import normalised
 
     output = normalised(output)
-    holder = remove_hold(output, force)
+    holder = hold.unlock(output, force)
     click.echo(f"removed the hold of {holder} on {output}" if holder else f"no hold on {output}")
     settled, cleared = recover_output(output)
     for line in settled:
@@ -376,12 +376,12 @@ def stream(ctx, xla: str, max_outstanding_mb: int, registry_uri: str | None, **v
 def serve(model_dir: str, host: str, port: int, auth: str | None, auth_file: str | None, insecure_no_auth: bool,
           **values) -> None:
     """A web page to try the model on single complaints or a small batch (needs the ui extra)."""
+    from pipelines.app import web
     from pipelines.app.access import Access
     from pipelines.app.web import ServeConfig
-    from pipelines.app.web import serve as run_server
 
     served = {name: values.pop(name) for name in ("top_k", "review_threshold", "precision", "force_precision")}
-    run_server(ServeConfig(model_dir=model_dir, port=port, **served, limits=PageLimits(**values),
+    web.serve(ServeConfig(model_dir=model_dir, port=port, **served, limits=PageLimits(**values),
                            access=Access(host=host, auth=auth, auth_file=auth_file, insecure_no_auth=insecure_no_auth)))
 
 
@@ -450,10 +450,10 @@ def review_import(source: str, target: str, model_dir: str, rename: tuple[str, .
 def promote(name: str, version: int, alias: str, registry_uri: str | None) -> None:
     """Point ALIAS of the registered model NAME at --version: jobs that load models:/NAME@ALIAS serve it from
     their next start (the live job with --watch-models, within its interval). Moving it back is the rollback."""
+    from model import registry
     from model.registry import SCHEME
-    from model.registry import promote as move_alias
 
-    previous = move_alias(name, str(version), alias, registry_uri)
+    previous = registry.promote(name, str(version), alias, registry_uri)
     held = f"it was version {previous}" if previous else "it was free"
     click.echo(f"{SCHEME}{name}@{alias} → version {version} ({held})")
 

@@ -89,18 +89,18 @@ def create_topic_with_subscription(project: str, topic: str, subscription: str) 
 
 def publish(topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> list[str]:
     """Publish (data, attributes) pairs, up to 10 MB each and with any attribute names; returns the message ids."""
-    from pipelines.plumbing import lease as pubsub_lease
+    from pipelines.plumbing import lease
 
-    return pubsub_lease.publish(pubsub_lease.publisher_api(), topic, messages)
+    return lease.publish(lease.publisher_api(), topic, messages)
 
 
 def pull(subscription: str, max_messages: int = 500, timeout: float = 2.0) -> list:
     """Pull and acknowledge what is waiting (messages up to 10 MB); returns the messages (data, attributes, …)."""
     from google.api_core.exceptions import DeadlineExceeded
 
-    from pipelines.plumbing import lease as pubsub_lease
+    from pipelines.plumbing import lease
 
-    subscriber = pubsub_lease.subscriber_api()
+    subscriber = lease.subscriber_api()
     try:
         response = subscriber.pull(subscription=subscription, max_messages=max_messages, timeout=timeout, retry=None)
     except DeadlineExceeded:

@@ -37,7 +37,7 @@ from model.errors import UserError
 from pipelines.app import label_studio
 from pipelines.app.predictor import because
 from pipelines.nightly.reading import derived_ids
-from pipelines.plumbing import commit as out
+from pipelines.plumbing import commit
 from pipelines.plumbing.night import normalised
 
 CORRECTIONS_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("category", pa.string()),
@@ -64,10 +64,10 @@ def export(output: str, to: str, labels: list[str], model_version: str, selectio
     """Write the night's chosen rows to `to` (`.json`: Label Studio tasks and their config; `.csv`); the line the
     command prints."""
     kind = _kind(to)
-    if not files.exists(out.join(output, out.SUCCESS)):
+    if not files.exists(commit.join(output, commit.SUCCESS)):
         raise UserError(f"{output} has no _SUCCESS: not a committed night (a run still under way, or one that "
                         "failed); export from a night whose labelling run finished")
-    summary = out.read_summary(output)
+    summary = commit.read_summary(output)
     if summary.get("model_version") != model_version:
         raise UserError(f"{output} was labelled by model {summary.get('model_version')}, --model is {model_version}: "
                         "give the model that labelled the night (its categories make the labelling config)")
@@ -105,9 +105,9 @@ def _kind(path: str) -> str:
 
 
 def _chosen(output: str, summary: dict, selection: Selection) -> pa.Table:
-    paths = [out.join(output, name) for name in summary.get("output_files", []) if "predictions-" in name]
+    paths = [commit.join(output, name) for name in summary.get("output_files", []) if "predictions-" in name]
     if not paths:
-        paths = sorted(files.glob(out.join(output, "predictions-*.parquet")))
+        paths = sorted(files.glob(commit.join(output, "predictions-*.parquet")))
     wanted = ["id", "label", "confidence", "top_k", "needs_review", "model_version"]
     tables = []
     for path in paths:

@@ -38,7 +38,7 @@ from pipelines.errors import JobFailed, cause
 from pipelines.live.local_read import AcknowledgeLeased, ReadLeasedMessages
 from pipelines.live.outputs import stream_sinks
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
-from pipelines.plumbing import lease as pubsub_lease
+from pipelines.plumbing import lease
 from pipelines.plumbing.codec import DecodeMessages
 from pipelines.served_model import served_from
 from pipelines.sinks import DEAD_LETTERS
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 # The late-ack read's polls are its batches (`ClassifyComplaints(whole_bundles=True)`); False: Beam's batch-size
-# estimator splits them, as before issue #40 (benchmarks/stream_latency.py compares the two in one run).
+# estimator splits them, as Beam's own estimator does (benchmarks/stream_latency.py compares the two in one run).
 WHOLE_POLLS = True
 
 
@@ -108,7 +108,7 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
 
 
 def _run_late_ack(p: beam.Pipeline, config: StreamConfig) -> dict:
-    pubsub_lease.check_exists(config.subscription, [t for t in (config.output_topic, config.dead_letter_topic) if t])
+    lease.check_exists(config.subscription, [t for t in (config.output_topic, config.dead_letter_topic) if t])
     build_stream(p, config)
     server = None
     if config.metrics_port:
@@ -124,7 +124,7 @@ def _run_late_ack(p: beam.Pipeline, config: StreamConfig) -> dict:
     except Exception as exc:
         raise JobFailed(f"the streaming job stopped ({cause(exc)})") from exc
     finally:
-        acknowledged = pubsub_lease.close_all()
+        acknowledged = lease.close_all()
         if server is not None:
             server.close()
     counters = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
@@ -150,7 +150,7 @@ def check_names(config: StreamConfig) -> None:
 def _stop_on_signals(stop_timeout_secs: float) -> Iterator[None]:
     """SIGINT/SIGTERM: stop pulling and let what is in flight finish; a second signal leaves at once.
 
-    The handler only sets an event (`pubsub_lease.request_stop`): it runs on whatever
+    The handler only sets an event (`lease.request_stop`): it runs on whatever
     the main thread was doing, which may hold any lock. A watchdog thread says that the
     job is stopping, and ends the process if the stop takes longer than
     `stop_timeout_secs` (Pub/Sub unreachable: publishes and acknowledgements would wait
@@ -163,7 +163,7 @@ def _stop_on_signals(stop_timeout_secs: float) -> Iterator[None]:
     def handler(signum, _frame):
         if signalled.is_set():
             os._exit(128 + signum)
-        pubsub_lease.request_stop()
+        lease.request_stop()
         signalled.set()
 
     def watchdog():
@@ -173,7 +173,7 @@ def _stop_on_signals(stop_timeout_secs: float) -> Iterator[None]:
         print("stopping: finishing the messages in flight (signal again to quit at once)", file=sys.stderr,
               flush=True)
         if not done.wait(stop_timeout_secs):
-            leased = sum(s.outstanding for s in pubsub_lease.opened())
+            leased = sum(s.outstanding for s in lease.opened())
             print(f"error: the stop did not finish within {stop_timeout_secs:g} s (is Pub/Sub reachable?); "
                   f"{leased} messages were not acknowledged and Pub/Sub will redeliver them", file=sys.stderr,
                   flush=True)

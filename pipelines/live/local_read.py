@@ -20,7 +20,7 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.transforms.core import RestrictionProvider
 
-from pipelines.plumbing import lease as pubsub_lease
+from pipelines.plumbing import lease
 from pipelines.plumbing.lease import LeaseSettings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class _PollLeasedMessages(beam.DoFn):
         self.min_count, self.max_count, self.max_wait = min_count, max_count, max_wait
 
     def process(self, _impulse, tracker=_ENDLESS):
-        leased = pubsub_lease.open_subscription(self.subscription, self.settings)
+        leased = lease.open_subscription(self.subscription, self.settings)
         position = tracker.current_restriction().start
         if leased.finished():  # stopped and drained: claim the rest, and the read is done
             tracker.try_claim(ENDLESS - 1)
@@ -92,7 +92,7 @@ class AcknowledgeLeased(beam.DoFn):
 
     def process(self, answer: tuple[tuple[str, ...], bool]):
         ack_ids, confirmed = answer
-        leased = pubsub_lease.open_subscription(self.subscription, self.settings)
+        leased = lease.open_subscription(self.subscription, self.settings)
         if confirmed:
             leased.acknowledge(list(ack_ids))
         else:

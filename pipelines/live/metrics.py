@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from model.errors import UserError
-from pipelines.plumbing import lease as pubsub_lease
+from pipelines.plumbing import lease
 from worker import telemetry
 
 LEASE_COUNTS = {  # LeasedSubscription.counts key → (metric name, help)
@@ -34,7 +34,7 @@ class LeaseCollector:
     """The read's counters and its outstanding messages, per subscription, read when scraped."""
 
     def collect(self):
-        subscriptions = pubsub_lease.opened()
+        subscriptions = lease.opened()
         for key, (name, doc) in LEASE_COUNTS.items():
             family = CounterMetricFamily(name, doc, labels=["subscription"])
             for leased in subscriptions:
@@ -50,7 +50,7 @@ class LeaseCollector:
 def health(unhealthy_after_secs: float) -> tuple[bool, str]:
     """(healthy, why) for the process's subscriptions."""
     now = time.monotonic()
-    for leased in pubsub_lease.opened():
+    for leased in lease.opened():
         if leased.failure:
             return False, leased.failure
         quiet = now - leased.last_pull_ok

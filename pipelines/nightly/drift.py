@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model import baseline as bins
+from model import baseline
 from model.errors import UserError
 from model.reference import Figures, Reference
 from pipelines.config import DEFAULT_THRESHOLD
@@ -131,8 +131,8 @@ def night(summary: dict, words: dict | None, labels: list[str], word_bins: np.nd
     shares = summary["labels"]
     return Figures(
         labels=np.array([shares.get(n, {}).get("share", 0.0) for n in labels]),
-        confidence=np.asarray(bins.shares(summary["confidence_histogram"])),
-        length=np.asarray(bins.shares(summary["length_histogram"])),
+        confidence=np.asarray(baseline.shares(summary["confidence_histogram"])),
+        length=np.asarray(baseline.shares(summary["length_histogram"])),
         words=counts / counts.sum() if counts is not None and counts.sum() else None,
         mean_confidence=summary["mean_confidence"], needs_review_share=summary["needs_review_share"],
         oov_share=summary["oov_share"] or 0.0, rows=summary["predicted"])
@@ -140,7 +140,7 @@ def night(summary: dict, words: dict | None, labels: list[str], word_bins: np.nd
 
 def section(summary: dict, model_baseline: dict | None, threshold: float | None = DEFAULT_THRESHOLD,
             previous: dict | None = None, reference: Reference | None = None, words: dict | None = None,
-            labels: list[str] | None = None, review_threshold: float = bins.DEFAULT_REVIEW_THRESHOLD) -> dict:
+            labels: list[str] | None = None, review_threshold: float = baseline.DEFAULT_REVIEW_THRESHOLD) -> dict:
     """The `drift` section of summary.json: figures, thresholds, and which signals are over them."""
     if not model_baseline:
         return {"baseline": None, "alert": False, "over_threshold": [],
@@ -326,9 +326,9 @@ def report_png(summary: dict, model_baseline: dict | None, previous: dict | None
     left.set_xlabel("share of predictions")
     left.set_title("Predicted labels")
     left.legend()
-    centres = [(i + 0.5) / bins.CONFIDENCE_BINS for i in range(bins.CONFIDENCE_BINS)]
-    width = 0.4 / bins.CONFIDENCE_BINS
-    middle.bar([c - width / 2 for c in centres], bins.shares(summary["confidence_histogram"]), width, label="today")
+    centres = [(i + 0.5) / baseline.CONFIDENCE_BINS for i in range(baseline.CONFIDENCE_BINS)]
+    width = 0.4 / baseline.CONFIDENCE_BINS
+    middle.bar([c - width / 2 for c in centres], baseline.shares(summary["confidence_histogram"]), width, label="today")
     if model_baseline:
         middle.bar([c + width / 2 for c in centres], model_baseline["confidence_histogram"], width,
                    label="test split at training")

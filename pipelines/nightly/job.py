@@ -42,8 +42,7 @@ from pipelines.nightly.reading import (
 )
 from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
 from pipelines.options import BatchConfig, beam_options, create_local_locations, is_local, template_only
-from pipelines.plumbing import commit as out
-from pipelines.plumbing import night as night_of
+from pipelines.plumbing import commit, night
 from pipelines.plumbing.hold import HoldLost, OutputLock, staging_alive
 from pipelines.served_model import served_from
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, settlers
@@ -59,7 +58,7 @@ log = logging.getLogger(__name__)
 
 
 def staging_of(config: BatchConfig, run_id: str) -> str:
-    return out.staging_dir(config.output, run_id)
+    return commit.staging_dir(config.output, run_id)
 
 
 def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows: int | None = None,
@@ -90,7 +89,7 @@ def build_batch(p: beam.Pipeline, config: BatchConfig, staging: str, total_rows:
     (
         (tables, classified[PREDICTIONS], classified[DEAD_LETTERS], read[FILES], results[WORD_COUNTS])
         | "RunStats" >> ComputeRunStats()
-        | "WriteStats" >> beam.io.WriteToText(out.join(staging, STATS_FILE), shard_name_template="")
+        | "WriteStats" >> beam.io.WriteToText(commit.join(staging, STATS_FILE), shard_name_template="")
     )
     return classified
 
@@ -148,10 +147,10 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     touches it at all.
     """
     options = beam_options(beam_args)
-    config = replace(config, output=night_of.normalised(config.output))  # one spelling for both stores
-    night, night_from = night_of.of_run(config.output, config.night,
+    config = replace(config, output=night.normalised(config.output))  # one spelling for both stores
+    date, night_from = night.of_run(config.output, config.night,
                                         needed_by="--bigquery-table" if config.bigquery_table else None)
-    config = replace(config, night=night)
+    config = replace(config, night=date)
     create_local_locations(options)
     building = template_only(options)
     expected, skipped = None, {}
@@ -171,7 +170,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     found = Found(metadata, inputs, total_rows, expected, skipped, night_from)
     if total_rows is not None and total_rows < config.xla_min_rows:
         config = replace(config, worker=replace(config.worker, xla=False))
-    previous = out.read_summary(config.compare_to) if config.compare_to else None
+    previous = commit.read_summary(config.compare_to) if config.compare_to else None
     compared = drift.Compared.of(config.worker.model_dir, metadata, previous)  # a broken reference: one line, now
     if not is_local(options):
         config = replace(config, progress=False)
@@ -193,10 +192,10 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     lock = OutputLock(config.output, run_id, config.lock_stale_secs, options).acquire()
     try:
         alive = functools.partial(staging_alive, stale_secs=config.lock_stale_secs)
-        settled, leftovers = out.recover(config.output, staging, alive, settlers())  # a killed commit settled
+        settled, leftovers = commit.recover(config.output, staging, alive, settlers())  # a killed commit settled
         for line in settled:
             log.warning("%s", line)
-        out.prepare(config.output, staging)
+        commit.prepare(config.output, staging)
         lock.claim(staging)
         job = Job(config, options, staging, run_id, found, compared, sinks, lock.check)
         summary = job.run(test_pipeline)
@@ -229,7 +228,7 @@ class Job:
     """One run while the output is held: pipeline, books, drift and report, commit; any failure undone."""
 
     def __init__(self, config: BatchConfig, options, staging: str, run_id: str, found: Found,
-                 compared: drift.Compared, sinks: list[Sink], fence=out.unfenced):
+                 compared: drift.Compared, sinks: list[Sink], fence=commit.unfenced):
         self.config, self.options, self.staging, self.run_id = config, options, staging, run_id
         self.fence = fence  # raises HoldLost once another run holds the output
         self.metadata, self.inputs, self.total_rows = found.metadata, found.inputs, found.total_rows
@@ -244,7 +243,7 @@ class Job:
             summary = assemble(
                 stats, model_version=self.metadata["model_version"], inputs=self.inputs, output=output,
                 started=started, finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), seconds=seconds,
-                registry=registry.lineage_of(self.metadata),
+                lineage=registry.lineage_of(self.metadata),
             )
             summary["source"] = {"input": self.config.input_pattern, "id_column": self.config.id_column,
                                  "text_column": self.config.text_column,
@@ -256,11 +255,11 @@ class Job:
                 "why": "chosen by each worker process as it loads the model: see the workers' logs"}
             summary["night"] = {"date": self.config.night, "from": self.night_from}
             self._monitor(summary, stats)
-            transaction = out.Commit(output, self.staging, self.run_id, self.fence)
-            committed = transaction.run(lambda commit: self._publish(commit, summary), settlers())
+            transaction = commit.Commit(output, self.staging, self.run_id, self.fence)
+            committed = transaction.run(lambda planned: self._publish(planned, summary), settlers())
             pending.supersede(output, self.run_id)  # older nights kept staged for `complaints commit` are moot
             return committed
-        except out.CommitFailed as exc:
+        except commit.CommitFailed as exc:
             raise self._failed_commit(exc) from exc
         except UserError:
             self._abort()
@@ -274,7 +273,7 @@ class Job:
         """Drift and the report, after the books balance: a monitor that fails never discards a labelled night.
 
         What they read was checked before the pipeline started (`drift.Compared.of`,
-        `out.read_summary`); if they fail all the same, the night is committed with
+        `commit.read_summary`); if they fail all the same, the night is committed with
         `drift: not checked` and the reason, and `--fail-on-drift` exits non-zero."""
         try:
             summary["drift"] = self.compared.section(summary, stats.get(WORDS), self.config.drift_threshold,
@@ -282,7 +281,7 @@ class Job:
         except Exception as exc:  # noqa: BLE001 (any monitor failure: the labels are still good)
             summary["drift"] = drift.not_checked(f"the drift check failed: {cause(exc)}")
         try:
-            out.write_bytes(out.join(self.staging, out.REPORT),
+            commit.write_bytes(commit.join(self.staging, commit.REPORT),
                             drift.report_png(summary, self.compared.baseline, self.compared.previous))
         except Exception as exc:  # noqa: BLE001
             summary["report"] = f"not written: {cause(exc)}"
@@ -294,7 +293,7 @@ class Job:
         result = p.run()
         remote.announce(result, self.options)  # a Dataflow job: its id and console address; then followed to its end
         result.wait_until_finish()
-        stats = json.loads(out.read_text(out.join(self.staging, STATS_FILE)))
+        stats = json.loads(commit.read_text(commit.join(self.staging, STATS_FILE)))
         for reason, count in self.skipped.items():
             stats["files"]["skipped"][reason] = stats["files"]["skipped"].get(reason, 0) + count
         return stats, started.isoformat(timespec="seconds"), time.monotonic() - clock
@@ -319,7 +318,7 @@ class Job:
         if not summary["balanced"]:
             raise JobFailed(f"rows in ({summary['rows_in']}) ≠ predicted + dead-lettered; nothing was committed")
 
-    def _failed_commit(self, exc: out.CommitFailed) -> JobFailed:
+    def _failed_commit(self, exc: commit.CommitFailed) -> JobFailed:
         """Say what the failed commit left, in one line; the staging folder stays only where it can still commit."""
         output = self.config.output
         if isinstance(exc.cause, WarehouseBusy) and exc.restored and not exc.unsettled:
@@ -340,15 +339,15 @@ class Job:
                  f"`complaints unlock --output {output}` undoes the rest from its journal")
         return JobFailed(f"committing {output} failed ({cause(exc.cause)}); {state}")
 
-    def _publish(self, commit: out.Commit, summary: dict) -> dict:
+    def _publish(self, transaction: commit.Commit, summary: dict) -> dict:
         for sink in self.sinks:
-            sink.commit(commit)
-        return commit.finish(summary, settlers())
+            sink.commit(transaction)
+        return transaction.finish(summary, settlers())
 
     def _abort(self) -> None:
         for sink in self.sinks:
             sink.abort(self.staging)
-        out.abort(self.staging)
+        commit.abort(self.staging)
 
 
 def _remove_if_empty(folder: str) -> None:

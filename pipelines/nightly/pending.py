@@ -23,27 +23,26 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from model.errors import UserError
-from pipelines.plumbing import commit as out
-from pipelines.plumbing import journal
+from pipelines.plumbing import commit, journal
 
-PENDING = out.PENDING
+PENDING = commit.PENDING
 
 
 def keep(staging: str, table: str, night: str, passthrough: tuple, warehouse: dict) -> None:
     """Mark a settled-back night's staging folder as pending (`warehouse`: the BigQuery sink's settings)."""
     fields = base64.b64encode(pa.schema(list(passthrough)).serialize().to_pybytes()).decode("ascii")
     record = {"table": table, "night": night, "passthrough": fields, "warehouse": warehouse}
-    out.write_text(out.join(staging, PENDING), json.dumps(record, indent=1) + "\n")
+    commit.write_text(commit.join(staging, PENDING), json.dumps(record, indent=1) + "\n")
 
 
 def is_pending(folder: str) -> bool:
     return posixpath.basename(folder.rstrip("/")).startswith(".staging-") and FileSystems.exists(
-        out.join(folder, PENDING))
+        commit.join(folder, PENDING))
 
 
 def found(output: str) -> list[str]:
     """The output's pending staging folders, oldest run first (run ids begin with their start time)."""
-    pattern = out.join(output, f".staging-*/{PENDING}")
+    pattern = commit.join(output, f".staging-*/{PENDING}")
     matches = FileSystems.match([pattern])[0].metadata_list
     return sorted(posixpath.dirname(m.path) for m in matches)
 
@@ -53,17 +52,17 @@ def supersede(output: str, run_id: str) -> list[str]:
     removed = []
     for staging in found(output):
         if journal.run_id_of(staging) < run_id:
-            out.abort(staging)
+            commit.abort(staging)
             removed.append(staging)
     return removed
 
 
 def load(staging: str) -> dict:
     try:
-        record = json.loads(out.read_text(out.join(staging, PENDING)))
+        record = json.loads(commit.read_text(commit.join(staging, PENDING)))
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(record["passthrough"])))
     except (ValueError, KeyError, TypeError, pa.ArrowException) as exc:
-        raise UserError(f"{out.join(staging, PENDING)} cannot be read ({exc}): this night cannot be committed "
+        raise UserError(f"{commit.join(staging, PENDING)} cannot be read ({exc}): this night cannot be committed "
                         "later; label it again") from None
     return {**record, "passthrough": tuple(schema)}
 
@@ -83,7 +82,7 @@ def commit_later(output: str, stale_secs: float) -> dict:
         raise UserError(f"{output} has no night waiting to be committed (nothing was kept staged)")
     staging = waiting[-1]
     run_id, record = journal.run_id_of(staging), load(staging)
-    summary = json.loads(out.read_text(out.join(staging, out.SUMMARY)))
+    summary = json.loads(commit.read_text(commit.join(staging, commit.SUMMARY)))
     for key in ("output_files", "bigquery"):
         summary.pop(key, None)
     sink = BigQueryTables(TableRef.parse(record["table"]), output, run_id, record["night"], record["passthrough"],
@@ -91,22 +90,22 @@ def commit_later(output: str, stale_secs: float) -> dict:
     sink.check()
     holder = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-commit-" + uuid.uuid4().hex[:6]
     with OutputLock(output, holder, stale_secs) as lock:
-        out.recover(output, staging, functools.partial(staging_alive, stale_secs=stale_secs), settlers())
-        current = out.join(output, out.SUCCESS)
-        if FileSystems.exists(current) and out.read_text(current).strip() > run_id:
-            out.abort(staging)
-            raise UserError(f"run {out.read_text(current).strip()} committed {output} after run {run_id} "
+        commit.recover(output, staging, functools.partial(staging_alive, stale_secs=stale_secs), settlers())
+        current = commit.join(output, commit.SUCCESS)
+        if FileSystems.exists(current) and commit.read_text(current).strip() > run_id:
+            commit.abort(staging)
+            raise UserError(f"run {commit.read_text(current).strip()} committed {output} after run {run_id} "
                             "labelled the night kept staged: it is moot and was removed")
 
-        def steps(transaction: out.Commit) -> dict:
+        def steps(transaction: commit.Commit) -> dict:
             transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES))
             sink.commit(transaction)
             return transaction.finish(summary, settlers())
 
-        transaction = out.Commit(output, staging, run_id, lock.check)
+        transaction = commit.Commit(output, staging, run_id, lock.check)
         try:
             committed = transaction.run(steps, settlers())
-        except out.CommitFailed as exc:
+        except commit.CommitFailed as exc:
             raise UserError(f"committing the night run {run_id} labelled failed ({exc.cause}); "
                             f"{'both stores are as they were' if exc.restored and not exc.unsettled else exc.unsettled}"
                             f"; it stays staged: try `complaints commit --output {output}` again") from None

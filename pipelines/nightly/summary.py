@@ -15,8 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.transforms.window import GlobalWindows
 
-from model import baseline
-from model.registry import described as registry_described
+from model import baseline, registry
 from pipelines.nightly import drift
 from worker.precision_choice import described
 
@@ -220,7 +219,7 @@ class ComputeRunStats(beam.PTransform):
 
 
 def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str,
-             started: str, finished: str, seconds: float, registry: dict | None = None) -> dict:
+             started: str, finished: str, seconds: float, lineage: dict | None = None) -> dict:
     """The summary.json document; the commit adds the names of the files it published (`output_files`)."""
     pred = stats["predictions"]
     predicted = pred["predicted"]
@@ -241,7 +240,7 @@ def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str
         "oov_share": pred["oov_tokens"] / pred["tokens"] if pred["tokens"] else None,
         "length_histogram": pred["length_histogram"],
         "model_version": model_version,
-        **({"registry": registry} if registry else {}),  # models:/…: which registered version labelled the night
+        **({"registry": lineage} if lineage else {}),  # models:/…: which registered version labelled the night
         "inputs": inputs,
         "inputs_skipped": dict(sorted(stats["files"]["skipped"].items())),
         "output": output,
@@ -290,7 +289,7 @@ def render(summary: dict) -> str:
         lines.append(described(summary["precision"]))
     lines += [
         f"model {summary['model_version']}"
-        + (f" ({registry_described(summary['registry'])})" if summary.get("registry") else "")
+        + (f" ({registry.described(summary['registry'])})" if summary.get("registry") else "")
         + f"; {summary['seconds']:.1f}s, {summary['rows_per_second'] or 0:,.0f} rows/s",
         f"output {summary['output']} (complete: _SUCCESS written)",
     ]

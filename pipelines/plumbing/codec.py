@@ -160,12 +160,12 @@ def encode_prediction(record: dict) -> PubsubMessage:
     """
     body = {k: v for k, v in record.items() if k != records.SOURCE}
     try:
-        data = _json(body)
+        data = strict_json(body)
         if len(data) > MAX_DATA_BYTES:
             data = _shrink_prediction(body)
     except (ValueError, TypeError, RecursionError):
         kept = {*prediction.names(explain=True), "message_id"}
-        data = _json({**{k: v for k, v in body.items() if k in kept},
+        data = strict_json({**{k: v for k, v in body.items() if k in kept},
                       "omitted_fields": sorted(k for k in body if k not in kept)})
     return PubsubMessage(data, _fit_attributes(prediction.attributes(record)))
 
@@ -183,7 +183,7 @@ def encode_dead_letter(letter: dict) -> PubsubMessage:
         "message_id": source.get("message_id"),
     }
     try:
-        data = _json(body)
+        data = strict_json(body)
         if len(data) > MAX_DATA_BYTES:
             data = _shrink_dead_letter(body)
     except (ValueError, TypeError, RecursionError):
@@ -199,11 +199,11 @@ def minimal_dead_letter(letter: dict) -> bytes:
         text = str(value)
         return text if len(text) <= 4096 else _cut(text, 4096)
 
-    return _json({"id": short(letter["id"]) if letter.get("id") is not None else None, "reason": letter["reason"],
+    return strict_json({"id": short(letter["id"]) if letter.get("id") is not None else None, "reason": letter["reason"],
                   "detail": short(letter.get("detail", "")), "message_id": message_id})
 
 
-def _json(body: dict) -> bytes:
+def strict_json(body: dict) -> bytes:
     """Strict JSON (`record_columns.strict_json`): never a bare `NaN`; a lone surrogate as its \\uXXXX escape."""
     return record_columns.strict_json(body).encode("utf-8")
 
@@ -216,34 +216,34 @@ def _shrink_prediction(body: dict) -> bytes:
     two or three serialisations, not 100,000.
     """
     kept = {*prediction.names(explain=True), "message_id"}  # never left out to fit
-    sizes = {k: len(_json({k: body[k]})) for k in body if k not in kept}
+    sizes = {k: len(strict_json({k: body[k]})) for k in body if k not in kept}
     order = sorted(sizes, key=lambda k: -sizes[k])  # largest first
-    total, omitted, limit = len(_json(body)), [], int(MAX_DATA_BYTES * 0.98)
+    total, omitted, limit = len(strict_json(body)), [], int(MAX_DATA_BYTES * 0.98)
     for key in order:
         omitted.append(key if len(key) <= 256 else _cut(key, 256))
         body.pop(key)
         total += len(omitted[-1]) + 4 - sizes[key]  # its entry goes; its name joins omitted_fields
         if total <= limit:
             body["omitted_fields"] = omitted
-            data = _json(body)
+            data = strict_json(body)
             if len(data) <= MAX_DATA_BYTES:
                 return data
             total = len(data)
     body["omitted_fields"] = omitted
     body["id"], body["id_truncated"] = _cut(str(body["id"]), 4096), True
-    return _json(body)
+    return strict_json(body)
 
 
 def _shrink_dead_letter(body: dict) -> bytes:
     """Keep as much of the payload (and of an enormous id) as fits, and say so."""
     payload, record_id = str(body["payload"] or ""), body["id"]
     body["payload_truncated"], body["payload_chars"] = True, len(payload)
-    if record_id is not None and len(_json({"id": record_id})) > MAX_DATA_BYTES // 4:
+    if record_id is not None and len(strict_json({"id": record_id})) > MAX_DATA_BYTES // 4:
         body["id"], body["id_truncated"] = _cut(str(record_id), 4096), True
     keep = len(payload)
     while True:  # JSON escaping may grow a character up to six bytes: shrink in proportion until it fits
         body["payload"] = payload[:keep]
-        data = _json(body)
+        data = strict_json(body)
         if len(data) <= MAX_DATA_BYTES:
             return data
         keep = int(keep * MAX_DATA_BYTES / len(data) * 0.98)

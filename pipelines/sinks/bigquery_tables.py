@@ -42,7 +42,7 @@ from apache_beam.io.filesystems import FileSystems
 from model.errors import UserError
 from pipelines.plumbing import bigquery
 from pipelines.plumbing.bigquery import TableRef
-from pipelines.sinks import bigquery_schema as schemas
+from pipelines.sinks import bigquery_schema
 from pipelines.sinks.base import Sink
 from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES
 from worker import prediction
@@ -161,17 +161,17 @@ class BigQueryTables(Sink):
             found = self.client().get_table(str(ref), **self._bounded())
         except exceptions.NotFound:
             return None
-        have = schemas.of_table(found.schema)
-        missing = schemas.missing_added(have)
+        have = bigquery_schema.of_table(found.schema)
+        missing = bigquery_schema.missing_added(have)
         if missing and update:
             self._add_columns(ref, found, missing)
             found = self.client().get_table(str(ref), **self._bounded())
-            have = schemas.of_table(found.schema)
-        problem = schemas.difference(have, fields)
+            have = bigquery_schema.of_table(found.schema)
+        problem = bigquery_schema.difference(have, fields)
         if problem:
             raise UserError(f"BigQuery table {ref} does not match this night's records: {problem}. Label into "
                             "another --bigquery-table, or migrate the table (docs/bigquery.md)")
-        if update and _partitioned_by(found) != schemas.NIGHT:
+        if update and _partitioned_by(found) != bigquery_schema.NIGHT:
             self.notes.append(f"{ref} is not partitioned by night: each night's swap reads the whole table "
                               "(docs/bigquery.md#migrating-a-table-from-before-partitions)")
         return found
@@ -184,15 +184,15 @@ class BigQueryTables(Sink):
         now = self.client().get_table(str(ref), **self._bounded())
         have = {f.name for f in now.schema}
         if any(f["name"] not in have for f in missing):
-            now.schema = [*now.schema, *schemas.to_api([f for f in missing if f["name"] not in have])]
+            now.schema = [*now.schema, *bigquery_schema.to_api([f for f in missing if f["name"] not in have])]
             self.client().update_table(now, ["schema"], **self._bounded())
         self.notes.append(f"{ref}: added column{'s' if len(missing) > 1 else ''} "
                           f"{', '.join(f['name'] for f in missing)} (schema update)")
 
     def _wanted(self) -> dict[TableRef, list[dict]]:
         """Each table's schema for this night's records."""
-        return {self.table: self._typed_nulls(schemas.predictions(self.passthrough)),
-                self.table.dead_letters: schemas.dead_letters(self._letters_with_text())}
+        return {self.table: self._typed_nulls(bigquery_schema.predictions(self.passthrough)),
+                self.table.dead_letters: bigquery_schema.dead_letters(self._letters_with_text())}
 
     def _typed_nulls(self, fields: list[dict]) -> list[dict]:
         """A kept column written with no type (all null, as pandas writes an all-None column) takes the type the
@@ -203,7 +203,7 @@ class BigQueryTables(Sink):
         from google.api_core import exceptions
 
         try:
-            found = schemas.of_table(self.client().get_table(str(self.table), **self._bounded()).schema)
+            found = bigquery_schema.of_table(self.client().get_table(str(self.table), **self._bounded()).schema)
         except exceptions.NotFound:
             return fields
         have = {f["name"]: f for f in found if f["name"] in untyped}
@@ -250,7 +250,7 @@ class BigQueryTables(Sink):
             typed = {f["name"]: f for f in wanted[ref]}
             untyped = {f.name for f in (schema or fallback) if pa.types.is_null(f.type)}
             load = self._work_table(ref, "load", [typed.get(f["name"], f) if f["name"] in untyped else f
-                                                  for f in schemas.of_schema(schema or fallback)])
+                                                  for f in bigquery_schema.of_schema(schema or fallback)])
             self._load(paths, load)
             self._work_table(ref, "undo", wanted[ref])
             loaded[str(ref)] = self._count(f"SELECT COUNT(*) AS n FROM {load.sql}")
@@ -274,14 +274,14 @@ class BigQueryTables(Sink):
 
     def _runs_of_night(self, ref: TableRef) -> set[str]:
         where = _night_filter(self.night, self._legacy())
-        query = (f"SELECT DISTINCT `{schemas.RUN_ID}` AS r FROM {ref.sql} WHERE {where} "
-                 f"AND `{schemas.OUTPUT}` = {literal(self.output)}")
+        query = (f"SELECT DISTINCT `{bigquery_schema.RUN_ID}` AS r FROM {ref.sql} WHERE {where} "
+                 f"AND `{bigquery_schema.OUTPUT}` = {literal(self.output)}")
         return {row["r"] for row in self._query(query)}
 
     def _legacy(self) -> bool:
         """A table made before partitions: its rows from then have no `night`, so the night is found by output."""
         found = self.client().get_table(str(self.table), **self._bounded())
-        return _partitioned_by(found) != schemas.NIGHT
+        return _partitioned_by(found) != bigquery_schema.NIGHT
 
     def _base_record(self) -> dict:
         return {"kind": KIND, "project": self.table.project, "run_id": self.run_id, "scratch": self._scratch,
@@ -346,9 +346,9 @@ class BigQueryTables(Sink):
         (or reason), described, labelled."""
         from google.cloud.bigquery import Table, TimePartitioning
 
-        table = Table(str(ref), schema=schemas.to_api(fields))
-        table.time_partitioning = TimePartitioning(field=schemas.NIGHT)
-        table.clustering_fields = ["reason" if ref == self.table.dead_letters else "label", schemas.OUTPUT]
+        table = Table(str(ref), schema=bigquery_schema.to_api(fields))
+        table.time_partitioning = TimePartitioning(field=bigquery_schema.NIGHT)
+        table.clustering_fields = ["reason" if ref == self.table.dead_letters else "label", bigquery_schema.OUTPUT]
         table.labels = dict(self.warehouse.labels)
         kind = "dead letters, one row per unlabelled" if ref == self.table.dead_letters else "labels, one row per"
         table.description = f"complaint {kind} complaint and night (complaints label --bigquery-table)"
@@ -362,8 +362,9 @@ class BigQueryTables(Sink):
         from google.cloud.bigquery import Table
 
         view = Table(str(self.table.nights))
-        view.view_query = (f"SELECT `{schemas.NIGHT}`, `{schemas.OUTPUT}`, `{schemas.RUN_ID}`, "
-                           f"MAX(`{schemas.LABELLED_AT}`) AS `{schemas.LABELLED_AT}`, COUNT(*) AS predictions "
+        night, output, run, at = (bigquery_schema.NIGHT, bigquery_schema.OUTPUT, bigquery_schema.RUN_ID,
+                                  bigquery_schema.LABELLED_AT)
+        view.view_query = (f"SELECT `{night}`, `{output}`, `{run}`, MAX(`{at}`) AS `{at}`, COUNT(*) AS predictions "
                            f"FROM {self.table.sql} GROUP BY 1, 2, 3")
         view.labels = dict(self.warehouse.labels)
         view.description = f"the nights committed into {self.table}, one row each (complaints label)"
@@ -374,7 +375,7 @@ class BigQueryTables(Sink):
 
         work = work_table(ref, kind, self.run_id, self._scratch)
         self.client().delete_table(str(work), not_found_ok=True, **self._bounded())
-        table = Table(str(work), schema=schemas.to_api(fields))
+        table = Table(str(work), schema=bigquery_schema.to_api(fields))
         table.expires = dt.datetime.now(dt.UTC) + WORK_TABLES_EXPIRE
         table.labels = {**self.warehouse.labels, "complaints-work": kind}
         table.description = f"complaints label: run {self.run_id}'s {kind} table for {ref}"
@@ -426,8 +427,14 @@ def _partitioned_by(table) -> str | None:
 
 def _night_filter(night: str, legacy: bool) -> str:
     """The partition filter every statement carries (tables may `require_partition_filter`)."""
-    own = f"`{schemas.NIGHT}` = DATE '{night}'"
-    return f"({own} OR `{schemas.NIGHT}` IS NULL)" if legacy else own
+    own = f"`{bigquery_schema.NIGHT}` = DATE '{night}'"
+    return f"({own} OR `{bigquery_schema.NIGHT}` IS NULL)" if legacy else own
+
+
+def _of_night(record: dict) -> str:
+    """The rows of the record's night and output (the partition filter first: tables may require it)."""
+    output = literal(record["output"])
+    return f"{_night_filter(record['night'], record['legacy'])} AND `{bigquery_schema.OUTPUT}` = {output}"
 
 
 def _refs(record: dict) -> list[TableRef]:
@@ -444,13 +451,13 @@ def swap_script(record: dict) -> str:
     """One transaction over both tables: the rows of the runs it replaces kept in the undo tables and deleted,
     the load tables' rows inserted with this run's columns. Touches no other run's rows."""
     client, deadline = bigquery.client(record["project"]), record["deadline_secs"]
-    where = f"{_night_filter(record['night'], record['legacy'])} AND `{schemas.OUTPUT}` = {literal(record['output'])}"
+    where = _of_night(record)
     statements = []
     for ref in _refs(record):
         load, undo = (work_table(ref, kind, record["run_id"], record["scratch"]) for kind in ("load", "undo"))
         every = ", ".join(f"`{c}`" for c in _columns(client, ref, deadline))
         if record["replaces"]:
-            replaced = f"{where} AND `{schemas.RUN_ID}` IN ({_in(record['replaces'])})"
+            replaced = f"{where} AND `{bigquery_schema.RUN_ID}` IN ({_in(record['replaces'])})"
             statements += [f"INSERT INTO {undo.sql} ({every}) SELECT {every} FROM {ref.sql} WHERE {replaced};",
                            f"DELETE FROM {ref.sql} WHERE {replaced};"]
         targets, sources = [], []
@@ -461,9 +468,9 @@ def swap_script(record: dict) -> str:
             else:
                 targets.append(f"`{name}`")
                 sources.append(f"`{name}`")
-        added = {schemas.RUN_ID: literal(record["run_id"]), schemas.OUTPUT: literal(record["output"]),
-                 schemas.NIGHT: f"DATE '{record['night']}'",
-                 schemas.LABELLED_AT: f"TIMESTAMP '{record['labelled_at']}'"}
+        added = {bigquery_schema.RUN_ID: literal(record["run_id"]), bigquery_schema.OUTPUT: literal(record["output"]),
+                 bigquery_schema.NIGHT: f"DATE '{record['night']}'",
+                 bigquery_schema.LABELLED_AT: f"TIMESTAMP '{record['labelled_at']}'"}
         statements.append(f"INSERT INTO {ref.sql} ({', '.join(targets + [f'`{k}`' for k in added])}) "
                           f"SELECT {', '.join(sources + list(added.values()))} FROM {load.sql};")
     return "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
@@ -498,7 +505,7 @@ class Settler:
     def _applied(self, client, record: dict) -> bool:
         """Whether this run's rows are in either table: the swap inserts them in one transaction, so any is all."""
         night = _night_filter(record["night"], record["legacy"])
-        where = f"{night} AND `{schemas.RUN_ID}` = {literal(record['run_id'])}"
+        where = f"{night} AND `{bigquery_schema.RUN_ID}` = {literal(record['run_id'])}"
         deadline = record["deadline_secs"]
         for ref in _refs(record):
             job = client.query(f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE {where}", timeout=deadline,
@@ -532,14 +539,14 @@ def undo_script(client, record: dict) -> str:
     Fenced: it does anything only while this run's own rows are still in the predictions table, read inside
     the transaction (`mine`). A run that lost its hold and whose rows a newer run has since replaced finds
     none, and leaves the newer run's rows, and the rows that run replaced, alone."""
-    where = f"{_night_filter(record['night'], record['legacy'])} AND `{schemas.OUTPUT}` = {literal(record['output'])}"
+    where = _of_night(record)
     runs = _in([record["run_id"], *record["replaces"]])
-    own = f"{where} AND `{schemas.RUN_ID}` = {literal(record['run_id'])}"
+    own = f"{where} AND `{bigquery_schema.RUN_ID}` = {literal(record['run_id'])}"
     statements = [f"SET mine = (SELECT COUNT(*) FROM {_refs(record)[0].sql} WHERE {own});"]
     for ref in _refs(record):
         undo = work_table(ref, "undo", record["run_id"], record["scratch"])
         every = ", ".join(f"`{c}`" for c in _columns(client, ref, record["deadline_secs"]))
-        statements += [f"DELETE FROM {ref.sql} WHERE mine > 0 AND {where} AND `{schemas.RUN_ID}` IN ({runs});",
+        statements += [f"DELETE FROM {ref.sql} WHERE mine > 0 AND {where} AND `{bigquery_schema.RUN_ID}` IN ({runs});",
                        f"INSERT INTO {ref.sql} ({every}) SELECT {every} FROM {undo.sql} WHERE mine > 0;"]
     return "DECLARE mine INT64 DEFAULT 0;\nBEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
 

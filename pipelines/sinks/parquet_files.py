@@ -30,8 +30,8 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines.plumbing import commit as out
-from pipelines.sinks import parquet_windows as windows
+from pipelines.plumbing import commit
+from pipelines.sinks import parquet_windows
 from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
 from worker import prediction, record_columns
 from worker.records import DEAD_LETTER_SCHEMA
@@ -104,12 +104,13 @@ class ParquetFiles(Sink):
 
     def expand(self, classified) -> list:
         if self.window_seconds is not None:
-            windows.write(classified[PREDICTIONS], self.output, self.window_seconds, self.schema, self.wall_clock)
+            parquet_windows.write(classified[PREDICTIONS], self.output, self.window_seconds, self.schema,
+                                  self.wall_clock)
             return []
         (
             classified[PREDICTIONS]  # Arrow tables of `schema`, one row group each (`worker.tables`)
             | "WritePredictions" >> beam.io.WriteToParquetBatched(
-                out.join(self.staging, "predictions"), file_name_suffix=".parquet", codec="zstd",
+                commit.join(self.staging, "predictions"), file_name_suffix=".parquet", codec="zstd",
                 schema=tagged(self.schema, "predictions"))
         )
         (
@@ -117,7 +118,7 @@ class ParquetFiles(Sink):
             | "AllDeadLetters" >> beam.Flatten()
             | "LetterTables" >> beam.ParDo(LettersToTables(LETTER_TABLE_ROWS))
             | "WriteDeadLetters" >> beam.io.WriteToParquetBatched(
-                out.join(self.staging, "dead_letters"), file_name_suffix=".parquet", codec="zstd",
+                commit.join(self.staging, "dead_letters"), file_name_suffix=".parquet", codec="zstd",
                 schema=tagged(with_lineage(DEAD_LETTER_SCHEMA, self.lineage), "dead_letters"))
         )
         return []

@@ -19,8 +19,7 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.window import GlobalWindows
 from google.api_core import exceptions
 
-from pipelines.plumbing import codec as pubsub
-from pipelines.plumbing import lease as pubsub_lease
+from pipelines.plumbing import codec, lease
 from worker import telemetry
 from worker.defaults import METRICS_NAMESPACE
 from worker.records import PUBLISH_REJECTED
@@ -56,7 +55,7 @@ class PublishConfirmed(beam.DoFn):
         self.dead_letters = dead_letters  # this publishes dead letters: a rejected one is sent minimal
 
     def setup(self):
-        self._api = pubsub_lease.publisher_api() if self.topic or self.dead_letter_topic else None
+        self._api = lease.publisher_api() if self.topic or self.dead_letter_topic else None
 
     def start_bundle(self):
         self._pending: list[tuple[str, PubsubMessage]] = []
@@ -73,7 +72,7 @@ class PublishConfirmed(beam.DoFn):
             yield _answer([ack_id for ack_id, _ in pending], True)
             return
         messages = [(m.data, m.attributes) for _, m in pending]
-        for start, end in pubsub_lease.publish_requests(messages):
+        for start, end in lease.publish_requests(messages):
             yield from self._publish_or_split(pending[start:end])
 
     def _publish_or_split(self, items: list[tuple[str, PubsubMessage]]):
@@ -88,7 +87,7 @@ class PublishConfirmed(beam.DoFn):
             else:
                 yield from self._reject(items[0], exc)
             return
-        except pubsub_lease.API_ERRORS as exc:
+        except lease.API_ERRORS as exc:
             yield _answer(ack_ids, False)
             if isinstance(exc, (exceptions.NotFound, exceptions.PermissionDenied)):
                 raise RuntimeError(f"cannot publish to {self.topic}: {exc}") from exc
@@ -100,13 +99,13 @@ class PublishConfirmed(beam.DoFn):
 
     def _publish(self, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> None:
         """One request, retried on transient errors; raises what is not transient, or the last error."""
-        delays = pubsub_lease.backoff_delays()
+        delays = lease.backoff_delays()
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
-                pubsub_lease.publish_request(self._api, topic, messages)
+                lease.publish_request(self._api, topic, messages)
                 return
-            except pubsub_lease.TRANSIENT as exc:
-                if attempt == PUBLISH_ATTEMPTS or pubsub_lease.stop_requested():
+            except lease.TRANSIENT as exc:
+                if attempt == PUBLISH_ATTEMPTS or lease.stop_requested():
                     raise
                 delay = next(delays)
                 beam.metrics.Metrics.counter(METRICS_NAMESPACE, "publish_retries").inc()
@@ -127,12 +126,12 @@ class PublishConfirmed(beam.DoFn):
             telemetry.ANSWERS.labels("dead_letter", PUBLISH_REJECTED).inc()
             yield _answer([ack_id], True)
             return
-        for body, attributes in (letter, (pubsub.minimal_dead_letter(json.loads(letter[0])), {})):
+        for body, attributes in (letter, (codec.minimal_dead_letter(json.loads(letter[0])), {})):
             try:
                 self._publish(topic, [(body, attributes)])
             except exceptions.InvalidArgument:
                 continue  # the letter itself was refused: try the minimal one
-            except pubsub_lease.API_ERRORS as error:
+            except lease.API_ERRORS as error:
                 log.error("publishing the dead letter of a refused message failed (%s); its input goes back to "
                           "Pub/Sub", error)
                 yield _answer([ack_id], False)
@@ -166,8 +165,8 @@ def _rejected_letter(message: PubsubMessage, detail: str, minimal: bool) -> tupl
         body = {"id": record_id, "reason": output.get("reason", PUBLISH_REJECTED),
                 "detail": f"{output.get('detail', '')} (sent minimal: {detail})"[:4000],
                 "message_id": output.get("message_id")}
-        return pubsub._json(body), {}
+        return codec.strict_json(body), {}
     body = {"id": record_id, "reason": PUBLISH_REJECTED, "detail": detail,
             "payload": message.data.decode("utf-8", errors="backslashreplace")[:1_000_000],
             "message_id": output.get("message_id")}
-    return pubsub._json(body), {"dead_letter_reason": PUBLISH_REJECTED}
+    return codec.strict_json(body), {"dead_letter_reason": PUBLISH_REJECTED}
