@@ -36,7 +36,6 @@ class BatchConfig:
     derive_missing_id: bool = True  # the id column is the default one and may be absent
     progress: bool = field(default=True, metadata={"help": "Show a progress bar (local runners)."})
     validate: bool = True  # check input files before building the pipeline
-    passthrough_fields: tuple = field(default=())  # pyarrow fields of keep_columns, filled by the pre-flight
     drift_threshold: float | None = field(default=DEFAULT_THRESHOLD, metadata={
         "low": 0, "high": 1, "help": "One Jensen–Shannon / L-infinity threshold for every divergence signal "
         "(default: each derived for tonight's row count from the model's drift reference)."})

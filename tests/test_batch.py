@@ -113,7 +113,7 @@ def test_archives_without_id_get_stable_derived_ids(model_dir, tmp_path):
     rows = write_archive(tmp_path / "in", rows=300, with_id=False)
     run(config(model_dir, tmp_path / "in", tmp_path / "out"))
     predictions, dead, _ = read_output(tmp_path / "out")
-    expected = {f"{r['_file']}:{r['_row']}" for r in rows}
+    expected = {f"{tmp_path / 'in'}/{r['_file']}:{r['_row']}" for r in rows}
     assert set(predictions["id"]) | set(dead["id"]) == expected
     run(config(model_dir, tmp_path / "in", tmp_path / "out2"))
     assert read_output(tmp_path / "out2")[0]["id"].tolist() == predictions["id"].tolist()

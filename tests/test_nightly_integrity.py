@@ -116,14 +116,16 @@ def test_a_file_that_changes_after_the_preflight_fails_the_run(model_dir, commit
                                                                change, message):
     write_archive(tmp_path / "in", rows=600, files=3, seed=22)
     output, before = last_night(committed, tmp_path)
-    real = batch.preflight
+    from pipelines.nightly import facts
 
-    def preflight_then_change(cfg):
-        found = real(cfg)
+    real = facts.preflight
+
+    def preflight_then_change(cfg, output):
+        found = real(cfg, output)
         change(tmp_path / "in")  # deterministic: after the pre-flight, before the pipeline reads
         return found
 
-    monkeypatch.setattr(batch, "preflight", preflight_then_change)
+    monkeypatch.setattr(facts, "preflight", preflight_then_change)
     with pytest.raises(JobFailed, match=message):
         run(config(model_dir, tmp_path / "in", output))
     assert snapshot(output) == before
