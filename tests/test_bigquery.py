@@ -588,7 +588,7 @@ def test_a_nights_swap_reads_and_writes_its_partition_only(emulator, archive, ta
     takes it. The emulator reports 0 bytes processed for every job and does not enforce the filter requirement,
     so the pruning is checked on the statements themselves; where it does report bytes, they must not grow with
     the nights already in the table."""
-    from pipelines.sinks.bigquery_tables import swap_job_id
+    from pipelines.sinks.bigquery_swap import swap_job_id
 
     scripts, real = [], bigquery.run_job
 
@@ -783,7 +783,7 @@ def test_the_undo_of_a_run_that_lost_the_night_touches_no_other_runs_rows(emulat
     alive after a forced unlock), run B commits the night and replaces A's rows. A's undo, settled late, and
     even its undo statements run directly (the fence is inside the transaction), leave B's night as it is."""
     from pipelines.plumbing import journal
-    from pipelines.sinks.bigquery_tables import Settler, undo_script
+    from pipelines.sinks.bigquery_swap import Settler, undo_script
 
     output = str(tmp_path / "night")
     assert label(archive, output, table).exit_code == 0
@@ -809,7 +809,7 @@ def test_work_tables_go_to_the_scratch_dataset(emulator, archive, table, tmp_pat
     """Item 9: --bigquery-scratch-dataset takes the run's load and undo tables out of the analysts' dataset (here
     the drop is held back to look at them). They are created with a 7-day expiry, which the emulator does not
     keep: BigQuery drops them by itself when no one does."""
-    from pipelines.sinks.bigquery_tables import Settler
+    from pipelines.sinks.bigquery_swap import Settler
 
     emulator.create_dataset(f"{PROJECT}.scratch", exists_ok=True)
     monkeypatch.setattr(Settler, "forward", lambda self, record: None)

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from model.errors import UserError
 from pipelines.app.cli import cli
 from pipelines.plumbing import commit as out
-from pipelines.plumbing import hold
+from pipelines.plumbing import hold, holder
 from pipelines.plumbing.hold import HoldLost, OutputLock, staging_alive
 from tests.storage_emulators import storage_emulator
 
@@ -112,8 +112,8 @@ def fake_gcs():
         yield "gs://holds"
 
 
-def _hold_object(output: str) -> hold._GcsObject:
-    return hold._GcsObject(f"{output}/{hold.LOCK}")
+def _hold_object(output: str) -> holder.GcsObject:
+    return holder.GcsObject(f"{output}/{hold.LOCK}")
 
 
 def _race(output: str, runs: int, stale_secs: float = hold.DEFAULT_STALE_SECS) -> tuple[list, list]:
@@ -150,7 +150,7 @@ def test_two_runs_starting_together_on_gs_one_gets_the_hold(fake_gcs):
 @pytest.mark.slow
 def test_a_stale_hold_on_gs_is_taken_over_by_exactly_one_run(fake_gcs):
     output = f"{fake_gcs}/stale"
-    stale = hold.Holder("gone-run", "elsewhere", 1, "2026-11-01T00:00:00+00:00", "2026-11-01T00:00:00+00:00")
+    stale = holder.Holder("gone-run", "elsewhere", 1, "2026-11-01T00:00:00+00:00", "2026-11-01T00:00:00+00:00")
     _hold_object(output).write(stale.text(), if_generation_match=0)
     won, refused = _race(output, 4, stale_secs=60)
     assert len(won) == 1 and len(refused) == 3, refused
@@ -181,7 +181,7 @@ def test_a_hold_taken_over_on_gs_fails_the_fence_and_is_left_alone(fake_gcs):
 def test_a_hold_overwritten_on_gs_is_never_renewed_over_the_new_holder(fake_gcs):
     output = f"{fake_gcs}/overwritten"
     a = OutputLock(output, "run-a", stale_secs=2).acquire()
-    other = hold.Holder.me("run-b")
+    other = holder.Holder.me("run-b")
     found = _hold_object(output).read()
     _hold_object(output).write(other.text(), if_generation_match=found[1])  # as a takeover would
     _wait_for(lambda: a._lost, "A's next renewal finding the hold changed hands")
@@ -201,7 +201,7 @@ def test_a_heartbeat_that_cannot_be_renewed_on_gs_fails_the_fence(fake_gcs, monk
     def unreachable(self, text, if_generation_match):
         raise ConnectionError("storage unreachable")
 
-    monkeypatch.setattr(hold._GcsObject, "write", unreachable)
+    monkeypatch.setattr(holder.GcsObject, "write", unreachable)
     message = _wait_for(lambda: _fence_message(a), "the fence failing once renewals stop")
     assert "heartbeat could not be renewed" in message and "storage unreachable" in message
     monkeypatch.undo()

@@ -38,161 +38,40 @@ How a hold is taken, proven and ended, by filesystem:
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import os
-import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from model.errors import UserError
-
-LOCK = "_LOCK"
-ALIVE = ".alive"  # in a run's staging folder while the run lives
-DEFAULT_STALE_SECS = 900
+from pipelines.plumbing.holder import (
+    ALIVE,
+    DEFAULT_STALE_SECS,
+    LOCK,
+    REMOVED,
+    GcsObject,
+    Holder,
+    filesystems,
+    held_message,
+    holder_at,
+    holder_in,
+    is_gcs,
+    is_local,
+    lost_message,
+    now,
+    precondition_failed,
+    unlock,
+    who,
+)
 
 log = logging.getLogger(__name__)
 
-
-def _filesystems():
-    """Beam's filesystems, imported when a lock is taken: the CLI reads this module's default for --help."""
-    from apache_beam.io.filesystems import FileSystems
-
-    return FileSystems
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _is_local(path: str) -> bool:
-    return "://" not in path
-
-
-def _is_gcs(path: str) -> bool:
-    return path.startswith("gs://")
+__all__ = ["ALIVE", "DEFAULT_STALE_SECS", "LOCK", "HoldLost", "Holder", "OutputLock", "staging_alive", "unlock"]
 
 
 class HoldLost(Exception):
     """This run no longer holds its output: it must not commit. The message names who holds it now."""
-
-
-@dataclass(frozen=True)
-class Holder:
-    """Who holds an output: what the refusal names."""
-
-    run_id: str
-    host: str
-    pid: int
-    started: str
-    heartbeat: str = ""
-
-    @classmethod
-    def me(cls, run_id: str) -> Holder:
-        return cls(run_id, socket.gethostname(), os.getpid(), _now(), _now())
-
-    @classmethod
-    def parse(cls, text: str) -> Holder | None:
-        try:
-            data = json.loads(text)
-            return cls(str(data["run_id"]), str(data["host"]), int(data["pid"]), str(data["started"]),
-                       str(data.get("heartbeat", "")))
-        except (ValueError, KeyError, TypeError):
-            return None
-
-    def text(self) -> str:
-        return json.dumps(self.__dict__) + "\n"
-
-    def describe(self) -> str:
-        return f"run {self.run_id} (host {self.host}, pid {self.pid}, started {self.started})"
-
-    def age_secs(self) -> float:
-        try:
-            beat = dt.datetime.fromisoformat(self.heartbeat or self.started)
-        except ValueError:
-            return float("inf")
-        return (dt.datetime.now(dt.UTC) - beat).total_seconds()
-
-
-def _who(holder: Holder | None) -> str:
-    return holder.describe() if holder else "another run (its _LOCK cannot be read)"
-
-
-def _holder_in(fd: int) -> Holder | None:
-    """Who a local `_LOCK` (open as `fd`) names."""
-    return Holder.parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"))
-
-
-def _holder_at(path: str) -> Holder | None:
-    """Who a `_LOCK` on any filesystem names."""
-    with _filesystems().open(path, compression_type="uncompressed") as f:
-        return Holder.parse(f.read(65536).decode("utf-8", "replace"))
-
-
-def _held_message(output: str, holder: Holder | None) -> str:
-    return (f"{output} is being written by {_who(holder)}: wait for it to finish, or, if that run is gone, "
-            f"run `complaints unlock --output {output}`")
-
-
-_REMOVED = "its _LOCK was removed while it worked (`complaints unlock --force`?)"
-
-
-def _lost_message(output: str, run_id: str, what: str) -> str:
-    return f"run {run_id} no longer holds {output} ({what}), so it did not commit"
-
-
-class _GcsObject:
-    """One gs:// object read and written with generation preconditions (Beam's own GCS client and credentials)."""
-
-    def __init__(self, path: str, options=None):
-        from apache_beam.io.gcp import gcsio
-        from apache_beam.options.pipeline_options import PipelineOptions
-
-        from model.files import emulator_without_credentials
-
-        emulator_without_credentials()
-        bucket, name = gcsio.parse_gcs_path(path)
-        self.path = path
-        self.blob = gcsio.create_storage_client(options or PipelineOptions()).bucket(bucket).blob(name)
-
-    def read(self) -> tuple[Holder | None, int] | None:
-        """(who it names, its generation), or None when there is no such object."""
-        from google.api_core import exceptions
-
-        for _ in range(20):
-            blob = self.blob.bucket.get_blob(self.blob.name)
-            if blob is None:
-                return None
-            generation = int(blob.generation)  # before the download, which may reset it from its headers
-            try:
-                data = blob.download_as_bytes(if_generation_match=generation)
-            except (exceptions.NotFound, exceptions.PreconditionFailed):  # changed since: read again
-                continue
-            return Holder.parse(data[:65536].decode("utf-8", "replace")), generation
-        raise OSError(f"{self.path} keeps changing")
-
-    def write(self, text: str, if_generation_match: int) -> int:
-        """Write `text` only if the object is at that generation (0: absent); returns the new generation.
-        Raises google's PreconditionFailed otherwise."""
-        blob = self.blob.bucket.blob(self.blob.name)
-        blob.upload_from_string(text.encode(), content_type="application/json", if_generation_match=if_generation_match)
-        return int(blob.generation)
-
-    def delete(self, generation: int) -> None:
-        from google.api_core import exceptions
-
-        try:
-            self.blob.bucket.blob(self.blob.name).delete(if_generation_match=generation)
-        except (exceptions.NotFound, exceptions.PreconditionFailed):
-            pass  # already gone, or someone else's now: not ours to remove
-
-
-def _precondition_failed(exc: BaseException) -> bool:
-    from google.api_core import exceptions
-
-    return isinstance(exc, exceptions.PreconditionFailed)
 
 
 class OutputLock:
@@ -200,7 +79,7 @@ class OutputLock:
     `release()` after the commit."""
 
     def __init__(self, output: str, run_id: str, stale_secs: float = DEFAULT_STALE_SECS, options=None):
-        self.output, self.path = output, _filesystems().join(output, LOCK)
+        self.output, self.path = output, filesystems().join(output, LOCK)
         self.holder = Holder.me(run_id)
         self.stale_secs = stale_secs
         self.options = options
@@ -208,7 +87,7 @@ class OutputLock:
         self._fd: int | None = None  # local: the locked _LOCK
         self._alive_fd: int | None = None  # local: the locked staging/.alive
         self._alive_path: str | None = None  # object stores: staging/.alive, touched with each beat
-        self._gcs: _GcsObject | None = None
+        self._gcs: GcsObject | None = None
         self._generation: int | None = None  # gs://: the generation this run wrote last
         self._lost: str | None = None  # why the hold is known lost (a renewal found it changed)
         self._last_beat = time.monotonic()
@@ -221,9 +100,9 @@ class OutputLock:
 
     def acquire(self) -> OutputLock:
         try:
-            if _is_local(self.output):
+            if is_local(self.output):
                 self._acquire_local()
-            elif _is_gcs(self.output):
+            elif is_gcs(self.output):
                 self._acquire_gcs()
             else:
                 self._acquire_plain()
@@ -232,7 +111,7 @@ class OutputLock:
         except Exception as exc:  # noqa: BLE001 (filesystems raise their own types)
             raise UserError(f"cannot write to the output location {self.output} ({str(exc).splitlines()[0]}): "
                             "choose a writable --output") from None
-        if not _is_local(self.output):
+        if not is_local(self.output):
             self._last_beat = time.monotonic()
             self._beat = threading.Thread(target=self._heartbeat, name="output-lock-heartbeat", daemon=True)
             self._beat.start()
@@ -247,9 +126,9 @@ class OutputLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                previous = _holder_in(fd)
+                previous = holder_in(fd)
                 os.close(fd)
-                raise UserError(_held_message(self.output, previous)) from None
+                raise UserError(held_message(self.output, previous)) from None
             # The previous holder may have removed the file between our open and our lock:
             # then we hold a lock on a file nobody else can see, and must start again.
             try:
@@ -259,7 +138,7 @@ class OutputLock:
             if not same:
                 os.close(fd)
                 continue
-            previous = _holder_in(fd)
+            previous = holder_in(fd)
             try:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, self.holder.text().encode(), 0)
@@ -275,34 +154,34 @@ class OutputLock:
         raise UserError(f"cannot take the hold on {self.output}: its _LOCK keeps changing")
 
     def _acquire_gcs(self) -> None:
-        self._gcs = _GcsObject(self.path, self.options)
+        self._gcs = GcsObject(self.path, self.options)
         for _ in range(20):
             try:
                 self._generation = self._gcs.write(self.holder.text(), if_generation_match=0)
                 return
             except Exception as exc:
-                if not _precondition_failed(exc):
+                if not precondition_failed(exc):
                     raise
             found = self._gcs.read()
             if found is None:
                 continue  # released between our write and our read: try again
             previous, generation = found
             if previous is not None and previous.age_secs() < self.stale_secs:
-                raise UserError(_held_message(self.output, previous))
+                raise UserError(held_message(self.output, previous))
             try:  # stale: take it over, but only from the generation we judged; a quicker run wins
                 self._generation = self._gcs.write(self.holder.text(), if_generation_match=generation)
                 self.taken_over = previous
                 return
             except Exception as exc:
-                if not _precondition_failed(exc):
+                if not precondition_failed(exc):
                     raise
         raise UserError(f"cannot take the hold on {self.output}: its _LOCK keeps changing")
 
     def _acquire_plain(self) -> None:
-        if _filesystems().exists(self.path):
-            previous = _holder_at(self.path)
+        if filesystems().exists(self.path):
+            previous = holder_at(self.path)
             if previous is not None and previous.age_secs() < self.stale_secs:
-                raise UserError(_held_message(self.output, previous))
+                raise UserError(held_message(self.output, previous))
             self.taken_over = previous
         self._write_plain_as(self.holder)
 
@@ -310,8 +189,8 @@ class OutputLock:
 
     def claim(self, staging: str) -> None:
         """Mark `staging` as this live run's, so another run's `clear_leftovers` passes it by."""
-        path = _filesystems().join(staging, ALIVE)
-        if _is_local(staging):
+        path = filesystems().join(staging, ALIVE)
+        if is_local(staging):
             import fcntl
 
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -331,21 +210,21 @@ class OutputLock:
         with self._guard:
             if self._stop.is_set():
                 return False
-            beat = replace(self.holder, heartbeat=_now())
+            beat = replace(self.holder, heartbeat=now())
             try:
                 if self._gcs is not None:
                     self._generation = self._gcs.write(beat.text(), if_generation_match=self._generation)
                 else:
-                    current = _holder_at(self.path)
+                    current = holder_at(self.path)
                     if current is None or current.run_id != self.holder.run_id:
-                        self._lost = f"it was taken over by {_who(current)}"
+                        self._lost = f"it was taken over by {who(current)}"
                         return False
                     self._write_plain_as(beat)
                 if self._alive_path:
                     _touch(self._alive_path)
                 self.holder, self._last_beat, self._beat_error = beat, time.monotonic(), ""
             except Exception as exc:  # noqa: BLE001 (filesystems raise their own types)
-                if _precondition_failed(exc):
+                if precondition_failed(exc):
                     self._lost = self._changed_hands()
                     return False
                 self._beat_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -353,21 +232,21 @@ class OutputLock:
             return True
 
     def _write_plain_as(self, holder: Holder) -> None:
-        with _filesystems().create(self.path) as f:
+        with filesystems().create(self.path) as f:
             f.write(holder.text().encode())
 
     def _changed_hands(self) -> str:
         found = self._gcs.read() if self._gcs is not None else None
         if found is None:
-            return _REMOVED
-        return f"it was taken over by {_who(found[0])}"
+            return REMOVED
+        return f"it was taken over by {who(found[0])}"
 
     def check(self) -> None:
         """Prove the hold, or raise HoldLost naming who holds the output now; the commit's fence."""
         with self._guard:
             why = self._why_lost()
         if why:
-            raise HoldLost(_lost_message(self.output, self.holder.run_id, why))
+            raise HoldLost(lost_message(self.output, self.holder.run_id, why))
 
     def _why_lost(self) -> str | None:
         if self._lost:
@@ -376,10 +255,10 @@ class OutputLock:
             try:
                 current = os.stat(self.path)
             except FileNotFoundError:
-                return _REMOVED
+                return REMOVED
             if not os.path.samestat(os.fstat(self._fd), current):
                 try:
-                    return f"it was taken over by {_who(_holder_at(self.path))}"
+                    return f"it was taken over by {who(holder_at(self.path))}"
                 except OSError:
                     return "its _LOCK was replaced while it worked"
             return None
@@ -390,13 +269,13 @@ class OutputLock:
         if self._gcs is not None:
             found = self._gcs.read()
             if found is None:
-                return _REMOVED
+                return REMOVED
             if found[1] != self._generation:
-                return f"it was taken over by {_who(found[0])}"
+                return f"it was taken over by {who(found[0])}"
             return None
-        current = _holder_at(self.path) if _filesystems().exists(self.path) else None
+        current = holder_at(self.path) if filesystems().exists(self.path) else None
         if current is None or current.run_id != self.holder.run_id:
-            return f"it was taken over by {_who(current)}" if current else _REMOVED
+            return f"it was taken over by {who(current)}" if current else REMOVED
         return None
 
     # giving it up -------------------------------------------------------------------------------------------------
@@ -429,10 +308,10 @@ class OutputLock:
                 found = self._gcs.read()
                 if found is not None and found[1] == self._generation:
                     self._gcs.delete(self._generation)
-            elif self._gcs is None and not self._lost and _filesystems().exists(self.path):
-                current = _holder_at(self.path)
+            elif self._gcs is None and not self._lost and filesystems().exists(self.path):
+                current = holder_at(self.path)
                 if current is not None and current.run_id == self.holder.run_id:
-                    _filesystems().delete([self.path])
+                    filesystems().delete([self.path])
         except Exception:  # noqa: BLE001 (a hold left behind goes stale)
             pass
 
@@ -444,14 +323,14 @@ class OutputLock:
 
 
 def _touch(path: str) -> None:
-    with _filesystems().create(path) as f:
-        f.write(_now().encode())
+    with filesystems().create(path) as f:
+        f.write(now().encode())
 
 
 def staging_alive(staging: str, stale_secs: float = DEFAULT_STALE_SECS) -> bool:
     """Whether a staging folder belongs to a run that is still alive (see `OutputLock.claim`)."""
-    path = _filesystems().join(staging, ALIVE)
-    if _is_local(staging):
+    path = filesystems().join(staging, ALIVE)
+    if is_local(staging):
         import fcntl
 
         try:
@@ -466,62 +345,9 @@ def staging_alive(staging: str, stale_secs: float = DEFAULT_STALE_SECS) -> bool:
         finally:
             os.close(fd)
     try:
-        found = _filesystems().match([path])[0].metadata_list
+        found = filesystems().match([path])[0].metadata_list
     except Exception:  # noqa: BLE001 (no such object)
         return False
     return bool(found) and time.time() - found[0].last_updated_in_seconds < stale_secs
 
 
-def unlock(output: str, force: bool = False, stale_secs: float = DEFAULT_STALE_SECS) -> str | None:
-    """Remove a hold left behind; refuse while its holder is alive unless `force`. Returns whose it was, or
-    None when there was none."""
-    path = _filesystems().join(output, LOCK)
-    if _is_gcs(output):
-        return _remove_gcs(output, path, force, stale_secs)
-    if not _filesystems().exists(path):
-        return None
-    holder = _remove(output, path, force, stale_secs)
-    return holder.describe() if holder else "an unreadable _LOCK"
-
-
-def _remove_gcs(output: str, path: str, force: bool, stale_secs: float) -> str | None:
-    hold = _GcsObject(path)
-    found = hold.read()
-    if found is None:
-        return None
-    holder, generation = found
-    _refuse_fresh(holder, force, stale_secs)
-    hold.delete(generation)  # only the hold that was judged: a newer one stays
-    return holder.describe() if holder else "an unreadable _LOCK"
-
-
-def _refuse_fresh(holder: Holder | None, force: bool, stale_secs: float) -> None:
-    if holder is not None and holder.age_secs() < stale_secs and not force:
-        raise UserError(f"{holder.describe()} beat {holder.age_secs():.0f} s ago: it may still be writing; "
-                        "pass --force if you are sure it is gone (it will then fail at its commit)")
-
-
-def _remove(output: str, path: str, force: bool, stale_secs: float) -> Holder | None:
-    if _is_local(output):
-        import fcntl
-
-        fd = os.open(path, os.O_RDWR)
-        try:
-            holder = _holder_in(fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                alive = False
-            except BlockingIOError:
-                alive = True
-            if alive and not force:
-                who = holder.describe() if holder else "a run"
-                raise UserError(f"{who} is alive and holds {output}: stop it first, or pass --force if you are "
-                                "sure it is not writing (it will then fail at its commit)")
-            os.unlink(path)
-        finally:
-            os.close(fd)
-        return holder
-    holder = _holder_at(path)
-    _refuse_fresh(holder, force, stale_secs)
-    _filesystems().delete([path])
-    return holder

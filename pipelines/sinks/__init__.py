@@ -44,7 +44,7 @@ def settlers() -> dict:
         def __missing__(self, kind: str):
             if kind != "bigquery":
                 raise KeyError(f"a commit journal names a store of kind {kind!r}, which this version does not know")
-            from pipelines.sinks.bigquery_tables import Settler
+            from pipelines.sinks.bigquery_swap import Settler
 
             self[kind] = Settler()
             return self[kind]

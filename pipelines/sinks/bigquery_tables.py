@@ -11,19 +11,13 @@ pipeline (Beam's FILE_LOADS would load before the books balance).
 1. Before any work: the tables' schemas are checked against the night's records
    (`check`); a table that differs stops the run in one line; a table made before
    `night` and `labelled_at` gains them by a schema update.
-2. In the commit, before any file moves: the staged Parquet files are loaded into two
-   load tables of this run (`T__load_RUN`, in `--bigquery-scratch-dataset`), their
-   rows counted against the files' footers, and the run ids of the rows this night
-   replaces are read (`commit`). A failure here changes nothing anywhere.
-3. Last before `_SUCCESS`: one multi-statement transaction, as a job whose id the
-   commit's journal holds, keeps the replaced rows in two undo tables, deletes them,
-   and inserts the load tables' rows (`apply`). Only the night's partition is read
-   and written. The job is polled until BigQuery says it is DONE; a transaction that
-   concurrent ones aborted waits its turn (`busy_wait_secs`, with jitter).
+2. In the commit, before any file moves: the staged files are loaded into this run's
+   load tables, their rows counted against the files' footers, and the run ids of the
+   rows tonight replaces are read (`commit`). A failure here changes nothing anywhere.
+3. Last before `_SUCCESS`: the swap, one transaction polled to DONE, its job id in the
+   commit's journal; concurrent transactions' aborts waited out (`apply`).
 4. `_SUCCESS`. If that fails, or the run dies first, the swap is undone from the
-   journal (`Settler.back`): the rows of this run and of the runs it replaced are
-   deleted and the undo tables' rows put back, which is the same however often it
-   runs. An undo that cannot be confirmed keeps its undo tables and the journal.
+   journal (`pipelines.sinks.bigquery_swap.Settler`).
 """
 
 from __future__ import annotations
@@ -36,21 +30,28 @@ import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from model.errors import UserError
 from pipelines.plumbing import bigquery
 from pipelines.plumbing.bigquery import TableRef
-from pipelines.sinks import bigquery_schema
+from pipelines.sinks import bigquery_schema, parquet_files
 from pipelines.sinks.base import Sink
+from pipelines.sinks.bigquery_swap import (
+    WORK_TABLES_EXPIRE,
+    Settler,
+    literal,
+    night_filter,
+    partitioned_by,
+    swap_job_id,
+    swap_script,
+    work_table,
+)
 from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES
 from worker import prediction
 from worker.records import DEAD_LETTER_SCHEMA
 
 LOG = logging.getLogger(__name__)
 KIND = "bigquery"  # the journal record's kind (`pipelines.sinks.settlers`)
-WORK_TABLES_EXPIRE = dt.timedelta(days=7)  # an undo table must outlive a journal an operator settles next week
 LABELS = {"written-by": "complaints-label"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,299}")
 
@@ -73,20 +74,6 @@ class Warehouse:
         """What a night kept staged needs to meet the warehouse the same way later (`pipelines.nightly.pending`)."""
         return {"deadline_secs": self.deadline_secs, "busy_wait_secs": self.busy_wait_secs,
                 "scratch_dataset": self.scratch_dataset, "dead_letter_text": self.dead_letter_text}
-
-
-def literal(text: str) -> str:
-    """A string as a SQL expression that no character of it can break out of (outputs are paths: quotes,
-    backslashes and newlines are all allowed there). Multi-statement scripts cannot take query parameters on
-    the emulator, so the value is spelled in base64."""
-    import base64
-
-    encoded = base64.b64encode(text.encode("utf-8", errors="surrogateescape")).decode("ascii")
-    return f"SAFE_CONVERT_BYTES_TO_STRING(FROM_BASE64('{encoded}'))"
-
-
-def _in(values: list[str]) -> str:
-    return ", ".join(literal(v) for v in values)
 
 
 class BigQueryTables(Sink):
@@ -171,7 +158,7 @@ class BigQueryTables(Sink):
         if problem:
             raise UserError(f"BigQuery table {ref} does not match this night's records: {problem}. Label into "
                             "another --bigquery-table, or migrate the table (docs/bigquery.md)")
-        if update and _partitioned_by(found) != bigquery_schema.NIGHT:
+        if update and partitioned_by(found) != bigquery_schema.NIGHT:
             self.notes.append(f"{ref} is not partitioned by night: each night's swap reads the whole table "
                               "(docs/bigquery.md#migrating-a-table-from-before-partitions)")
         return found
@@ -237,15 +224,13 @@ class BigQueryTables(Sink):
 
     def _load_night(self, transaction) -> None:
         names = transaction.published
-        staged = {
-            self.table: transaction.staged([n for n in names if _matches(n, PREDICTION_FILES)]),
-            self.table.dead_letters: transaction.staged([n for n in names if _matches(n, DEAD_LETTER_FILES)]),
-        }
+        staged = {ref: transaction.staged([n for n in names if parquet_files.matches(n, pattern)])
+                  for ref, pattern in ((self.table, PREDICTION_FILES), (self.table.dead_letters, DEAD_LETTER_FILES))}
         wanted, loaded, replaces = self._wanted(), {}, set()
         for ref, paths in staged.items():
             if self._same_schema(ref, wanted[ref]) is None:  # changed since the pre-flight: refused the same way
                 self._create(ref, wanted[ref])
-            schema, expected = _footers(paths)
+            schema, expected = parquet_files.footers(paths)
             fallback = prediction.schema(self.passthrough) if ref is self.table else DEAD_LETTER_SCHEMA
             typed = {f["name"]: f for f in wanted[ref]}
             untyped = {f.name for f in (schema or fallback) if pa.types.is_null(f.type)}
@@ -273,7 +258,7 @@ class BigQueryTables(Sink):
         }
 
     def _runs_of_night(self, ref: TableRef) -> set[str]:
-        where = _night_filter(self.night, self._legacy())
+        where = night_filter(self.night, self._legacy())
         query = (f"SELECT DISTINCT `{bigquery_schema.RUN_ID}` AS r FROM {ref.sql} WHERE {where} "
                  f"AND `{bigquery_schema.OUTPUT}` = {literal(self.output)}")
         return {row["r"] for row in self._query(query)}
@@ -281,7 +266,7 @@ class BigQueryTables(Sink):
     def _legacy(self) -> bool:
         """A table made before partitions: its rows from then have no `night`, so the night is found by output."""
         found = self.client().get_table(str(self.table), **self._bounded())
-        return _partitioned_by(found) != bigquery_schema.NIGHT
+        return partitioned_by(found) != bigquery_schema.NIGHT
 
     def _base_record(self) -> dict:
         return {"kind": KIND, "project": self.table.project, "run_id": self.run_id, "scratch": self._scratch,
@@ -405,168 +390,3 @@ class BigQueryTables(Sink):
             with open(path, "rb") as f:
                 self.client().load_table_from_file(f, str(target), job_config=config,
                                                    timeout=self.warehouse.deadline_secs).result(**wait)
-
-
-def swap_job_id(run_id: str, attempt: int) -> str:
-    """The swap's job id: known before it is submitted, so the journal can name a job whose answer was lost."""
-    return f"complaints_swap_{_safe(run_id)}_{attempt}"
-
-
-def work_table(ref: TableRef, kind: str, run_id: str, dataset: str) -> TableRef:
-    return TableRef(ref.project, dataset, f"{ref.table}__{kind}_{_safe(run_id)}")
-
-
-def _safe(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", run_id)
-
-
-def _partitioned_by(table) -> str | None:
-    partitioning = table.time_partitioning
-    return partitioning.field if partitioning is not None else None
-
-
-def _night_filter(night: str, legacy: bool) -> str:
-    """The partition filter every statement carries (tables may `require_partition_filter`)."""
-    own = f"`{bigquery_schema.NIGHT}` = DATE '{night}'"
-    return f"({own} OR `{bigquery_schema.NIGHT}` IS NULL)" if legacy else own
-
-
-def _of_night(record: dict) -> str:
-    """The rows of the record's night and output (the partition filter first: tables may require it)."""
-    output = literal(record["output"])
-    return f"{_night_filter(record['night'], record['legacy'])} AND `{bigquery_schema.OUTPUT}` = {output}"
-
-
-def _refs(record: dict) -> list[TableRef]:
-    return [TableRef.parse(name) for name in record["tables"]]
-
-
-def _columns(client, ref: TableRef, deadline: float) -> list[str]:
-    """A table's columns, named: never `SELECT *` (explicit lists survive a column added elsewhere, and the
-    emulator drops columns from `SELECT *` under some filters)."""
-    return [f.name for f in client.get_table(str(ref), timeout=deadline, retry=bigquery.retry(deadline)).schema]
-
-
-def swap_script(record: dict) -> str:
-    """One transaction over both tables: the rows of the runs it replaces kept in the undo tables and deleted,
-    the load tables' rows inserted with this run's columns. Touches no other run's rows."""
-    client, deadline = bigquery.client(record["project"]), record["deadline_secs"]
-    where = _of_night(record)
-    statements = []
-    for ref in _refs(record):
-        load, undo = (work_table(ref, kind, record["run_id"], record["scratch"]) for kind in ("load", "undo"))
-        every = ", ".join(f"`{c}`" for c in _columns(client, ref, deadline))
-        if record["replaces"]:
-            replaced = f"{where} AND `{bigquery_schema.RUN_ID}` IN ({_in(record['replaces'])})"
-            statements += [f"INSERT INTO {undo.sql} ({every}) SELECT {every} FROM {ref.sql} WHERE {replaced};",
-                           f"DELETE FROM {ref.sql} WHERE {replaced};"]
-        targets, sources = [], []
-        for name in _columns(client, load, deadline):
-            if name == "payload" and record["hash_letters"]:
-                targets.append("`payload_sha256`")
-                sources.append("TO_HEX(SHA256(`payload`))")
-            else:
-                targets.append(f"`{name}`")
-                sources.append(f"`{name}`")
-        added = {bigquery_schema.RUN_ID: literal(record["run_id"]), bigquery_schema.OUTPUT: literal(record["output"]),
-                 bigquery_schema.NIGHT: f"DATE '{record['night']}'",
-                 bigquery_schema.LABELLED_AT: f"TIMESTAMP '{record['labelled_at']}'"}
-        statements.append(f"INSERT INTO {ref.sql} ({', '.join(targets + [f'`{k}`' for k in added])}) "
-                          f"SELECT {', '.join(sources + list(added.values()))} FROM {load.sql};")
-    return "BEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
-
-
-class Settler:
-    """Undoes or finishes a swap from its journal record alone (`pipelines.plumbing.journal.settle`)."""
-
-    def back(self, record: dict) -> None:
-        """The night's rows as they were before the swap, if it committed; its work tables dropped after. Raises
-        with the state of the tables when that cannot be confirmed (the undo tables are then kept)."""
-        client, deadline = bigquery.client(record["project"]), record["deadline_secs"]
-        try:
-            for job_id in record["jobs"]:
-                try:
-                    bigquery.wait_job(client, job_id, deadline)
-                except bigquery.JobError:
-                    pass  # it failed: it changed nothing
-            if self._applied(client, record):
-                undo_id = f"complaints_undo_{_safe(record['run_id'])}_{len(record['jobs'])}_{random.randrange(10**6)}"
-                bigquery.run_job(client, undo_script(client, record), undo_id, deadline, labels=record["labels"])
-                if self._applied(client, record):
-                    raise RuntimeError("rows of this run are still in the table after its undo")
-        except Exception as exc:  # noqa: BLE001 (every failure: said with what is kept)
-            undo = ", ".join(str(work_table(r, "undo", record["run_id"], record["scratch"])) for r in _refs(record))
-            raise bigquery.OutcomeUnknown(
-                f"BigQuery's part could not be confirmed undone ({_said(exc)}): {record['tables'][0]} may still "
-                f"hold run {record['run_id']}'s rows for night {record['night']}; the rows it replaced are kept in "
-                f"{undo}") from None
-        self.forward(record)
-
-    def _applied(self, client, record: dict) -> bool:
-        """Whether this run's rows are in either table: the swap inserts them in one transaction, so any is all."""
-        night = _night_filter(record["night"], record["legacy"])
-        where = f"{night} AND `{bigquery_schema.RUN_ID}` = {literal(record['run_id'])}"
-        deadline = record["deadline_secs"]
-        for ref in _refs(record):
-            job = client.query(f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE {where}", timeout=deadline,
-                               retry=bigquery.retry(deadline), job_retry=None)
-            if next(iter(job.result(timeout=deadline * bigquery.JOB_DEADLINE_FACTOR,
-                                    retry=bigquery.retry(deadline))))["n"] > 0:
-                return True
-        return False
-
-    def forward(self, record: dict) -> None:
-        """Drop the run's work tables (best effort: they expire by themselves)."""
-        try:
-            client, deadline = bigquery.client(record["project"]), record["deadline_secs"]
-        except Exception:  # noqa: BLE001
-            return
-        for ref in _refs(record):
-            for kind in ("load", "undo"):
-                work = work_table(ref, kind, record["run_id"], record["scratch"])
-                try:
-                    client.delete_table(str(work), not_found_ok=True, timeout=deadline,
-                                        retry=bigquery.retry(deadline))
-                except Exception as exc:  # noqa: BLE001
-                    LOG.warning("could not drop %s (%s); it expires within %s", work, bigquery.where(exc),
-                                WORK_TABLES_EXPIRE)
-
-
-def undo_script(client, record: dict) -> str:
-    """Delete the rows of this run and of the runs it replaced, put the undo tables' rows back: the same
-    outcome however often it runs, since the undo tables hold exactly the replaced rows.
-
-    Fenced: it does anything only while this run's own rows are still in the predictions table, read inside
-    the transaction (`mine`). A run that lost its hold and whose rows a newer run has since replaced finds
-    none, and leaves the newer run's rows, and the rows that run replaced, alone."""
-    where = _of_night(record)
-    runs = _in([record["run_id"], *record["replaces"]])
-    own = f"{where} AND `{bigquery_schema.RUN_ID}` = {literal(record['run_id'])}"
-    statements = [f"SET mine = (SELECT COUNT(*) FROM {_refs(record)[0].sql} WHERE {own});"]
-    for ref in _refs(record):
-        undo = work_table(ref, "undo", record["run_id"], record["scratch"])
-        every = ", ".join(f"`{c}`" for c in _columns(client, ref, record["deadline_secs"]))
-        statements += [f"DELETE FROM {ref.sql} WHERE mine > 0 AND {where} AND `{bigquery_schema.RUN_ID}` IN ({runs});",
-                       f"INSERT INTO {ref.sql} ({every}) SELECT {every} FROM {undo.sql} WHERE mine > 0;"]
-    return "DECLARE mine INT64 DEFAULT 0;\nBEGIN TRANSACTION;\n" + "\n".join(statements) + "\nCOMMIT TRANSACTION;"
-
-
-def _said(exc: BaseException) -> str:
-    return bigquery.where(exc) if not isinstance(exc, bigquery.OutcomeUnknown | bigquery.JobError) else str(exc)
-
-
-def _matches(name: str, pattern: str) -> bool:
-    prefix, suffix = pattern.split("*")
-    return name.startswith(prefix) and name.endswith(suffix)
-
-
-def _footers(paths: list[str]):
-    """(the first file's Arrow schema, or None without files; the rows all the files' footers hold). The load
-    table takes the files' own schema: it has `explanation` exactly when the night was explained."""
-    schema, rows = None, 0
-    for path in paths:
-        with FileSystems.open(path, compression_type="uncompressed") as f:
-            parquet = pq.ParquetFile(f)
-            schema = schema or parquet.schema_arrow
-            rows += parquet.metadata.num_rows
-    return schema, rows

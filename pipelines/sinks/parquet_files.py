@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.plumbing import commit
@@ -126,3 +128,20 @@ class ParquetFiles(Sink):
     def commit(self, transaction) -> None:
         if self.window_seconds is None:
             transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES))
+
+
+def matches(name: str, pattern: str) -> bool:
+    prefix, suffix = pattern.split("*")
+    return name.startswith(prefix) and name.endswith(suffix)
+
+
+def footers(paths: list[str]):
+    """(the first file's Arrow schema, or None without files; the rows all the files' footers hold). The load
+    table takes the files' own schema: it has `explanation` exactly when the night was explained."""
+    schema, rows = None, 0
+    for path in paths:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            parquet = pq.ParquetFile(f)
+            schema = schema or parquet.schema_arrow
+            rows += parquet.metadata.num_rows
+    return schema, rows
