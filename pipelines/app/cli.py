@@ -10,8 +10,10 @@ import click
 
 from model.config import ArchitectureConfig, TrainConfig
 from model.errors import UserError
+from pipelines.app import cli_outputs
+from pipelines.app.command import Group
 from pipelines.app.config_options import build, options
-from pipelines.app.console import fail, quiet_beam, quiet_tensorflow, show_worker_log
+from pipelines.app.console import quiet_beam, show_worker_log
 from pipelines.app.page_limits import PageLimits
 from pipelines.config import BatchConfig, StreamConfig
 from pipelines.plumbing.lease_settings import LeaseSettings
@@ -22,41 +24,7 @@ _TRAINING = TrainConfig()  # the defaults, written once in model/config.py
 _LEASE = LeaseSettings()  # the live job's local read: defaults written once in pipelines/plumbing/lease_settings.py
 
 
-class _Command(click.Command):
-    """Imports TensorFlow (quietly) only once the command's arguments are parsed, so
-    `--help` and usage errors answer at once instead of after TensorFlow's 3–5 s import."""
-
-    def invoke(self, ctx: click.Context):
-        if self.name not in _WITHOUT_TENSORFLOW:
-            quiet_tensorflow()
-        if ctx.args:  # a command that hands the options it does not know to Beam
-            from pipelines.options import refuse_unknown
-
-            refuse_unknown(list(ctx.args), [opt for param in self.params for opt in param.opts
-                                            if opt.startswith("--")])
-        if {"model_dir", "models", "watch_models"} & set(ctx.params):
-            from pipelines.app.registered import resolve_params
-
-            resolve_params(ctx.params, self.callback)  # models:/… → a checked local copy, once, here
-        return super().invoke(ctx)
-
-
-_WITHOUT_TENSORFLOW = {"sample-data", "pubsub-demo", "unlock", "promote", "commit"}
-
-
-class _Group(click.Group):
-    """Turns UserError anywhere below into one `error:` line and exit code 2."""
-
-    command_class = _Command
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except UserError as exc:
-            fail(str(exc))
-
-
-@click.group(cls=_Group)
+@click.group(cls=Group)
 @click.option("--verbose", is_flag=True, help="Show Apache Beam's own log output.")
 def cli(verbose: bool) -> None:
     """Train a complaint classifier and label archives (Parquet) or live streams (Pub/Sub)."""
@@ -276,55 +244,6 @@ def _explain_given(values: dict) -> None:
         raise UserError("--explain-all says which rows to explain: give --explain K too (the words per row)")
 
 
-@cli.command("bigquery-schema")
-@click.option("--for", "kind", type=click.Choice(["live", "nightly", "dead-letters"]), default="live",
-              show_default=True, help="live: the table a Pub/Sub BigQuery subscription writes the output topic's "
-              "messages to; nightly/dead-letters: the tables --bigquery-table creates (without kept columns).")
-def bigquery_schema(kind: str) -> None:
-    """Print a BigQuery table schema (JSON, as `bq mk --table` and Pub/Sub take it), derived from the record."""
-    from pipelines.sinks.bigquery_schema import dead_letters, live_messages, predictions
-
-    fields = {"live": live_messages, "nightly": predictions, "dead-letters": dead_letters}
-    click.echo(json.dumps(fields[kind](), indent=2))
-
-
-@cli.command()
-@click.option("--output", required=True, help="The nightly job's --output.")
-@click.option("--force", is_flag=True, help="Remove the hold even if its run looks alive.")
-def unlock(output: str, force: bool) -> None:
-    """Remove the hold (`_LOCK`) a labelling run left on an output, then settle what runs that died left there: a
-    commit killed part-way is finished or undone from its journal, their staging folders cleared. Local holds end
-    with their process by themselves; this is for gs:// outputs, runs you know are gone, and a night whose
-    BigQuery part was left unsettled."""
-    from pipelines.nightly.recovery import recover_output
-    from pipelines.plumbing import hold
-    from pipelines.plumbing.night import normalised
-
-    output = normalised(output)
-    holder = hold.unlock(output, force)
-    click.echo(f"removed the hold of {holder} on {output}" if holder else f"no hold on {output}")
-    settled, cleared = recover_output(output)
-    for line in settled:
-        click.echo(line)
-    if cleared:
-        click.echo(f"cleared {len(cleared)} leftover folder{'s' if len(cleared) > 1 else ''} of runs that died")
-
-
-@cli.command("commit")
-@click.option("--output", required=True, help="The nightly job's --output, whose night was kept staged.")
-@options(BatchConfig, "lock_stale_secs")
-def commit_command(output: str, lock_stale_secs: float) -> None:
-    """Commit a labelled night that was kept staged because BigQuery was busy (`label --bigquery-table` said so):
-    its files, its BigQuery swap and `_SUCCESS`, as the run would have, without labelling again."""
-    from pipelines.nightly.pending import commit_later
-    from pipelines.plumbing.night import normalised
-
-    output = normalised(output)
-    summary = commit_later(output, lock_stale_secs)
-    click.echo(f"committed {output}: {summary['predicted']:,} predictions and {summary['dead_lettered']:,} dead "
-               f"letters, also in BigQuery {summary['bigquery']['table']}")
-
-
 @cli.command(context_settings=_BEAM_ARGS)
 @options(WorkerConfig, "model_dir", "registry_uri")
 @options(StreamConfig, "subscription", "output_topic", "dead_letter_topic", "archive_output", "window_seconds")
@@ -396,7 +315,7 @@ def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
     run_pubsub_demo(model_dir, project, messages, echo=click.echo)
 
 
-@cli.group(cls=_Group)
+@cli.group(cls=Group)
 def review() -> None:
     """The review loop: a night's uncertain rows out to reviewers (Label Studio or CSV), corrections back."""
 
@@ -466,6 +385,10 @@ def demo(workdir: str, rows: int) -> None:
     from pipelines.app.demo import run_demo
 
     run_demo(workdir, rows, echo=click.echo)
+
+
+for _operator_command in (cli_outputs.bigquery_schema, cli_outputs.unlock, cli_outputs.commit_command):
+    cli.add_command(_operator_command)
 
 
 def main() -> None:
