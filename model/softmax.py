@@ -122,14 +122,11 @@ def fit(x, label_ids: np.ndarray, c: float, balanced: bool = True, max_iter: int
     """
     classes = np.unique(label_ids)
     y = np.searchsorted(classes, label_ids)
-    k, features = len(classes), x.shape[1]
+    k, features, rows = len(classes), x.shape[1], np.arange(len(y))
     weights = class_weights(label_ids, classes, balanced)[y]
-    total = weights.sum()
-    l2 = 1.0 / (c * total)
-    dtype = np.float32 if x.dtype == np.float32 else np.float64
+    total, size = weights.sum(), features * k
+    l2, dtype = 1.0 / (c * total), (np.float32 if x.dtype == np.float32 else np.float64)
     blocks = RowBlocks(x, workers or os.cpu_count() or 1)
-    rows = np.arange(len(y))
-    size = features * k
     gradient = np.empty(size + k, dtype)
 
     def loss_and_gradient(theta: np.ndarray):

@@ -224,6 +224,96 @@ def _logits(network: keras.Model, texts: np.ndarray) -> np.ndarray:
     return network.predict(tf.constant(texts.tolist(), tf.string), batch_size=512, verbose=0)
 
 
+def _label_ids(data: LabelledData, config: TrainConfig) -> tuple[list[str], np.ndarray]:
+    """The sorted categories and each row's id among them; one line for a config or data that cannot train."""
+    if config.architecture not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {config.architecture!r}: use one of {', '.join(ARCHITECTURES)}")
+    if config.final_fit not in FINAL_FITS:
+        raise UserError(f"unknown final fit {config.final_fit!r}: use one of {', '.join(FINAL_FITS)}")
+    labels = sorted(set(data.labels.tolist()))
+    if len(labels) < 2:
+        raise UserError(
+            f"the label column has a single class ({labels[0] if labels else 'none'}): "
+            "a classifier needs at least two categories"
+        )
+    return labels, np.searchsorted(np.array(labels, dtype=object), data.labels).astype(np.int32)
+
+
+def _candidates(kinds: list[str], data: LabelledData, label_ids: np.ndarray, split: Split, labels: list[str],
+                settings: _Settings) -> dict[str, tuple[Fitted, np.ndarray, float]]:
+    """Each architecture fitted on the training split: (fit, validation logits, validation macro-F1)."""
+    candidates = {}
+    for kind in kinds:
+        fitted = _fit(kind, data.texts, label_ids, split, len(labels), settings)
+        with settings.phases.phase(f"scoring the {kind} model on the validation split",
+                                   f"{len(split.validation):,} rows"):
+            val_logits = (fitted.linear.logits_of_other_rows()[: len(split.validation)] if fitted.linear
+                          else _logits(fitted.network, data.texts[split.validation]))
+        y_val = label_ids[split.validation]
+        f1 = evaluate.classification_report(y_val, val_logits.argmax(axis=1), labels)["macro avg"]["f1"]
+        candidates[kind] = (fitted, val_logits, f1)
+    return candidates
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    """The temperature and what it was fitted on (metadata's `calibration`, with the test split's ECE added)."""
+
+    temperature: float
+    applied: bool
+    logits: np.ndarray
+    labels: np.ndarray
+    fitted_on: str
+    chosen_by: str
+
+
+def _calibrated(val_logits: np.ndarray, y_val: np.ndarray, out_of_fold: np.ndarray | None, y_train: np.ndarray,
+                config: TrainConfig, phases: Phases) -> _Calibration:
+    """The temperature, fitted on the validation split, joined by out-of-fold training rows when it is small."""
+    logits, labels, fitted_on = val_logits, y_val, "validation"
+    chosen_by = (f"the validation split has {len(y_val):,} rows, "
+                 + ("enough alone" if not needs_out_of_fold(len(y_val)) else "too few alone")
+                 + f" (out-of-fold predictions join it below {ENOUGH_VALIDATION_ROWS:,} rows, linear only)")
+    if out_of_fold is not None:
+        logits = np.concatenate([out_of_fold, val_logits])
+        labels = np.concatenate([y_train, y_val])
+        fitted_on = f"validation + {config.calibration_folds}-fold out-of-fold training predictions"
+    with phases.phase("calibrating", f"{len(labels):,} held-out rows" if config.calibrate else "off"):
+        temperature, applied = calibrate(logits, labels) if config.calibrate else (1.0, False)
+    return _Calibration(temperature, applied, logits, labels, fitted_on, chosen_by)
+
+
+def _calibration_record(c: _Calibration, config: TrainConfig, val_logits: np.ndarray, y_val: np.ndarray,
+                        before: np.ndarray, y_test: np.ndarray, report: dict) -> dict:
+    return {
+        "temperature": c.temperature,
+        "fitted_on": c.fitted_on if config.calibrate else None,
+        "set_chosen_by": c.chosen_by if config.calibrate else None,
+        "applied": c.applied,  # False: the NLL-optimal temperature would have raised this set's ECE
+        "rows": len(c.labels) if config.calibrate else 0,
+        "nll_before": negative_log_likelihood(c.logits, c.labels, 1.0),
+        "nll_after": negative_log_likelihood(c.logits, c.labels, c.temperature),
+        "validation_ece_before": expected_calibration_error(softmax(val_logits), y_val),
+        "validation_ece_after": expected_calibration_error(softmax(val_logits, c.temperature), y_val),
+        "test_ece_before": expected_calibration_error(before, y_test),
+        "test_ece_after": report["ece"],
+    }
+
+
+def _training_record(data: LabelledData, split: Split, history: dict, best_epoch: int | None,
+                     config: TrainConfig) -> dict:
+    return {
+        "data_fingerprint": fingerprint(data.texts, data.labels),
+        "files": data.files,
+        "rows": len(data),
+        "skipped_rows": data.skipped_rows,
+        "split_rows": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": best_epoch,
+        "config": asdict(config),
+    }
+
+
 def train(
     data: LabelledData,
     out_dir: str,
@@ -239,54 +329,27 @@ def train(
     architecture = architecture or ArchitectureConfig()
     config = config or TrainConfig()
     linear = linear or LinearConfig(word_max_tokens=architecture.max_tokens, locale=architecture.locale)
-    if config.architecture not in ARCHITECTURES:
-        raise UserError(f"unknown architecture {config.architecture!r}: use one of {', '.join(ARCHITECTURES)}")
-    if config.final_fit not in FINAL_FITS:
-        raise UserError(f"unknown final fit {config.final_fit!r}: use one of {', '.join(FINAL_FITS)}")
-    labels = sorted(set(data.labels.tolist()))
-    if len(labels) < 2:
-        raise UserError(
-            f"the label column has a single class ({labels[0] if labels else 'none'}): "
-            "a classifier needs at least two categories"
-        )
-    label_ids = np.searchsorted(np.array(labels, dtype=object), data.labels).astype(np.int32)
+    labels, label_ids = _label_ids(data, config)
     split = stratified_split(label_ids, config.validation_split, config.test_split, config.seed)
     y_val, y_test = label_ids[split.validation], label_ids[split.test]
 
     kinds = ["bilstm", "linear"] if config.architecture == "auto" else [config.architecture]
-    candidates = {}
     phases = Phases(enabled=config.verbose > 0)
     settings = _Settings(architecture, linear, config, phases)
-    for kind in kinds:
-        fitted = _fit(kind, data.texts, label_ids, split, len(labels), settings)
-        with phases.phase(f"scoring the {kind} model on the validation split", f"{len(split.validation):,} rows"):
-            val_logits = (fitted.linear.logits_of_other_rows()[: len(split.validation)] if fitted.linear
-                          else _logits(fitted.network, data.texts[split.validation]))
-        f1 = evaluate.classification_report(y_val, val_logits.argmax(axis=1), labels)["macro avg"]["f1"]
-        candidates[kind] = (fitted, val_logits, f1)
+    candidates = _candidates(kinds, data, label_ids, split, labels, settings)
     chosen = max(kinds, key=lambda k: candidates[k][2])  # ties keep the first (the reference)
     fitted, val_logits, _ = candidates[chosen]
-    network, history, facts, out_of_fold = fitted.network, fitted.history, fitted.facts, fitted.out_of_fold
-
-    calibration_logits, calibration_labels, calibration_set = val_logits, y_val, "validation"
-    chosen_by = (f"the validation split has {len(y_val):,} rows, "
-                 + ("enough alone" if not needs_out_of_fold(len(y_val)) else "too few alone")
-                 + f" (out-of-fold predictions join it below {ENOUGH_VALIDATION_ROWS:,} rows, linear only)")
-    if out_of_fold is not None:
-        calibration_logits = np.concatenate([out_of_fold, val_logits])
-        calibration_labels = np.concatenate([label_ids[split.train], y_val])
-        calibration_set = f"validation + {config.calibration_folds}-fold out-of-fold training predictions"
-    with phases.phase("calibrating", f"{len(calibration_labels):,} held-out rows" if config.calibrate else "off"):
-        temperature, applied = calibrate(calibration_logits, calibration_labels) if config.calibrate else (1.0, False)
+    network, history, facts = fitted.network, fitted.history, fitted.facts
+    calibration = _calibrated(val_logits, y_val, fitted.out_of_fold, label_ids[split.train], config, phases)
+    temperature = calibration.temperature
     with phases.phase("evaluating on the test split", f"{len(split.test):,} rows"):
         test_texts = data.texts[split.test]
         # the uncalibrated curve of the reliability diagram needs the network's logits, which only Keras gives
         before = softmax(_logits(network, test_texts))
         calibrated = artifact.Artifact.in_memory(end_to_end(network, temperature), labels, architecture.locale)
         after = _served(calibrated).probabilities(test_texts)
-        report_dir = os.path.join(out_dir, "report")
-        report = evaluate.write_report(report_dir, y_test, after, labels, history, reliability={
-            "uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
+        report = evaluate.write_report(os.path.join(out_dir, "report"), y_test, after, labels, history,
+                                       reliability={"uncalibrated": before, f"calibrated (T={temperature:.2f})": after})
 
     best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None
     final_network, refit = _refit(chosen, fitted, data.texts, label_ids, split, len(labels), settings, best_epoch)
@@ -298,50 +361,31 @@ def train(
         "sequence_length": architecture.sequence_length if chosen == "bilstm" else None,
         "max_tokens": (architecture.max_tokens if chosen == "bilstm"
                        else linear.word_max_tokens + linear.char_max_tokens),
-        "selection": {
-            "requested": config.architecture,
-            "chosen": chosen,
-            "validation_macro_f1": {k: candidates[k][2] for k in kinds},
-        },
-        "calibration": {
-            "temperature": temperature,
-            "fitted_on": calibration_set if config.calibrate else None,
-            "set_chosen_by": chosen_by if config.calibrate else None,
-            "applied": applied,  # False: the NLL-optimal temperature would have raised this set's ECE
-            "rows": len(calibration_labels) if config.calibrate else 0,
-            "nll_before": negative_log_likelihood(calibration_logits, calibration_labels, 1.0),
-            "nll_after": negative_log_likelihood(calibration_logits, calibration_labels, temperature),
-            "validation_ece_before": expected_calibration_error(softmax(val_logits), y_val),
-            "validation_ece_after": expected_calibration_error(softmax(val_logits, temperature), y_val),
-            "test_ece_before": expected_calibration_error(before, y_test),
-            "test_ece_after": report["ece"],
-        },
-        "training": {
-            "data_fingerprint": fingerprint(data.texts, data.labels),
-            "files": data.files,
-            "rows": len(data),
-            "skipped_rows": data.skipped_rows,
-            "split_rows": {
-                "train": len(split.train),
-                "validation": len(split.validation),
-                "test": len(split.test),
-            },
-            "epochs_run": len(history.get("loss", [])),
-            "best_epoch": best_epoch,
-            "config": asdict(config),
-        },
+        "selection": {"requested": config.architecture, "chosen": chosen,
+                      "validation_macro_f1": {k: candidates[k][2] for k in kinds}},
+        "calibration": _calibration_record(calibration, config, val_logits, y_val, before, y_test, report),
+        "training": _training_record(data, split, history, best_epoch, config),
         "refit": refit,
         "test_metrics": evaluate.headline(report),
         "test_metrics_of": "the model fitted on the training split, scored once on the test split"
                            + ("" if refit["fitted_on"] == "train" else
                               f"; the exported model was refitted on {refit['fitted_on']} with the same settings"),
     }
+    full = _export(out_dir, served, labels, metadata, history, split, label_ids, test_texts,
+                   after if refit["fitted_on"] == "train" else None, architecture.locale, phases)
+    return TrainResult(artifact_dir=out_dir, metadata=full, report=report, history=history, model=served)
+
+
+def _export(out_dir: str, served, labels: list[str], metadata: dict, history: dict, split: Split,
+            label_ids: np.ndarray, test_texts: np.ndarray, served_test: np.ndarray | None, locale: str,
+            phases: Phases) -> dict:
+    """The drift baseline and the precision records of the exported model, then the model directory itself."""
     with phases.phase("computing the drift baseline"):
-        exported = artifact.Artifact.in_memory(served, labels, architecture.locale)
-        served_test = after if refit["fitted_on"] == "train" else _served(exported).probabilities(
-            test_texts)
+        exported = artifact.Artifact.in_memory(served, labels, locale)
+        if served_test is None:  # refitted: the exported model's own probabilities on the test split
+            served_test = _served(exported).probabilities(test_texts)
         metadata["baseline"], drift_reference = reference.compute_baseline(
-            label_ids[split.train], labels, served_test, test_texts, served, standardizer(architecture.locale))
+            label_ids[split.train], labels, served_test, test_texts, served, standardizer(locale))
     with phases.phase("measuring serving precisions against FP32", f"{len(test_texts):,} test rows"):
         metadata[precision.RECORD_KEY] = agreement.measure(exported, test_texts.tolist(), DEFAULT_REVIEW_THRESHOLD,
                                                            f"the test split ({len(test_texts):,} rows)")
@@ -349,4 +393,4 @@ def train(
         full = artifact.save(out_dir, served, labels, metadata,
                              extra_files={reference.REFERENCE_FILE: reference.to_bytes(drift_reference)})
         artifact.write_json(artifact.join(out_dir, "history.json"), history)
-    return TrainResult(artifact_dir=out_dir, metadata=full, report=report, history=history, model=served)
+    return full
