@@ -25,9 +25,9 @@ from typing import Any
 from google.api_core import exceptions
 
 from model.errors import UserError
-from pipelines.plumbing.lease_settings import LeaseSettings
+from pipelines.plumbing.lease_settings import FIRST_SIZE_GUESS, LeaseSettings, pull_room
 
-__all__ = ["LeaseSettings", "LeasedSubscription", "close_all", "open_subscription", "request_stop"]
+__all__ = ["LeaseSettings", "LeasedSubscription", "close_all", "open_subscription", "pull_room", "request_stop"]
 
 log = logging.getLogger(__name__)
 API_ERRORS = (exceptions.GoogleAPICallError, exceptions.RetryError)  # what a Pub/Sub call raises
@@ -36,16 +36,6 @@ PULL_TIMEOUT_SECS = 2.0  # one pull call waits at most this long, so a stop is n
 IDS_PER_REQUEST = 1000  # ack ids per acknowledge / modify-ack-deadline call (request limit: 512 KB)
 
 
-FIRST_SIZE_GUESS = 64 * 1024  # bytes a message is assumed to have before any was seen
-
-
-def pull_room(settings: LeaseSettings, leased: int, leased_bytes: int, mean_size: float) -> int:
-    """How many messages the next pull may ask for: under the message budget and, by the mean size seen so
-    far, under the byte budget (a single message may still be up to 10 MB over it)."""
-    if leased_bytes >= settings.max_outstanding_bytes:
-        return 0
-    by_bytes = int((settings.max_outstanding_bytes - leased_bytes) // max(mean_size, 1.0))
-    return max(0, min(settings.pull_size, settings.max_outstanding_messages - leased, max(by_bytes, 1)))
 
 
 # Errors worth trying again: the service is busy or a call was cut off, not the request itself.

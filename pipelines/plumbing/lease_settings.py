@@ -22,3 +22,15 @@ class LeaseSettings:
     max_lease_secs: int = field(default=600, metadata={
         "low": 10, "help": "Local read: a message held longer than this is handed back to Pub/Sub "
         "(leases_expired)."})
+
+
+FIRST_SIZE_GUESS = 64 * 1024  # bytes a message is assumed to have before any was seen
+
+
+def pull_room(settings: LeaseSettings, leased: int, leased_bytes: int, mean_size: float) -> int:
+    """How many messages the next pull may ask for: under the message budget and, by the mean size seen so
+    far, under the byte budget (a single message may still be up to 10 MB over it)."""
+    if leased_bytes >= settings.max_outstanding_bytes:
+        return 0
+    by_bytes = int((settings.max_outstanding_bytes - leased_bytes) // max(mean_size, 1.0))
+    return max(0, min(settings.pull_size, settings.max_outstanding_messages - leased, max(by_bytes, 1)))
