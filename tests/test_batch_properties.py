@@ -160,7 +160,8 @@ def test_every_row_is_predicted_or_dead_lettered_or_the_run_fails_in_one_line(mo
         name = f"part-{n}.parquet"
         pq.write_table(table, os.path.join(work, name), row_group_size=row_group_size)
         ids = table.column("id").to_pylist() if "id" in table.column_names else [None] * table.num_rows
-        expected.update(_expected_id(v, name, i, "id" in table.column_names) for i, v in enumerate(ids))
+        expected.update(_expected_id(v, os.path.join(work, name), i, "id" in table.column_names)
+                        for i, v in enumerate(ids))
     output = os.path.join(work, "out")
     config = BatchConfig(input_pattern=os.path.join(work, "part-*.parquet"), output=output,
                          worker=WorkerConfig(model_dir), keep_columns=("store",), progress=False)

@@ -186,8 +186,8 @@ def test_a_night_on_dask_lands_in_bigquery_as_its_files_hold_it(model_dir, archi
         client.create_dataset(f"{PROJECT}.nights")
         table = f"{PROJECT}.nights.labels"
         for _ in range(2):  # the rerun replaces the night
-            _label(model_dir, archive, tmp_path / "out", "--bigquery-table", table, "--runner", "DaskRunner",
-                   "--dask_client_address", cluster.scheduler_address)
+            _label(model_dir, archive, tmp_path / "out", "--bigquery-table", table, "--night", "2026-12-01",
+                   "--runner", "DaskRunner", "--dask_client_address", cluster.scheduler_address)
             found = pd.DataFrame([dict(r) for r in client.query(f"SELECT id, label, store, run_id FROM `{table}`")])
             ours, letters, _ = read_output(tmp_path / "out")
             assert sorted(found["id"]) == sorted(ours["id"]) and len(found) == 2497
