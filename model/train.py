@@ -371,21 +371,24 @@ def train(
                            + ("" if refit["fitted_on"] == "train" else
                               f"; the exported model was refitted on {refit['fitted_on']} with the same settings"),
     }
-    full = _export(out_dir, served, labels, metadata, history, split, label_ids, test_texts,
-                   after if refit["fitted_on"] == "train" else None, architecture.locale, phases)
+    served_test = after if refit["fitted_on"] == "train" else None
+    full = _export(out_dir, artifact.Artifact.in_memory(served, labels, architecture.locale), metadata, history,
+                   (label_ids[split.train], test_texts, served_test), phases)
     return TrainResult(artifact_dir=out_dir, metadata=full, report=report, history=history, model=served)
 
 
-def _export(out_dir: str, served, labels: list[str], metadata: dict, history: dict, split: Split,
-            label_ids: np.ndarray, test_texts: np.ndarray, served_test: np.ndarray | None, locale: str,
-            phases: Phases) -> dict:
-    """The drift baseline and the precision records of the exported model, then the model directory itself."""
+def _export(out_dir: str, exported: artifact.Artifact, metadata: dict, history: dict,
+            held_out: tuple[np.ndarray, np.ndarray, np.ndarray | None], phases: Phases) -> dict:
+    """The drift baseline and the precision records of the exported model, then the model directory itself.
+    `held_out`: the training split's label ids, the test texts, and the served probabilities on them (None
+    when the model was refitted: then the exported model's own)."""
+    train_ids, test_texts, served_test = held_out
+    served, labels, locale = exported.model, exported.labels, exported.locale
     with phases.phase("computing the drift baseline"):
-        exported = artifact.Artifact.in_memory(served, labels, locale)
-        if served_test is None:  # refitted: the exported model's own probabilities on the test split
+        if served_test is None:
             served_test = _served(exported).probabilities(test_texts)
         metadata["baseline"], drift_reference = reference.compute_baseline(
-            label_ids[split.train], labels, served_test, test_texts, served, standardizer(locale))
+            train_ids, labels, served_test, test_texts, served, standardizer(locale))
     with phases.phase("measuring serving precisions against FP32", f"{len(test_texts):,} test rows"):
         metadata[precision.RECORD_KEY] = agreement.measure(exported, test_texts.tolist(), DEFAULT_REVIEW_THRESHOLD,
                                                            f"the test split ({len(test_texts):,} rows)")

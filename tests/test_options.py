@@ -152,3 +152,34 @@ def test_no_function_takes_more_than_about_eight_parameters():
                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _parameters(node) > 9:
                     wide.append(f"{path.relative_to(ROOT)}:{node.name} ({_parameters(node)})")
     assert wide == []
+
+
+def _valid(option: click.Option) -> str:
+    """A value the option's type accepts (an existing file for a path that must exist)."""
+    if isinstance(option.type, click.IntRange | click.FloatRange) or option.type in (click.INT, click.FLOAT):
+        return "1"
+    return __file__ if isinstance(option.type, click.Path) else "x"
+
+
+def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _leaf_commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+@pytest.mark.parametrize(("path", "missing"), [
+    (path, p.opts[0]) for path, command in _leaf_commands(cli) for p in command.params
+    if isinstance(p, click.Option) and p.required])
+def test_every_required_option_left_out_is_a_usage_line_never_a_traceback(path, missing):
+    """Found with the review loop (issue #54): click 8.3+ takes an explicit default=None as a given value, so a
+    required --model left out reached the command as None and ended in a TypeError. Each command, each of its
+    required options left out (the others given), answers with click's usage error and runs nothing."""
+    command = dict(_leaf_commands(cli))[path]
+    given = [arg for p in command.params if isinstance(p, click.Option) and p.required and p.opts[0] != missing
+             for arg in (p.opts[0], _valid(p))]
+    arguments = ["x" for p in command.params if isinstance(p, click.Argument) and p.required]
+    result = CliRunner().invoke(cli, [*path, *arguments, *given])
+    assert result.exit_code == 2, result.output
+    assert f"Missing option '{missing}'" in result.output and "Traceback" not in result.output, result.output

@@ -45,9 +45,10 @@ def _option(f: dataclasses.Field, kind: type, default: Any) -> Callable:
     if kind is bool:
         negative = "--no-" + flag.removeprefix("--")
         return click.option(f"{flag}/{negative}", f.name, default=default, show_default=True, help=meta.get("help"))
-    return click.option(flag, f.name, type=_click_type(kind, meta), required=required,
-                        default=None if required else default, show_default=not required and default is not None,
-                        help=meta.get("help"))
+    if required:  # no default at all: click 8.3+ takes an explicit default=None as given, and skips the check
+        return click.option(flag, f.name, type=_click_type(kind, meta), required=True, help=meta.get("help"))
+    return click.option(flag, f.name, type=_click_type(kind, meta), default=default,
+                        show_default=default is not None, help=meta.get("help"))
 
 
 def _default(f: dataclasses.Field) -> Any:
