@@ -371,9 +371,8 @@ def train(
                            + ("" if refit["fitted_on"] == "train" else
                               f"; the exported model was refitted on {refit['fitted_on']} with the same settings"),
     }
-    served_test = after if refit["fitted_on"] == "train" else None
     full = _export(out_dir, artifact.Artifact.in_memory(served, labels, architecture.locale), metadata, history,
-                   (label_ids[split.train], test_texts, served_test), phases)
+                   (label_ids[split.train], test_texts, after if refit["fitted_on"] == "train" else None), phases)
     return TrainResult(artifact_dir=out_dir, metadata=full, report=report, history=history, model=served)
 
 
