@@ -15,9 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from model import artifact
 from model.data import load_labelled
+from pipelines.app import uploads
 from pipelines.app.files import write_frame
 from tests.archives import write_archive
 from tests.commands import invoke, one_error
@@ -286,3 +289,102 @@ def test_the_round_trip_through_a_real_label_studio(night, model_dir, tmp_path):
     assert corrections["category"].to_dict() == chosen
     texts = {t["data"]["complaint_id"]: t["data"]["text"] for t in tasks}
     assert all(corrections.loc[i, "text"] == texts[i] for i in chosen)
+
+
+# Malformed exports, of every shape (issue #54, item 4) ------------------------------------------------------------
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                  max_size=3), max_leaves=8)
+
+
+def _paths(value, path=()):
+    """Every place in a JSON value, as a tuple of keys and indices."""
+    yield path
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _paths(inner, (*path, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _paths(inner, (*path, index))
+
+
+def _replaced(value, path, new):
+    if not path:
+        return new
+    copy = list(value) if isinstance(value, list) else dict(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def answered(night, model_dir, tmp_path_factory) -> list[dict]:
+    """A real export's first tasks, each with an answer: the shape Label Studio writes."""
+    folder = tmp_path_factory.mktemp("answered")
+    output, _ = night
+    invoke("review", "export", "--output", output, "--to", folder / "r.json", "--model", model_dir)
+    tasks = json.load(open(folder / "r.json", encoding="utf-8"))[:3]
+    labels = artifact.read_metadata(model_dir)[0]
+    return _exported_with_answers(tasks, {n: [_answer(labels[n + 1], f"2026-12-0{n + 1}T10:00:00Z")]
+                                          for n in range(3)})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_malformed_export_is_one_error_line_and_writes_nothing(answered, model_dir, tmp_path, data):
+    """A valid export with one part, at any depth, replaced by any JSON value; or cut short; or bytes that are
+    not text; or one task per line (JSONL). Either it is still an export the import reads, or the import
+    answers in one `error:` line, with no traceback, and the corrections file is as it was."""
+    kind = data.draw(st.sampled_from(["replaced", "truncated", "binary", "jsonl"]))
+    text = json.dumps(answered)
+    if kind == "replaced":
+        path = data.draw(st.sampled_from(list(_paths(answered))))
+        body = json.dumps(_replaced(answered, path, data.draw(_JSON))).encode()
+    elif kind == "truncated":
+        body = text[: data.draw(st.integers(0, len(text) - 1))].encode()
+    elif kind == "binary":
+        body = data.draw(st.binary(min_size=1, max_size=64)).join([b"\xff\xfe", b"\x00"])
+    else:
+        body = "\n".join(json.dumps(task) for task in answered).encode()
+    source, target = tmp_path / "export.json", tmp_path / "c.parquet"
+    source.write_text(json.dumps(answered[:1]), encoding="utf-8")
+    assert invoke("review", "import", "--from", source, "--out", target, "--model", model_dir).exit_code == 0
+    before = target.read_bytes()
+    source.write_bytes(body)
+    result = invoke("review", "import", "--from", source, "--out", target, "--model", model_dir, "--skip-unknown")
+    assert "Traceback" not in result.output, result.output
+    if result.exit_code == 2:
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, result.output
+        assert target.read_bytes() == before
+    else:
+        assert result.exit_code == 0, result.output
+
+
+def test_csv_export_is_spreadsheet_safe_and_comes_back_as_written(model_dir, tmp_path):
+    """Item 5: customer text that a spreadsheet would run as a formula is defused in the CSV (a leading
+    apostrophe), and the import gives every text back exactly, apostrophes of its own included."""
+    leads = ['=HYPERLINK("http://x")', "+90 532", "-iade", "@SUM(A1)", "\tsekme", "\rsatır", "'=kendi", "normal"]
+    labels = artifact.read_metadata(model_dir)[0]
+    with open(tmp_path / "a.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text", "label", "confidence", "top_k", "explanation", "night", "category"])
+        for i, text in enumerate(leads):
+            writer.writerow([uploads.defused(f"-{i}"), uploads.defused(text), labels[0], "0.4", "", "", "",
+                             labels[1]])
+    cells = list(csv.reader(open(tmp_path / "a.csv", encoding="utf-8", newline="")))[1:]
+    assert all(not c[1].startswith(uploads.FORMULA_LEADS) for c in cells)  # nothing a spreadsheet would run
+    result = invoke("review", "import", "--from", tmp_path / "a.csv", "--out", tmp_path / "c.parquet", "--model",
+                    model_dir)
+    assert result.exit_code == 0, result.output
+    back = pq.read_table(tmp_path / "c.parquet").to_pandas().set_index("id")
+    assert [back.loc[f"-{i}", "text"] for i in range(len(leads))] == leads
+
+
+def test_label_studios_own_csv_export_is_refused_in_one_line(model_dir, tmp_path):
+    """Its `id` is the task's, not the complaint's: corrections keyed by it would correct the wrong rows."""
+    (tmp_path / "ls.csv").write_text("id,annotation_id,annotator,complaint_id,text,category\n"
+                                     "17,3,1,c-9,kargo gelmedi,Kargo\n", encoding="utf-8")
+    one_error(invoke("review", "import", "--from", tmp_path / "ls.csv", "--out", tmp_path / "c.parquet",
+                     "--model", model_dir), "Label Studio's own CSV export")
+    assert not (tmp_path / "c.parquet").exists()

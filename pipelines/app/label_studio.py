@@ -46,11 +46,42 @@ def labelling_config(categories: Iterable[str]) -> str:
 """
 
 
+def checked(exported: object) -> list[dict]:
+    """The export itself, once every part this module reads has the documented shape; else ValueError naming the
+    first part that does not (`task 3: annotations[0].result is an object, not a list`)."""
+    _shaped(exported, list, "the export")
+    for n, item in enumerate(exported, start=1):
+        where = f"task {n}"
+        _shaped(item, dict, where)
+        _shaped(item.get("data"), dict, f"{where}: data", optional=True)
+        for i, annotation in enumerate(_shaped(item.get("annotations"), list, f"{where}: annotations", True) or []):
+            at = f"{where}: annotations[{i}]"
+            _shaped(annotation, dict, at)
+            for j, result in enumerate(_shaped(annotation.get("result"), list, f"{at}.result", True) or []):
+                _shaped(result, dict, f"{at}.result[{j}]")
+                value = _shaped(result.get("value"), dict, f"{at}.result[{j}].value", True) or {}
+                choices = _shaped(value.get("choices"), list, f"{at}.result[{j}].value.choices", True) or []
+                for choice in choices:
+                    _shaped(choice, str, f"{at}.result[{j}].value.choices[]")
+    return exported
+
+
+_KINDS = {list: "a list", dict: "an object", str: "a string"}
+
+
+def _shaped(value, kind: type, where: str, optional: bool = False):
+    if (value is None and optional) or isinstance(value, kind):
+        return value
+    found = {list: "a list", dict: "an object", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+    raise ValueError(f"{where} is {found}, not {_KINDS[kind]} (is this Label Studio's JSON export?)")
+
+
 def annotated(exported: list) -> tuple[list[dict], dict[str, int]]:
     """Each task's last standing annotation as `{id, text, category, annotated_at, task}`, and what was left
     out, counted: tasks nobody annotated, and tasks whose every annotation was cancelled (skipped)."""
     found, counts = [], {"not_annotated": 0, "skipped": 0}
-    for item in exported:
+    for item in checked(exported):
         standing = [a for a in item.get("annotations") or [] if not a.get("was_cancelled")]
         if not item.get("annotations"):
             counts["not_annotated"] += 1

@@ -36,6 +36,7 @@ from model import files
 from model.errors import UserError
 from pipelines.app import label_studio
 from pipelines.app.predictor import because
+from pipelines.app.uploads import defused, restored
 from pipelines.nightly.reading import derived_ids
 from pipelines.plumbing import commit
 from pipelines.plumbing.night import normalised
@@ -90,9 +91,9 @@ def export(output: str, to: str, labels: list[str], model_version: str, selectio
         with open(to, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["id", "text", "label", "confidence", "top_k", "explanation", "night", "category"])
-            for r in records:
-                writer.writerow([r["id"], r["text"], r["label"], f"{r['confidence']:.4f}", r["top_k_shown"],
-                                 r["explanation_shown"], r["night"], ""])
+            for r in records:  # customer text, for a spreadsheet: a formula's lead is defused, as on the page
+                writer.writerow([defused(cell) for cell in (r["id"], r["text"], r["label"], f"{r['confidence']:.4f}",
+                                                            r["top_k_shown"], r["explanation_shown"], r["night"], "")])
         beside = " (fill in `category` where the label is wrong, leave it empty where it is right)"
     return f"wrote {len(records):,} rows of {output} ({selection.describe()}) to {to}{beside}"
 
@@ -201,15 +202,17 @@ def import_corrections(source: str, target: str, labels: list[str], renames: dic
 def _from_json(source: str) -> tuple[list[dict], dict[str, int]]:
     with open(source, encoding="utf-8") as f:
         exported = json.load(f)
-    if not isinstance(exported, list):
-        raise ValueError("expected a list of tasks (Label Studio: Export → JSON)")
     return label_studio.annotated(exported)
 
 
 def _from_csv(source: str) -> tuple[list[dict], dict[str, int]]:
     with open(source, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
-        missing = {"id", "text", "category"} - set(reader.fieldnames or [])
+        columns = set(reader.fieldnames or [])
+        if columns & {"complaint_id", "annotation_id", "annotator"}:
+            raise ValueError("this is Label Studio's own CSV export, whose `id` is the task's, not the complaint's: "
+                             "export JSON from Label Studio (Export → JSON) and import that")
+        missing = {"id", "text", "category"} - columns
         if missing:
             raise ValueError(f"columns {sorted(missing)} missing (id, text and category are needed)")
         found, counts = [], {"not_annotated": 0}
@@ -217,8 +220,9 @@ def _from_csv(source: str) -> tuple[list[dict], dict[str, int]]:
             if not (row.get("category") or "").strip():
                 counts["not_annotated"] += 1  # the reviewer agreed with the model, or did not look
                 continue
-            found.append({"id": row["id"], "text": row["text"], "category": row["category"].strip(),
-                          "night": (row.get("night") or "").strip() or None})
+            found.append({"id": restored(row["id"]), "text": restored(row["text"]),
+                          "category": restored((row["category"] or "").strip()),
+                          "night": restored((row.get("night") or "").strip()) or None})
     return found, counts
 
 
@@ -237,7 +241,11 @@ def _merge(target: str, rows: list[dict]) -> tuple[pa.Table, int]:
 def _earlier(target: str) -> list[dict]:
     if not os.path.exists(target):
         return []
-    table = pq.read_table(target)
+    try:
+        table = pq.read_table(target)
+    except (OSError, pa.ArrowException) as exc:
+        raise UserError(f"the corrections file {target} cannot be read ({str(exc).splitlines()[0]}): give --out a "
+                        "corrections Parquet this command wrote, or a new path") from None
     if "night" not in table.column_names:  # written before answers kept their night
         table = table.append_column("night", pa.nulls(table.num_rows, pa.string()))
     return table.select(CORRECTIONS_SCHEMA.names).cast(CORRECTIONS_SCHEMA).to_pylist()

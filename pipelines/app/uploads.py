@@ -132,11 +132,20 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     safe = frame.copy()
     for name in safe.columns:
         if safe[name].dtype == object or pd.api.types.is_string_dtype(safe[name].dtype):
-            safe[name] = safe[name].map(_defused)
+            safe[name] = safe[name].map(defused)
     return safe
 
 
-def _defused(value):
-    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+def defused(value):
+    """A text a spreadsheet would run as a formula (OWASP's leads), with a leading apostrophe; other values as
+    they are. Apostrophes already before a lead count too, so `restored` gives every text back exactly."""
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_LEADS):
         return "'" + value
+    return value
+
+
+def restored(value):
+    """`defused`'s text back, as a CSV the project wrote (and a spreadsheet kept) holds it."""
+    if isinstance(value, str) and value.startswith("'") and value.lstrip("'").startswith(FORMULA_LEADS):
+        return value[1:]
     return value
