@@ -172,14 +172,14 @@ def test_outputs_never_carry_a_bare_nan():
 def test_shrinking_a_prediction_of_many_fields_serialises_the_body_a_few_times(monkeypatch):
     """100,000 fields of 100 bytes: each field is measured once, the whole body serialised two or three times."""
     fields = {f"f{i:06d}": "x" * 100 for i in range(100_000)}
-    real, bodies = pubsub._json, []
+    real, bodies = pubsub.strict_json, []
 
     def counting(body):
         if len(body) > 10:
             bodies.append(len(body))
         return real(body)
 
-    monkeypatch.setattr(pubsub, "_json", counting)
+    monkeypatch.setattr(pubsub, "strict_json", counting)
     message = pubsub.encode_prediction(_prediction(**fields))
     _fits(message)
     body = _strict(message.data)
