@@ -309,15 +309,20 @@ cli(sys.argv[1:])
 """
 
 
-def test_a_night_killed_between_the_swap_and_success_is_mended_by_the_next_run(emulator, archive, table,
-                                                                                tmp_path):
-    output = str(tmp_path / "night")
-    assert label(archive, output, table).exit_code == 0
+def _killed_after_swap(archive, output: str, table: TableRef) -> None:
+    """The real command in its own process, SIGKILLed between its swap and its `_SUCCESS`."""
     killed = subprocess.run(
         [sys.executable, "-c", KILL_AFTER_SWAP, "label", "--model", MODEL["dir"], "--input", archive, "--output",
          output, "--no-progress", "--keep-columns", "store", "--bigquery-table", str(table), "--night", NIGHT],
         capture_output=True, text=True, timeout=600, env=os.environ)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+
+def test_a_night_killed_between_the_swap_and_success_is_mended_by_the_next_run(emulator, archive, table,
+                                                                                tmp_path):
+    output = str(tmp_path / "night")
+    assert label(archive, output, table).exit_code == 0
+    _killed_after_swap(archive, output, table)
     assert success_run(output) is None  # the output does not claim to be complete
     in_table = rows(emulator, table)
     assert len(set(in_table["run_id"])) == 1 and len(in_table) == len(parquet(output, "predictions-"))
@@ -787,11 +792,7 @@ def test_the_undo_of_a_run_that_lost_the_night_touches_no_other_runs_rows(emulat
 
     output = str(tmp_path / "night")
     assert label(archive, output, table).exit_code == 0
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_AFTER_SWAP, "label", "--model", MODEL["dir"], "--input", archive, "--output",
-         output, "--no-progress", "--keep-columns", "store", "--bigquery-table", str(table), "--night", NIGHT],
-        capture_output=True, text=True, timeout=600, env=os.environ)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    _killed_after_swap(archive, output, table)
     [path] = journal.found_in(output)
     record = next(r for r in journal.Journal.load(path).externals if r["kind"] == "bigquery")
     os.rename(path, str(tmp_path / "a-journal.json"))  # A "alive": B does not settle it
