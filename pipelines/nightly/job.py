@@ -14,7 +14,6 @@ import logging
 import os
 import posixpath
 import time
-import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -38,7 +37,7 @@ from pipelines.nightly.reading import (
 from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
 from pipelines.options import BatchConfig, beam_options, create_local_locations
 from pipelines.plumbing import commit
-from pipelines.plumbing.hold import HoldLost, OutputLock, staging_alive
+from pipelines.plumbing.hold import HoldLost, OutputLock, new_run_id, staging_alive
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, settlers
 from pipelines.sinks.bigquery_tables import BigQueryTables, WarehouseBusy
 from worker import prediction
@@ -97,7 +96,7 @@ def run(config: BatchConfig, beam_args: list[str] | None = None, test_pipeline: 
     facts = decide(config, options)
     compared = drift.Compared.of(facts.worker.model_dir, facts.metadata,  # a broken reference: one line, now
                                  commit.read_summary(config.compare_to) if config.compare_to else None)
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     staging = commit.staging_dir(facts.output, run_id)
     sinks = batch_sinks(config, facts, staging)
     if facts.building:  # a template runs later, on that night's files: nothing here is read or written

@@ -14,10 +14,8 @@ removes them). Nothing is labelled again.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import posixpath
-import uuid
 
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
@@ -72,7 +70,7 @@ def commit_later(output: str, stale_secs: float) -> dict:
     import functools
 
     from pipelines.plumbing.bigquery import TableRef
-    from pipelines.plumbing.hold import OutputLock, staging_alive
+    from pipelines.plumbing.hold import OutputLock, new_run_id, staging_alive
     from pipelines.sinks import settlers
     from pipelines.sinks.bigquery_tables import BigQueryTables, Warehouse
     from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES
@@ -88,8 +86,7 @@ def commit_later(output: str, stale_secs: float) -> dict:
     sink = BigQueryTables(TableRef.parse(record["table"]), output, run_id, record["night"], record["passthrough"],
                           Warehouse(**record["warehouse"]))
     sink.check()
-    holder = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-commit-" + uuid.uuid4().hex[:6]
-    with OutputLock(output, holder, stale_secs) as lock:
+    with OutputLock(output, new_run_id("commit"), stale_secs) as lock:
         commit.recover(output, staging, functools.partial(staging_alive, stale_secs=stale_secs), settlers())
         current = commit.join(output, commit.SUCCESS)
         if FileSystems.exists(current) and commit.read_text(current).strip() > run_id:

@@ -8,14 +8,12 @@ Both go through `pipelines.plumbing.commit.recover`, so there is one way to sett
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.plumbing import commit
-from pipelines.plumbing.hold import DEFAULT_STALE_SECS, OutputLock, staging_alive
+from pipelines.plumbing.hold import DEFAULT_STALE_SECS, OutputLock, new_run_id, staging_alive
 from pipelines.sinks import settlers
 
 
@@ -24,6 +22,5 @@ def recover_output(output: str, stale_secs: float = DEFAULT_STALE_SECS) -> tuple
     A run still alive keeps its commit and folders; a hold another run has is refused in one line."""
     if not FileSystems.exists(output):
         return [], []
-    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-unlock-" + uuid.uuid4().hex[:6]
-    with OutputLock(output, run_id, stale_secs):
+    with OutputLock(output, new_run_id("unlock"), stale_secs):
         return commit.recover(output, "", functools.partial(staging_alive, stale_secs=stale_secs), settlers())

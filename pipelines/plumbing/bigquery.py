@@ -107,6 +107,17 @@ def retry(deadline: float = DEADLINE_SECS):
     return DEFAULT_RETRY.with_deadline(deadline)
 
 
+def query(client, sql: str, deadline: float):
+    """One query's rows, each request bounded by `deadline` and the job by `JOB_DEADLINE_FACTOR` of them."""
+    job = client.query(sql, timeout=deadline, job_retry=None, retry=retry(deadline))
+    return job.result(timeout=deadline * JOB_DEADLINE_FACTOR, retry=retry(deadline))
+
+
+def count(client, sql: str, deadline: float) -> int:
+    """The `n` of a `SELECT COUNT(*) AS n …`."""
+    return next(iter(query(client, sql, deadline)))["n"]
+
+
 class OutcomeUnknown(Exception):
     """A job whose end could not be established within its deadlines: it may still commit."""
 

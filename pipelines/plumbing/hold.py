@@ -38,10 +38,12 @@ How a hold is taken, proven and ended, by filesystem:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import replace
 
 from model.errors import UserError
@@ -68,6 +70,13 @@ from pipelines.plumbing.holder import (
 log = logging.getLogger(__name__)
 
 __all__ = ["ALIVE", "DEFAULT_STALE_SECS", "LOCK", "HoldLost", "Holder", "OutputLock", "staging_alive", "unlock"]
+
+
+def new_run_id(kind: str = "") -> str:
+    """A run's id: its start time first (so ids sort by start, as journals and pending nights rely on), then what
+    kind of holder it is (`unlock`, `commit`; a labelling run has none) and a random suffix."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{kind + '-' if kind else ''}{uuid.uuid4().hex[:6]}"
 
 
 class HoldLost(Exception):

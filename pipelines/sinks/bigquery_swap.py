@@ -136,14 +136,8 @@ class Settler:
         """Whether this run's rows are in either table: the swap inserts them in one transaction, so any is all."""
         night = night_filter(record["night"], record["legacy"])
         where = f"{night} AND `{bigquery_schema.RUN_ID}` = {literal(record['run_id'])}"
-        deadline = record["deadline_secs"]
-        for ref in _refs(record):
-            job = client.query(f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE {where}", timeout=deadline,
-                               retry=bigquery.retry(deadline), job_retry=None)
-            if next(iter(job.result(timeout=deadline * bigquery.JOB_DEADLINE_FACTOR,
-                                    retry=bigquery.retry(deadline))))["n"] > 0:
-                return True
-        return False
+        return any(bigquery.count(client, f"SELECT COUNT(*) AS n FROM {ref.sql} WHERE {where}",
+                                  record["deadline_secs"]) > 0 for ref in _refs(record))
 
     def forward(self, record: dict) -> None:
         """Drop the run's work tables (best effort: they expire by themselves)."""

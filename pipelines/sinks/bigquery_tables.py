@@ -318,13 +318,10 @@ class BigQueryTables(Sink):
         return {"timeout": deadline, "retry": bigquery.retry(deadline)}
 
     def _query(self, sql: str):
-        job = self.client().query(sql, timeout=self.warehouse.deadline_secs, job_retry=None,
-                                  retry=bigquery.retry(self.warehouse.deadline_secs))
-        return job.result(timeout=self.warehouse.deadline_secs * bigquery.JOB_DEADLINE_FACTOR,
-                          retry=bigquery.retry(self.warehouse.deadline_secs))
+        return bigquery.query(self.client(), sql, self.warehouse.deadline_secs)
 
     def _count(self, sql: str) -> int:
-        return next(iter(self._query(sql)))["n"]
+        return bigquery.count(self.client(), sql, self.warehouse.deadline_secs)
 
     def _create(self, ref: TableRef, fields: list[dict]) -> None:
         """A night's table: partitioned by night (a swap reads and writes one partition), clustered by category
