@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.corrections import resolved, upgraded
 from model.errors import UserError
 
 
@@ -117,12 +118,10 @@ def load_labelled(
 
 def _corrected(frame: pd.DataFrame, corrections: str, id_column: str, text_column: str,
                label_column: str) -> tuple[pd.DataFrame, dict]:
-    """`frame` with reviewers' corrections (`complaints review import`: id, text, category) applied: a corrected
-    id's row replaced, a new id added. Files later in name order win over earlier ones for the same id."""
+    """`frame` with reviewers' corrections (`complaints review import`) applied: each reviewed complaint's
+    decided category (`model.corrections.resolved`) relabels its row, and one not in the data is added."""
     paths = resolve_paths(corrections)
-    fixes = pd.concat([_with_night(read_table(p)) for p in paths], ignore_index=True)
-    fixes = select_columns(fixes, corrections, ["id", "text", "category", "night"])
-    fixes["id"] = fixes["id"].astype(str)
+    fixes = resolved(read_answers(corrections))
     nights = fixes.dropna(subset=["night"]).groupby("id")["night"].nunique()
     if (nights > 1).any():
         shared = nights[nights > 1].index
@@ -139,9 +138,17 @@ def _corrected(frame: pd.DataFrame, corrections: str, id_column: str, text_colum
     return merged, {"replaced": replaced, "added": added, "files": paths}
 
 
-def _with_night(frame: pd.DataFrame) -> pd.DataFrame:
-    """Corrections from before answers kept their night have none."""
-    return frame if "night" in frame else frame.assign(night=None)
+def read_answers(path_or_glob: str) -> pd.DataFrame:
+    """Every answer in the corrections files (`complaints review import`'s Parquet, or a glob of them), in
+    today's columns whatever version of the project wrote them."""
+    frames = [_answers_in(p) for p in resolve_paths(path_or_glob)]
+    return upgraded(pd.concat(frames, ignore_index=True))
+
+
+def _answers_in(path: str) -> pd.DataFrame:
+    frame = read_table(path)
+    select_columns(frame, path, ["id", "text", "category"])
+    return frame
 
 
 def fingerprint(texts: np.ndarray, labels: np.ndarray) -> str:

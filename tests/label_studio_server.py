@@ -36,8 +36,12 @@ class LabelStudio:
         self.server.stop()
 
     def api(self, method: str, path: str, body=None):
+        return json.loads(self.get(path, method, body) or b"null")
+
+    def get(self, path: str, method: str = "GET", body=None) -> bytes:
+        """The answer's bytes (an export in CSV is no JSON)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers={
             "Authorization": f"Token {TOKEN}", "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as answer:
-            return json.loads(answer.read() or b"null")
+            return answer.read()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model import artifact
-from model.data import load_labelled
-from pipelines.app import uploads
+from model.corrections import ANSWERS_SCHEMA, resolved
+from model.data import load_labelled, read_answers
+from pipelines.app import label_studio, review_report, uploads
 from pipelines.app.files import write_frame
 from tests.archives import write_archive
 from tests.commands import invoke, one_error
@@ -99,7 +101,8 @@ def test_export_chooses_by_label_all_or_a_seeded_sample_and_writes_csv(night, mo
     assert len(first) == 25 and first == again and first != other
     assert set(ids(to="r.csv")) == set(predictions[predictions["needs_review"]]["id"])
     with open(tmp_path / "r.csv", encoding="utf-8") as f:
-        assert next(csv.reader(f)) == ["id", "text", "label", "confidence", "top_k", "explanation", "night", "category"]
+        assert next(csv.reader(f)) == ["id", "text", "label", "confidence", "model_version", "top_k", "explanation",
+                                       "night", "category", "annotator"]
 
 
 def test_export_joins_derived_ids_back_to_their_rows(model_dir, tmp_path):
@@ -133,8 +136,14 @@ def _exported_with_answers(tasks: list[dict], answers: dict[int, list[dict]]) ->
              "annotations": answers.get(n, [])} for n, t in enumerate(tasks)]
 
 
-def _answer(category: str, at: str, cancelled: bool = False) -> dict:
-    return {"id": hash((category, at)) % 10_000, "was_cancelled": cancelled, "updated_at": at,
+def _decided(path) -> pd.DataFrame:
+    """The corrections file as training reads it: one decided row per complaint."""
+    return resolved(read_answers(str(path))).set_index("id")
+
+
+def _answer(category: str, at: str, cancelled: bool = False, by: int | None = None, truth: bool = False) -> dict:
+    return {"id": hash((category, at)) % 10_000, "was_cancelled": cancelled, "updated_at": at, "completed_by": by,
+            "ground_truth": truth,
             "result": [] if cancelled else [{"from_name": "category", "to_name": "text", "type": "choices",
                                               "value": {"choices": [category]}}]}
 
@@ -153,9 +162,12 @@ def test_import_reads_label_studio_answers_the_latest_wins_and_what_was_left_out
                     "--model", model_dir)
     assert result.exit_code == 0, result.output
     assert "left out: not annotated" in result.output and "skipped 1" in result.output
-    corrections = pq.read_table(tmp_path / "c.parquet").to_pandas().set_index("id")
-    assert list(pq.read_schema(tmp_path / "c.parquet").names) == ["id", "text", "category", "corrected_at", "night"]
+    corrections = _decided(tmp_path / "c.parquet")
+    assert pq.read_schema(tmp_path / "c.parquet") == ANSWERS_SCHEMA
     assert set(pq.read_table(tmp_path / "c.parquet").column("night").to_pylist()) == {output}
+    kept_beside = corrections.loc[tasks[0]["data"]["complaint_id"]]  # what the model said, beside the answer
+    assert (kept_beside["model_label"], kept_beside["model_version"]) == (tasks[0]["data"]["model_label"],
+                                                                         tasks[0]["data"]["model_version"])
     assert corrections.loc[tasks[0]["data"]["complaint_id"], "category"] == labels[2]  # the later answer
     assert corrections.loc[tasks[2]["data"]["complaint_id"], "category"] == labels[4]
     assert tasks[1]["data"]["complaint_id"] not in corrections.index  # cancelled: skipped
@@ -165,8 +177,8 @@ def test_import_reads_label_studio_answers_the_latest_wins_and_what_was_left_out
     (tmp_path / "again.json").write_text(json.dumps(_exported_with_answers(tasks, again)), encoding="utf-8")
     second = invoke("review", "import", "--from", tmp_path / "again.json", "--out", tmp_path / "c.parquet",
                     "--model", model_dir)
-    assert "1 replaced an earlier one" in second.output
-    corrections = pq.read_table(tmp_path / "c.parquet").to_pandas().set_index("id")
+    assert "1 replaced an earlier answer" in second.output
+    corrections = _decided(tmp_path / "c.parquet")
     assert len(corrections) == 2 and corrections.loc[tasks[0]["data"]["complaint_id"], "category"] == labels[5]
 
 
@@ -253,8 +265,123 @@ def test_training_takes_corrections_beside_its_data(tmp_path):
     assert labelled.corrected["replaced"] == 1 and labelled.corrected["added"] == 1
 
 
+def test_several_annotators_the_majority_a_leads_ground_truth_and_ties_are_decided_and_reported(
+        night, model_dir, tmp_path):
+    """Item 1 and 2: three annotators; the majority decides, a ground_truth answer overrules it, a tie goes to the
+    newest answer and is listed; a cancelled answer never counts. The report's rates are the decided rows' own."""
+    output, _ = night
+    invoke("review", "export", "--output", output, "--to", tmp_path / "r.json", "--model", model_dir)
+    tasks = json.load(open(tmp_path / "r.json", encoding="utf-8"))[:5]
+    labels = artifact.read_metadata(model_dir)[0]
+    said = [t["data"]["model_label"] for t in tasks]
+    x, y = (lambda n: labels[(labels.index(said[n]) + 1) % len(labels)]), (lambda n: said[n])
+    answers = {0: [_answer(x(0), "2026-12-01T10:00:00Z", by=1), _answer(x(0), "2026-12-01T10:05:00Z", by=2),
+                   _answer(y(0), "2026-12-01T10:10:00Z", by=3)],
+               1: [_answer(x(1), "2026-12-01T10:00:00Z", by=1), _answer(y(1), "2026-12-01T11:00:00+01:00", by=2),
+                   _answer(y(1), "2026-12-01T09:30:00Z", by=3, cancelled=True)],
+               2: [_answer(x(2), "2026-12-01T10:00:00Z", by=1), _answer(x(2), "2026-12-01T10:01:00Z", by=2),
+                   _answer(y(2), "2026-12-01T09:00:00Z", by=3, truth=True)],
+               3: [_answer(x(3), "2026-12-01T10:00:00Z", by=1), _answer(y(3), "2026-12-01T10:00:00Z", by=2,
+                                                                       cancelled=True)],
+               4: [_answer(y(4), "2026-12-01T10:00:00Z", by=1), _answer(y(4), "2026-12-01T10:02:00Z", by=2)]}
+    (tmp_path / "e.json").write_text(json.dumps(_exported_with_answers(tasks, answers)), encoding="utf-8")
+    result = invoke("review", "import", "--from", tmp_path / "e.json", "--out", tmp_path / "c.parquet", "--model",
+                    model_dir)
+    assert result.exit_code == 0, result.output
+    assert "11 answer(s)" in result.output and "reviewers disagree on 3 (1 tie(s))" in result.output
+    decided = _decided(tmp_path / "c.parquet")
+    ids = [t["data"]["complaint_id"] for t in tasks]
+    assert [decided.loc[i, "category"] for i in ids] == [x(0), y(1), y(2), x(3), y(4)]
+    # task 1's answers: 10:00Z and 11:00+01:00 (= 10:00Z) are one instant; the one given later stands in a tie
+    assert [decided.loc[i, "decided_by"] for i in ids] == ["majority", "tie", "ground truth", "one annotator",
+                                                           "majority"]
+    assert [round(decided.loc[i, "agreement"], 3) for i in ids] == [0.667, 0.5, 0.333, 1.0, 1.0]
+
+    report = invoke("review", "report", "--corrections", tmp_path / "c.parquet", "--plot", tmp_path / "r.png",
+                    "--disagreements", tmp_path / "d.csv")
+    assert report.exit_code == 0, report.output
+    corrected = sum(decided.loc[i, "category"] != said[n] for n, i in enumerate(ids))
+    assert f"model accuracy on reviewed rows: {(5 - corrected) / 5:.3f}" in report.output
+    assert "disagreements: 3 complaint(s), 1 tie(s)" in report.output
+    assert "1 / 2: kappa" in report.output and "agree 0.750 on 4" in report.output
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    listed = pd.read_csv(tmp_path / "d.csv")
+    listed_ids = list(listed["id"].astype(str))
+    assert listed_ids[0] == ids[1] and set(listed_ids) == {ids[0], ids[1], ids[2]}  # the tie first
+    assert "1: " in listed.set_index(listed["id"].astype(str)).loc[ids[2], "answers"]
+    only = invoke("review", "report", "--corrections", tmp_path / "c.parquet", "--output", output + "-other")
+    one_error(only, "no reviewed complaint")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_answers_decide_by_their_own_time_whatever_the_imports_and_their_order(answered_tasks, model_dir, tmp_path,
+                                                                                data):
+    """Item 1, for the class: any answers from any annotators, split over any number of exports imported in any
+    order, decide as one rule read straight off the answers (per annotator the newest; ground truth, else the
+    majority, else the newest of the tied)."""
+    tasks, labels = answered_tasks
+    times = data.draw(st.lists(st.integers(0, 10_000), min_size=1, max_size=12, unique=True))
+    given_answers = [{"task": data.draw(st.integers(0, 2)), "by": data.draw(st.sampled_from([None, 1, 2, 3])),
+                      "category": labels[data.draw(st.integers(0, 3))], "truth": data.draw(st.booleans()),
+                      "at": "2026-12-01T00:00:00Z", "minute": t} for t in times]
+    for a in given_answers:
+        a["at"] = (pd.Timestamp("2026-12-01T00:00:00Z") + pd.Timedelta(minutes=a["minute"])).isoformat()
+    parts = data.draw(st.integers(1, 3))
+    part_of = [data.draw(st.integers(0, parts - 1), label=f"part of {a['minute']}") for a in given_answers]
+    split = [[a for a, part in zip(given_answers, part_of, strict=True) if part == p] for p in range(parts)]
+    order = data.draw(st.permutations(range(parts)))
+    target = Path(tempfile.mkdtemp(dir=tmp_path)) / "c.parquet"  # a fresh file for each example
+    for p in order:
+        answers = {}
+        for a in split[p]:
+            answers.setdefault(a["task"], []).append(_answer(a["category"], a["at"], by=a["by"], truth=a["truth"]))
+        (tmp_path / "e.json").write_text(json.dumps(_exported_with_answers(tasks, answers)), encoding="utf-8")
+        result = invoke("review", "import", "--from", tmp_path / "e.json", "--out", target, "--model", model_dir)
+        assert result.exit_code == 0, result.output
+    decided = _decided(target)["category"].to_dict() if target.exists() else {}
+    assert decided == _by_the_rule(given_answers, tasks)
+
+
+def _by_the_rule(answers: list[dict], tasks: list[dict]) -> dict[str, str]:
+    latest = {}
+    for a in sorted(answers, key=lambda a: a["minute"]):
+        latest[(a["task"], a["by"])] = a
+    decided = {}
+    for task in {t for t, _ in latest}:
+        group = [a for (t, _), a in latest.items() if t == task]
+        truth = [a for a in group if a["truth"]]
+        votes = pd.Series([a["category"] for a in group]).value_counts()
+        leaders = set(votes[votes == votes.max()].index)
+        pool = truth or [a for a in group if a["category"] in leaders]
+        decided[tasks[task]["data"]["complaint_id"]] = max(pool, key=lambda a: a["minute"])["category"]
+    return decided
+
+
+@pytest.fixture(scope="module")
+def answered_tasks(night, model_dir, tmp_path_factory) -> tuple[list[dict], list[str]]:
+    folder = tmp_path_factory.mktemp("tasks")
+    invoke("review", "export", "--output", night[0], "--to", folder / "r.json", "--model", model_dir)
+    return json.load(open(folder / "r.json", encoding="utf-8"))[:3], artifact.read_metadata(model_dir)[0]
+
+
+def test_kappa_and_the_wilson_interval_match_their_textbook_values():
+    """Cohen (1960): observed 3/4, chance 1/2, so kappa 1/2; Wilson's 95% interval of 0 in 10 is 0-0.2775 (the
+    normal approximation would give 0-0)."""
+    assert review_report.cohen_kappa(["a", "a", "b", "b"], ["a", "b", "b", "b"]) == pytest.approx(0.5)
+    assert review_report.cohen_kappa(["a", "a"], ["a", "a"]) is None
+    assert review_report.cohen_kappa(["a", "b"], ["b", "a"]) == pytest.approx(-1.0)
+    low, high = review_report.wilson(0, 10)
+    assert low == 0 and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = review_report.wilson(8, 10)
+    assert (low, high) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
+
+
 @pytest.mark.slow  # a real Label Studio (its environment is built on first use, then cached)
-def test_the_round_trip_through_a_real_label_studio(night, model_dir, tmp_path):
+def test_the_round_trip_through_a_real_label_studio_with_two_annotators_in_each_export_format(
+        night, model_dir, tmp_path):
+    """Tasks pushed through its API, answered by two users (they disagree on two), pulled back as JSON, JSON-min
+    and CSV: each export imports to the same answers, and the report finds the two disagreements."""
     from tests.label_studio_server import LabelStudio
 
     output, _ = night
@@ -267,28 +394,38 @@ def test_the_round_trip_through_a_real_label_studio(night, model_dir, tmp_path):
         project = studio.api("POST", "/api/projects", {"title": "complaints review", "label_config": config})
         imported = studio.api("POST", f"/api/projects/{project['id']}/import", tasks)
         assert imported["task_count"] == 12 and imported["prediction_count"] == 12
+        second = studio.api("POST", "/api/users/", {"email": "second@example.com", "username": "second",
+                                                     "password": "not-secret-2"})["id"]
         listed = studio.api("GET", f"/api/tasks?project={project['id']}&page_size=100")["tasks"]
         by_complaint = {t["data"]["complaint_id"]: t["id"] for t in listed}
         chosen = {}
         for n, task in enumerate(tasks[:8]):
-            category = labels[n % len(labels)]
-            result = [{"from_name": "category", "to_name": "text", "type": "choices",
-                       "value": {"choices": [category]}}]
-            studio.api("POST", f"/api/tasks/{by_complaint[task['data']['complaint_id']]}/annotations",
-                       {"result": result})
-            chosen[task["data"]["complaint_id"]] = category
+            first_says, second_says = labels[n % len(labels)], labels[(n + (n >= 6)) % len(labels)]
+            for who, category in ((None, first_says), (second, second_says)):  # the second answers later
+                studio.api("POST", f"/api/tasks/{by_complaint[task['data']['complaint_id']]}/annotations",
+                           {"result": [label_studio.choice(category)], **({"completed_by": who} if who else {})})
+            chosen[task["data"]["complaint_id"]] = second_says  # agreed, or a tie the newest answer takes
         skipped = tasks[8]["data"]["complaint_id"]
         studio.api("POST", f"/api/tasks/{by_complaint[skipped]}/annotations", {"result": [], "was_cancelled": True})
-        exported = studio.api("GET", f"/api/projects/{project['id']}/export?exportType=JSON&download_all_tasks=true")
-    (tmp_path / "export.json").write_text(json.dumps(exported), encoding="utf-8")
-    result = invoke("review", "import", "--from", tmp_path / "export.json", "--out", tmp_path / "c.parquet",
-                    "--model", model_dir)
-    assert result.exit_code == 0, result.output
-    assert "not annotated 3" in result.output and "skipped 1" in result.output
-    corrections = pq.read_table(tmp_path / "c.parquet").to_pandas().set_index("id")
-    assert corrections["category"].to_dict() == chosen
+        for kind, suffix in (("JSON", "json"), ("JSON_MIN", "min.json"), ("CSV", "csv")):
+            exported = studio.get(f"/api/projects/{project['id']}/export?exportType={kind}&download_all_tasks=true")
+            (tmp_path / f"export.{suffix}").write_bytes(exported)
     texts = {t["data"]["complaint_id"]: t["data"]["text"] for t in tasks}
-    assert all(corrections.loc[i, "text"] == texts[i] for i in chosen)
+    for suffix in ("json", "min.json", "csv"):
+        result = invoke("review", "import", "--from", tmp_path / f"export.{suffix}", "--out",
+                        tmp_path / f"c.{suffix}.parquet", "--model", model_dir)
+        assert result.exit_code == 0, (suffix, result.output)
+        assert "16 answer(s)" in result.output and "reviewers disagree on 2 (2 tie(s))" in result.output, suffix
+        decided = _decided(tmp_path / f"c.{suffix}.parquet")
+        assert decided["category"].to_dict() == chosen, suffix
+        assert all(decided.loc[i, "text"] == texts[i] for i in chosen)
+        assert set(decided["annotators"]) == {2}
+    assert "not annotated 3" in invoke("review", "import", "--from", tmp_path / "export.json", "--out",
+                                       tmp_path / "again.parquet", "--model", model_dir).output
+    report = invoke("review", "report", "--corrections", tmp_path / "c.json.parquet")
+    assert report.exit_code == 0, report.output
+    assert f"1 / {second}: kappa" in report.output and "agree 0.750 on 8" in report.output
+    assert "disagreements: 2 complaint(s), 2 tie(s)" in report.output
 
 
 # Malformed exports, of every shape (issue #54, item 4) ------------------------------------------------------------

@@ -10,7 +10,7 @@ import click
 
 from model.config import ArchitectureConfig, TrainConfig
 from model.errors import UserError
-from pipelines.app import cli_outputs
+from pipelines.app import cli_outputs, cli_review
 from pipelines.app.command import Group
 from pipelines.app.config_options import build, options
 from pipelines.app.console import quiet_beam, show_worker_log
@@ -315,52 +315,6 @@ def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
     run_pubsub_demo(model_dir, project, messages, echo=click.echo)
 
 
-@cli.group(cls=Group)
-def review() -> None:
-    """The review loop: a night's uncertain rows out to reviewers (Label Studio or CSV), corrections back."""
-
-
-@review.command("export")
-@click.option("--output", required=True, help="A committed night (the nightly job's --output).")
-@click.option("--to", "to", required=True, type=click.Path(dir_okay=False),
-              help="FILE.json (Label Studio tasks; the labelling config goes beside it) or FILE.csv.")
-@options(WorkerConfig, "model_dir", "registry_uri")
-@click.option("--all", "everything", is_flag=True, help="Every row, not only those that need review.")
-@click.option("--label", help="Only the rows given this label.")
-@click.option("--limit", type=click.IntRange(1), help="At most this many rows, a seeded random sample.")
-@click.option("--seed", default=0, show_default=True, help="The sample's seed.")
-def review_export(output: str, to: str, model_dir: str, everything: bool, label: str | None, limit: int | None,
-                  seed: int) -> None:
-    """Write a night's needs_review rows (or --all, --label X) with their text, label, confidence, top-k and
-    explanation as Label Studio tasks or CSV. --model is the model that labelled the night (its categories)."""
-    from model import artifact
-    from pipelines.app.review import Selection, export
-
-    labels, metadata = artifact.read_metadata(model_dir)
-    click.echo(export(output, to, labels, metadata["model_version"], Selection(everything, label, limit, seed)))
-
-
-@review.command("import")
-@click.option("--from", "source", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Label Studio's JSON export, or a CSV with id, text and category.")
-@click.option("--out", "target", required=True, type=click.Path(dir_okay=False),
-              help="Corrections Parquet (id, text, category): merged into when it exists; train --corrections.")
-@options(WorkerConfig, "model_dir", "registry_uri")
-@click.option("--rename", multiple=True, metavar="OLD=NEW", help="A category renamed since the export.")
-@click.option("--skip-unknown", is_flag=True, help="Leave out answers whose category the model does not know "
-              "(each is still listed).")
-def review_import(source: str, target: str, model_dir: str, rename: tuple[str, ...], skip_unknown: bool) -> None:
-    """Read reviewers' corrections, check each category against --model's, and write them for training."""
-    from model import artifact
-    from pipelines.app.review import import_corrections
-
-    pairs = [r.split("=", 1) for r in rename]
-    if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
-        raise UserError("--rename takes OLD=NEW, e.g. --rename 'Kargo=Kargo ve Teslimat'")
-    labels, _ = artifact.read_metadata(model_dir)
-    click.echo(import_corrections(source, target, labels, dict(pairs), skip_unknown))
-
-
 @cli.command()
 @click.argument("name")
 @click.option("--version", required=True, type=click.IntRange(1), help="The registered version to point at.")
@@ -387,8 +341,8 @@ def demo(workdir: str, rows: int) -> None:
     run_demo(workdir, rows, echo=click.echo)
 
 
-for _operator_command in (cli_outputs.bigquery_schema, cli_outputs.unlock, cli_outputs.commit_command):
-    cli.add_command(_operator_command)
+for _command in (cli_outputs.bigquery_schema, cli_outputs.unlock, cli_outputs.commit_command, cli_review.review):
+    cli.add_command(_command)
 
 
 def main() -> None:

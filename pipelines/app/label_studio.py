@@ -5,13 +5,16 @@ Only the documented JSON shapes are used, so files move between this project and
 Label Studio (1.x) without its SDK: a task is `{"data": {...}, "predictions": [...]}`,
 a prediction's (and an annotation's) `result` holds `{"from_name", "to_name",
 "type": "choices", "value": {"choices": [CATEGORY]}}`, and an export is the list of
-tasks with their `annotations` (each with `was_cancelled`, `updated_at`).
+tasks with their `annotations` (each with `was_cancelled`, `completed_by`, `updated_at`,
+`ground_truth`); JSON-min flattens each annotation into one record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from xml.sax.saxutils import quoteattr
+
+from model.corrections import answered_at
 
 FROM_NAME, TO_NAME = "category", "text"  # the names the labelling config gives its Choices and its Text
 
@@ -46,57 +49,107 @@ def labelling_config(categories: Iterable[str]) -> str:
 """
 
 
-def checked(exported: object) -> list[dict]:
-    """The export itself, once every part this module reads has the documented shape; else ValueError naming the
-    first part that does not (`task 3: annotations[0].result is an object, not a list`)."""
-    _shaped(exported, list, "the export")
-    for n, item in enumerate(exported, start=1):
+def answers(exported: object) -> tuple[list[dict], dict[str, int]]:
+    """Every standing answer of a Label Studio export (its JSON, or JSON-min: one flat record per annotation),
+    one dict each: the complaint (`id`, `night`, `text`), what the model said (`model_label`,
+    `model_confidence`, `model_version`), and the annotator's `category`, `annotator`, `answered_at` and
+    `ground_truth`. Cancelled (skipped) answers and answers without a choice are left out; tasks nobody
+    answered, and tasks with no answer left standing, are counted. ValueError names the first part of the
+    export whose shape is not the documented one (`task 3: annotations[0].result is an object, not a list`)."""
+    found, counts = [], {"not_annotated": 0, "skipped": 0}
+    for n, item in enumerate(_shaped(exported, list, "the export"), start=1):
         where = f"task {n}"
         _shaped(item, dict, where)
-        _shaped(item.get("data"), dict, f"{where}: data", optional=True)
-        for i, annotation in enumerate(_shaped(item.get("annotations"), list, f"{where}: annotations", True) or []):
-            at = f"{where}: annotations[{i}]"
-            _shaped(annotation, dict, at)
-            for j, result in enumerate(_shaped(annotation.get("result"), list, f"{at}.result", True) or []):
-                _shaped(result, dict, f"{at}.result[{j}]")
-                value = _shaped(result.get("value"), dict, f"{at}.result[{j}].value", True) or {}
-                choices = _shaped(value.get("choices"), list, f"{at}.result[{j}].value.choices", True) or []
-                for choice in choices:
-                    _shaped(choice, str, f"{at}.result[{j}].value.choices[]")
-    return exported
-
-
-_KINDS = {list: "a list", dict: "an object", str: "a string"}
-
-
-def _shaped(value, kind: type, where: str, optional: bool = False):
-    if (value is None and optional) or isinstance(value, kind):
-        return value
-    found = {list: "a list", dict: "an object", str: "a string", bool: "true/false", type(None): "null"}.get(
-        type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
-    raise ValueError(f"{where} is {found}, not {_KINDS[kind]} (is this Label Studio's JSON export?)")
-
-
-def annotated(exported: list) -> tuple[list[dict], dict[str, int]]:
-    """Each task's last standing annotation as `{id, text, category, annotated_at, task}`, and what was left
-    out, counted: tasks nobody annotated, and tasks whose every annotation was cancelled (skipped)."""
-    found, counts = [], {"not_annotated": 0, "skipped": 0}
-    for item in checked(exported):
-        standing = [a for a in item.get("annotations") or [] if not a.get("was_cancelled")]
-        if not item.get("annotations"):
-            counts["not_annotated"] += 1
-            continue
-        if not standing:
-            counts["skipped"] += 1
-            continue
-        last = max(standing, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id", 0)))
-        chosen = [c for r in last.get("result") or [] if r.get("type") == "choices" and r.get("from_name") == FROM_NAME
-                  for c in (r.get("value") or {}).get("choices") or []]
-        if not chosen:
-            counts["skipped"] += 1  # annotated without choosing (e.g. only a comment)
-            continue
-        data = item.get("data") or {}
-        found.append({"id": str(data.get("complaint_id", "")), "text": data.get("text"), "category": chosen[0],
-                      "annotated_at": str(last.get("updated_at") or last.get("created_at") or ""),
-                      "task": item.get("id"), "night": data.get("night")})
+        if "data" in item or "annotations" in item:
+            given = _from_task(item, where)
+        else:  # JSON-min: one record per annotation, or the bare task where nobody answered
+            given = [] if item.get(FROM_NAME) is None else [_from_flat(item, where)]
+        standing = [a for a in given if a is not None]
+        counts["not_annotated" if not given else "skipped"] += 0 if standing else 1
+        found.extend(standing)
     return found, counts
+
+
+def _from_task(item: dict, where: str) -> list[dict | None]:
+    """A full task's answers: one per annotation, None for a cancelled one or one without a choice."""
+    complaint = _complaint(_field(item, "data", dict, where) or {}, f"{where}: data")
+    given = []
+    for i, annotation in enumerate(_field(item, "annotations", list, where) or []):
+        at = f"{where}: annotations[{i}]"
+        _shaped(annotation, dict, at)
+        chosen = []
+        for j, result in enumerate(_field(annotation, "result", list, at) or []):
+            _shaped(result, dict, f"{at}.result[{j}]")
+            value = _field(result, "value", dict, f"{at}.result[{j}]") or {}
+            choices = _field(value, "choices", list, f"{at}.result[{j}].value") or []
+            if result.get("type") == "choices" and result.get("from_name") == FROM_NAME:
+                chosen += [_shaped(c, str, f"{at}.result[{j}].value.choices[]") for c in choices]
+        cancelled = _field(annotation, "was_cancelled", bool, at)
+        given.append(None if cancelled or not chosen else {
+            **complaint, "category": chosen[0], "annotator": _annotator(annotation.get("completed_by"), at),
+            "answered_at": _when(annotation, at), "ground_truth": bool(_field(annotation, "ground_truth", bool, at)),
+            "task": item.get("id")})
+    return given
+
+
+def _from_flat(item: dict, where: str) -> dict | None:
+    """A JSON-min record: the task's data, its category (a string, or a list for one choice), and the annotation's
+    annotator and times, side by side."""
+    category = _field(item, FROM_NAME, (str, list), where)
+    chosen = [category] if isinstance(category, str) else [_shaped(c, str, f"{where}: {FROM_NAME}[]")
+                                                           for c in category or []]
+    if not chosen:
+        return None
+    return {**_complaint(item, where), "category": chosen[0], "annotator": _annotator(item.get("annotator"), where),
+            "answered_at": _when(item, where), "ground_truth": False, "task": item.get("id")}
+
+
+def _complaint(data: dict, where: str) -> dict:
+    confidence = _field(data, "confidence", (int, float), where)
+    return {"id": str(_field(data, "complaint_id", (str, int), where) or ""), "text": _field(data, "text", str, where),
+            "night": _field(data, "night", str, where) or None, "model_label": _field(data, "model_label", str, where),
+            "model_confidence": float(confidence) if confidence is not None else None,
+            "model_version": _field(data, "model_version", str, where)}
+
+
+def _annotator(who: object, where: str) -> str:
+    """Label Studio's `completed_by`: a user id, or (expanded) an object with the user's e-mail."""
+    if isinstance(who, dict):
+        return str(_field(who, "email", str, f"{where}: completed_by") or _field(who, "id", int, where) or "")
+    return "" if who is None else str(_shaped(who, (str, int), f"{where}: annotator"))
+
+
+def _when(annotation: dict, where: str) -> str:
+    stamp = _field(annotation, "updated_at", str, where) or _field(annotation, "created_at", str, where)
+    if not stamp:
+        raise ValueError(f"{where} has no updated_at or created_at: which answer is newest cannot be told")
+    try:
+        return answered_at(stamp)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _field(holder: dict, key: str, kind: type | tuple[type, ...], where: str):
+    return _shaped(holder.get(key), kind, f"{where}.{key}" if ":" in where else f"{where}: {key}", optional=True)
+
+
+def _shaped(value, kind: type | tuple[type, ...], where: str, optional: bool = False):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if value is None and optional:
+        return value
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):  # True is no number here
+        return value
+    wanted = " or ".join(_KINDS[k] for k in kinds)
+    raise ValueError(f"{where} is {_kind(value)}, not {wanted} (is this Label Studio's JSON export?)")
+
+
+_KINDS = {list: "a list", dict: "an object", str: "a string", bool: "true/false", int: "a whole number",
+          float: "a number"}
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return "a number" if isinstance(value, int | float) else _KINDS.get(type(value), type(value).__name__)

@@ -1,4 +1,4 @@
-"""The review loop's files: a night's uncertain rows out to reviewers, their corrections back for training.
+"""The review loop's way out: a night's uncertain rows, with their texts, as tasks for reviewers.
 
 **Export** (`complaints review export`) takes a committed night (`_SUCCESS` present),
 picks its `needs_review` rows (or every row, or one label), samples them with a seed
@@ -9,22 +9,13 @@ labels are read far more widely than the archive. The export joins the chosen id
 back to the very files the night read (`summary.json`'s `inputs`, with its `source`
 saying which columns were the id and the text, or how ids were derived), reading only
 those columns.
-
-**Import** (`complaints review import`) reads Label Studio's JSON export (each task's
-latest annotation that was not cancelled; tasks skipped or never annotated are left
-out and counted) or a CSV with `id`, `text` and `category`, maps renamed categories
-(`--rename OLD=NEW`), refuses a category the model does not know (one line each),
-and writes `id, text, category, corrected_at` Parquet. An existing `--out` is merged:
-for the same id the later correction wins, in the file and across imports.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,14 +27,13 @@ from model import files
 from model.errors import UserError
 from pipelines.app import label_studio
 from pipelines.app.predictor import because
-from pipelines.app.uploads import defused, restored
+from pipelines.app.uploads import defused
 from pipelines.nightly.reading import derived_ids
 from pipelines.plumbing import commit
 from pipelines.plumbing.night import normalised
 
-CORRECTIONS_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("category", pa.string()),
-                                ("corrected_at", pa.string()), ("night", pa.string())])
-# `night`: the --output of the night the complaint was exported from (normalised); empty in files from before it.
+CSV_COLUMNS = ["id", "text", "label", "confidence", "model_version", "top_k", "explanation", "night", "category",
+               "annotator"]  # a reviewer fills `category` (and, in a team, `annotator`)
 CONFIG_SUFFIX = ".label_config.xml"
 
 
@@ -90,10 +80,11 @@ def export(output: str, to: str, labels: list[str], model_version: str, selectio
     else:
         with open(to, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["id", "text", "label", "confidence", "top_k", "explanation", "night", "category"])
+            writer.writerow(CSV_COLUMNS)
             for r in records:  # customer text, for a spreadsheet: a formula's lead is defused, as on the page
-                writer.writerow([defused(cell) for cell in (r["id"], r["text"], r["label"], f"{r['confidence']:.4f}",
-                                                            r["top_k_shown"], r["explanation_shown"], r["night"], "")])
+                writer.writerow([defused(cell) for cell in (
+                    r["id"], r["text"], r["label"], f"{r['confidence']:.4f}", r["model_version"], r["top_k_shown"],
+                    r["explanation_shown"], r["night"], "", "")])
         beside = " (fill in `category` where the label is wrong, leave it empty where it is right)"
     return f"wrote {len(records):,} rows of {output} ({selection.describe()}) to {to}{beside}"
 
@@ -161,106 +152,3 @@ def _shown(row: dict, text: str) -> dict:
     return {**row, "text": text,
             "top_k_shown": "; ".join(f"{t['label']} {t['confidence']:.3f}" for t in row["top_k"] or []),
             "explanation_shown": because([(e["word"], e["contribution"]) for e in row.get("explanation") or []])}
-
-
-def import_corrections(source: str, target: str, labels: list[str], renames: dict[str, str],
-                       skip_unknown: bool = False) -> str:
-    """Read reviewers' answers from `source`, check them against `labels`, merge them into `target`."""
-    kind = _kind(source)
-    try:
-        found, counts = _from_json(source) if kind == "json" else _from_csv(source)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{source} cannot be read as a Label Studio {kind.upper()} export: {exc}") from None
-    known, unknown, now = set(labels), [], dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    rows = []
-    for item in found:
-        category = renames.get(item["category"], item["category"])
-        if category not in known:
-            unknown.append(item)
-            where = f"task {item['task']}" if item.get("task") is not None else "row"
-            print(f"unknown category: {where} (id {item['id']!r}): {item['category']!r} is not one of the model's "
-                  "categories", file=sys.stderr)
-            continue
-        if not item["id"] or not isinstance(item["text"], str) or not item["text"].strip():
-            raise UserError(f"{source}: an answer without its complaint's id or text ({item}): export the tasks "
-                            "with `complaints review export`, which carries both")
-        rows.append({"id": item["id"], "text": item["text"], "category": category,
-                     "corrected_at": item.get("annotated_at") or now, "night": item.get("night") or None})
-    if unknown and not skip_unknown:
-        raise UserError(f"{len(unknown)} answer(s) name categories the model does not know (listed above): map a "
-                        "renamed one with --rename OLD=NEW, or leave them out with --skip-unknown")
-    merged, replaced = _merge(target, rows)
-    pq.write_table(merged, target + ".tmp")
-    os.replace(target + ".tmp", target)
-    left_out = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items() if v)
-    return (f"{len(rows):,} correction(s) from {source} into {target} ({merged.num_rows:,} in all; "
-            f"{replaced:,} replaced an earlier one for the same id)"
-            + (f"; left out: {left_out}" if left_out else "") + (f"; unknown categories skipped: {len(unknown)}"
-                                                                 if unknown else ""))
-
-
-def _from_json(source: str) -> tuple[list[dict], dict[str, int]]:
-    with open(source, encoding="utf-8") as f:
-        exported = json.load(f)
-    return label_studio.annotated(exported)
-
-
-def _from_csv(source: str) -> tuple[list[dict], dict[str, int]]:
-    with open(source, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        columns = set(reader.fieldnames or [])
-        if columns & {"complaint_id", "annotation_id", "annotator"}:
-            raise ValueError("this is Label Studio's own CSV export, whose `id` is the task's, not the complaint's: "
-                             "export JSON from Label Studio (Export → JSON) and import that")
-        missing = {"id", "text", "category"} - columns
-        if missing:
-            raise ValueError(f"columns {sorted(missing)} missing (id, text and category are needed)")
-        found, counts = [], {"not_annotated": 0}
-        for row in reader:
-            if not (row.get("category") or "").strip():
-                counts["not_annotated"] += 1  # the reviewer agreed with the model, or did not look
-                continue
-            found.append({"id": restored(row["id"]), "text": restored(row["text"]),
-                          "category": restored((row["category"] or "").strip()),
-                          "night": restored((row.get("night") or "").strip()) or None})
-    return found, counts
-
-
-def _merge(target: str, rows: list[dict]) -> tuple[pa.Table, int]:
-    """Earlier corrections in `target`, then these; for one id the latest (by time, then order) is kept. An id
-    that two nights share is refused: the corrections would be for two complaints."""
-    earlier = _earlier(target)
-    shared_across_nights(earlier + rows, f"the corrections for {target}")
-    latest: dict[str, dict] = {}
-    for row in earlier + sorted(rows, key=lambda r: r["corrected_at"]):
-        latest[row["id"]] = row
-    replaced = len(earlier) + len(rows) - len(latest)
-    return pa.Table.from_pylist(sorted(latest.values(), key=lambda r: r["id"]), schema=CORRECTIONS_SCHEMA), replaced
-
-
-def _earlier(target: str) -> list[dict]:
-    if not os.path.exists(target):
-        return []
-    try:
-        table = pq.read_table(target)
-    except (OSError, pa.ArrowException) as exc:
-        raise UserError(f"the corrections file {target} cannot be read ({str(exc).splitlines()[0]}): give --out a "
-                        "corrections Parquet this command wrote, or a new path") from None
-    if "night" not in table.column_names:  # written before answers kept their night
-        table = table.append_column("night", pa.nulls(table.num_rows, pa.string()))
-    return table.select(CORRECTIONS_SCHEMA.names).cast(CORRECTIONS_SCHEMA).to_pylist()
-
-
-def shared_across_nights(rows: list[dict], what: str) -> None:
-    """One line when an id arrives from two nights (ids a source system reuses, or derived ids from before they
-    carried their file's full path): which correction belongs to which complaint cannot be told."""
-    nights: dict[str, set[str]] = {}
-    for row in rows:
-        if row.get("night"):
-            nights.setdefault(str(row["id"]), set()).add(row["night"])
-    shared = sorted((i, sorted(n)) for i, n in nights.items() if len(n) > 1)
-    if shared:
-        first, where = shared[0]
-        raise UserError(f"{len(shared):,} id(s) in {what} come from more than one night (e.g. {first!r} from "
-                        f"{' and '.join(where)}): they name different complaints; give the archives an id column "
-                        "that is unique across nights, or keep each night's corrections in its own file")
