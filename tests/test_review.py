@@ -377,39 +377,44 @@ def test_kappa_and_the_wilson_interval_match_their_textbook_values():
     assert (low, high) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
 
 
-@pytest.mark.slow  # a real Label Studio (its environment is built on first use, then cached)
-def test_the_round_trip_through_a_real_label_studio_with_two_annotators_in_each_export_format(
-        night, model_dir, tmp_path):
-    """Tasks pushed through its API, answered by two users (they disagree on two), pulled back as JSON, JSON-min
-    and CSV: each export imports to the same answers, and the report finds the two disagreements."""
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """A real Label Studio (its environment is built on first use, then cached), for this module's slow tests."""
     from tests.label_studio_server import LabelStudio
 
+    with LabelStudio(tmp_path_factory.mktemp("label-studio")) as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_the_round_trip_through_a_real_label_studio_with_two_annotators_in_each_export_format(
+        night, model_dir, tmp_path, studio):
+    """Tasks pushed through its API, answered by two users (they disagree on two), pulled back as JSON, JSON-min
+    and CSV: each export imports to the same answers, and the report finds the two disagreements."""
     output, _ = night
     invoke("review", "export", "--output", output, "--to", tmp_path / "r.json", "--model", model_dir,
            "--limit", 12, "--seed", 3)
     tasks = json.load(open(tmp_path / "r.json", encoding="utf-8"))
     labels = artifact.read_metadata(model_dir)[0]
-    with LabelStudio(tmp_path) as studio:
-        config = (tmp_path / "r.json.label_config.xml").read_text(encoding="utf-8")
-        project = studio.api("POST", "/api/projects", {"title": "complaints review", "label_config": config})
-        imported = studio.api("POST", f"/api/projects/{project['id']}/import", tasks)
-        assert imported["task_count"] == 12 and imported["prediction_count"] == 12
-        second = studio.api("POST", "/api/users/", {"email": "second@example.com", "username": "second",
-                                                     "password": "not-secret-2"})["id"]
-        listed = studio.api("GET", f"/api/tasks?project={project['id']}&page_size=100")["tasks"]
-        by_complaint = {t["data"]["complaint_id"]: t["id"] for t in listed}
-        chosen = {}
-        for n, task in enumerate(tasks[:8]):
-            first_says, second_says = labels[n % len(labels)], labels[(n + (n >= 6)) % len(labels)]
-            for who, category in ((None, first_says), (second, second_says)):  # the second answers later
-                studio.api("POST", f"/api/tasks/{by_complaint[task['data']['complaint_id']]}/annotations",
-                           {"result": [label_studio.choice(category)], **({"completed_by": who} if who else {})})
-            chosen[task["data"]["complaint_id"]] = second_says  # agreed, or a tie the newest answer takes
-        skipped = tasks[8]["data"]["complaint_id"]
-        studio.api("POST", f"/api/tasks/{by_complaint[skipped]}/annotations", {"result": [], "was_cancelled": True})
-        for kind, suffix in (("JSON", "json"), ("JSON_MIN", "min.json"), ("CSV", "csv")):
-            exported = studio.get(f"/api/projects/{project['id']}/export?exportType={kind}&download_all_tasks=true")
-            (tmp_path / f"export.{suffix}").write_bytes(exported)
+    config = (tmp_path / "r.json.label_config.xml").read_text(encoding="utf-8")
+    project = studio.api("POST", "/api/projects", {"title": "complaints review", "label_config": config})
+    imported = studio.api("POST", f"/api/projects/{project['id']}/import", tasks)
+    assert imported["task_count"] == 12 and imported["prediction_count"] == 12
+    second = _second_user(studio)
+    listed = studio.api("GET", f"/api/tasks?project={project['id']}&page_size=100")["tasks"]
+    by_complaint = {t["data"]["complaint_id"]: t["id"] for t in listed}
+    chosen = {}
+    for n, task in enumerate(tasks[:8]):
+        first_says, second_says = labels[n % len(labels)], labels[(n + (n >= 6)) % len(labels)]
+        for who, category in ((None, first_says), (second, second_says)):  # the second answers later
+            studio.api("POST", f"/api/tasks/{by_complaint[task['data']['complaint_id']]}/annotations",
+                       {"result": [label_studio.choice(category)], **({"completed_by": who} if who else {})})
+        chosen[task["data"]["complaint_id"]] = second_says  # agreed, or a tie the newest answer takes
+    skipped = tasks[8]["data"]["complaint_id"]
+    studio.api("POST", f"/api/tasks/{by_complaint[skipped]}/annotations", {"result": [], "was_cancelled": True})
+    for kind, suffix in (("JSON", "json"), ("JSON_MIN", "min.json"), ("CSV", "csv")):
+        exported = studio.get(f"/api/projects/{project['id']}/export?exportType={kind}&download_all_tasks=true")
+        (tmp_path / f"export.{suffix}").write_bytes(exported)
     texts = {t["data"]["complaint_id"]: t["data"]["text"] for t in tasks}
     for suffix in ("json", "min.json", "csv"):
         result = invoke("review", "import", "--from", tmp_path / f"export.{suffix}", "--out",
@@ -426,6 +431,70 @@ def test_the_round_trip_through_a_real_label_studio_with_two_annotators_in_each_
     assert report.exit_code == 0, report.output
     assert f"1 / {second}: kappa" in report.output and "agree 0.750 on 8" in report.output
     assert "disagreements: 2 complaint(s), 2 tie(s)" in report.output
+
+
+def _second_user(studio) -> int:
+    users = studio.api("GET", "/api/users/")
+    known = [u["id"] for u in (users.get("results", users) if isinstance(users, dict) else users)
+             if u["email"] == "second@example.com"]
+    return known[0] if known else studio.api("POST", "/api/users/", {
+        "email": "second@example.com", "username": "second", "password": "not-secret-2"})["id"]
+
+
+@pytest.mark.slow
+def test_a_live_label_studio_gets_each_task_once_and_its_answers_come_back_through_the_api(
+        night, model_dir, tmp_path, studio, monkeypatch):
+    """Item 3: `review export --label-studio` creates the project with the labelling config and pushes only the
+    tasks it does not hold (a second, overlapping export adds none); `review import --label-studio` pulls the
+    answers. The token comes from the environment; without it, or with a wrong one, one error line."""
+    from tests.label_studio_server import TOKEN
+
+    output, _ = night
+    live = ("--label-studio", studio.url, "--project", "weekly review")
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    one_error(invoke("review", "export", "--output", output, "--model", model_dir, *live), "LABEL_STUDIO_API_KEY")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "not-the-token")
+    one_error(invoke("review", "export", "--output", output, "--model", model_dir, *live), "refused the token")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
+    first = invoke("review", "export", "--output", output, "--model", model_dir, "--limit", 6, "--seed", 1, *live)
+    assert first.exit_code == 0, first.output
+    assert "pushed 6 new task(s)" in first.output
+    again = invoke("review", "export", "--output", output, "--model", model_dir, "--limit", 6, "--seed", 1, *live)
+    assert "pushed 0 new task(s)" in again.output and "(6 of the chosen rows were there already)" in again.output
+    wider = invoke("review", "export", "--output", output, "--model", model_dir, *live)  # every needs_review row
+    assert wider.exit_code == 0, wider.output
+    invoke("review", "export", "--output", output, "--model", model_dir, "--to", tmp_path / "all.json")
+    everything = {t["data"]["complaint_id"] for t in json.load(open(tmp_path / "all.json", encoding="utf-8"))}
+    projects = [p for p in studio.api("GET", "/api/projects?page_size=100")["results"] if p["title"] == "weekly review"]
+    assert len(projects) == 1
+    tasks = studio.api("GET", f"/api/tasks?project={projects[0]['id']}&page_size=1000")["tasks"]
+    assert {t["data"]["complaint_id"] for t in tasks} == everything and len(tasks) == len(everything)
+    assert f"pushed {len(everything) - 6:,} new task(s)" in wider.output
+    assert len({t["data"]["review_key"] for t in tasks}) == len(tasks)  # never one complaint twice
+    labels = artifact.read_metadata(model_dir)[0]
+    for n, task in enumerate(tasks[:3]):
+        studio.api("POST", f"/api/tasks/{task['id']}/annotations", {"result": [label_studio.choice(labels[n])]})
+    pulled = invoke("review", "import", "--out", tmp_path / "c.parquet", "--model", model_dir, *live)
+    assert pulled.exit_code == 0, pulled.output
+    assert "3 answer(s) from project 'weekly review'" in pulled.output
+    decided = _decided(tmp_path / "c.parquet")
+    assert {decided.loc[t["data"]["complaint_id"], "category"] for t in tasks[:3]} == set(labels[:3])
+    one_error(invoke("review", "import", "--out", tmp_path / "c.parquet", "--model", model_dir, "--label-studio",
+                     studio.url, "--project", "no such project"), "no project called 'no such project'")
+
+
+def test_a_label_studio_that_does_not_answer_or_a_half_given_place_is_one_error_line(night, model_dir, tmp_path,
+                                                                                      monkeypatch):
+    from pipelines.app.pubsub_admin import free_port
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "any")
+    nobody = f"http://127.0.0.1:{free_port()}"
+    one_error(invoke("review", "import", "--out", tmp_path / "c.parquet", "--model", model_dir, "--label-studio",
+                     nobody, "--project", "x"), "cannot reach Label Studio")
+    one_error(invoke("review", "export", "--output", night[0], "--model", model_dir, "--label-studio", nobody),
+              "needs --project")
+    one_error(invoke("review", "export", "--output", night[0], "--model", model_dir), "give --to FILE or")
+    assert not (tmp_path / "c.parquet").exists()
 
 
 # Malformed exports, of every shape (issue #54, item 4) ------------------------------------------------------------
@@ -518,10 +587,17 @@ def test_csv_export_is_spreadsheet_safe_and_comes_back_as_written(model_dir, tmp
     assert [back.loc[f"-{i}", "text"] for i in range(len(leads))] == leads
 
 
-def test_label_studios_own_csv_export_is_refused_in_one_line(model_dir, tmp_path):
-    """Its `id` is the task's, not the complaint's: corrections keyed by it would correct the wrong rows."""
-    (tmp_path / "ls.csv").write_text("id,annotation_id,annotator,complaint_id,text,category\n"
-                                     "17,3,1,c-9,kargo gelmedi,Kargo\n", encoding="utf-8")
+def test_label_studios_own_csv_export_is_read_by_complaint_id_and_refused_without_one(model_dir, tmp_path):
+    """Its `id` is the task's, not the complaint's: answers keyed by it would correct the wrong rows. A CSV of tasks
+    this project exported carries `complaint_id`, and that names the complaint; one without it is refused."""
+    labels = artifact.read_metadata(model_dir)[0]
+    (tmp_path / "ls.csv").write_text("id,annotation_id,annotator,text,category,updated_at\n"
+                                     f"17,3,1,kargo gelmedi,{labels[0]},2026-12-01T10:00:00Z\n", encoding="utf-8")
     one_error(invoke("review", "import", "--from", tmp_path / "ls.csv", "--out", tmp_path / "c.parquet",
-                     "--model", model_dir), "Label Studio's own CSV export")
+                     "--model", model_dir), "without `complaint_id`")
     assert not (tmp_path / "c.parquet").exists()
+    (tmp_path / "ls.csv").write_text("id,annotation_id,annotator,complaint_id,text,category,updated_at\n"
+                                     f"17,3,1,c-9,kargo gelmedi,{labels[0]},2026-12-01T10:00:00Z\n", encoding="utf-8")
+    assert invoke("review", "import", "--from", tmp_path / "ls.csv", "--out", tmp_path / "c.parquet",
+                  "--model", model_dir).exit_code == 0
+    assert list(_decided(tmp_path / "c.parquet").index) == ["c-9"]

@@ -18,44 +18,76 @@ def review() -> None:
 
 @review.command("export")
 @click.option("--output", required=True, help="A committed night (the nightly job's --output).")
-@click.option("--to", "to", required=True, type=click.Path(dir_okay=False),
+@click.option("--to", "to", type=click.Path(dir_okay=False),
               help="FILE.json (Label Studio tasks; the labelling config goes beside it) or FILE.csv.")
+@click.option("--label-studio", "studio", metavar="URL", help="Push the tasks to this Label Studio instead (with "
+              "--project; the token from $LABEL_STUDIO_API_KEY): only tasks the project does not hold yet.")
+@click.option("--project", help="The Label Studio project's title (created with the labelling config if new).")
 @options(WorkerConfig, "model_dir", "registry_uri")
 @click.option("--all", "everything", is_flag=True, help="Every row, not only those that need review.")
 @click.option("--label", help="Only the rows given this label.")
 @click.option("--limit", type=click.IntRange(1), help="At most this many rows, a seeded random sample.")
 @click.option("--seed", default=0, show_default=True, help="The sample's seed.")
-def review_export(output: str, to: str, model_dir: str, everything: bool, label: str | None, limit: int | None,
-                  seed: int) -> None:
+def review_export(output: str, to: str | None, studio: str | None, project: str | None, model_dir: str,
+                  everything: bool, label: str | None, limit: int | None, seed: int) -> None:
     """Write a night's needs_review rows (or --all, --label X) with their text, label, confidence, top-k and
-    explanation as Label Studio tasks or CSV. --model is the model that labelled the night (its categories)."""
+    explanation as Label Studio tasks or CSV, or push them to a live Label Studio. --model is the model that
+    labelled the night (its categories)."""
     from model import artifact
-    from pipelines.app.review import Selection, export
+    from pipelines.app.review import Selection, chosen_records, export
 
+    _one_place(to, studio, project, "--to FILE")
     labels, metadata = artifact.read_metadata(model_dir)
-    click.echo(export(output, to, labels, metadata["model_version"], Selection(everything, label, limit, seed)))
+    selection = Selection(everything, label, limit, seed)
+    if to:
+        click.echo(export(output, to, labels, metadata["model_version"], selection))
+        return
+    from pipelines.app.label_studio_api import push_night
+
+    records = chosen_records(output, metadata["model_version"], selection)
+    click.echo(push_night(studio, project, records, labels) + f" from {output} ({selection.describe()})")
+
+
+def _one_place(path: str | None, studio: str | None, project: str | None, path_option: str) -> None:
+    """A file, or a live Label Studio with its project: exactly one."""
+    if bool(path) == bool(studio):
+        raise UserError(f"give {path_option} or --label-studio URL --project NAME (one of them)")
+    if studio and not project:
+        raise UserError("--label-studio needs --project NAME (the project's title)")
 
 
 @review.command("import")
-@click.option("--from", "source", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False),
               help="Label Studio's JSON, JSON-min or CSV export, or the review CSV filled in.")
+@click.option("--label-studio", "studio", metavar="URL", help="Pull the answers from this Label Studio instead "
+              "(with --project; the token from $LABEL_STUDIO_API_KEY).")
+@click.option("--project", help="The Label Studio project's title.")
 @click.option("--out", "target", required=True, type=click.Path(dir_okay=False),
               help="The answers Parquet: merged into when it exists; train --corrections, review report.")
 @options(WorkerConfig, "model_dir", "registry_uri")
 @click.option("--rename", multiple=True, metavar="OLD=NEW", help="A category renamed since the export.")
 @click.option("--skip-unknown", is_flag=True, help="Leave out answers whose category the model does not know "
               "(each is still listed).")
-def review_import(source: str, target: str, model_dir: str, rename: tuple[str, ...], skip_unknown: bool) -> None:
+def review_import(source: str | None, studio: str | None, project: str | None, target: str, model_dir: str,
+                  rename: tuple[str, ...], skip_unknown: bool) -> None:
     """Read reviewers' answers (each with its annotator and time), check each category against --model's, and
     merge them into --out: per complaint and annotator the newest answer stands, whatever the import order."""
     from model import artifact
-    from pipelines.app.review_import import import_corrections
+    from pipelines.app.review_import import import_corrections, merge_answers
 
+    _one_place(source, studio, project, "--from FILE")
     pairs = [r.split("=", 1) for r in rename]
     if any(len(p) != 2 or not p[0] or not p[1] for p in pairs):
         raise UserError("--rename takes OLD=NEW, e.g. --rename 'Kargo=Kargo ve Teslimat'")
     labels, _ = artifact.read_metadata(model_dir)
-    click.echo(import_corrections(source, target, labels, dict(pairs), skip_unknown))
+    if source:
+        click.echo(import_corrections(source, target, labels, dict(pairs), skip_unknown))
+        return
+    from pipelines.app.label_studio_api import pulled
+
+    found, counts = pulled(studio, project)
+    click.echo(merge_answers(found, counts, f"project {project!r} at {studio}", target, labels, dict(pairs),
+                             skip_unknown))
 
 
 @review.command("report")

@@ -11,6 +11,7 @@ tasks with their `annotations` (each with `was_cancelled`, `completed_by`, `upda
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from xml.sax.saxutils import quoteattr
 
@@ -24,10 +25,16 @@ def task(row: dict) -> dict:
     data = {"text": row["text"], "complaint_id": row["id"], "model_label": row["label"],
             "confidence": round(float(row["confidence"]), 4), "top_k": row["top_k_shown"],
             "explanation": row["explanation_shown"], "model_version": row["model_version"],
-            "night": row.get("night")}
+            "night": row.get("night"), "review_key": review_key(row.get("night"), row["id"])}
     prediction = {"model_version": row["model_version"], "score": round(float(row["confidence"]), 4),
                   "result": [choice(row["label"])]}
     return {"data": data, "predictions": [prediction]}
+
+
+def review_key(night: str | None, complaint_id: str) -> str:
+    """A complaint's key in a Label Studio project: the same complaint of the same night is one task, however
+    often the night is exported (the id alone is not enough: a night is what makes derived ids unique)."""
+    return hashlib.sha256(f"{night or ''}\n{complaint_id}".encode()).hexdigest()[:24]
 
 
 def choice(category: str) -> dict:

@@ -55,21 +55,7 @@ def export(output: str, to: str, labels: list[str], model_version: str, selectio
     """Write the night's chosen rows to `to` (`.json`: Label Studio tasks and their config; `.csv`); the line the
     command prints."""
     kind = _kind(to)
-    if not files.exists(commit.join(output, commit.SUCCESS)):
-        raise UserError(f"{output} has no _SUCCESS: not a committed night (a run still under way, or one that "
-                        "failed); export from a night whose labelling run finished")
-    summary = commit.read_summary(output)
-    if summary.get("model_version") != model_version:
-        raise UserError(f"{output} was labelled by model {summary.get('model_version')}, --model is {model_version}: "
-                        "give the model that labelled the night (its categories make the labelling config)")
-    rows = _chosen(output, summary, selection)
-    texts = _texts(summary, output, set(rows.column("id").to_pylist()))
-    missing = [i for i in rows.column("id").to_pylist() if i not in texts]
-    if missing:
-        raise UserError(f"{len(missing):,} of the chosen ids (e.g. {missing[0]!r}) are not in the files the night "
-                        "read (moved or rewritten since?): the export needs the archive as it was labelled")
-    night = normalised(output)
-    records = [{**_shown(r, texts[r["id"]]), "night": night} for r in rows.to_pylist()]
+    records = chosen_records(output, model_version, selection)
     if kind == "json":
         with open(to, "w", encoding="utf-8") as f:
             json.dump([label_studio.task(r) for r in records], f, ensure_ascii=False, indent=1)
@@ -87,6 +73,25 @@ def export(output: str, to: str, labels: list[str], model_version: str, selectio
                     r["explanation_shown"], r["night"], "", "")])
         beside = " (fill in `category` where the label is wrong, leave it empty where it is right)"
     return f"wrote {len(records):,} rows of {output} ({selection.describe()}) to {to}{beside}"
+
+
+def chosen_records(output: str, model_version: str, selection: Selection) -> list[dict]:
+    """The committed night's chosen rows, each with its text from the archive and what the model said, shown."""
+    if not files.exists(commit.join(output, commit.SUCCESS)):
+        raise UserError(f"{output} has no _SUCCESS: not a committed night (a run still under way, or one that "
+                        "failed); export from a night whose labelling run finished")
+    summary = commit.read_summary(output)
+    if summary.get("model_version") != model_version:
+        raise UserError(f"{output} was labelled by model {summary.get('model_version')}, --model is {model_version}: "
+                        "give the model that labelled the night (its categories make the labelling config)")
+    rows = _chosen(output, summary, selection)
+    texts = _texts(summary, output, set(rows.column("id").to_pylist()))
+    missing = [i for i in rows.column("id").to_pylist() if i not in texts]
+    if missing:
+        raise UserError(f"{len(missing):,} of the chosen ids (e.g. {missing[0]!r}) are not in the files the night "
+                        "read (moved or rewritten since?): the export needs the archive as it was labelled")
+    night = normalised(output)
+    return [{**_shown(r, texts[r["id"]]), "night": night} for r in rows.to_pylist()]
 
 
 def _kind(path: str) -> str:
