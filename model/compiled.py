@@ -38,6 +38,21 @@ def without_standardize(vectorizer: keras.layers.TextVectorization) -> keras.lay
         vocabulary=vectorizer.get_vocabulary(), name=f"{vectorizer.name}_standardized")
 
 
+def words_read(model: keras.Model) -> int | None:
+    """How many words of a text the model reads: a sequence model's window (its one vectoriser's output length),
+    or None where it reads every word (the linear model's TF-IDF n-grams, or a shape not known here)."""
+    vectorizers, models = [], [model]
+    while models:
+        for layer in models.pop().layers:
+            if isinstance(layer, keras.layers.TextVectorization):
+                vectorizers.append(layer.get_config())
+            elif isinstance(layer, keras.Model):
+                models.append(layer)
+    if len(vectorizers) != 1 or vectorizers[0].get("output_mode") != "int":
+        return None
+    return vectorizers[0].get("output_sequence_length") or None
+
+
 def split(model: keras.Model) -> Split | str:
     """The vectoriser and the numeric core of an end-to-end BiLSTM artifact, or why it cannot be split.
 

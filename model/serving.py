@@ -93,6 +93,7 @@ class ServingModel:
         self._word_counts = word_counts
         self._standardized = standardized
         self.vocabulary_size = count_tokens.size  # word ids 1…, 0 for out of vocabulary
+        self.words_read = compiled.words_read(loaded.model)  # what an explanation needs to vary (model.explain)
         self.sizes = sizes
         self.warm = False
         self.warmed: set[int] = set()  # batch sizes already run (auto's timing runs the largest)

@@ -67,6 +67,61 @@ def test_an_explanation_never_names_a_word_absent_from_the_text(serving, words, 
     assert all(c > 0 for c in contributions) and contributions == sorted(contributions, reverse=True)
 
 
+def _long_text(words: int, seed: int) -> str:
+    """A complaint-like text of `words` words drawn from a vocabulary the model knows in part, up to 50,000 chars."""
+    rng = np.random.default_rng(seed)
+    pool = TEXTS[0].split() + TEXTS[1].split() + TEXTS[2].split() + ["xq" + str(i) for i in range(200)]
+    return " ".join(rng.choice(pool, words))[:50_000]
+
+
+class _Watching:
+    """The served model, with what each `probabilities` call was given (how much text is held at once)."""
+
+    def __init__(self, served):
+        self.served, self.calls = served, []
+        self.words, self.words_read = served.words, served.words_read
+
+    def probabilities(self, texts):
+        self.calls.append([len(t) for t in texts])
+        return self.served.probabilities(texts)
+
+
+def test_a_window_model_is_asked_only_about_its_window_and_the_answer_is_the_whole_texts_own(serving):
+    """Item 6: the BiLSTM reads its first 40 words, so variants are built from those (removing a word pulls the
+    next one in); the explanation equals leave-one-word-out over the whole 50,000-character text, and no text
+    the model is given is longer than its window."""
+    texts = [_long_text(9_000, seed) for seed in range(3)]
+    labels = serving.probabilities(texts).argmax(axis=1)
+    watching = _Watching(serving)
+    explained = explain(watching, texts, labels, k=100)
+    assert serving.words_read == 40
+    longest_word = max(len(w) for t in texts for w in serving.words([t])[0])
+    assert max(max(c) for c in watching.calls) <= 40 * (longest_word + 1)
+    for text, label, words in zip(texts, labels, explained, strict=True):
+        tokens = serving.words([text])[0]
+        whole = [" ".join(t for t in tokens if t != w) for w in dict.fromkeys(tokens[:40])]
+        lost = serving.probabilities([" ".join(tokens)])[0, label] - serving.probabilities(whole)[:, label]
+        exact = {w: v for v, w in zip(lost, dict.fromkeys(tokens[:40]), strict=True) if v > 0}
+        given = {e["word"]: e["contribution"] for e in words}  # unknown words tie: compare word by word
+        assert given.keys() == exact.keys() and all(abs(given[w] - exact[w]) < 1e-5 for w in exact)
+
+
+def test_a_model_that_reads_every_word_is_asked_in_chunks_of_bounded_size(linear, monkeypatch):
+    """Item 6: the linear model reads every word, so its variants are whole texts; they are built and scored a
+    bounded amount at a time, and the answer is the same as all at once."""
+    from model import explain as explaining
+
+    _, served = linear
+    texts = [_long_text(7_000, seed) for seed in range(2)]
+    labels = served.probabilities(texts).argmax(axis=1)
+    at_once = explain(served, texts, labels, k=5)
+    monkeypatch.setattr(explaining, "CHUNK_CHARS", 200_000)
+    watching = _Watching(served)
+    assert explain(watching, texts, labels, k=5) == at_once
+    assert served.words_read is None and len(watching.calls) > 3
+    assert max(sum(c) for c in watching.calls[1:]) <= 200_000 + 50_000  # the budget, and at most one text over
+
+
 def test_the_record_has_an_explanation_only_when_asked(model_dir):
     plain = LocalClassifier(WorkerConfig(model_dir)).classify(texts_as_records(TEXTS))
     assert all("explanation" not in record for _, record in plain)
