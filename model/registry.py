@@ -39,6 +39,9 @@ VERSION_TAG = "model_version"  # on each registered version: the weights' conten
 LINEAGE_KEY = "registry"  # in the resolved copy's metadata.json
 PRECISIONS_TAG = "precisions"  # on a version: `complaints precision`'s agreement records (JSON)
 CACHE_ENV = "COMPLAINTS_REGISTRY_CACHE"  # where resolved copies go (default ~/.cache/complaints/registry)
+FILES_TAG = "files_sha256"  # on each registered version: {file of the model directory: its sha256} (JSON)
+_COPY_KEYS = (LINEAGE_KEY, PRECISIONS_TAG)  # what a resolved copy adds to its metadata.json: not in the digest
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[^/@\s][^/@]*$")
 _HTTP_DEFAULTS = {  # a registry that is down answers in seconds, not after MLflow's 7 retries with backoff
@@ -174,10 +177,66 @@ def resolve(path: str, uri: str | None) -> Resolved:
     lineage = {"registry": shown(uri), "name": reference.name, "version": str(record.version),
                "alias": reference.alias, "source": record.source, "model_version": expected}
     target = _cache_dir(uri, reference, str(record.version))
+    digests = _registered_digests(record, reference)
+    if _cached(target, lineage) and digests and (changed := _changed_file(target, digests)):
+        log.warning("the cached copy of %s (version %s) has a changed %s: discarded, fetching the registered one "
+                    "again", reference, record.version, changed)
+        shutil.rmtree(target, ignore_errors=True)
     if not _cached(target, lineage):
-        _download(uri, reference, record, target, lineage)
+        _download(uri, reference, record, target, lineage, digests)
     _carry_measurements(target, record.tags or {})
     return Resolved(target, lineage)
+
+
+def file_digests(model_dir: str) -> dict[str, str]:
+    """Every file of a model directory and its sha256: what a registered version must hold, byte for byte. The
+    metadata is hashed without what a resolved copy adds to it (its lineage, carried measurements), so the
+    same registered files give the same digests before and after they are resolved."""
+    from model import artifact
+
+    digests = {}
+    for folder, _, names in os.walk(model_dir):
+        for name in names:
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, model_dir).replace(os.sep, "/")
+            digest = hashlib.sha256()
+            if relative == artifact.METADATA_FILE:
+                with open(path, encoding="utf-8") as f:
+                    own = {k: v for k, v in json.load(f).items() if k not in _COPY_KEYS}
+                digest.update(json.dumps(own, sort_keys=True).encode())
+            else:
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+            digests[relative] = digest.hexdigest()
+    return digests
+
+
+def _registered_digests(record, reference: Reference) -> dict[str, str] | None:
+    """The version's per-file digests; None for a version registered before they were kept."""
+    value = (record.tags or {}).get(FILES_TAG)
+    if value is None:
+        return None
+    try:
+        digests = json.loads(value)
+    except ValueError:
+        digests = None
+    if not isinstance(digests, dict) or not digests:
+        raise UserError(f"the {FILES_TAG} tag of {reference} (version {record.version}) is not a JSON object of "
+                        "file digests: register the model again")
+    return digests
+
+
+def _changed_file(model_dir: str, digests: dict[str, str]) -> str | None:
+    """The first file (in name order) that is missing, added or changed against `digests`; None if all match."""
+    try:
+        found = file_digests(model_dir)
+    except (OSError, ValueError) as exc:
+        return f"metadata.json ({exc})"
+    for name in sorted(set(found) | set(digests)):
+        if found.get(name) != digests.get(name):
+            return name if name in found else f"{name} (missing)"
+    return None
 
 
 def _carry_measurements(target: str, tags: dict) -> None:
@@ -224,7 +283,8 @@ def _cached(target: str, lineage: dict) -> bool:
     return metadata.get(LINEAGE_KEY) == lineage and metadata.get("model_version") == lineage["model_version"]
 
 
-def _download(uri: str, reference: Reference, record, target: str, lineage: dict) -> None:
+def _download(uri: str, reference: Reference, record, target: str, lineage: dict,
+              digests: dict[str, str] | None) -> None:
     """Download into a fresh folder beside `target`, check it, then rename it into place: a reader of the cache
     sees a whole checked copy or none."""
     from model import artifact
@@ -238,6 +298,10 @@ def _download(uri: str, reference: Reference, record, target: str, lineage: dict
         with _answers(uri, f"downloading {reference} (version {record.version}, {record.source})"):
             source = client.get_model_version_download_uri(reference.name, record.version)
             got = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch, tracking_uri=uri)
+        if digests and (changed := _changed_file(got, digests)):
+            raise UserError(f"{reference} (version {record.version}): the registered {changed} does not match the "
+                            f"version's {FILES_TAG} tag, so the registered files were changed after registration; "
+                            "register the model again (or promote another version)")
         _, metadata = artifact.read_metadata(got)
         if metadata.get("model_version") != lineage["model_version"]:
             raise UserError(f"{reference} (version {record.version}) is tagged {VERSION_TAG}="
@@ -270,13 +334,17 @@ def described(lineage: dict | None) -> str:
 
 
 def stage(model_dir: str, prefix: str, lineage: dict) -> str:
-    """A copy of a resolved model under `prefix` (the remote runner's temp location), once per version: remote
-    workers read it there, as they would any gs:// model directory."""
-    folder = "/".join(["complaints-models", urllib.parse.quote(lineage["name"], safe=""),
-                       f"{lineage['version']}@{lineage.get('alias') or '-'}-{lineage['model_version']}"])
-    target = files.join(prefix.rstrip("/"), folder)
+    """A copy of a resolved model under `prefix` (the remote runner's temp location), once per version and
+    metadata: remote workers read it there, as they would any gs:// model directory. The metadata's digest is
+    in the folder's name, so a precision record changed on the version since (`complaints precision`) reaches
+    the workers with a new copy instead of a stale one the launcher no longer agrees with."""
     from model import artifact
 
+    with open(os.path.join(model_dir, artifact.METADATA_FILE), "rb") as f:
+        metadata = hashlib.sha256(f.read()).hexdigest()[:12]
+    folder = "/".join(["complaints-models", urllib.parse.quote(lineage["name"], safe=""),
+                       f"{lineage['version']}@{lineage.get('alias') or '-'}-{lineage['model_version']}-{metadata}"])
+    target = files.join(prefix.rstrip("/"), folder)
     if not files.exists(files.join(target, artifact.METADATA_FILE)):
         artifact.copy_directory(model_dir, target)
     return target
@@ -328,8 +396,10 @@ def register(model_dir: str, name: str, alias: str | None, uri: str | None, *, p
         client.set_terminated(run_id)
         with contextlib.suppress(Exception):
             client.create_registered_model(name)  # exists already: a new version of it
+        tags = {VERSION_TAG: metadata["model_version"],
+                FILES_TAG: json.dumps(file_digests(model_dir), sort_keys=True, separators=(",", ":"))}
         version = client.create_model_version(name, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
-                                              run_id=run_id, tags={VERSION_TAG: metadata["model_version"]})
+                                              run_id=run_id, tags=tags)
         previous = _alias_holder(client, name, alias) if alias else None
         if alias:
             client.set_registered_model_alias(name, alias, version.version)

@@ -204,7 +204,45 @@ def test_a_version_whose_tag_or_files_do_not_match_is_refused(two_versions, tmp_
     stored = first.source.removeprefix("file://")
     shutil.copy(os.path.join(mlflow.get_model_version(NAME, "2").source.removeprefix("file://"), "model.keras"),
                 os.path.join(stored, "model.keras"))
-    one_error(invoke("predict", "--model", f"models:/{NAME}/1", "--registry-uri", uri, "x"), "weights")
+    one_error(invoke("predict", "--model", f"models:/{NAME}/1", "--registry-uri", uri, "x"),
+              "version 1", "registered model.keras does not match", "files_sha256")
+
+
+def test_a_registered_file_edited_or_added_after_registration_is_refused_naming_it(two_versions, tmp_path):
+    """#53 item 2: every file is pinned by the version's files_sha256 tag, the layer config included (the
+    model_version tag hashes weights, vocabulary, labels and locale only)."""
+    uri, mlflow = two_versions, client(two_versions)
+    stored = mlflow.get_model_version(NAME, "2").source.removeprefix("file://")
+    pinned = json.loads(mlflow.get_model_version(NAME, "2").tags[registry.FILES_TAG])
+    assert {artifact.MODEL_FILE, artifact.METADATA_FILE} <= set(pinned) and pinned == registry.file_digests(stored)
+    with open(os.path.join(stored, "notes.txt"), "w") as f:
+        f.write("added after registration")
+    one_error(invoke("predict", "--model", f"models:/{NAME}/2", "--registry-uri", uri, "x"), "version 2",
+              "notes.txt")
+    os.remove(os.path.join(stored, "notes.txt"))
+    metadata = json.load(open(os.path.join(stored, artifact.METADATA_FILE), encoding="utf-8"))
+    metadata["temperature"] = 0.5  # what a hand edit of the calibration would do
+    json.dump(metadata, open(os.path.join(stored, artifact.METADATA_FILE), "w", encoding="utf-8"))
+    one_error(invoke("predict", "--model", f"models:/{NAME}/2", "--registry-uri", uri, "x"), "metadata.json")
+
+
+def test_a_changed_cached_copy_is_discarded_and_fetched_again_with_one_warning(two_versions, model_dir, caplog):
+    """#53 item 2: the registry is the source of truth; a cached model.keras with one byte changed (a bad disk,
+    a hand edit) is never the reason a night fails."""
+    first = registry.resolve(f"models:/{NAME}@champion", two_versions)
+    weights = os.path.join(first.model_dir, artifact.MODEL_FILE)
+    with open(weights, "r+b") as f:
+        f.seek(os.path.getsize(weights) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with caplog.at_level("WARNING", logger="model.registry"):
+        again = registry.resolve(f"models:/{NAME}@champion", two_versions)
+    warned = [r.getMessage() for r in caplog.records if "cached copy" in r.getMessage()]
+    assert len(warned) == 1 and "model.keras" in warned[0] and "fetching the registered one again" in warned[0]
+    assert artifact.load(again.model_dir).version == version_of(model_dir)
+    result = invoke("predict", "--model", f"models:/{NAME}@champion", "--registry-uri", two_versions, "kargo")
+    assert result.exit_code == 0, result.output
 
 
 def test_a_deleted_version_is_one_line_and_its_cached_copy_is_not_served(two_versions):
@@ -287,6 +325,22 @@ def test_a_remote_runner_gets_a_staged_copy_and_never_the_launchers_disk(two_ver
                     PipelineOptions(["--runner", "DataflowRunner", "--temp_location", str(tmp_path / "tmp")]))
     plain = {"model_version": "x"}  # a model given as a directory: nothing to stage, no lineage
     assert served_from(WorkerConfig("m"), plain, PipelineOptions(["--runner", "DataflowRunner"])) == WorkerConfig("m")
+
+
+def test_a_changed_precision_record_is_staged_anew_for_remote_workers(two_versions, tmp_path):
+    """#53 item 4: the staged copy follows the version's records; the workers never serve a precision the
+    launcher's current record forbids."""
+    from model import precision
+
+    resolved = registry.resolve(f"models:/{NAME}@champion", two_versions)
+    first = registry.stage(resolved.model_dir, str(tmp_path / "staging"), resolved.lineage)
+    assert registry.stage(resolved.model_dir, str(tmp_path / "staging"), resolved.lineage) == first  # once
+    registry.record_measurements(resolved.lineage, {"bf16": {"agreement": 0.5, "allowed": False}}, two_versions)
+    again = registry.resolve(f"models:/{NAME}@champion", two_versions)
+    second = registry.stage(again.model_dir, str(tmp_path / "staging"), again.lineage)
+    assert second != first
+    staged = artifact.read_metadata(second)[1][precision.RECORD_KEY]
+    assert staged == {"bf16": {"agreement": 0.5, "allowed": False}}
 
 
 @pytest.mark.slow  # a whole night in a child process
