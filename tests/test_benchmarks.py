@@ -222,3 +222,13 @@ def test_explain_benchmark_smoke(model_dir, linear_trained, tmp_path):
         assert variants[(model, "none")]["ratio_to_none"] == 1.0
         assert variants[(model, "all")]["rows_explained"] == 1.0
         assert 0 <= variants[(model, "needs_review")]["rows_explained"] <= 1
+
+
+def test_explain_long_texts_benchmark_smoke(model_dir, tmp_path):
+    out = tmp_path / "explain_long.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.explain_long", "--model", model_dir, "--rows", "30", "--chars",
+                    "3000", "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert [r["variant"] for r in report["results"]] == ["none", "--explain 3", "--explain 3 --explain-all"]
+    assert all(r["rows"] == 30 and r["peak_rss_mb"] > 0 and r["rows_per_second"] > 0 for r in report["results"])
+    assert report["results"][0]["ratio_to_none"] == 1.0 and report["chars"] == 3000
