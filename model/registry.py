@@ -26,6 +26,7 @@ import re
 import shutil
 import tempfile
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from model import files
@@ -297,7 +298,8 @@ def _download(uri: str, reference: Reference, record, target: str, lineage: dict
 
         with _answers(uri, f"downloading {reference} (version {record.version}, {record.source})"):
             source = client.get_model_version_download_uri(reference.name, record.version)
-            got = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch, tracking_uri=uri)
+            got = model_folder(
+                mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch, tracking_uri=uri))
         if digests and (changed := _changed_file(got, digests)):
             raise UserError(f"{reference} (version {record.version}): the registered {changed} does not match the "
                             f"version's {FILES_TAG} tag, so the registered files were changed after registration; "
@@ -318,6 +320,20 @@ def _download(uri: str, reference: Reference, record, target: str, lineage: dict
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def model_folder(downloaded: str) -> str:
+    """The model directory in a registered artifact: an MLflow Model's data folder (what `train --register`
+    registers), or the artifact itself (versions registered as a bare directory)."""
+    if not os.path.exists(os.path.join(downloaded, "MLmodel")):
+        return downloaded
+    from mlflow.models import Model
+
+    data = Model.load(os.path.join(downloaded, "MLmodel")).flavors.get("python_function", {}).get("data")
+    if not data or not os.path.isdir(os.path.join(downloaded, data)):
+        raise UserError(f"the registered MLflow Model at {downloaded} has no python_function data folder: register "
+                        "models with `complaints train --register` or `complaints register`")
+    return os.path.join(downloaded, data)
 
 
 def lineage_of(metadata: dict) -> dict | None:
@@ -371,9 +387,11 @@ def _check_alias(alias: str) -> None:
 
 
 def register(model_dir: str, name: str, alias: str | None, uri: str | None, *, params: dict, metrics: dict,
-             reports: list[str]) -> dict:
+             reports: list[str], packaged: Callable[[str, str], None] | None = None) -> dict:
     """Log a training run (parameters, test metrics, report files, the model directory) and register the
-    directory as a new version of `name`, tagged with its model_version; `alias` then points at it."""
+    directory as a new version of `name`, tagged with its model_version and every file's sha256; `alias` then
+    points at it. `packaged(model_dir, path)` writes the directory as an MLflow Model at `path` (the worker's
+    python_function flavour), which is what is logged and registered when given."""
     from model import artifact
 
     uri = check_registration(name, alias, uri)
@@ -384,13 +402,18 @@ def register(model_dir: str, name: str, alias: str | None, uri: str | None, *, p
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(
             EXPERIMENT, artifact_location=_artifact_root(uri))
         run = client.create_run(experiment_id, run_name=f"train {metadata['model_version']}",
-                                tags={VERSION_TAG: metadata["model_version"]})
+                                tags={VERSION_TAG: metadata["model_version"], **_source_commit()})
         run_id = run.info.run_id
+        _log_training_data(client, run_id, metadata, params.get("data"))
         for key, value in params.items():
             client.log_param(run_id, key, str(value)[:6000])
         for key, value in metrics.items():
             client.log_metric(run_id, key, float(value))
-        client.log_artifacts(run_id, model_dir, ARTIFACT_PATH)
+        with tempfile.TemporaryDirectory() as scratch:
+            logged = os.path.join(scratch, ARTIFACT_PATH) if packaged else model_dir
+            if packaged:
+                packaged(model_dir, logged)
+            client.log_artifacts(run_id, logged, ARTIFACT_PATH)
         for report in reports:
             client.log_artifact(run_id, report, "report")
         client.set_terminated(run_id)
@@ -405,6 +428,34 @@ def register(model_dir: str, name: str, alias: str | None, uri: str | None, *, p
             client.set_registered_model_alias(name, alias, version.version)
     return {"registry": shown(uri), "name": name, "version": str(version.version), "alias": alias,
             "previous": previous, "run_id": run_id, "model_version": metadata["model_version"]}
+
+
+def _source_commit() -> dict[str, str]:
+    """MLflow's `mlflow.source.git.commit` tag, where the project runs from a git checkout (the code that trained
+    the model); nothing where it does not (an installed wheel)."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"mlflow.source.git.commit": commit} if re.fullmatch(r"[0-9a-f]{40}", commit) else {}
+
+
+def _log_training_data(client, run_id: str, metadata: dict, data: str | None) -> None:
+    """The training data as the run's MLflow dataset input: where it came from, its rows and its content
+    fingerprint (the same `data_fingerprint` as the model's metadata), so the UI shows what a version learnt
+    from."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    training = metadata.get("training") or {}
+    source = data or ", ".join(training.get("files") or []) or "unknown"
+    dataset = Dataset(name="training data", digest=str(training.get("data_fingerprint", "unknown")),
+                      source_type="local", source=json.dumps({"uri": source}),
+                      profile=json.dumps({"num_rows": training.get("rows"), "split_rows": training.get("split_rows")}))
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])])
 
 
 def _artifact_root(uri: str) -> str | None:

@@ -21,7 +21,16 @@ def client(uri: str):
 
 def register(uri: str, model_dir: str, name: str = "complaints", alias: str | None = None) -> str:
     """Register `model_dir` as the next version of `name` the way `train --register` does; its number."""
-    return registry.register(model_dir, name, alias, uri, params={"test": True}, metrics={}, reports=[])["version"]
+    from worker import pyfunc
+
+    return registry.register(model_dir, name, alias, uri, params={"test": True}, metrics={}, reports=[],
+                             packaged=pyfunc.save)["version"]
+
+
+def stored(uri: str, version: str, name: str = "complaints") -> str:
+    """The model directory inside a registered version's files in a local artifact store (its MLflow Model's
+    data folder): what a test changes behind the registry's back."""
+    return registry.model_folder(client(uri).get_model_version(name, version).source.removeprefix("file://"))
 
 
 class MlflowServer:

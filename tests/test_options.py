@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import pathlib
 
 import click
@@ -154,11 +155,13 @@ def test_no_function_takes_more_than_about_eight_parameters():
     assert wide == []
 
 
-def _valid(option: click.Option) -> str:
-    """A value the option's type accepts (an existing file for a path that must exist)."""
+def _valid(option: click.Parameter) -> str:
+    """A value the parameter's type accepts (an existing file, or folder, for a path that must exist)."""
     if isinstance(option.type, click.IntRange | click.FloatRange) or option.type in (click.INT, click.FLOAT):
         return "1"
-    return __file__ if isinstance(option.type, click.Path) else "x"
+    if isinstance(option.type, click.Path):
+        return __file__ if option.type.file_okay else os.path.dirname(__file__)
+    return "x"
 
 
 def _leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()):
@@ -179,7 +182,7 @@ def test_every_required_option_left_out_is_a_usage_line_never_a_traceback(path, 
     command = dict(_leaf_commands(cli))[path]
     given = [arg for p in command.params if isinstance(p, click.Option) and p.required and p.opts[0] != missing
              for arg in (p.opts[0], _valid(p))]
-    arguments = ["x" for p in command.params if isinstance(p, click.Argument) and p.required]
+    arguments = [_valid(p) for p in command.params if isinstance(p, click.Argument) and p.required]
     result = CliRunner().invoke(cli, [*path, *arguments, *given])
     assert result.exit_code == 2, result.output
     assert f"Missing option '{missing}'" in result.output and "Traceback" not in result.output, result.output

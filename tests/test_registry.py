@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from pipelines.app.files import write_frame
 from pipelines.app.pubsub_admin import free_port
 from tests.commands import invoke, one_error
 from tests.registries import MlflowServer, client, register, sqlite_uri
+from tests.registries import stored as stored_dir
 
 NAME = "complaints"
 
@@ -101,8 +103,10 @@ def test_train_registers_its_run_and_a_tagged_version_and_moves_the_alias(tmp_pa
     assert run.data.params["epochs"] == "1" and run.data.params["lstm_units"] == "4"
     assert run.data.metrics["test_accuracy"] == pytest.approx(metadata["test_metrics"]["accuracy"])
     assert "test_ece_after" in run.data.metrics
-    logged = {a.path for a in mlflow.list_artifacts(run.info.run_id, "model")}
-    assert {"model/model.keras", "model/metadata.json", "model/labels.json"} <= logged
+    logged = {a.path for a in mlflow.list_artifacts(run.info.run_id, "model")}  # an MLflow Model (#53 item 1)
+    assert {"model/MLmodel", "model/data", "model/code", "model/requirements.txt", "model/input_example.json"} <= logged
+    inside = {a.path for a in mlflow.list_artifacts(run.info.run_id, "model/data/m")}
+    assert {"model/data/m/model.keras", "model/data/m/metadata.json", "model/data/m/labels.json"} <= inside
     assert any(a.path.endswith(".png") for a in mlflow.list_artifacts(run.info.run_id, "report"))
     assert not glob.glob(str(tmp_path / "mlruns")) and (tmp_path / "reg" / "mlartifacts").is_dir()
     again = invoke(*args, "--out", tmp_path / "m2", "--register", NAME, "--alias", "challenger", "--seed", 9)
@@ -135,7 +139,7 @@ def test_predict_evaluate_compare_and_precision_resolve_registered_models(two_ve
     assert compared.exit_code == 0, compared.output
     report = json.load(open(tmp_path / "cmp" / "compare.json"))
     assert version_of(model_dir) in json.dumps(report) and version_of(retrained_model_dir) in json.dumps(report)
-    stored = os.path.join(client(uri).get_model_version(NAME, "1").source.removeprefix("file://"), "metadata.json")
+    stored = os.path.join(stored_dir(uri, "1"), "metadata.json")
     registered_bytes = open(stored, "rb").read()
     measured = invoke("precision", "--model", f"models:/{NAME}@champion", "--registry-uri", uri, "--data", data,
                       "--max-rows", 200)
@@ -201,8 +205,8 @@ def test_a_version_whose_tag_or_files_do_not_match_is_refused(two_versions, tmp_
     mlflow.create_model_version(NAME, source=first.source, run_id=first.run_id)
     one_error(invoke("predict", "--model", f"models:/{NAME}/4", "--registry-uri", uri, "x"), "no model_version tag")
     # the registered weights replaced behind the registry's back: metadata and weights no longer agree
-    stored = first.source.removeprefix("file://")
-    shutil.copy(os.path.join(mlflow.get_model_version(NAME, "2").source.removeprefix("file://"), "model.keras"),
+    stored = stored_dir(uri, "1")
+    shutil.copy(os.path.join(stored_dir(uri, "2"), "model.keras"),
                 os.path.join(stored, "model.keras"))
     one_error(invoke("predict", "--model", f"models:/{NAME}/1", "--registry-uri", uri, "x"),
               "version 1", "registered model.keras does not match", "files_sha256")
@@ -212,7 +216,7 @@ def test_a_registered_file_edited_or_added_after_registration_is_refused_naming_
     """#53 item 2: every file is pinned by the version's files_sha256 tag, the layer config included (the
     model_version tag hashes weights, vocabulary, labels and locale only)."""
     uri, mlflow = two_versions, client(two_versions)
-    stored = mlflow.get_model_version(NAME, "2").source.removeprefix("file://")
+    stored = stored_dir(uri, "2")
     pinned = json.loads(mlflow.get_model_version(NAME, "2").tags[registry.FILES_TAG])
     assert {artifact.MODEL_FILE, artifact.METADATA_FILE} <= set(pinned) and pinned == registry.file_digests(stored)
     with open(os.path.join(stored, "notes.txt"), "w") as f:
@@ -224,6 +228,57 @@ def test_a_registered_file_edited_or_added_after_registration_is_refused_naming_
     metadata["temperature"] = 0.5  # what a hand edit of the calibration would do
     json.dump(metadata, open(os.path.join(stored, artifact.METADATA_FILE), "w", encoding="utf-8"))
     one_error(invoke("predict", "--model", f"models:/{NAME}/2", "--registry-uri", uri, "x"), "metadata.json")
+
+
+def test_a_registered_version_is_an_mlflow_model_whose_pyfunc_answers_as_predict_does(two_versions, monkeypatch):
+    """#53 item 1: MLflow's own loader serves the version (signature, input example, requirements), with the
+    verdicts `complaints predict` gives, row for row, dead letters included."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    monkeypatch.setenv(registry.ENV, two_versions)
+    loaded = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    assert [c.name for c in loaded.metadata.get_input_schema().inputs] == ["text"]
+    assert {"category", "confidence", "top_k", "needs_review", "model_version", "dead_letter"} == {
+        c.name for c in loaded.metadata.get_output_schema().inputs}
+    texts = ["Kargom 10 gündür gelmedi, iade istiyorum", "", "Faturama izinsiz ücret yansıtıldı", "x" * 60_000,
+             "Otel odası kirliydi 🙂"]
+    answered = loaded.predict(pd.DataFrame({"text": texts}))
+    result = invoke("predict", "--model", f"models:/{NAME}@champion", "--registry-uri", two_versions, "--json",
+                    *texts)
+    lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert len(lines) == len(answered) == len(texts)
+    for row, line in zip(answered.to_dict("records"), lines, strict=True):
+        if "dead_letter" in line:
+            assert row["dead_letter"].startswith(line["dead_letter"]["reason"]) and pd.isna(row["category"])
+            continue
+        assert (row["category"], row["needs_review"], row["model_version"]) == (
+            line["label"], line["needs_review"], line["model_version"])
+        assert row["confidence"] == pytest.approx(line["confidence"], abs=1e-6)
+        assert [t["label"] for t in row["top_k"]] == [t["label"] for t in line["top_k"]]
+    assert answered["dead_letter"].notna().sum() == 1  # the empty text, as the jobs would dead-letter it
+
+
+def test_a_directory_exported_earlier_is_registered_with_its_lineage(model_dir, tmp_path):
+    """#53 item 3: `complaints register DIR --name` (after a registration that failed, or for a model trained
+    elsewhere); the run carries the training data as an MLflow dataset input, the source commit, the held-out
+    metrics and the report files."""
+    uri = sqlite_uri(tmp_path)
+    result = invoke("register", model_dir, "--name", NAME, "--alias", "challenger", "--registry-uri", uri)
+    assert result.exit_code == 0, result.output
+    assert f"as models:/{NAME}/1" in result.output and "@challenger now points at it" in result.output
+    mlflow = client(uri)
+    run = mlflow.get_run(mlflow.get_model_version_by_alias(NAME, "challenger").run_id)
+    metadata = artifact.read_metadata(model_dir)[1]
+    [given] = run.inputs.dataset_inputs
+    assert given.dataset.digest == metadata["training"]["data_fingerprint"]
+    assert json.loads(given.dataset.profile)["num_rows"] == metadata["training"]["rows"]
+    assert re.fullmatch(r"[0-9a-f]{40}", run.data.tags.get("mlflow.source.git.commit", ""))
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(metadata["test_metrics"]["macro_f1"])
+    assert run.data.metrics["test_ece"] == pytest.approx(metadata["test_metrics"]["ece"])
+    assert any(a.path.endswith("reliability.png") for a in mlflow.list_artifacts(run.info.run_id, "report"))
+    (tmp_path / "broken").mkdir()
+    one_error(invoke("register", tmp_path / "broken", "--name", NAME, "--registry-uri", uri), "broken")
 
 
 def test_a_changed_cached_copy_is_discarded_and_fetched_again_with_one_warning(two_versions, model_dir, caplog):

@@ -315,6 +315,22 @@ def pubsub_demo(model_dir: str, project: str, messages: int) -> None:
     run_pubsub_demo(model_dir, project, messages, echo=click.echo)
 
 
+@cli.command("register")
+@click.argument("model_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", required=True, help="The registered model's name (a new version of it).")
+@click.option("--alias", help="Point this alias (e.g. challenger) at the new version.")
+@click.option("--data", help="The training data, for the run's dataset input (default: as the metadata recorded).")
+@options(WorkerConfig, "registry_uri")
+def register_command(model_dir: str, name: str, alias: str | None, data: str | None, registry_uri: str | None) -> None:
+    """Register a model directory exported earlier (e.g. after a registration that failed) as a new version of
+    NAME, as `train --register` would: an MLflow Model with its run, metrics, reports and lineage."""
+    from model import artifact
+    from pipelines.app.registered import register_trained
+
+    artifact.load(model_dir)  # a broken directory is refused here, in one line, before anything is logged
+    click.echo(register_trained(model_dir, name, alias, registry_uri, {"data": data, "registered_from": model_dir}))
+
+
 @cli.command()
 @click.argument("name")
 @click.option("--version", required=True, type=click.IntRange(1), help="The registered version to point at.")

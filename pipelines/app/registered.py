@@ -59,8 +59,12 @@ def register_trained(model_dir: str, name: str, alias: str | None, uri: str, tra
     calibration = metadata.get("calibration") or {}
     metrics.update({k: calibration[k] for k in ("test_ece_before", "test_ece_after")
                     if isinstance(calibration.get(k), int | float)})
+    training = {k: v for k, v in {**(metadata.get("architecture") or {}), **training}.items() if v is not None}
     reports = sorted(glob.glob(os.path.join(model_dir, "report", "*")))
-    done = registry.register(model_dir, name, alias, uri, params=training, metrics=metrics, reports=reports)
+    from worker import pyfunc
+
+    done = registry.register(model_dir, name, alias, uri, params=training, metrics=metrics, reports=reports,
+                             packaged=pyfunc.save)
     moved = ""
     if alias:
         moved = f"; @{alias} now points at it" + (f" (it was version {done['previous']})" if done["previous"] else "")
