@@ -349,6 +349,7 @@ def test_a_real_mlflow_server_resolves_registers_and_is_followed_through_an_outa
         resolved = registry.resolve(f"models:/{NAME}@challenger", uri)
         assert resolved.lineage["source"].startswith("mlflow-artifacts:")  # proxied by the server, not a path
         assert artifact.load(resolved.model_dir).version == version_of(retrained_model_dir)
+        _served_by_mlflow_and_healed(uri, resolved, retrained_model_dir)
         slot = _follow_through(uri, model_dir, retrained_model_dir)
         server.stop()
         before = telemetry.REGISTRY_UNREACHABLE._value.get()
@@ -363,6 +364,23 @@ def test_a_real_mlflow_server_resolves_registers_and_is_followed_through_an_outa
         assert slot.current.version == version_of(retrained_model_dir)
     finally:
         server.stop()
+
+
+def _served_by_mlflow_and_healed(uri: str, resolved, model_dir: str) -> None:
+    """Through the server: MLflow's own pyfunc loader serves the version, and a changed cached copy is fetched
+    again (#53 items 1, 2, 7)."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(registry.ENV, uri)
+        answered = mlflow.pyfunc.load_model(f"models:/{NAME}@challenger").predict(pd.DataFrame({"text": ["kargo"]}))
+    assert answered["model_version"].tolist() == [version_of(model_dir)]
+    with open(os.path.join(resolved.model_dir, "labels.json"), "a") as f:
+        f.write(" ")
+    again = registry.resolve(f"models:/{NAME}@challenger", uri)
+    assert registry.file_digests(again.model_dir) == json.loads(
+        client(uri).get_model_version(NAME, "2").tags[registry.FILES_TAG])
 
 
 def test_a_remote_runner_gets_a_staged_copy_and_never_the_launchers_disk(two_versions, tmp_path):
