@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 
+import pyarrow as pa
 import pytest
 
 from model import artifact
@@ -124,3 +125,34 @@ def test_metadata_that_claims_other_weights_is_refused(model_dir, retrained_mode
         artifact.load(mixed)
     slot = ModelSlot(model_dir)
     assert not slot.offer(mixed) and slot.current.version == loaded.version
+
+
+def test_a_registry_that_never_answers_holds_the_watch_thread_never_the_batch(model_dir, loaded, monkeypatch):
+    """#53 item 5: the poll, download, load and compile run beside the job. A registry that accepts the
+    connection and never answers (a black hole) holds only the watch thread: the batch that found the look
+    due is classified and returned while the poll is still waiting, and the next batch does not start another."""
+    import socket
+    import threading
+
+    from worker import core
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # connections complete in the kernel's backlog; nothing ever reads or answers them
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    try:
+        config = WorkerConfig(model_dir, watch_models="models:/complaints@champion", watch_interval_secs=1,
+                              registry_uri=f"http://127.0.0.1:{hole.getsockname()[1]}")
+        handler = ComplaintModelHandler(config, warm_up=False)
+        slot = handler.load_model()
+        batch = core.Rows(["a", "b"], ["kargom gelmedi", "fatura yüksek"], pa.table({"_": [0, 0]}).select([]))
+        [classified] = handler.run_inference(batch, slot)
+        assert len(classified.predicted) == 2 and slot.current.version == loaded.version
+        watching = [t for t in threading.enumerate() if t.name == "complaints-model-watch"]
+        assert watching and watching[0].is_alive()  # the poll still waits on the registry; the batch did not
+        [again] = handler.run_inference(batch, slot)
+        assert len(again.predicted) == 2
+        assert len([t for t in threading.enumerate() if t.name == "complaints-model-watch"]) == 1
+    finally:
+        hole.close()

@@ -99,7 +99,8 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
     def run_inference(self, batch: core.Rows, model: ModelSlot,
                       inference_args: dict[str, Any] | None = None) -> Iterable[core.Classified]:
         if self.watch_models:
-            model.watch(self.watch_models, self.watch_interval_secs, self.registry_uri)
+            model.watch_beside(self.watch_models, self.watch_interval_secs, self.registry_uri)
+        model.report_counts()
         serving = model.current  # one model for the whole batch, even if a swap lands meanwhile
         telemetry.BATCH_ROWS.observe(len(batch.texts))
         with telemetry.BATCH_LATENCY.time():

@@ -74,7 +74,22 @@ class ModelSlot:
         self._next_check = 0.0
         self._refused: set[tuple[str, str]] = set()  # registered versions an alias pointed at and we refused
         self._lock = threading.Lock()
+        self._counted: collections.Counter[str] = collections.Counter()  # for Beam, from the batch's thread
+        self._counted_lock = threading.Lock()
         _announce(self.current, model_dir)
+
+    def _count(self, name: str) -> None:
+        with self._counted_lock:
+            self._counted[name] += 1
+
+    def report_counts(self) -> None:
+        """Hand what the watch counted (swaps, refusals, registry outages) to Beam's metrics. Beam records a
+        counter in the thread's own metrics container, which a watch thread does not have, so the batch that
+        runs next reports them."""
+        with self._counted_lock:
+            counted, self._counted = self._counted, collections.Counter()
+        for name, n in counted.items():
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, name).inc(n)
 
     def offer(self, model_dir: str) -> bool:
         """Serve `model_dir` from the next batch on, unless it is unfit; True if it was taken."""
@@ -93,7 +108,7 @@ class ModelSlot:
                 else "its labels are in another order (label_id would change meaning)"
             return self._refuse(model_dir, why)
         self.current, self.model_dir = candidate, model_dir
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_swaps").inc()
+        self._count("model_swaps")
         telemetry.MODEL_SWAPS.inc()
         _announce(candidate, model_dir)
         return True
@@ -135,6 +150,22 @@ class ModelSlot:
         finally:
             self._lock.release()
 
+    def watch_beside(self, pattern: str, interval_secs: float, registry_uri: str | None = None) -> None:
+        """`watch`, in a thread of its own when a look is due: the batch that finds it due never waits for the
+        poll, the download, the load, the compile or the precision timing (a registry that does not answer
+        holds only that thread, up to its timeouts). The swap itself is `offer`'s assignment of `current`,
+        which the next batch reads; a batch already running keeps the model it started with."""
+        if time.monotonic() < self._next_check or self._lock.locked():
+            return
+        threading.Thread(target=self._watch_logged, args=(pattern, interval_secs, registry_uri), daemon=True,
+                         name="complaints-model-watch").start()
+
+    def _watch_logged(self, pattern: str, interval_secs: float, registry_uri: str | None) -> None:
+        try:
+            self.watch(pattern, interval_secs, registry_uri)
+        except Exception:  # a look that fails is logged; the thread ends, the serving model stays
+            log.exception("looking for a new model at %s failed; still serving %s", pattern, self.current.version)
+
     def follow(self, alias: str, registry_uri: str | None) -> bool:
         """Offer the version `alias` (models:/NAME@ALIAS) points at now, if it is not the one serving; True if
         it was taken. A registry that does not answer is counted and logged, and the current model serves on;
@@ -149,7 +180,7 @@ class ModelSlot:
                 return False  # already serving it, or refused it once (the alias must move to change that)
             resolved = registry.resolve(alias, registry_uri)
         except registry.RegistryUnreachable as exc:
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "registry_unreachable").inc()
+            self._count("registry_unreachable")
             telemetry.REGISTRY_UNREACHABLE.inc()
             log.warning("%s; still serving %s", exc, self.current.version)
             return False
@@ -251,7 +282,7 @@ class ModelSlot:
         return built, failed
 
     def _refuse(self, model_dir: str, why: str) -> bool:
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "model_refused").inc()
+        self._count("model_refused")
         telemetry.MODEL_REFUSED.inc()
         log.warning("refused model %s: %s; still serving %s", model_dir, why, self.current.version)
         return False
