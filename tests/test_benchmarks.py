@@ -232,3 +232,20 @@ def test_explain_long_texts_benchmark_smoke(model_dir, tmp_path):
     assert [r["variant"] for r in report["results"]] == ["none", "--explain 3", "--explain 3 --explain-all"]
     assert all(r["rows"] == 30 and r["peak_rss_mb"] > 0 and r["rows_per_second"] > 0 for r in report["results"])
     assert report["results"][0]["ratio_to_none"] == 1.0 and report["chars"] == 3000
+
+
+def test_review_loop_benchmark_smoke(tmp_path):
+    from model.sample import generate
+    from pipelines.app.files import write_frame
+
+    write_frame(generate(400, seed=1)[["text", "category"]], str(tmp_path / "train.parquet"))
+    write_frame(generate(120, seed=2)[["text", "category"]], str(tmp_path / "test.parquet"))
+    out = tmp_path / "loop.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.review_loop", "--data", str(tmp_path / "train.parquet"),
+                    "--test", str(tmp_path / "test.parquet"), "--start", "100", "--per-round", "50", "--rounds", "2",
+                    "--seeds", "1", "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert [row["labels"] for row in report["curve"]] == [100, 150, 200]
+    assert all(0 <= row[s]["mean"] <= 1 for row in report["curve"] for s in ("least certain", "random"))
+    assert set(report["reviewed_rows_per_accuracy_point"]) == {"least certain", "random"}
+    assert (tmp_path / "loop.png").read_bytes()[:4] == b"\x89PNG"
