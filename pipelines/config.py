@@ -41,6 +41,9 @@ class BatchConfig:
         "(default: each derived for tonight's row count from the model's drift reference)."})
     compare_to: str | None = field(default=None, metadata={
         "help": "A previous night's --output: compare today's label distribution with it too."})
+    corrections: str | None = field(default=None, metadata={
+        "help": "The review answers file (`review import`'s --out): the summary gains a `review` section "
+        "(correction rate per model version and category, accuracy on reviewed rows, kappa, disagreements)."})
     bigquery_table: str | None = field(default=None, metadata={
         "help": "Also load the night into this BigQuery table (PROJECT.DATASET.TABLE; dead letters into "
         "TABLE_dead_letters), in the same commit: a rerun replaces the night's rows (docs/bigquery.md)."})

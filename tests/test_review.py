@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model import artifact
+from model import artifact, review_figures
 from model.corrections import ANSWERS_SCHEMA, resolved
 from model.data import load_labelled, read_answers
-from pipelines.app import label_studio, review_report, uploads
+from pipelines.app import label_studio, uploads
 from pipelines.app.files import write_frame
 from tests.archives import write_archive
 from tests.commands import invoke, one_error
@@ -313,6 +313,37 @@ def test_several_annotators_the_majority_a_leads_ground_truth_and_ties_are_decid
     one_error(only, "no reviewed complaint")
 
 
+def test_the_nightly_summary_has_a_review_section_with_the_reports_figures(night, model_dir, tmp_path):
+    """Item 2: `label --corrections FILE` puts the review loop's figures so far into the night's summary (and its
+    terminal screen): the same numbers `review report` gives; a corrections path that is not there is one line
+    before any work."""
+    output, _ = night
+    invoke("review", "export", "--output", output, "--to", tmp_path / "r.json", "--model", model_dir)
+    tasks = json.load(open(tmp_path / "r.json", encoding="utf-8"))[:4]
+    labels = artifact.read_metadata(model_dir)[0]
+    answers = {n: [_answer(labels[n], "2026-12-01T10:00:00Z", by=1), _answer(labels[n + 1], "2026-12-01T10:01:00Z",
+                                                                          by=2)] for n in range(4)}
+    (tmp_path / "e.json").write_text(json.dumps(_exported_with_answers(tasks, answers)), encoding="utf-8")
+    assert invoke("review", "import", "--from", tmp_path / "e.json", "--out", tmp_path / "c.parquet", "--model",
+                  model_dir).exit_code == 0
+    write_archive(tmp_path / "in", rows=60, files=1)
+    result = invoke("label", "--model", model_dir, "--input", tmp_path / "in" / "*.parquet", "--output",
+                    tmp_path / "out", "--no-progress", "--corrections", tmp_path / "c.parquet")
+    assert result.exit_code == 0, result.output
+    review = json.load(open(tmp_path / "out" / "summary.json"))["review"]
+    right, reviewed, low, high = review_figures.accuracy(review_figures.figures(read_answers(
+        str(tmp_path / "c.parquet"))))
+    assert review["reviewed"] == 4 and review["with_model_label"] == reviewed == 4
+    assert review["accuracy_on_reviewed"] == round(right / 4, 4) and review["accuracy_ci95"] == [round(low, 4),
+                                                                                                  round(high, 4)]
+    assert review["disagreements"] == 4 and review["ties"] == 4 and list(review["kappa"]) == ["1 / 2"]
+    assert "review loop" in result.output and "corrected, per model version" in result.output
+    missing = invoke("label", "--model", model_dir, "--input", tmp_path / "in" / "*.parquet", "--output",
+                     tmp_path / "out2", "--no-progress", "--corrections", tmp_path / "nowhere.parquet")
+    one_error(missing, "nowhere.parquet")
+    assert not (tmp_path / "out2").exists()
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_answers_decide_by_their_own_time_whatever_the_imports_and_their_order(answered_tasks, model_dir, tmp_path,
@@ -368,12 +399,12 @@ def answered_tasks(night, model_dir, tmp_path_factory) -> tuple[list[dict], list
 def test_kappa_and_the_wilson_interval_match_their_textbook_values():
     """Cohen (1960): observed 3/4, chance 1/2, so kappa 1/2; Wilson's 95% interval of 0 in 10 is 0-0.2775 (the
     normal approximation would give 0-0)."""
-    assert review_report.cohen_kappa(["a", "a", "b", "b"], ["a", "b", "b", "b"]) == pytest.approx(0.5)
-    assert review_report.cohen_kappa(["a", "a"], ["a", "a"]) is None
-    assert review_report.cohen_kappa(["a", "b"], ["b", "a"]) == pytest.approx(-1.0)
-    low, high = review_report.wilson(0, 10)
+    assert review_figures.cohen_kappa(["a", "a", "b", "b"], ["a", "b", "b", "b"]) == pytest.approx(0.5)
+    assert review_figures.cohen_kappa(["a", "a"], ["a", "a"]) is None
+    assert review_figures.cohen_kappa(["a", "b"], ["b", "a"]) == pytest.approx(-1.0)
+    low, high = review_figures.wilson(0, 10)
     assert low == 0 and high == pytest.approx(0.2775, abs=1e-4)
-    low, high = review_report.wilson(8, 10)
+    low, high = review_figures.wilson(8, 10)
     assert (low, high) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
 
 

@@ -194,7 +194,7 @@ _XLA = click.option(
          min_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE, max_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE)
 @_XLA
 @options(WorkerConfig, "precision", "force_precision", "explain", "explain_all")
-@options(BatchConfig, "progress", "drift_threshold", "compare_to", "night", "bigquery_table",
+@options(BatchConfig, "progress", "drift_threshold", "compare_to", "corrections", "night", "bigquery_table",
          "bigquery_deadline_secs", "bigquery_busy_wait_secs", "bigquery_scratch_dataset", "bigquery_dead_letter_text")
 @click.option("--fail-on-drift", is_flag=True,
               help="Exit with code 3 when drift alerts, 4 when the check failed (after committing the output).")

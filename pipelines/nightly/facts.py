@@ -16,7 +16,9 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 
 from model import artifact
+from model.data import read_answers
 from model.errors import UserError
+from model.review_figures import figures, section
 from pipelines.config import BatchConfig
 from pipelines.nightly.bigquery_reading import TableSession, is_bigquery, open_table
 from pipelines.nightly.reading import Expected, InputSpec, inspect_inputs, plain_type
@@ -43,6 +45,7 @@ class RunFacts:
     skipped: dict[str, int]  # by the pre-flight; with --skip-validation the reader counts them
     progress: bool
     building: bool  # a template build: nothing is read or written now
+    review: dict | None = None  # --corrections: the review loop's figures so far (model.review_figures.section)
 
 
 def decide(config: BatchConfig, options) -> RunFacts:
@@ -71,8 +74,9 @@ def decide(config: BatchConfig, options) -> RunFacts:
     worker = served_from(config.worker, metadata, options)
     if total_rows is not None and total_rows < config.xla_min_rows:
         worker = replace(worker, xla=False)  # a small archive: the compile would cost more than it saves
+    review = section(figures(read_answers(config.corrections))) if config.corrections else None
     return RunFacts(output, date, night_from, metadata, worker, fields, inputs, total_rows, expected, skipped,
-                    config.progress and is_local(options), building)
+                    config.progress and is_local(options), building, review)
 
 
 def preflight(config: BatchConfig, output: str) -> tuple[list, dict[str, int], dict, TableSession | None, tuple]:

@@ -158,6 +158,8 @@ class Job:
                 "setting": asked.setting, "served": None,
                 "why": "chosen by each worker process as it loads the model: see the workers' logs"}
             summary["night"] = {"date": facts.night, "from": facts.night_from}
+            if facts.review is not None:
+                summary["review"] = facts.review
             self._monitor(summary, stats)
             transaction = commit.Commit(output, self.staging, self.run_id, self.fence)
             committed = transaction.run(lambda planned: self._publish(planned, summary), settlers())

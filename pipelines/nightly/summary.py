@@ -251,6 +251,18 @@ def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str
     }
 
 
+def _review_lines(review: dict) -> list[str]:
+    """The review loop so far (--corrections), in two or three lines."""
+    if not review["with_model_label"]:
+        return [f"review loop    {review['reviewed']:>10,} reviewed (none with the model's label beside the answer)"]
+    low, high = review["accuracy_ci95"]
+    versions = ", ".join(f"{v} {r['rate']:.1%} of {r['reviewed']:,}" for v, r in
+                         review["correction_rate_by_version"].items())
+    return [f"review loop    {review['reviewed']:>10,} reviewed; model right on {review['accuracy_on_reviewed']:.1%} "
+            f"(95% CI {low:.1%}-{high:.1%}); {review['disagreements']:,} disagreement(s)",
+            f"  corrected, per model version: {versions}"]
+
+
 def render(summary: dict) -> str:
     """One screen for the terminal."""
     lines = [
@@ -285,6 +297,8 @@ def render(summary: dict) -> str:
                      f"{bq['dead_letters_table']} (the night's rows replaced, run {bq['run_id']})")
     if summary.get("took_over_hold_of"):
         lines.append(f"took over the output from {summary['took_over_hold_of']}, which had ended without releasing it")
+    if summary.get("review"):
+        lines += _review_lines(summary["review"])
     if summary.get("precision"):
         lines.append(described(summary["precision"]))
     lines += [
