@@ -313,6 +313,22 @@ def test_several_annotators_the_majority_a_leads_ground_truth_and_ties_are_decid
     one_error(only, "no reviewed complaint")
 
 
+def test_an_answer_for_a_complaint_not_in_its_night_is_one_error_line_and_writes_nothing(night, model_dir,
+                                                                                          tmp_path):
+    """Item 4: ids that are not in the night (an export edited by hand, tasks of another project) would relabel
+    nothing, or another complaint."""
+    output, _ = night
+    invoke("review", "export", "--output", output, "--to", tmp_path / "r.json", "--model", model_dir)
+    tasks = json.load(open(tmp_path / "r.json", encoding="utf-8"))[:2]
+    labels = artifact.read_metadata(model_dir)[0]
+    tasks[1] = {**tasks[1], "data": {**tasks[1]["data"], "complaint_id": "not-in-the-night"}}
+    answers = {n: [_answer(labels[n], "2026-12-01T10:00:00Z")] for n in range(2)}
+    (tmp_path / "e.json").write_text(json.dumps(_exported_with_answers(tasks, answers)), encoding="utf-8")
+    one_error(invoke("review", "import", "--from", tmp_path / "e.json", "--out", tmp_path / "c.parquet", "--model",
+                     model_dir), "not in their night", "not-in-the-night")
+    assert not (tmp_path / "c.parquet").exists()
+
+
 def test_the_nightly_summary_has_a_review_section_with_the_reports_figures(night, model_dir, tmp_path):
     """Item 2: `label --corrections FILE` puts the review loop's figures so far into the night's summary (and its
     terminal screen): the same numbers `review report` gives; a corrections path that is not there is one line

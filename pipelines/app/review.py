@@ -101,10 +101,26 @@ def _kind(path: str) -> str:
     return kind
 
 
-def _chosen(output: str, summary: dict, selection: Selection) -> pa.Table:
+def night_ids(output: str) -> set[str] | None:
+    """Every id the committed night at `output` labelled; None where no committed night is there (any more)."""
+    try:
+        if not files.exists(commit.join(output, commit.SUCCESS)):
+            return None
+        ids: set[str] = set()
+        for path in _predictions(output, commit.read_summary(output)):
+            ids.update(str(i) for i in pq.ParquetFile(_readable(path)).read(columns=["id"]).column(0).to_pylist())
+        return ids
+    except (OSError, pa.ArrowException, ValueError, KeyError):
+        return None
+
+
+def _predictions(output: str, summary: dict) -> list[str]:
     paths = [commit.join(output, name) for name in summary.get("output_files", []) if "predictions-" in name]
-    if not paths:
-        paths = sorted(files.glob(commit.join(output, "predictions-*.parquet")))
+    return paths or sorted(files.glob(commit.join(output, "predictions-*.parquet")))
+
+
+def _chosen(output: str, summary: dict, selection: Selection) -> pa.Table:
+    paths = _predictions(output, summary)
     wanted = ["id", "label", "confidence", "top_k", "needs_review", "model_version"]
     tables = []
     for path in paths:

@@ -48,6 +48,7 @@ def merge_answers(found: list[dict], counts: dict[str, int], source: str, target
     if unknown and not skip_unknown:
         raise UserError(f"{len(unknown)} answer(s) name categories the model does not know (listed above): map a "
                         "renamed one with --rename OLD=NEW, or leave them out with --skip-unknown")
+    _in_their_nights(rows)
     earlier = _earlier(target)
     answers = pd.DataFrame(rows, columns=ANSWERS_SCHEMA.names) if rows else pd.DataFrame(columns=ANSWERS_SCHEMA.names)
     combined = pd.concat([earlier, upgraded(answers)], ignore_index=True) if len(earlier) else upgraded(answers)
@@ -82,6 +83,28 @@ def _checked(found: list[dict], source: str, known: set[str], renames: dict[str,
                             "export the tasks with `complaints review export`, which carries both")
         rows.append({**{k: item.get(k) for k in ANSWERS_SCHEMA.names}, "category": category})
     return rows, unknown
+
+
+def _in_their_nights(rows: list[dict]) -> None:
+    """One line for answers whose complaint is not in the night they name (an export edited by hand, or tasks
+    from another project): they would relabel nothing, or another complaint. A night that is no longer there
+    (moved, or past its retention) cannot be asked and is passed over, said on stderr."""
+    from pipelines.app.review import night_ids
+
+    by_night: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("night"):
+            by_night.setdefault(row["night"], []).append(row["id"])
+    for night, ids in sorted(by_night.items()):
+        known = night_ids(night)
+        if known is None:
+            print(f"note: the night {night} is not there to check the answers' ids against", file=sys.stderr)
+            continue
+        missing = sorted({i for i in ids if i not in known})
+        if missing:
+            raise UserError(f"{len(missing):,} answer(s) name complaints that are not in their night (e.g. id "
+                            f"{missing[0]!r} in {night}): export the tasks again with `complaints review export`, "
+                            "or leave those answers out of the file")
 
 
 def _from_json(source: str) -> tuple[list[dict], dict[str, int]]:
