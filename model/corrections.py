@@ -20,6 +20,8 @@ import datetime as dt
 import pandas as pd
 import pyarrow as pa
 
+from model.errors import UserError
+
 ANSWERS_SCHEMA = pa.schema([
     ("id", pa.string()), ("night", pa.string()), ("text", pa.string()), ("category", pa.string()),
     ("annotator", pa.string()), ("answered_at", pa.string()), ("ground_truth", pa.bool_()),
@@ -88,9 +90,21 @@ def _decided(group: pd.DataFrame) -> dict:
     else:
         category, how = group[group["category"].isin(leaders)]["category"].iloc[-1], "tie"
     model = group.dropna(subset=["model_label"])
-    known = model.iloc[-1] if len(model) else newest
+    said = model.iloc[-1] if len(model) else {"model_label": None, "model_confidence": float("nan"),
+                                              "model_version": None}
     return {"id": newest["id"], "night": newest["night"], "text": newest["text"], "category": category,
             "decided_by": how, "annotators": len(group), "agreement": float((group["category"] == category).mean()),
-            "answered_at": newest["answered_at"], "model_label": known["model_label"] if len(model) else None,
-            "model_confidence": known["model_confidence"] if len(model) else float("nan"),
-            "model_version": known["model_version"] if len(model) else None}
+            "answered_at": newest["answered_at"], "model_label": said["model_label"],
+            "model_confidence": said["model_confidence"], "model_version": said["model_version"]}
+
+
+def shared_across_nights(answers: pd.DataFrame, what: str, advice: str = "") -> None:
+    """One line when an id arrives from two nights (ids a source system reuses, or derived ids from before they
+    carried their file's full path): which answer belongs to which complaint cannot be told."""
+    nights = answers.dropna(subset=["night"]).groupby("id")["night"].unique()
+    shared = nights[nights.map(len) > 1].sort_index()
+    if len(shared):
+        first, where = shared.index[0], sorted(shared.iloc[0])
+        raise UserError(f"{len(shared):,} id(s) in {what} come from more than one night (e.g. {first!r} from "
+                        f"{' and '.join(where)}): they name different complaints; give the archives an id column "
+                        f"that is unique across nights{advice}")

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model.corrections import resolved, upgraded
+from model.corrections import resolved, shared_across_nights, upgraded
 from model.errors import UserError
 
 
@@ -121,14 +121,9 @@ def _corrected(frame: pd.DataFrame, corrections: str, id_column: str, text_colum
     """`frame` with reviewers' corrections (`complaints review import`) applied: each reviewed complaint's
     decided category (`model.corrections.resolved`) relabels its row, and one not in the data is added."""
     paths = resolve_paths(corrections)
-    fixes = resolved(read_answers(corrections))
-    nights = fixes.dropna(subset=["night"]).groupby("id")["night"].nunique()
-    if (nights > 1).any():
-        shared = nights[nights > 1].index
-        raise UserError(f"{len(shared):,} id(s) in --corrections {corrections} come from more than one night (e.g. "
-                        f"{shared[0]!r}): they name different complaints; give the archives an id column that is "
-                        "unique across nights")
-    fixes = fixes.drop_duplicates("id", keep="last")
+    answers = read_answers(corrections)
+    shared_across_nights(answers, f"--corrections {corrections}")
+    fixes = resolved(answers).drop_duplicates("id", keep="last")
     ids = frame[id_column].astype(str)
     replaced = int(ids.isin(set(fixes["id"])).sum())
     added = int((~fixes["id"].isin(set(ids))).sum())

@@ -34,7 +34,6 @@ class ReviewFigures:
     by_version: pd.DataFrame
     kappas: pd.DataFrame
     disagreements: pd.DataFrame
-    without_model: int  # reviewed rows from files that did not keep the model's label (left out of the rates)
 
 
 def figures(answers: pd.DataFrame) -> ReviewFigures:
@@ -47,8 +46,7 @@ def figures(answers: pd.DataFrame) -> ReviewFigures:
     return ReviewFigures(
         decided=decided, by_category=_rates(rated, "model_label"), by_version=_rates(rated, "model_version"),
         kappas=_kappas(kept(answers)),
-        disagreements=disagreements.sort_values(["tie", "agreement", "id"], ascending=[False, True, True]),
-        without_model=len(decided) - len(rated))
+        disagreements=disagreements.sort_values(["tie", "agreement", "id"], ascending=[False, True, True]))
 
 
 def accuracy(f: ReviewFigures) -> tuple[int, int, float, float]:
@@ -105,7 +103,6 @@ def section(f: ReviewFigures, limit: int = 5) -> dict:
     """The figures as the nightly summary keeps them: the headline numbers, the versions, the categories the
     reviewers corrected most."""
     right, reviewed, low, high = accuracy(f)
-    rated = f.by_category[f.by_category["reviewed"] >= 1]
     return {
         "reviewed": len(f.decided), "with_model_label": reviewed,
         "accuracy_on_reviewed": round(right / reviewed, 4) if reviewed else None,
@@ -113,7 +110,7 @@ def section(f: ReviewFigures, limit: int = 5) -> dict:
         "correction_rate_by_version": {str(r.model_version): {"reviewed": int(r.reviewed), "rate": round(r.rate, 4)}
                                        for r in f.by_version.itertuples()},
         "most_corrected_categories": {str(r.model_label): {"reviewed": int(r.reviewed), "rate": round(r.rate, 4)}
-                                      for r in rated.head(limit).itertuples()},
+                                      for r in f.by_category.head(limit).itertuples()},
         "disagreements": len(f.disagreements),
         "ties": int(f.disagreements["tie"].sum()) if len(f.disagreements) else 0,
         "kappa": {f"{r.annotator_a} / {r.annotator_b}": None if r.kappa is None or pd.isna(r.kappa)

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model.corrections import ANSWERS_SCHEMA, answered_at, kept, resolved, upgraded
+from model.corrections import ANSWERS_SCHEMA, answered_at, kept, resolved, shared_across_nights, upgraded
 from model.errors import UserError
 from pipelines.app import label_studio
 from pipelines.app.uploads import restored
@@ -50,9 +50,10 @@ def merge_answers(found: list[dict], counts: dict[str, int], source: str, target
                         "renamed one with --rename OLD=NEW, or leave them out with --skip-unknown")
     _in_their_nights(rows)
     earlier = _earlier(target)
-    answers = pd.DataFrame(rows, columns=ANSWERS_SCHEMA.names) if rows else pd.DataFrame(columns=ANSWERS_SCHEMA.names)
+    answers = pd.DataFrame(rows, columns=ANSWERS_SCHEMA.names)
     combined = pd.concat([earlier, upgraded(answers)], ignore_index=True) if len(earlier) else upgraded(answers)
-    shared_across_nights(combined, f"the corrections for {target}")
+    shared_across_nights(combined, f"the corrections for {target}",
+                         ", or keep each night's corrections in its own file")
     merged = kept(combined).sort_values(["night", "id", "annotator"], na_position="first", kind="stable")
     table = pa.Table.from_pandas(merged, schema=ANSWERS_SCHEMA, preserve_index=False)
     pq.write_table(table, target + ".tmp")
@@ -164,15 +165,3 @@ def _earlier(target: str) -> pd.DataFrame:
         raise UserError(f"{target} is no corrections file (it has no id, text and category columns): give --out a "
                         "corrections Parquet this command wrote, or a new path")
     return upgraded(frame)
-
-
-def shared_across_nights(answers: pd.DataFrame, what: str) -> None:
-    """One line when an id arrives from two nights (ids a source system reuses, or derived ids from before they
-    carried their file's full path): which answer belongs to which complaint cannot be told."""
-    nights = answers.dropna(subset=["night"]).groupby("id")["night"].unique()
-    shared = nights[nights.map(len) > 1].sort_index()
-    if len(shared):
-        first, where = shared.index[0], sorted(shared.iloc[0])
-        raise UserError(f"{len(shared):,} id(s) in {what} come from more than one night (e.g. {first!r} from "
-                        f"{' and '.join(where)}): they name different complaints; give the archives an id column "
-                        "that is unique across nights, or keep each night's corrections in its own file")
