@@ -9,14 +9,13 @@ list and one task as a reviewer sees it. Run by hand when the labelling config c
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
-import time
 
 from model.sample import generate
 from pipelines.app import label_studio
 from tests.label_studio_server import LabelStudio
+from tests.screenshots import photograph
 
 USER, PASSWORD = "reviewer@example.com", "not-secret-1"  # tests/label_studio_server.py's
 
@@ -37,27 +36,22 @@ def main(out_dir: str) -> None:
         for task in tasks[:5]:
             studio.api("POST", f"/api/tasks/{task['id']}/annotations",
                        {"result": [label_studio.choice(task["data"]["model_label"])]})
-        _photograph(studio.url, project["id"], tasks[6]["id"], out_dir)
+        photograph(studio.url, [(f"/projects/{project['id']}/data", "label-studio-tasks.png"),
+                                (f"/projects/{project['id']}/data?task={tasks[6]['id']}", "label-studio-task.png")],
+                   out_dir, 6, _signed_in(studio.url))
 
 
-def _photograph(url: str, project: int, task: int, out_dir: str) -> None:
-    from selenium.webdriver.common.by import By
+def _signed_in(url: str):
+    def sign_in(browser) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
 
-    from tests.test_web import _browser
-
-    browser = _browser()
-    try:
         browser.get(f"{url}/user/login")
         browser.find_element(By.NAME, "email").send_keys(USER)
         browser.find_element(By.NAME, "password").send_keys(PASSWORD)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
-        for path, name in ((f"/projects/{project}/data", "label-studio-tasks.png"),
-                           (f"/projects/{project}/data?task={task}", "label-studio-task.png")):
-            browser.get(url + path)
-            time.sleep(6)  # the page draws itself from its API calls; nothing here to wait on by condition
-            browser.save_screenshot(os.path.join(out_dir, name))
-    finally:
-        browser.quit()
+        WebDriverWait(browser, 60).until(lambda b: "/user/login" not in b.current_url)  # signed in, redirected
+    return sign_in
 
 
 if __name__ == "__main__":

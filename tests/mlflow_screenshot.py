@@ -14,7 +14,6 @@ import dataclasses
 import os
 import sys
 import tempfile
-import time
 
 from model.architecture import ArchitectureConfig
 from model.data import LabelledData
@@ -22,6 +21,7 @@ from model.sample import generate
 from model.train import TrainConfig, train
 from pipelines.app.registered import register_trained
 from tests.registries import MlflowServer, client
+from tests.screenshots import photograph
 
 
 def main(out_dir: str) -> None:
@@ -36,23 +36,10 @@ def main(out_dir: str) -> None:
         print(register_trained(model_dir, "complaints", "champion", server.uri, {"data": "generated complaints"}))
         run_id = client(server.uri).get_model_version("complaints", "1").run_id
         experiment = client(server.uri).get_run(run_id).info.experiment_id
-        _photograph(server.uri, [("#/models/complaints/versions/1", "mlflow-version.png"),
-                                 (f"#/experiments/{experiment}/runs/{run_id}", "mlflow-run.png")], out_dir)
+        photograph(server.uri, [("/#/models/complaints/versions/1", "mlflow-version.png"),
+                                (f"/#/experiments/{experiment}/runs/{run_id}", "mlflow-run.png")], out_dir, 8)
     finally:
         server.stop()
-
-
-def _photograph(url: str, pages: list[tuple[str, str]], out_dir: str) -> None:
-    from tests.test_web import _browser
-
-    browser = _browser()
-    try:
-        for path, name in pages:
-            browser.get(f"{url}/{path}")
-            time.sleep(8)  # the page draws itself from its API calls; nothing here to wait on by condition
-            browser.save_screenshot(os.path.join(out_dir, name))
-    finally:
-        browser.quit()
 
 
 if __name__ == "__main__":
