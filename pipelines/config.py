@@ -44,6 +44,10 @@ class BatchConfig:
     corrections: str | None = field(default=None, metadata={
         "help": "The review answers file (`review import`'s --out): the summary gains a `review` section "
         "(correction rate per model version and category, accuracy on reviewed rows, kappa, disagreements)."})
+    shadow: str | None = field(default=None, metadata={
+        "help": "A challenger (a model directory, or models:/NAME@challenger) that scores the same rows beside "
+        "--model: its verdicts go to shadow-*.parquet (and TABLE_shadow with --bigquery-table), never to the "
+        "predictions, and the summary compares the two (docs/registry.md#champion-and-challenger)."})
     bigquery_table: str | None = field(default=None, metadata={
         "help": "Also load the night into this BigQuery table (PROJECT.DATASET.TABLE; dead letters into "
         "TABLE_dead_letters), in the same commit: a rerun replaces the night's rows (docs/bigquery.md)."})
@@ -78,6 +82,10 @@ class StreamConfig:
         "help": "projects/P/topics/D for messages that cannot be labelled."})
     archive_output: str | None = field(default=None, metadata={
         "help": "Also write predictions as Parquet per window under this prefix."})
+    shadow: str | None = field(default=None, metadata={
+        "help": "A challenger (a model directory, or models:/NAME@challenger) that scores the same rows beside "
+        "--model: its verdicts go to --archive-output's shadow-*.parquet, never to the output topic "
+        "(docs/registry.md#champion-and-challenger)."})
     window_seconds: int = field(default=60, metadata={"low": 1, "help": "The archive's window of labelling time."})
     read: str = field(default="auto", metadata={
         "choices": ("auto", LATE_ACK, BEAM_READ), "help": "auto: the late-acknowledging read on local runners, "

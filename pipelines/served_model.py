@@ -38,3 +38,27 @@ def served_from(worker: WorkerConfig, metadata: dict, options: PipelineOptions) 
 
 def _dask(options: PipelineOptions) -> bool:
     return (options.view_as(StandardOptions).runner or "") in DASK_RUNNERS
+
+
+def challenger(worker: WorkerConfig, shadow_dir: str | None, champion_version: str,
+               options: PipelineOptions) -> tuple[WorkerConfig | None, dict | None]:
+    """(`--shadow`'s model as the workers serve it, or None; what the summary says about it).
+
+    Loaded once here, so a challenger that does not load, or cannot be served at the
+    asked precision, fails the run in one line before any work. It is served as the
+    champion is (batching, precision setting), but never explains, never follows a
+    watch, and keeps its own lineage. A challenger that is the champion's own version
+    (the alias just moved to it) is not scored twice: a scheduled night goes on, and
+    says so.
+    """
+    if not shadow_dir:
+        return None, None
+    from model import artifact
+    from worker.precision_choice import PrecisionSetting, candidates
+
+    loaded = artifact.load(shadow_dir)
+    if loaded.version == champion_version:
+        return None, {"not_scored": f"it is the champion's own model {champion_version}"}
+    shadow = replace(worker, model_dir=shadow_dir, explain=0, explain_all=False, watch_models=None, lineage=None)
+    candidates(PrecisionSetting.of(shadow), loaded.metadata, shadow_dir, loaded.model)
+    return served_from(shadow, loaded.metadata, options), {"model_dir": shadow_dir}

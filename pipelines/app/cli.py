@@ -134,18 +134,31 @@ def precision_command(model_dir: str, registry_uri: str | None, data: str, text_
 
 
 @cli.command()
-@click.option("--model", "models", required=True, multiple=True, help="Give it twice: A (e.g. the serving model), "
+@click.option("--model", "models", multiple=True, help="Give it twice: A (e.g. the serving model), "
               "then B (the candidate); a directory or models:/NAME@ALIAS (or /VERSION).")
 @options(WorkerConfig, "registry_uri")
-@_data_options
+@click.option("--data", help="Parquet or CSV file, or a glob of them (with --model).")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="category", show_default=True)
+@click.option("--night", help="Instead of --model and --data: a night labelled with --shadow (its --output), "
+              "champion (A) against challenger (B) from its own files.")
+@click.option("--corrections", help="With --night: review answers (`review import`'s --out); the night's reviewed "
+              "rows are compared against them too.")
 @click.option("--report-dir", help="Where compare.json and compare.png go (default: ./compare).")
-def compare(models: tuple[str, ...], data: str, text_column: str, label_column: str, report_dir: str | None) -> None:
+def compare(models: tuple[str, ...], data: str | None, text_column: str, label_column: str, night: str | None,
+            corrections: str | None, report_dir: str | None) -> None:
     """Two models on the same complaints: with labels, which is better and by more than noise; without,
     how many labels would change, and to what. Exits 0 either way: the decision is yours."""
-    from pipelines.app.compare import run_compare
+    from pipelines.app.compare import run_compare, run_night_compare
 
-    if len(models) != 2:
-        raise UserError(f"compare takes exactly two models (--model A --model B), got {len(models)}")
+    if night:
+        if models or data:
+            raise UserError("--night compares the night's own champion and challenger: leave out --model and --data")
+        click.echo(run_night_compare(night, corrections, report_dir)[1])
+        return
+    if len(models) != 2 or not data:
+        raise UserError(f"compare takes exactly two models (--model A --model B) and --data, or --night OUTPUT; got "
+                        f"{len(models)} models{'' if data else ' and no --data'}")
     click.echo(run_compare(models[0], models[1], data, text_column, label_column, report_dir)[1])
 
 
@@ -194,7 +207,7 @@ _XLA = click.option(
          min_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE, max_batch_size=DEFAULT_NIGHTLY_BATCH_SIZE)
 @_XLA
 @options(WorkerConfig, "precision", "force_precision", "explain", "explain_all")
-@options(BatchConfig, "progress", "drift_threshold", "compare_to", "corrections", "night", "bigquery_table",
+@options(BatchConfig, "progress", "drift_threshold", "compare_to", "corrections", "shadow", "night", "bigquery_table",
          "bigquery_deadline_secs", "bigquery_busy_wait_secs", "bigquery_scratch_dataset", "bigquery_dead_letter_text")
 @click.option("--fail-on-drift", is_flag=True,
               help="Exit with code 3 when drift alerts, 4 when the check failed (after committing the output).")

@@ -58,18 +58,65 @@ def run_compare(model_a: str, model_b: str, data: str, text_column: str, label_c
     result.update({"model_a": {"dir": model_a, "version": version_a}, "model_b": {"dir": model_b, "version": version_b},
                    "data": data, "rows_left_out_empty": int((~used).sum()),
                    "rows_skipped_no_text_or_label": int((~keep).sum())})
+    return result, _written(result, report_dir)
+
+
+def run_night_compare(output: str, corrections: str | None, report_dir: str | None) -> tuple[dict, str]:
+    """A committed night's champion against its `--shadow` challenger, from the night's own files
+    (`pipelines.nightly.shadow`): with review answers for that night, on the reviewed rows as well."""
+    from model.corrections import resolved
+    from model.data import read_answers
+    from pipelines.nightly import shadow
+    from pipelines.plumbing import commit, night
+
+    output = night.normalised(output)
+    summary = commit.read_summary(output, "--night")
+    scored = summary.get("shadow")
+    if not isinstance(scored, dict) or "not_scored" in scored:
+        why = scored["not_scored"] if isinstance(scored, dict) else "it was labelled without one"
+        raise UserError(f"{output} has no shadow verdicts ({why}): label the night with --shadow MODEL first")
+    both, left_out = shadow.paired(output)
+    if both.empty:
+        raise UserError(f"{output}'s shadow files hold no row the champion labelled too: nothing to compare")
+    a = (both["label_a"].tolist(), both["confidence_a"].to_numpy(float))
+    b = (both["label_b"].tolist(), both["confidence_b"].to_numpy(float))
+    result = compare.unlabelled(a, b)
+    if corrections:
+        decided = resolved(read_answers(corrections))
+        rows = both.merge(decided[decided["night"] == output][["id", "category"]].drop_duplicates("id"), on="id")
+        if not rows.empty:
+            result = {**compare.labelled(rows["category"].tolist(),
+                                         (rows["label_a"].tolist(), rows["confidence_a"].to_numpy(float)),
+                                         (rows["label_b"].tolist(), rows["confidence_b"].to_numpy(float))),
+                      "unlabelled": result}
+    result.update({"model_a": {"dir": "champion", "version": str(both["model_version_a"].iloc[0])},
+                   "model_b": {"dir": scored.get("model_dir", "challenger"),
+                               "version": str(both["model_version_b"].iloc[0])},
+                   "night": output, "left_out": left_out, "rows_left_out_empty": sum(left_out.values()),
+                   "rows_skipped_no_text_or_label": 0})
+    return result, _written(result, report_dir)
+
+
+def _written(result: dict, report_dir: str | None) -> str:
     report_dir = report_dir or "compare"
     os.makedirs(report_dir, exist_ok=True)
     with open(os.path.join(report_dir, "compare.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, ensure_ascii=False, indent=2)
     _plot(result, os.path.join(report_dir, "compare.png"))
-    return result, render(result) + f"\nreport written to {report_dir} (compare.json, compare.png)"
+    return render(result) + f"\nreport written to {report_dir} (compare.json, compare.png)"
 
 
 def render(result: dict) -> str:
     a, b = result["model_a"], result["model_b"]
     lines = [f"A {a['version']} ({a['dir']})", f"B {b['version']} ({b['dir']})",
-             f"{result['rows']:,} rows ({result['rows_left_out_empty']} left out: empty for a model)"]
+             f"{result['rows']:,} rows ({result['rows_left_out_empty']} left out: empty for a model)"
+             if "night" not in result else
+             f"{result['rows']:,} rows of {result['night']} ({result['rows_left_out_empty']} left out: "
+             f"{result['left_out']['challenger_dead_lettered']} dead-lettered by B, "
+             f"{result['left_out']['ids_repeated']} ids that occur twice)"]
+    if "unlabelled" in result:
+        lines.append(f"on all {result['unlabelled']['rows']:,} rows: agreement {result['unlabelled']['agreement']:.1%}"
+                     f"; below, the reviewed rows")
     if result["mode"] == "labelled":
         lines.append(f"{'':12} {'A':>8} {'B':>8} {'B − A':>8}   95% interval (paired bootstrap)")
         for key in ("accuracy", "macro_f1"):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from model import registry
 from model.errors import UserError
 
-MODEL_PARAMS = ("model_dir", "models")  # --model, once or several times
+MODEL_PARAMS = ("model_dir", "models", "shadow")  # --model, once or several times; --shadow
 
 
 def resolve_params(params: dict, callback: Callable) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import pandas as pd
 import pyarrow as pa
 
 from model import artifact
+from model.corrections import resolved
 from model.data import read_answers
 from model.errors import UserError
 from model.review_figures import figures, section
@@ -24,7 +26,7 @@ from pipelines.nightly.bigquery_reading import TableSession, is_bigquery, open_t
 from pipelines.nightly.reading import Expected, InputSpec, inspect_inputs, plain_type
 from pipelines.options import is_local, template_only
 from pipelines.plumbing import night
-from pipelines.served_model import served_from
+from pipelines.served_model import challenger, served_from
 from worker.config import WorkerConfig
 from worker.precision_choice import PrecisionSetting, candidates
 
@@ -46,6 +48,9 @@ class RunFacts:
     progress: bool
     building: bool  # a template build: nothing is read or written now
     review: dict | None = None  # --corrections: the review loop's figures so far (model.review_figures.section)
+    shadow: WorkerConfig | None = None  # --shadow: the challenger, as the workers serve it
+    shadow_note: dict | None = None  # what the summary's `shadow` starts from (`pipelines.served_model.challenger`)
+    reviewed: pd.DataFrame | None = None  # --corrections: this night's reviewed rows (`id`, `category`)
 
 
 def decide(config: BatchConfig, options) -> RunFacts:
@@ -74,9 +79,19 @@ def decide(config: BatchConfig, options) -> RunFacts:
     worker = served_from(config.worker, metadata, options)
     if total_rows is not None and total_rows < config.xla_min_rows:
         worker = replace(worker, xla=False)  # a small archive: the compile would cost more than it saves
-    review = section(figures(read_answers(config.corrections))) if config.corrections else None
+    shadow, shadow_note = challenger(config.worker, config.shadow, metadata["model_version"], options)
+    review, reviewed = _reviews(config.corrections, output)
     return RunFacts(output, date, night_from, metadata, worker, fields, inputs, total_rows, expected, skipped,
-                    config.progress and is_local(options), building, review)
+                    config.progress and is_local(options), building, review, shadow, shadow_note, reviewed)
+
+
+def _reviews(corrections: str | None, output: str) -> tuple[dict | None, pd.DataFrame | None]:
+    """(the review figures so far; the decided category of each of this night's reviewed rows, for `--shadow`)."""
+    if not corrections:
+        return None, None
+    answers = read_answers(corrections)
+    decided = resolved(answers)
+    return section(figures(answers)), decided[decided["night"] == output][["id", "category"]]
 
 
 def preflight(config: BatchConfig, output: str) -> tuple[list, dict[str, int], dict, TableSession | None, tuple]:

@@ -23,7 +23,7 @@ from model import registry
 from model.errors import UserError
 from pipelines import remote
 from pipelines.errors import JobFailed, cause
-from pipelines.nightly import drift, pending
+from pipelines.nightly import drift, pending, shadow
 from pipelines.nightly.bigquery_reading import ReadTable, TableSession
 from pipelines.nightly.facts import RunFacts, decide
 from pipelines.nightly.outputs import batch_sinks
@@ -38,7 +38,7 @@ from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
 from pipelines.options import BatchConfig, beam_options, create_local_locations
 from pipelines.plumbing import commit
 from pipelines.plumbing.hold import HoldLost, OutputLock, new_run_id, staging_alive
-from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, Sink, settlers
+from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, SHADOW, Sink, settlers
 from pipelines.sinks.bigquery_tables import BigQueryTables, WarehouseBusy
 from worker import prediction
 from worker.precision_choice import PrecisionSetting
@@ -74,6 +74,8 @@ def build_batch(p: beam.Pipeline, config: BatchConfig, facts: RunFacts, staging:
     results = tables | "Classify" >> ClassifyTables(facts.worker, prediction.schema(facts.passthrough_fields,
                                                                                     facts.worker.explain > 0))
     classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: {p: results[p] for p in DEAD_LETTER_PARTS}}
+    if facts.shadow is not None:  # the challenger scores the same tables; its rows go to their own files
+        classified[SHADOW] = (tables | "Shadow" >> ClassifyTables(facts.shadow, prediction.schema()))[PREDICTIONS]
     for sink in sinks if sinks is not None else batch_sinks(config, facts, staging):
         classified | type(sink).__name__ >> sink
     (
@@ -191,6 +193,22 @@ class Job:
                             drift.report_png(summary, self.compared.baseline, self.compared.previous))
         except Exception as exc:  # noqa: BLE001
             summary["report"] = f"not written: {cause(exc)}"
+        if self.facts.shadow_note is not None:
+            summary["shadow"] = self._shadow()
+
+    def _shadow(self) -> dict:
+        """The challenger against the champion, from the staged files (`pipelines.nightly.shadow`); a comparison
+        that fails is said, and the night and its shadow files are committed all the same."""
+        note = dict(self.facts.shadow_note)
+        if "not_scored" in note:
+            return note
+        lineage = self.facts.shadow.lineage
+        if lineage:
+            note["registry"] = json.loads(lineage)
+        try:
+            return {**note, **shadow.section(self.staging, self.facts.reviewed)}
+        except Exception as exc:  # noqa: BLE001 (a monitor: the labels are still good)
+            return {**note, "not_compared": cause(exc)}
 
     def _pipeline(self, test_pipeline) -> tuple[dict, str, float]:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()

@@ -14,7 +14,8 @@ def batch_sinks(config: BatchConfig, facts: RunFacts, staging: str) -> list[Sink
     """The Parquet files, then (it loads what they stage) the BigQuery tables when asked for."""
     sinks: list[Sink] = [
         ParquetFiles.nightly(facts.output, staging, facts.passthrough_fields, facts.worker.lineage,
-                             facts.worker.explain > 0),
+                             facts.worker.explain > 0, shadow=facts.shadow is not None,
+                             shadow_lineage=facts.shadow.lineage if facts.shadow else None),
     ]
     if config.bigquery_table:
         from pipelines.sinks.bigquery_tables import BigQueryTables, Warehouse

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from apache_beam.transforms.window import GlobalWindows
 
 from model import baseline, registry
-from pipelines.nightly import drift
+from pipelines.nightly import drift, shadow
 from worker.precision_choice import described
 
 
@@ -299,6 +299,8 @@ def render(summary: dict) -> str:
         lines.append(f"took over the output from {summary['took_over_hold_of']}, which had ended without releasing it")
     if summary.get("review"):
         lines += _review_lines(summary["review"])
+    if summary.get("shadow"):
+        lines += shadow.render(summary["shadow"])
     if summary.get("precision"):
         lines.append(described(summary["precision"]))
     lines += [

@@ -66,20 +66,20 @@ def write_bytes(path: str, data: bytes) -> None:
         raise OSError(exc.errno, f"{exc.strerror or exc} writing {path}") from None
 
 
-def read_summary(output: str) -> dict:
-    """A completed run's summary.json (for --compare-to), or one line saying why it cannot be read."""
+def read_summary(output: str, option: str = "--compare-to") -> dict:
+    """A completed run's summary.json (for `option`), or one line saying why it cannot be read."""
     path = join(output, SUMMARY)
     if not FileSystems.exists(join(output, SUCCESS)) or not FileSystems.exists(path):
-        raise UserError(f"--compare-to {output} is not a completed output (no _SUCCESS or summary.json): "
-                        "point it at a previous night's --output")
+        raise UserError(f"{option} {output} is not a completed output (no _SUCCESS or summary.json): "
+                        "point it at a night's --output")
     try:
         summary = json.loads(read_text(path))
     except ValueError:
-        raise UserError(f"{path} is not valid JSON: point --compare-to at a previous night's --output") from None
+        raise UserError(f"{path} is not valid JSON: point {option} at a night's --output") from None
     problem = _summary_problem(summary)
     if problem:
         raise UserError(f"{path} is not a nightly summary this job can compare with ({problem}): point "
-                        "--compare-to at a previous night's --output")
+                        f"{option} at a night's --output")
     return summary
 
 

@@ -8,7 +8,10 @@ A sink is a small PTransform. **It receives** a dict `{"predictions": PCollectio
 - dead letters are records of `records.DEAD_LETTER_SCHEMA`'s fields (the live job's
   also carry the message they came from as `source`), in named parts (`Invalid`,
   `Unclassified`, and the live job's `Undecodable`). A sink may Flatten them, except
-  on the live job's local runner, where a Flatten would never run (`pipelines.live.job`).
+  on the live job's local runner, where a Flatten would never run (`pipelines.live.job`);
+- with `--shadow`, also `"shadow"`: the challenger's prediction tables for the same
+  rows (its dead letters are not kept: the champion's account for every row). Only the
+  Parquet and BigQuery sinks keep them, apart from the predictions.
 
 **It returns** the list of its answers, for the source to act on: PCollections of
 `(ack ids, confirmed)` for what its write confirmed or gave back (the Pub/Sub sink
@@ -32,9 +35,9 @@ Adding a sink is one new module here (a `Sink` subclass) and one line there.
 
 from __future__ import annotations
 
-from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
+from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, SHADOW, Sink
 
-__all__ = ["DEAD_LETTERS", "PREDICTIONS", "Sink", "settlers"]
+__all__ = ["DEAD_LETTERS", "PREDICTIONS", "SHADOW", "Sink", "settlers"]
 
 
 def settlers() -> dict:

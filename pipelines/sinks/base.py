@@ -6,7 +6,9 @@ import apache_beam as beam
 
 from worker.transform import DEAD_LETTERS, PREDICTIONS
 
-__all__ = ["DEAD_LETTERS", "PREDICTIONS", "Sink"]
+__all__ = ["DEAD_LETTERS", "PREDICTIONS", "SHADOW", "Sink"]
+
+SHADOW = "shadow"  # the challenger's prediction tables (--shadow), when a job scores one
 
 
 class Sink(beam.PTransform):

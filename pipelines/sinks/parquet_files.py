@@ -16,6 +16,11 @@ needs no worker to hold them all. Each table is sorted (by id, reason, detail), 
 the order of tables and shards follows the workers, as for predictions: sort by id
 when you compare two nights.
 
+With `--shadow`, the challenger's verdicts for the same rows go to `shadow-*.parquet`
+(live: `shadow-<window>.parquet`), with the prediction schema but never among the
+predictions. The nightly commit always publishes the pattern, so a night re-run
+without `--shadow` sets the previous run's shadow files aside with the rest.
+
 Both kinds of file carry `complaints.output` in their footer's key-value metadata,
 which is how a later run recognises this job's output under its input glob and
 skips it (`pipelines.nightly.reading`). A model from the registry (`models:/…`) adds
@@ -34,12 +39,13 @@ from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.plumbing import commit
 from pipelines.sinks import parquet_windows
-from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, Sink
+from pipelines.sinks.base import DEAD_LETTERS, PREDICTIONS, SHADOW, Sink
 from worker import prediction, record_columns
 from worker.records import DEAD_LETTER_SCHEMA
 
 PREDICTION_FILES = "predictions-*.parquet"
 DEAD_LETTER_FILES = "dead_letters-*.parquet"
+SHADOW_FILES = "shadow-*.parquet"
 OUTPUT_KIND = b"complaints.output"  # footer metadata key: b"predictions" or b"dead_letters"
 REGISTRY_KEY = b"complaints.registry"  # footer metadata key: the registry lineage (JSON), for models:/ models
 LETTER_TABLE_ROWS = 10_000
@@ -82,10 +88,13 @@ class ParquetFiles(Sink):
     """Prediction tables (and, nightly, dead letters) as Parquet files; see the module for what committed means."""
 
     def __init__(self, output: str, schema: pa.Schema, staging: str | None = None,
-                 window_seconds: int | None = None, wall_clock: bool = False, lineage: str | None = None):
+                 window_seconds: int | None = None, wall_clock: bool = False, lineage: str | None = None,
+                 shadow: tuple[pa.Schema, str | None] | None = None):
+        """`shadow`: the challenger's file schema and lineage, when the job scores one (`--shadow`)."""
         super().__init__()
         self.lineage = lineage  # the registry lineage (JSON) of a models:/ model, for every file's footer
         self.output, self.schema, self.staging = output, with_lineage(schema, lineage), staging
+        self.shadow_schema = with_lineage(shadow[0], shadow[1]) if shadow else None
         self.window_seconds, self.wall_clock = window_seconds, wall_clock
         self.committed = ("moved from the run's staging directory into --output, before the job writes _SUCCESS"
                           if window_seconds is None else
@@ -94,21 +103,32 @@ class ParquetFiles(Sink):
 
     @classmethod
     def nightly(cls, output: str, staging: str, passthrough: tuple[pa.Field, ...] = (),
-                lineage: str | None = None, explain: bool = False) -> ParquetFiles:
-        return cls(output, prediction.schema(passthrough, explain), staging=staging, lineage=lineage)
+                lineage: str | None = None, explain: bool = False, shadow: bool = False,
+                shadow_lineage: str | None = None) -> ParquetFiles:
+        """`shadow`: the night scores a challenger; its files keep only the prediction's own fields."""
+        return cls(output, prediction.schema(passthrough, explain), staging=staging, lineage=lineage,
+                   shadow=(prediction.schema(), shadow_lineage) if shadow else None)
 
     @classmethod
     def live(cls, prefix: str, window_seconds: int, wall_clock: bool, lineage: str | None = None,
-             explain: bool = False) -> ParquetFiles:
+             explain: bool = False, shadow: bool = False, shadow_lineage: str | None = None) -> ParquetFiles:
         """`wall_clock`: the local runner's read, whose one endless stage no watermark moves on."""
         return cls(prefix, prediction.schema(record_columns.WRITTEN, explain), window_seconds=window_seconds,
-                   wall_clock=wall_clock, lineage=lineage)
+                   wall_clock=wall_clock, lineage=lineage,
+                   shadow=(prediction.schema(record_columns.WRITTEN), shadow_lineage) if shadow else None)
 
     def expand(self, classified) -> list:
         if self.window_seconds is not None:
             parquet_windows.write(classified[PREDICTIONS], self.output, self.window_seconds, self.schema,
                                   self.wall_clock)
+            if self.shadow_schema is not None:
+                parquet_windows.write(classified[SHADOW], self.output, self.window_seconds, self.shadow_schema,
+                                      self.wall_clock, kind=SHADOW)
             return []
+        if self.shadow_schema is not None:
+            classified[SHADOW] | "WriteShadow" >> beam.io.WriteToParquetBatched(
+                commit.join(self.staging, SHADOW), file_name_suffix=".parquet", codec="zstd",
+                schema=tagged(self.shadow_schema, SHADOW))
         (
             classified[PREDICTIONS]  # Arrow tables of `schema`, one row group each (`worker.tables`)
             | "WritePredictions" >> beam.io.WriteToParquetBatched(
@@ -127,7 +147,7 @@ class ParquetFiles(Sink):
 
     def commit(self, transaction) -> None:
         if self.window_seconds is None:
-            transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES))
+            transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES, SHADOW_FILES))
 
 
 def matches(name: str, pattern: str) -> bool:

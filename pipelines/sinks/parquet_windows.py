@@ -64,9 +64,9 @@ class ArchivePredictions(beam.PTransform):
     not its messages', so windows are taken over labelling time.
     """
 
-    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema):
+    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema, kind: str = "predictions"):
         super().__init__()
-        self.prefix, self.window_seconds, self.schema = prefix, window_seconds, schema
+        self.prefix, self.window_seconds, self.schema, self.kind = prefix, window_seconds, schema, kind
 
     def expand(self, predictions):
         schema = self.schema
@@ -77,7 +77,7 @@ class ArchivePredictions(beam.PTransform):
             | "WriteWindows" >> fileio.WriteToFiles(
                 path=self.prefix,
                 sink=lambda _destination: ParquetSink(schema),
-                file_naming=fileio.default_file_naming("predictions", ".parquet"),
+                file_naming=fileio.default_file_naming(self.kind, ".parquet"),
                 shards=1,
             )
         )
@@ -92,10 +92,11 @@ class ArchiveByWallClock(beam.DoFn):
     window here: the output topic is the record of what was labelled.
     """
 
-    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema):
+    def __init__(self, prefix: str, window_seconds: int, schema: pa.Schema, kind: str = "predictions"):
         self.prefix = prefix
         self.window_seconds = window_seconds
         self.schema = schema
+        self.kind = kind  # the files' name: predictions-…, or shadow-… for --shadow's verdicts
 
     def setup(self):
         self._tables: list[pa.Table] = []
@@ -118,7 +119,7 @@ class ArchiveByWallClock(beam.DoFn):
     def _flush(self):
         if self._tables:
             start, end = Timestamp(self._start), Timestamp(self._start + self.window_seconds)
-            name = f"predictions-{start.to_rfc3339()}-{end.to_rfc3339()}-{uuid.uuid4().hex[:8]}.parquet"
+            name = f"{self.kind}-{start.to_rfc3339()}-{end.to_rfc3339()}-{uuid.uuid4().hex[:8]}.parquet"
             final, temporary = FileSystems.join(self.prefix, name), FileSystems.join(self.prefix, ".writing-" + name)
             with FileSystems.create(temporary) as handle:
                 _write(self._tables, handle, self.schema)
@@ -126,8 +127,12 @@ class ArchiveByWallClock(beam.DoFn):
         self._tables, self._start = [], None
 
 
-def write(predictions, prefix: str, window_seconds: int, schema: pa.Schema, wall_clock: bool):
-    """Apply the writer the runner needs: the wall clock's on the local read, Beam's windows elsewhere."""
+def write(predictions, prefix: str, window_seconds: int, schema: pa.Schema, wall_clock: bool,
+          kind: str = "predictions"):
+    """Apply the writer the runner needs: the wall clock's on the local read, Beam's windows elsewhere. `kind`
+    names the files (and, other than predictions, prefixes the steps' labels)."""
+    step = "" if kind == "predictions" else kind.capitalize()
     if wall_clock:
-        return predictions | "ArchiveByWallClock" >> beam.ParDo(ArchiveByWallClock(prefix, window_seconds, schema))
-    return predictions | "ArchiveWindows" >> ArchivePredictions(prefix, window_seconds, schema)
+        return predictions | f"{step}ArchiveByWallClock" >> beam.ParDo(
+            ArchiveByWallClock(prefix, window_seconds, schema, kind))
+    return predictions | f"{step}ArchiveWindows" >> ArchivePredictions(prefix, window_seconds, schema, kind)
