@@ -841,3 +841,23 @@ def test_an_all_null_kept_column_takes_the_tables_type(emulator, table, tmp_path
     by_night = {str(n): group["branch"].tolist() for n, group in in_table.groupby("night")}
     assert sorted(by_night["2026-11-01"]) == list(range(40))
     assert all(v is None or v != v for v in by_night["2026-11-02"])
+
+
+def test_a_challengers_night_lands_in_the_shadow_table_and_a_rerun_without_one_takes_it_out(
+        emulator, archive, table, tmp_path, retrained_model_dir):
+    output = str(tmp_path / "night")
+    result = label(archive, output, table, "--shadow", retrained_model_dir)
+    assert result.exit_code == 0, result.output
+    summary, run_id = json.load(open(os.path.join(output, "summary.json"))), success_run(output)
+    shadow = parquet(output, "shadow-").sort_values("id").reset_index(drop=True)
+    in_shadow = rows(emulator, table.shadow)
+    assert summary["bigquery"]["shadow_table"] == str(table.shadow)
+    assert len(in_shadow) == len(shadow) == summary["bigquery"]["shadow_rows"] == summary["shadow"]["rows"] > 0
+    assert in_shadow["id"].tolist() == shadow["id"].tolist() and in_shadow["label"].tolist() == shadow["label"].tolist()
+    assert set(in_shadow["run_id"]) == {run_id} and set(in_shadow["model_version"]) == set(shadow["model_version"])
+    assert set(rows(emulator, table)["model_version"]).isdisjoint(in_shadow["model_version"])  # never mixed in
+
+    again = label(archive, output, table)
+    assert again.exit_code == 0, again.output
+    assert rows(emulator, table.shadow).empty  # the replaced run's challenger rows went with it
+    assert len(rows(emulator, table)) == len(parquet(output, "predictions-"))

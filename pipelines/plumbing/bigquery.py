@@ -23,6 +23,7 @@ DEADLINE_SECS = 120.0  # one API call, retries included (--bigquery-deadline-sec
 JOB_DEADLINE_FACTOR = 5  # a job (a load, the swap) may run this many call deadlines before it is cancelled
 DEAD_LETTERS_SUFFIX = "_dead_letters"
 NIGHTS_SUFFIX = "_nights"
+SHADOW_SUFFIX = "_shadow"
 
 _PROJECT = r"[a-z][a-z0-9\-.:]{2,62}[a-z0-9]"  # domain-scoped ids (example.com:p) included
 _DATASET = r"[A-Za-z0-9_]{1,1024}"
@@ -54,6 +55,11 @@ class TableRef:
     @property
     def dead_letters(self) -> TableRef:
         return self.sibling(self.table + DEAD_LETTERS_SUFFIX)
+
+    @property
+    def shadow(self) -> TableRef:
+        """A challenger's labels for the same nights (`label --shadow`)."""
+        return self.sibling(self.table + SHADOW_SUFFIX)
 
     @property
     def nights(self) -> TableRef:

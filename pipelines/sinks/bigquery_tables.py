@@ -1,11 +1,12 @@
 """The nightly job's BigQuery tables: a night's rows replace that night's, in the commit, all or nothing.
 
 `--bigquery-table P.D.T` sends the night's predictions to `T` and its dead letters to
-`T_dead_letters`. Each row carries the `run_id` that wrote it, the night's `night`
-(a DATE: the partitioning column) and `output` (normalised), and `labelled_at`. The
-tables are filled from the Parquet files the night commits, by load jobs: never by
-streaming inserts (append-only: a rerun would double the night), and never inside the
-pipeline (Beam's FILE_LOADS would load before the books balance).
+`T_dead_letters`; with `--shadow`, the challenger's to `T_shadow` (once made, it is in every
+swap: a rerun without a challenger takes the replaced run's shadow rows out). Each row
+carries the `run_id` that wrote it, the night's `night` (a DATE: the partitioning column),
+`output` (normalised) and `labelled_at`. The tables are filled from the night's committed
+Parquet files by load jobs: never by streaming inserts (append-only: a rerun would double
+the night), nor inside the pipeline (Beam's FILE_LOADS would load before the books balance).
 
 **The rule that ties the two stores together** (docs/bigquery.md):
 1. Before any work: the tables' schemas are checked against the night's records
@@ -46,7 +47,7 @@ from pipelines.sinks.bigquery_swap import (
     swap_script,
     work_table,
 )
-from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES
+from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES, SHADOW_FILES
 from worker import prediction
 from worker.records import DEAD_LETTER_SCHEMA
 
@@ -91,6 +92,7 @@ class BigQueryTables(Sink):
         self.notes: list[str] = []  # schema updates and warnings, for the summary
         self._client = None
         self._record: dict | None = None
+        self._tables = [table, table.dead_letters]  # and the shadow table, once the commit finds it in use
 
     def expand(self, classified) -> list:
         return []
@@ -179,7 +181,8 @@ class BigQueryTables(Sink):
     def _wanted(self) -> dict[TableRef, list[dict]]:
         """Each table's schema for this night's records."""
         return {self.table: self._typed_nulls(bigquery_schema.predictions(self.passthrough)),
-                self.table.dead_letters: bigquery_schema.dead_letters(self._letters_with_text())}
+                self.table.dead_letters: bigquery_schema.dead_letters(self._letters_with_text()),
+                self.table.shadow: bigquery_schema.predictions()}
 
     def _typed_nulls(self, fields: list[dict]) -> list[dict]:
         """A kept column written with no type (all null, as pandas writes an all-None column) takes the type the
@@ -225,13 +228,18 @@ class BigQueryTables(Sink):
     def _load_night(self, transaction) -> None:
         names = transaction.published
         staged = {ref: transaction.staged([n for n in names if parquet_files.matches(n, pattern)])
-                  for ref, pattern in ((self.table, PREDICTION_FILES), (self.table.dead_letters, DEAD_LETTER_FILES))}
+                  for ref, pattern in ((self.table, PREDICTION_FILES), (self.table.dead_letters, DEAD_LETTER_FILES),
+                                       (self.table.shadow, SHADOW_FILES))}
         wanted, loaded, replaces = self._wanted(), {}, set()
+        if not staged[self.table.shadow] and self._same_schema(self.table.shadow, wanted[self.table.shadow]) is None:
+            del staged[self.table.shadow]  # no challenger tonight, nor any night before
+        self._tables = list(staged)
         for ref, paths in staged.items():
             if self._same_schema(ref, wanted[ref]) is None:  # changed since the pre-flight: refused the same way
                 self._create(ref, wanted[ref])
             schema, expected = parquet_files.footers(paths)
-            fallback = prediction.schema(self.passthrough) if ref is self.table else DEAD_LETTER_SCHEMA
+            fallback = {self.table: prediction.schema(self.passthrough), self.table.shadow: prediction.schema()}.get(
+                ref, DEAD_LETTER_SCHEMA)
             typed = {f["name"]: f for f in wanted[ref]}
             untyped = {f.name for f in (schema or fallback) if pa.types.is_null(f.type)}
             load = self._work_table(ref, "load", [typed.get(f["name"], f) if f["name"] in untyped else f
@@ -255,6 +263,8 @@ class BigQueryTables(Sink):
             "rows": loaded[str(self.table)], "dead_letters": loaded[str(self.table.dead_letters)],
             "run_id": self.run_id, "output": self.output, "night": self.night,
             "replaces": self._record["replaces"], **({"notes": self.notes} if self.notes else {}),
+            **({"shadow_table": str(self.table.shadow), "shadow_rows": loaded[str(self.table.shadow)]}
+               if self.table.shadow in staged else {}),
         }
 
     def _runs_of_night(self, ref: TableRef) -> set[str]:
@@ -270,7 +280,7 @@ class BigQueryTables(Sink):
 
     def _base_record(self) -> dict:
         return {"kind": KIND, "project": self.table.project, "run_id": self.run_id, "scratch": self._scratch,
-                "tables": [str(self.table), str(self.table.dead_letters)],
+                "tables": [str(ref) for ref in self._tables],
                 "deadline_secs": self.warehouse.deadline_secs}
 
     def record(self) -> dict:
@@ -332,7 +342,8 @@ class BigQueryTables(Sink):
         table.time_partitioning = TimePartitioning(field=bigquery_schema.NIGHT)
         table.clustering_fields = ["reason" if ref == self.table.dead_letters else "label", bigquery_schema.OUTPUT]
         table.labels = dict(self.warehouse.labels)
-        kind = "dead letters, one row per unlabelled" if ref == self.table.dead_letters else "labels, one row per"
+        kind = {self.table.dead_letters: "dead letters, one row per unlabelled", self.table.shadow: "labels by a "
+                "challenger (--shadow), one row per"}.get(ref, "labels, one row per")
         table.description = f"complaint {kind} complaint and night (complaints label --bigquery-table)"
         self.client().create_table(table, exists_ok=True, **self._bounded())
         if ref == self.table:
