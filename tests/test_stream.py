@@ -250,6 +250,26 @@ def test_sigterm_finishes_what_is_in_flight_and_exits_0(emulator_host, model_dir
     assert outputs.duplicates() == 0
 
 
+def test_a_challenger_labels_the_same_messages_into_the_archive_and_never_the_topic(
+        emulator_host, model_dir, retrained_model_dir, tmp_path):
+    """`stream --shadow` (issue #53, item 6): the champion answers on the topic, the challenger only in
+    shadow-*.parquet beside the archive, for the same messages; a clean stop writes both windows."""
+    from model import artifact
+
+    in_topic, in_sub, out_topic, dead_topic, outputs = _topics("shadow")
+    published = set(admin.publish(in_topic, _backlog(400, seed=8)))
+    archive = tmp_path / "archive"
+    _answer_all(outputs, published, model_dir, emulator_host, tmp_path / "job.log", in_sub, out_topic, dead_topic,
+                "--archive-output", str(archive), "--window-seconds", "3600", "--shadow", retrained_model_dir)
+    champion, challenger = artifact.load(model_dir).version, artifact.load(retrained_model_dir).version
+    answered = [b for bodies in outputs.by_message.values() for b in bodies if "label" in b]
+    assert {b["model_version"] for b in answered} == {champion}  # the topic has the champion's verdicts only
+    archived = pd.concat([pd.read_parquet(f) for f in glob.glob(str(archive / "predictions-*.parquet"))])
+    shadow = pd.concat([pd.read_parquet(f) for f in glob.glob(str(archive / "shadow-*.parquet"))])
+    assert set(shadow["model_version"]) == {challenger} and set(archived["model_version"]) == {champion}
+    assert sorted(shadow["message_id"]) == sorted(archived["message_id"]) and len(shadow) == len(answered)
+
+
 def test_messages_of_any_size_and_content_are_answered_and_the_job_goes_on(emulator_host, model_dir, tmp_path):
     """Up to 10 MB, escape-heavy, 100 attributes, a lone surrogate: each is labelled or dead-lettered."""
     in_topic, in_sub, out_topic, dead_topic, outputs = _topics("size")
@@ -377,7 +397,7 @@ def test_pubsub_demo_command(emulator_host, model_dir):
 
 
 @pytest.mark.parametrize("problem", ["no subscription", "no topic", "bad name", "late-ack on Dataflow",
-                                     "multi-process"])
+                                     "multi-process", "shadow without archive"])
 def test_live_job_user_errors_are_one_line_before_anything_starts(problem, emulator_host, model_dir):
     from click.testing import CliRunner
 
@@ -395,6 +415,8 @@ def test_live_job_user_errors_are_one_line_before_anything_starts(problem, emula
         args["--subscription"], expected = "complaints-in-sub", "--subscription must look like"
     elif problem == "late-ack on Dataflow":
         extra, expected = ["--read", "late-ack", "--runner", "DataflowRunner"], "local runner only"
+    elif problem == "shadow without archive":
+        extra, expected = ["--shadow", model_dir], "--archive-output"
     else:
         extra, expected = ["--direct_running_mode=multi_processing"], "one process"
     result = CliRunner().invoke(cli, ["stream", "--model", model_dir, *sum(args.items(), ()), *extra])

@@ -259,7 +259,8 @@ def _explain_given(values: dict) -> None:
 
 @cli.command(context_settings=_BEAM_ARGS)
 @options(WorkerConfig, "model_dir", "registry_uri")
-@options(StreamConfig, "subscription", "output_topic", "dead_letter_topic", "archive_output", "window_seconds")
+@options(StreamConfig, "subscription", "output_topic", "dead_letter_topic", "archive_output", "window_seconds",
+         "shadow")
 @options(WorkerConfig, "top_k", "review_threshold", "min_batch_size", "max_batch_size", "max_batch_duration_secs",
          max_batch_duration_secs=LIVE_MAX_BATCH_DURATION_SECS)
 @_XLA

@@ -40,8 +40,9 @@ from pipelines.live.outputs import stream_sinks
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
 from pipelines.plumbing import lease
 from pipelines.plumbing.codec import DecodeMessages
-from pipelines.served_model import served_from
-from pipelines.sinks import DEAD_LETTERS
+from pipelines.served_model import challenger, served_from
+from pipelines.sinks import DEAD_LETTERS, SHADOW
+from worker.config import WorkerConfig
 from worker.defaults import METRICS_NAMESPACE
 from worker.precision_choice import PrecisionSetting, candidates
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
@@ -54,8 +55,12 @@ log = logging.getLogger(__name__)
 WHOLE_POLLS = True
 
 
-def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
-    """Wire read → decode → classify → the config's sinks (`pipelines.live.outputs.stream_sinks`), for `config.read`."""
+def build_stream(p: beam.Pipeline, config: StreamConfig, shadow: WorkerConfig | None = None) -> dict:
+    """Wire read → decode → classify → the config's sinks (`pipelines.live.outputs.stream_sinks`), for `config.read`.
+
+    `shadow`: the challenger (`--shadow`), which classifies the same records beside the
+    champion; only the Parquet archive keeps its verdicts, and no acknowledgement waits
+    for them."""
     late_ack = config.read == LATE_ACK
     worker = config.worker
     if late_ack:
@@ -70,7 +75,11 @@ def build_stream(p: beam.Pipeline, config: StreamConfig) -> dict:
     results = decoded.records | "Classify" >> ClassifyComplaints(worker, whole_bundles=late_ack and WHOLE_POLLS)
     dead_letters = {"Undecodable": decoded[DEAD_LETTERS], **{part: results[part] for part in DEAD_LETTER_PARTS}}
     classified = {PREDICTIONS: results[PREDICTIONS], DEAD_LETTERS: dead_letters}
-    for sink in stream_sinks(config):
+    if shadow is not None:
+        shadow = dataclasses.replace(shadow, max_batch_duration_secs=worker.max_batch_duration_secs)
+        classified[SHADOW] = (decoded.records | "Shadow" >> ClassifyComplaints(
+            shadow, whole_bundles=late_ack and WHOLE_POLLS))[PREDICTIONS]
+    for sink in stream_sinks(config, shadow):
         answers = classified | type(sink).__name__ >> sink
         if late_ack:  # the source acknowledges what a sink confirmed, each answer in its own (fused) step
             for n, answered in enumerate(answers):
@@ -92,10 +101,16 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
     options, read = stream_options(beam_args, config.read)
     create_local_locations(options)
     config = dataclasses.replace(config, read=read, worker=served_from(config.worker, loaded.metadata, options))
+    if config.shadow and not config.archive_output:
+        raise UserError("--shadow keeps the challenger's verdicts under --archive-output (never on the output "
+                        "topic): give --archive-output too")
+    shadow, note = challenger(config.worker, config.shadow, loaded.version, options)
+    if note and "not_scored" in note:
+        log.warning("--shadow %s is not scored: %s", config.shadow, note["not_scored"])
     p = test_pipeline or beam.Pipeline(options=options)
     if read == LATE_ACK:
-        return _run_late_ack(p, config)
-    build_stream(p, config)
+        return _run_late_ack(p, config, shadow)
+    build_stream(p, config, shadow)
     try:
         result = p.run()
         if template_only(options):
@@ -107,9 +122,9 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
     return result
 
 
-def _run_late_ack(p: beam.Pipeline, config: StreamConfig) -> dict:
+def _run_late_ack(p: beam.Pipeline, config: StreamConfig, shadow: WorkerConfig | None) -> dict:
     lease.check_exists(config.subscription, [t for t in (config.output_topic, config.dead_letter_topic) if t])
-    build_stream(p, config)
+    build_stream(p, config, shadow)
     server = None
     if config.metrics_port:
         from pipelines.live.metrics import MetricsServer
