@@ -174,6 +174,28 @@ def test_the_nightly_job_records_the_registered_version_that_labelled_it(two_ver
             assert set(pd.read_parquet(path)["model_version"]) == {lineage["model_version"]}
 
 
+def test_a_registered_challenger_shadows_the_champions_night(two_versions, model_dir, retrained_model_dir, tmp_path):
+    _shadow_night(two_versions, model_dir, retrained_model_dir, tmp_path)
+
+
+def _shadow_night(uri: str, model_dir: str, challenger_dir: str, tmp_path) -> None:
+    """`label --model models:/…@champion --shadow models:/…@challenger` (#53 items 6, 7): each model's files carry
+    its own registered version, and the summary names the challenger's."""
+    archive, output = tmp_path / "shadowed.parquet", tmp_path / "shadowed"
+    write_frame(generate(300, seed=4, labelled=False), str(archive))
+    result = invoke("label", "--model", f"models:/{NAME}@champion", "--shadow", f"models:/{NAME}@challenger",
+                    "--registry-uri", uri, "--input", archive, "--output", output, "--no-progress")
+    assert result.exit_code == 0, result.output
+    summary = json.load(open(output / "summary.json"))
+    assert summary["registry"]["alias"] == "champion" and summary["shadow"]["registry"]["alias"] == "challenger"
+    assert summary["shadow"]["model_version"] == version_of(challenger_dir) != summary["model_version"]
+    assert summary["shadow"]["rows"] == summary["predicted"] > 0
+    for kind, alias, version in (("predictions", "champion", model_dir), ("shadow", "challenger", challenger_dir)):
+        for path in glob.glob(str(output / f"{kind}-*.parquet")):
+            footer = json.loads(pq.read_schema(path).metadata[b"complaints.registry"])
+            assert footer["alias"] == alias and footer["model_version"] == version_of(version)
+
+
 def test_promote_moves_the_alias_says_who_held_it_and_moving_it_back_rolls_back(two_versions, model_dir,
                                                                                 retrained_model_dir):
     uri = two_versions
@@ -350,6 +372,7 @@ def test_a_real_mlflow_server_resolves_registers_and_is_followed_through_an_outa
         assert resolved.lineage["source"].startswith("mlflow-artifacts:")  # proxied by the server, not a path
         assert artifact.load(resolved.model_dir).version == version_of(retrained_model_dir)
         _served_by_mlflow_and_healed(uri, resolved, retrained_model_dir)
+        _shadow_night(uri, model_dir, retrained_model_dir, tmp_path)
         slot = _follow_through(uri, model_dir, retrained_model_dir)
         server.stop()
         before = telemetry.REGISTRY_UNREACHABLE._value.get()
