@@ -13,6 +13,14 @@ writes JSON.
 
 `late-ack-estimated` is the late-ack read with its polls split by Beam's batch-size
 estimator (the alternative to `pipelines.live.job.WHOLE_POLLS`), for the ratio.
+`late-ack-blackhole` is the late-ack read following `--watch-models models:/…@champion`
+every second on a registry that accepts connections and never answers (MLflow's own
+timeouts and retries): the look runs beside the job, so its latency should be
+late-ack's. `late-ack-shadow` is the late-ack read with a challenger (`--shadow`, a
+second model trained on other rows) scoring every message into the archive: its cost.
+
+    python -m benchmarks.stream_latency --reads late-ack,late-ack-blackhole,late-ack-shadow \
+        --out benchmarks/results/stream_latency_watch_shadow.json
 
 Beam's local reader pulls 10 messages per bundle and blocks in a 30 s pull when traffic
 stops, so its backlog is smaller (--beam-backlog) and unmeasured filler messages keep
@@ -45,6 +53,7 @@ from worker.transform import WorkerConfig
 PROJECT = "latency-bench"
 # late-ack-estimated: the late-ack read with Beam's batch-size estimator splitting its polls
 READS = ("late-ack", "late-ack-estimated", "beam")
+VARIANTS = ("late-ack-blackhole", "late-ack-shadow")  # on request (--reads): see the module's docstring
 
 
 def main() -> None:
@@ -60,11 +69,13 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/stream_latency.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # a JSON file: run one read, write its figures there
     parser.add_argument("--read", help=argparse.SUPPRESS)
+    parser.add_argument("--challenger", help="late-ack-shadow's second model (default: trained here on other rows)")
     args = parser.parse_args()
     if args.child:
         return _child(args)
 
     model_dir = args.model or _model(args.small)
+    challenger = args.challenger or (_model(args.small, extra_rows=1000) if "late-ack-shadow" in args.reads else "")
     results = []
     with pubsub_admin.emulator(PROJECT) as host:
         for read in args.reads.split(","):
@@ -72,7 +83,8 @@ def main() -> None:
                 subprocess.run([sys.executable, "-m", "benchmarks.stream_latency", "--child", figures.name,
                                 "--read", read, "--model", model_dir, "--backlog", str(args.backlog),
                                 "--beam-backlog", str(args.beam_backlog), "--rate", str(args.rate),
-                                "--seconds", str(args.seconds), "--grace", str(args.grace)],
+                                "--seconds", str(args.seconds), "--grace", str(args.grace),
+                                "--challenger", challenger],
                                env={**os.environ, "PUBSUB_EMULATOR_HOST": host}, check=True)
                 results.append(json.load(open(figures.name)))
     report = {"model": "small" if args.small else ("given" if args.model else "reference-sized"),
@@ -83,11 +95,12 @@ def main() -> None:
         json.dump(report, f, indent=2)
 
 
-def _model(small: bool) -> str:
+def _model(small: bool, extra_rows: int = 0) -> str:
+    """A model trained here; `extra_rows` more rows give other weights (the challenger)."""
     from benchmarks.throughput import build_model
 
     out = os.path.join(tempfile.mkdtemp(prefix="latency-"), "model")
-    build_model(out, rows=2000 if small else 20_000, small=small)
+    build_model(out, rows=(2000 if small else 20_000) + extra_rows, small=small)
     return out
 
 
@@ -108,7 +121,7 @@ def _child(args) -> None:
     read = args.read
     in_topic, in_sub = pubsub_admin.create_topic_with_subscription(PROJECT, f"{read}-in", f"{read}-in-sub")
     out_topic, out_sub = pubsub_admin.create_topic_with_subscription(PROJECT, f"{read}-out", f"{read}-out-sub")
-    _start_pipeline(read, args.model, in_sub, out_topic)
+    _start_pipeline(read, args.model, in_sub, out_topic, args.challenger)
     receiver = _Receiver(out_sub)
     filler = _Filler(in_topic) if read == "beam" else None
     receiver.expect({"warm-up"})
@@ -153,12 +166,16 @@ def _child(args) -> None:
 
     figures = {"read": read, "backlog": backlog, "steady": steady,
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if read == "late-ack-blackhole":
+        figures["registry_connections_unanswered"] = len(_HOLES)
     with open(args.child, "w") as f:
         json.dump(figures, f)
     os._exit(0)  # do not wait for the runner's threads
 
 
-def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: str) -> None:
+def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: str, challenger: str) -> None:
+    import dataclasses
+
     import apache_beam as beam
 
     from pipelines.live import job
@@ -167,17 +184,44 @@ def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: 
     from worker import transform
 
     transform.ComplaintModelHandler = _CountingHandler  # this child process's live edge builds the counting one
+    worker, shadow, archive = WorkerConfig(model_dir, max_batch_duration_secs=1), None, None
     if read == "late-ack-estimated":
-        job.WHOLE_POLLS, read = False, "late-ack"
-    config = StreamConfig(subscription=subscription, output_topic=output_topic, read=read,
-                          worker=WorkerConfig(model_dir, max_batch_duration_secs=1))
+        job.WHOLE_POLLS = False
+    elif read == "late-ack-blackhole":
+        worker = dataclasses.replace(worker, watch_models="models:/complaints@champion", watch_interval_secs=1,
+                                     registry_uri=f"http://127.0.0.1:{_black_hole()}")
+    elif read == "late-ack-shadow":
+        shadow, archive = dataclasses.replace(worker, model_dir=challenger), tempfile.mkdtemp(prefix="archive-")
+    read = "beam" if read == "beam" else "late-ack"
+    config = StreamConfig(subscription=subscription, output_topic=output_topic, read=read, worker=worker,
+                          archive_output=archive, window_seconds=3600)
     options, _ = stream_options([], read)
     p = beam.Pipeline(options=options)
-    build_stream(p, config)
+    build_stream(p, config, shadow)
     if read == "beam":
         p.run()  # the local streaming runner returns at once
     else:  # the FnApiRunner runs the endless read in this thread until stopped
         threading.Thread(target=lambda: p.run().wait_until_finish(), daemon=True).start()
+
+
+def _black_hole() -> int:
+    """A port that accepts connections and never reads or answers them; each one is kept (and counted in
+    `_HOLES`), so the figures show that the watch did ask."""
+    import socket
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+
+    def accept():
+        while True:
+            _HOLES.append(hole.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    return hole.getsockname()[1]
+
+
+_HOLES: list = []  # the black hole's accepted connections
 
 
 class _Receiver:

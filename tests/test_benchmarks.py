@@ -112,6 +112,32 @@ def test_stream_latency_benchmark_smoke(model_dir, tmp_path):
     assert reads["late-ack"]["backlog"]["max_batch_size"] >= 32  # bulk pulls fill whole batches
 
 
+def test_stream_latency_benchmark_with_a_black_holed_registry_and_a_challenger(model_dir, retrained_model_dir,
+                                                                              tmp_path):
+    out = tmp_path / "latency.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.stream_latency", "--model", model_dir, "--challenger",
+                    retrained_model_dir, "--reads", "late-ack-blackhole,late-ack-shadow", "--backlog", "200",
+                    "--rate", "10", "--seconds", "3", "--grace", "120", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    reads = {r["read"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(reads) == {"late-ack-blackhole", "late-ack-shadow"}
+    for figures in reads.values():  # every message answered while the registry never answered
+        assert figures["backlog"]["received"] == figures["backlog"]["messages"] == 200
+        assert figures["steady"]["received"] == figures["steady"]["messages"] == 30
+    assert reads["late-ack-blackhole"]["registry_connections_unanswered"] >= 1  # the watch did ask, and waits
+
+
+def test_shadow_cost_benchmark_smoke(tmp_path):
+    out = tmp_path / "shadow.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.shadow_cost", "--rows", "300", "--rounds", "1", "--small",
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    alone, shadowed = report["runs"]
+    assert (alone["variant"], shadowed["variant"]) == ("champion only", "with --shadow")
+    assert alone["agreement"] is None and 0 <= shadowed["agreement"] <= 1  # the challenger was paired row by row
+    assert report["summary"]["ratios"] == [round(alone["seconds"] / shadowed["seconds"], 3)]
+
+
 def test_linear_serving_benchmark_smoke(tmp_path):
     out = tmp_path / "linear.json"
     subprocess.run([sys.executable, "-m", "benchmarks.linear_serving", "--data", str(tmp_path / "absent.parquet"),
