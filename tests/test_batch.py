@@ -136,6 +136,10 @@ def test_multi_processing_direct_runner(model_dir, archive, labelled, tmp_path):
                   ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert summary["balanced"] and summary["rows_in"] == 3000
     pd.testing.assert_frame_equal(read_output(tmp_path / "mp")[0], read_output(labelled[0])[0])
+    # the workers are other processes: what they served came back with their batches, every row counted
+    served = summary["precision"]
+    assert served["served"] in ("fp32", "openvino-f32", "bf16", "openvino-bf16") and served["why"]
+    assert sum(served["rows_by_precision"].values()) == summary["predicted"]
 
 
 def _label(*args):

@@ -61,6 +61,7 @@ def test_the_nightly_job_on_dask_writes_what_the_local_runner_writes(model_dir, 
                   "confidence_histogram", "length_histogram"):
         assert our_summary[field] == their_summary[field], field
     assert our_summary["drift"]["signals"] == their_summary["drift"]["signals"]
+    assert sum(our_summary["precision"]["rows_by_precision"].values()) == our_summary["predicted"]  # from the workers
 
 
 def test_each_worker_process_loads_the_model_once(model_dir, archive, cluster, tmp_path):

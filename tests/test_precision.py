@@ -480,6 +480,7 @@ def test_the_nightly_job_the_live_job_and_predict_agree_at_a_lower_precision(mod
     expected = agree.nightly(model_dir, work, archive, ["--precision", at])
     summary = json.load(open(os.path.join(work, "labelled", "summary.json")))
     assert summary["precision"]["served"] == at and summary["precision"]["setting"] == at
+    assert summary["precision"]["rows_by_precision"] == {at: summary["predicted"]}
 
     agree.live(model_dir, archive, expected, at)
     answers = LocalClassifier(WorkerConfig(model_dir, precision=at)).classify(

@@ -88,6 +88,7 @@ class Classified:
     dead_rows: list[int]
     word_counts: tuple[np.ndarray, np.ndarray] | None  # (word ids, counts) of the predicted texts
     probabilities: np.ndarray | None = None  # every class's, per predicted row (`evaluate` scores them)
+    precision: dict | None = None  # how the serving model's precision was chosen (`ModelSlot`): it labelled these
 
 
 def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classified:
@@ -117,7 +118,7 @@ def classify(serving: ServingModel, rows: Rows, decoding: Decoding) -> Classifie
     if decoding.word_counts and texts:  # counted while serving, unless a batch had to be bisected
         histograms = [batch[4] for batch in served]
         words = _sparse(sum(histograms) if all(h is not None for h in histograms) else serving.word_counts(texts))
-    return Classified(table, chosen, letters, dead_rows, words, labelled_probabilities)
+    return Classified(table, chosen, letters, dead_rows, words, labelled_probabilities, serving.choice)
 
 
 def _explanations(serving: ServingModel, texts: list[str], outputs: prediction.BatchOutputs,

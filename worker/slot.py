@@ -1,8 +1,9 @@
 """The model slot: what one worker process serves, swapped in place when a newer model is accepted.
 
 It builds each `ServingModel` once per process (RunInference's shared handle alone
-would drop it) at the precision chosen for it, and keeps how it chose, so the nightly
-summary can say what was served.
+would drop it) at the precision chosen for it, and keeps how it chose on the model
+(`ServingModel.choice`): each batch it labels carries that choice to the run's figures
+(`worker.transform.SERVED`), so the nightly summary says what was served on any runner.
 """
 
 from __future__ import annotations
@@ -44,13 +45,6 @@ def loads() -> dict[str, int]:
 
 
 _KEPT_LOCK = threading.Lock()
-_CHOICES: dict[tuple, dict] = {}  # by (model version, setting): how this process chose (the nightly summary)
-
-
-def precision_choice(model_version: str, asked: PrecisionSetting) -> dict | None:
-    """How this process chose the precision it serves `model_version` at when `asked`, if it served it: on
-    the local runner the job's worker is this process, so the summary can say what was served and why."""
-    return _CHOICES.get((model_version, asked))
 
 
 class ModelSlot:
@@ -253,7 +247,6 @@ class ModelSlot:
         serving = built[chosen]
         serving.choice = {"setting": self.at.setting, "served": chosen, "why": why_served(why, chosen, rates),
                           "rows_per_second": rates or None, "measured_now": len(built) > 1}
-        _CHOICES[(loaded.version, self.at)] = serving.choice
         return serving
 
     def _build(self, loaded: artifact.Artifact, wanted: list[str], options: list[str],

@@ -25,6 +25,7 @@ from worker.handler import ComplaintModelHandler
 from worker.transform import (
     INVALID,
     PREDICTIONS,
+    SERVED,
     UNCLASSIFIED,
     WORD_COUNTS,
     SplitClassified,
@@ -96,7 +97,7 @@ class BatchValidRows(beam.DoFn):
 
 class ClassifyTables(beam.PTransform):
     """Input tables in; `{"predictions": tables, "Invalid": letters, "Unclassified": letters,
-    "word_counts": per-batch sparse word counts}` out."""
+    "word_counts": per-batch sparse word counts, "served": per-batch (precision choice, rows)}` out."""
 
     def __init__(self, config: WorkerConfig, schema: pa.Schema):
         super().__init__()
@@ -107,8 +108,8 @@ class ClassifyTables(beam.PTransform):
             BatchValidRows(self.config.max_batch_size, self.schema)).with_outputs(INVALID, main="rows")
         handler = ComplaintModelHandler(self.config, schema=self.schema, word_counts=True)
         classified = batched.rows | "RunInference" >> RunInference(handler, metrics_namespace=METRICS_NAMESPACE)
-        split = classified | "SplitClassified" >> beam.ParDo(SplitClassified()).with_outputs(
-            UNCLASSIFIED, WORD_COUNTS, main=PREDICTIONS)
-        return {PREDICTIONS: split[PREDICTIONS], WORD_COUNTS: split[WORD_COUNTS],
+        split = classified | "SplitClassified" >> beam.ParDo(SplitClassified(served=True)).with_outputs(
+            UNCLASSIFIED, WORD_COUNTS, SERVED, main=PREDICTIONS)
+        return {PREDICTIONS: split[PREDICTIONS], WORD_COUNTS: split[WORD_COUNTS], SERVED: split[SERVED],
                 INVALID: batched[INVALID], UNCLASSIFIED: split[UNCLASSIFIED]}
 

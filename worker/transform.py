@@ -12,6 +12,7 @@ in exactly one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -29,6 +30,7 @@ DEAD_LETTERS = "dead_letters"
 DEAD_LETTER_PARTS = ("Invalid", "Unclassified")  # records that fail validation; records inference gives no label
 INVALID, UNCLASSIFIED = DEAD_LETTER_PARTS
 WORD_COUNTS = "word_counts"  # per batch: (word ids, counts) of the texts classified, for the drift check
+SERVED = "served"  # per batch: (its precision choice as JSON, rows labelled), for the nightly summary
 
 
 def count_dead_letter(letter: dict) -> None:
@@ -62,8 +64,13 @@ def rows_of(valid: list[tuple[dict, str]]) -> Rows:
 class SplitClassified(beam.DoFn):
     """What the core made of a batch → its prediction table, its dead letters and (nightly) its word counts.
 
-    The one place both jobs count what they classified.
+    The one place both jobs count what they classified. With `served`, also which
+    precision labelled each batch's rows (`SERVED`): the choice travels with the rows to
+    the run's figures, from whichever worker made it, on any runner.
     """
+
+    def __init__(self, served: bool = False):
+        self.served = served
 
     def setup(self):
         self.classified = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "classified")
@@ -77,6 +84,9 @@ class SplitClassified(beam.DoFn):
             yield beam.pvalue.TaggedOutput(WORD_COUNTS, classified.word_counts)
         predictions = classified.predictions
         if predictions.num_rows:
+            if self.served and classified.precision is not None:
+                yield beam.pvalue.TaggedOutput(SERVED, (json.dumps(classified.precision, sort_keys=True),
+                                                        predictions.num_rows))
             self.classified.inc(predictions.num_rows)
             self.needs_review.inc(pc.sum(predictions.column("needs_review")).as_py() or 0)
             yield predictions

@@ -34,17 +34,15 @@ from pipelines.nightly.reading import (
     ReadComplaints,
     describe_skipped,
 )
-from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble
+from pipelines.nightly.summary import WORDS, ComputeRunStats, assemble, served
 from pipelines.options import BatchConfig, beam_options, create_local_locations
 from pipelines.plumbing import commit
 from pipelines.plumbing.hold import HoldLost, OutputLock, new_run_id, staging_alive
 from pipelines.sinks import DEAD_LETTERS, PREDICTIONS, SHADOW, Sink, settlers
 from pipelines.sinks.bigquery_tables import BigQueryTables, WarehouseBusy
 from worker import prediction
-from worker.precision_choice import PrecisionSetting
-from worker.slot import precision_choice
 from worker.tables import WORD_COUNTS, ClassifyTables
-from worker.transform import DEAD_LETTER_PARTS
+from worker.transform import DEAD_LETTER_PARTS, SERVED
 
 STATS_FILE = "_stats.json"
 log = logging.getLogger(__name__)
@@ -79,7 +77,8 @@ def build_batch(p: beam.Pipeline, config: BatchConfig, facts: RunFacts, staging:
     for sink in sinks if sinks is not None else batch_sinks(config, facts, staging):
         classified | type(sink).__name__ >> sink
     (
-        (tables, classified[PREDICTIONS], classified[DEAD_LETTERS], read[FILES], results[WORD_COUNTS])
+        (tables, classified[PREDICTIONS], classified[DEAD_LETTERS], read[FILES], results[WORD_COUNTS],
+         results[SERVED])
         | "RunStats" >> ComputeRunStats()
         | "WriteStats" >> beam.io.WriteToText(commit.join(staging, STATS_FILE), shard_name_template="")
     )
@@ -155,10 +154,7 @@ class Job:
                                  "text_column": self.config.text_column,
                                  "derive_missing_id": self.config.derive_missing_id}  # `review export` joins by it
             self._check_books(summary, stats)
-            asked = PrecisionSetting.of(facts.worker)
-            summary["precision"] = precision_choice(facts.metadata["model_version"], asked) or {
-                "setting": asked.setting, "served": None,
-                "why": "chosen by each worker process as it loads the model: see the workers' logs"}
+            summary["precision"] = served(stats, facts.worker.precision)
             summary["night"] = {"date": facts.night, "from": facts.night_from}
             if facts.review is not None:
                 summary["review"] = facts.review

@@ -88,6 +88,7 @@ class DeadLetterStats:
 
 ROWS_IN, PREDICTION, DEAD_LETTER, FILES = "rows_in", "predictions", "dead_letters", "files"
 WORDS = "words"  # word id → count over every classified text: the drift check's word signal
+SERVED = "served"  # precision choice (JSON) → rows it labelled (`worker.transform.SERVED`)
 
 
 def _files() -> dict:
@@ -107,7 +108,8 @@ class RunFigures:
 
     def create(self) -> dict:
         return {ROWS_IN: 0, PREDICTION: self.predictions.create_accumulator(),
-                DEAD_LETTER: self.dead_letters.create_accumulator(), FILES: _files(), WORDS: Counter()}
+                DEAD_LETTER: self.dead_letters.create_accumulator(), FILES: _files(), WORDS: Counter(),
+                SERVED: Counter()}
 
     def add(self, acc: dict, tag: str, value) -> dict:
         if tag == ROWS_IN:
@@ -117,6 +119,8 @@ class RunFigures:
         elif tag == WORDS:
             ids, counts = value
             acc[WORDS].update(dict(zip(ids.tolist(), counts.tolist(), strict=True)))
+        elif tag == SERVED:
+            acc[SERVED][value[0]] += value[1]
         elif tag == FILES:
             if value["skipped"]:
                 acc[FILES]["skipped"][value["skipped"]] += 1
@@ -134,17 +138,18 @@ class RunFigures:
             files["read"] += a[FILES]["read"]
             files["footer_rows"] += a[FILES]["footer_rows"]
             files["skipped"].update(a[FILES]["skipped"])
-        words = Counter()
+        words, served = Counter(), Counter()
         for a in accumulators:
             words.update(a[WORDS])
-        return {ROWS_IN: sum(a[ROWS_IN] for a in accumulators), FILES: files, WORDS: words,
+            served.update(a[SERVED])
+        return {ROWS_IN: sum(a[ROWS_IN] for a in accumulators), FILES: files, WORDS: words, SERVED: served,
                 PREDICTION: self.predictions.merge_accumulators([a[PREDICTION] for a in accumulators]),
                 DEAD_LETTER: self.dead_letters.merge_accumulators([a[DEAD_LETTER] for a in accumulators])}
 
     def extract(self, acc: dict) -> dict:
         words = sorted(acc[WORDS].items())
         return {ROWS_IN: acc[ROWS_IN], FILES: {**acc[FILES], "skipped": dict(acc[FILES]["skipped"])},
-                WORDS: {"ids": [i for i, _ in words], "counts": [c for _, c in words]},
+                WORDS: {"ids": [i for i, _ in words], "counts": [c for _, c in words]}, SERVED: dict(acc[SERVED]),
                 PREDICTION: self.predictions.extract_output(acc[PREDICTION]),
                 DEAD_LETTER: self.dead_letters.extract_output(acc[DEAD_LETTER])}
 
@@ -191,7 +196,8 @@ class MergeFigures(beam.CombineFn):
 
 
 class ComputeRunStats(beam.PTransform):
-    """(input tables, prediction tables, dead letters, files[, word counts]) → one JSON string of run figures.
+    """(input tables, prediction tables, dead letters, files[, word counts, precisions served]) → one JSON string
+    of run figures.
 
     Rows in are counted on the tables as read, independently of the outputs, so the
     books (rows in = predicted + dead-lettered) check the classification itself. One
@@ -201,14 +207,15 @@ class ComputeRunStats(beam.PTransform):
     """
 
     def expand(self, pcolls):
-        tables, predictions, dead_letters, files, *words = pcolls
+        tables, predictions, dead_letters, files, *batches = pcolls
         letters = dead_letters.items()  # {part: PCollection}: the parts are never flattened (worker.transform)
         partials = [
             tables | "FiguresIn" >> beam.ParDo(AccumulateFigures(ROWS_IN)),
             files | "FiguresFiles" >> beam.ParDo(AccumulateFigures(FILES)),
             predictions | "FiguresPredicted" >> beam.ParDo(AccumulateFigures(PREDICTION)),
             *(part | f"Figures{name}" >> beam.ParDo(AccumulateFigures(DEAD_LETTER)) for name, part in letters),
-            *(counts | "FiguresWords" >> beam.ParDo(AccumulateFigures(WORDS)) for counts in words),
+            *(part | f"Figures{tag.capitalize()}" >> beam.ParDo(AccumulateFigures(tag))
+              for tag, part in zip((WORDS, SERVED), batches, strict=False)),
         ]
         return (
             partials
@@ -216,6 +223,19 @@ class ComputeRunStats(beam.PTransform):
             | "Merge" >> beam.CombineGlobally(MergeFigures())
             | "ToJson" >> beam.Map(json.dumps, ensure_ascii=False)
         )
+
+
+def served(stats: dict, setting: str) -> dict:
+    """What labelled the night, from the batches themselves (`worker.transform.SERVED`): the choice that labelled
+    most rows, with how it was made, and the rows each precision labelled (several where workers chose
+    differently, on any runner)."""
+    choices = stats.get(SERVED) or {}
+    if not choices:
+        return {"setting": setting, "served": None, "why": "no row was labelled"}
+    rows: Counter[str] = Counter()
+    for choice, count in choices.items():
+        rows[str(json.loads(choice)["served"])] += count
+    return {**json.loads(max(choices, key=choices.get)), "setting": setting, "rows_by_precision": dict(rows)}
 
 
 def assemble(stats: dict, *, model_version: str, inputs: list[dict], output: str,
