@@ -237,19 +237,25 @@ def test_a_version_whose_tag_or_files_do_not_match_is_refused(two_versions, tmp_
 def test_a_registered_file_edited_or_added_after_registration_is_refused_naming_it(two_versions, tmp_path):
     """#53 item 2: every file is pinned by the version's files_sha256 tag, the layer config included (the
     model_version tag hashes weights, vocabulary, labels and locale only)."""
-    uri, mlflow = two_versions, client(two_versions)
-    stored = stored_dir(uri, "2")
-    pinned = json.loads(mlflow.get_model_version(NAME, "2").tags[registry.FILES_TAG])
+    _refuses_changed_registered_files(two_versions, stored_dir(two_versions, "2"))
+
+
+def _refuses_changed_registered_files(uri: str, stored: str) -> None:
+    pinned = json.loads(client(uri).get_model_version(NAME, "2").tags[registry.FILES_TAG])
     assert {artifact.MODEL_FILE, artifact.METADATA_FILE} <= set(pinned) and pinned == registry.file_digests(stored)
     with open(os.path.join(stored, "notes.txt"), "w") as f:
         f.write("added after registration")
     one_error(invoke("predict", "--model", f"models:/{NAME}/2", "--registry-uri", uri, "x"), "version 2",
               "notes.txt")
     os.remove(os.path.join(stored, "notes.txt"))
-    metadata = json.load(open(os.path.join(stored, artifact.METADATA_FILE), encoding="utf-8"))
+    path = os.path.join(stored, artifact.METADATA_FILE)
+    original = open(path, "rb").read()
+    metadata = json.loads(original)
     metadata["temperature"] = 0.5  # what a hand edit of the calibration would do
-    json.dump(metadata, open(os.path.join(stored, artifact.METADATA_FILE), "w", encoding="utf-8"))
+    json.dump(metadata, open(path, "w", encoding="utf-8"))
     one_error(invoke("predict", "--model", f"models:/{NAME}/2", "--registry-uri", uri, "x"), "metadata.json")
+    open(path, "wb").write(original)  # as registered again: served
+    assert invoke("predict", "--model", f"models:/{NAME}/2", "--registry-uri", uri, "x").exit_code == 0
 
 
 def test_a_registered_version_is_an_mlflow_model_whose_pyfunc_answers_as_predict_does(two_versions, monkeypatch):
@@ -373,6 +379,9 @@ def test_a_real_mlflow_server_resolves_registers_and_is_followed_through_an_outa
         assert artifact.load(resolved.model_dir).version == version_of(retrained_model_dir)
         _served_by_mlflow_and_healed(uri, resolved, retrained_model_dir)
         _shadow_night(uri, model_dir, retrained_model_dir, tmp_path)
+        os.environ[registry.CACHE_ENV] = str(tmp_path / "fresh-cache")  # restored by _own_cache's monkeypatch
+        _refuses_changed_registered_files(uri, server.stored("2"))
+        _restaged_on_a_changed_tag(uri, tmp_path)
         slot = _follow_through(uri, model_dir, retrained_model_dir)
         server.stop()
         before = telemetry.REGISTRY_UNREACHABLE._value.get()
@@ -426,13 +435,17 @@ def test_a_remote_runner_gets_a_staged_copy_and_never_the_launchers_disk(two_ver
 def test_a_changed_precision_record_is_staged_anew_for_remote_workers(two_versions, tmp_path):
     """#53 item 4: the staged copy follows the version's records; the workers never serve a precision the
     launcher's current record forbids."""
+    _restaged_on_a_changed_tag(two_versions, tmp_path)
+
+
+def _restaged_on_a_changed_tag(uri: str, tmp_path) -> None:
     from model import precision
 
-    resolved = registry.resolve(f"models:/{NAME}@champion", two_versions)
+    resolved = registry.resolve(f"models:/{NAME}@champion", uri)
     first = registry.stage(resolved.model_dir, str(tmp_path / "staging"), resolved.lineage)
     assert registry.stage(resolved.model_dir, str(tmp_path / "staging"), resolved.lineage) == first  # once
-    registry.record_measurements(resolved.lineage, {"bf16": {"agreement": 0.5, "allowed": False}}, two_versions)
-    again = registry.resolve(f"models:/{NAME}@champion", two_versions)
+    registry.record_measurements(resolved.lineage, {"bf16": {"agreement": 0.5, "allowed": False}}, uri)
+    again = registry.resolve(f"models:/{NAME}@champion", uri)
     second = registry.stage(again.model_dir, str(tmp_path / "staging"), again.lineage)
     assert second != first
     staged = artifact.read_metadata(second)[1][precision.RECORD_KEY]
