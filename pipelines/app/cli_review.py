@@ -96,21 +96,22 @@ def review_import(source: str | None, studio: str | None, project: str | None, t
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the correction rates as a PNG here.")
 @click.option("--disagreements", type=click.Path(dir_okay=False),
               help="Write every complaint the annotators disagree on, with each answer, as CSV here.")
-def review_report(corrections: str, nights: tuple[str, ...], plot: str | None, disagreements: str | None) -> None:
+def review_report_command(corrections: str, nights: tuple[str, ...], plot: str | None,
+                          disagreements: str | None) -> None:
     """How often reviewers corrected the model (per category and model version), its accuracy on reviewed rows,
     annotator agreement (Cohen's kappa) and the disagreements, from the answers alone."""
     from model.data import read_answers
-    from pipelines.app import review_report as report
+    from pipelines.app import review_report
 
     answers = read_answers(corrections)
-    figures = report.figures(answers, list(nights))
+    figures = review_report.figures(answers, list(nights))
     if figures.decided.empty:
         raise UserError(f"no reviewed complaint in {corrections}" + (f" from {', '.join(nights)}" if nights else "")
                         + ": import answers with `complaints review import` first, or check --output")
-    click.echo(report.text(figures))
+    click.echo(review_report.text(figures))
     if plot:
-        report.plot(figures, plot)
+        review_report.plot(figures, plot)
         click.echo(f"plot: {plot}")
     if disagreements:
-        report.write_disagreements(figures, disagreements, answers)
+        review_report.write_disagreements(figures, disagreements, answers)
         click.echo(f"disagreements: {disagreements}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from model import review_figures
 from model.corrections import kept
 from model.review_figures import ReviewFigures, accuracy
-from model.review_figures import figures as figures_of
 from pipelines.app.uploads import defused
 from pipelines.plumbing.night import normalised
 
@@ -20,7 +20,7 @@ def figures(answers: pd.DataFrame, nights: list[str] | None = None) -> ReviewFig
     """The figures over every answer, or only those from `nights` (each a night's --output, spelt any way)."""
     if nights:
         answers = answers[answers["night"].isin({normalised(n) for n in nights})]
-    return figures_of(answers)
+    return review_figures.figures(answers)
 
 
 def text(f: ReviewFigures, limit: int = 10) -> str:
