@@ -26,7 +26,6 @@ import re
 import shutil
 import tempfile
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from model import files
@@ -44,7 +43,7 @@ FILES_TAG = "files_sha256"  # on each registered version: {file of the model dir
 _COPY_KEYS = (LINEAGE_KEY, PRECISIONS_TAG)  # what a resolved copy adds to its metadata.json: not in the digest
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[^/@\s][^/@]*$")
+NAME_PATTERN = re.compile(r"^[^/@\s][^/@]*$")
 _HTTP_DEFAULTS = {  # a registry that is down answers in seconds, not after MLflow's 7 retries with backoff
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -70,13 +69,13 @@ class Reference:
         body = path[len(SCHEME):] if path.startswith(SCHEME) else ""
         if "@" in body and "/" not in body:
             name, alias = body.split("@", 1)
-            if _NAME.match(name) and re.fullmatch(r"[A-Za-z0-9_-]+", alias):
+            if NAME_PATTERN.match(name) and re.fullmatch(r"[A-Za-z0-9_-]+", alias):
                 return cls(name, alias=alias)
         elif body.count("/") == 1:
             name, version = body.split("/")
-            if _NAME.match(name) and version.isdigit() and int(version) > 0:
+            if NAME_PATTERN.match(name) and version.isdigit() and int(version) > 0:
                 return cls(name, version=str(int(version)))
-            if _NAME.match(name) and version and not version.isdigit():
+            if NAME_PATTERN.match(name) and version and not version.isdigit():
                 raise UserError(f"{path}: MLflow's stages (Staging, Production) are deprecated; name a version "
                                 f"(models:/{name}/3) or an alias (models:/{name}@champion)")
         raise UserError(f"{path!r} is not a registered model: write models:/NAME@ALIAS or models:/NAME/VERSION")
@@ -124,7 +123,8 @@ def shown(uri: str) -> str:
 _CLIENTS: dict[str, object] = {}  # one per registry and process: a SQL store checks its schema when opened
 
 
-def _client(uri: str):
+def mlflow_client(uri: str):
+    """One MLflow client per registry and process, its HTTP retries cut (a registry that is down answers fast)."""
     if uri in _CLIENTS:
         return _CLIENTS[uri]
     for name, value in _HTTP_DEFAULTS.items():
@@ -135,13 +135,13 @@ def _client(uri: str):
         raise UserError("models:/ paths and --register need MLflow: pip install 'complaints[registry]'") from None
     for noisy in ("alembic", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    with _answers(uri, "opening it"):
+    with answering(uri, "opening it"):
         client = _CLIENTS[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return client
 
 
 @contextlib.contextmanager
-def _answers(uri: str, what: str):
+def answering(uri: str, what: str):
     """MLflow's exceptions as one line: a name or version that does not exist is the user's to fix; anything
     else means the registry did not answer properly."""
     try:
@@ -159,8 +159,8 @@ def _answers(uri: str, what: str):
 
 def version_of(reference: Reference, uri: str):
     """The registry's record of the version `reference` names now (an alias read at this moment)."""
-    client = _client(uri)
-    with _answers(uri, f"{reference} in {shown(uri)}"):
+    client = mlflow_client(uri)
+    with answering(uri, f"{reference} in {shown(uri)}"):
         if reference.alias:
             return client.get_model_version_by_alias(reference.name, reference.alias)
         return client.get_model_version(reference.name, reference.version)
@@ -261,8 +261,8 @@ def _carry_measurements(target: str, tags: dict) -> None:
 def record_measurements(lineage: dict, records: dict, uri: str | None) -> None:
     """Keep `complaints precision`'s records with the registered version (its `precisions` tag)."""
     uri = registry_uri(uri)
-    with _answers(uri, f"tagging {lineage['name']} version {lineage['version']}"):
-        _client(uri).set_model_version_tag(lineage["name"], lineage["version"], PRECISIONS_TAG,
+    with answering(uri, f"tagging {lineage['name']} version {lineage['version']}"):
+        mlflow_client(uri).set_model_version_tag(lineage["name"], lineage["version"], PRECISIONS_TAG,
                                            json.dumps(records, sort_keys=True))
 
 
@@ -290,13 +290,13 @@ def _download(uri: str, reference: Reference, record, target: str, lineage: dict
     sees a whole checked copy or none."""
     from model import artifact
 
-    client = _client(uri)
+    client = mlflow_client(uri)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".download-", dir=os.path.dirname(target))
     try:
         import mlflow.artifacts
 
-        with _answers(uri, f"downloading {reference} (version {record.version}, {record.source})"):
+        with answering(uri, f"downloading {reference} (version {record.version}, {record.source})"):
             source = client.get_model_version_download_uri(reference.name, record.version)
             got = model_folder(
                 mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch, tracking_uri=uri))
@@ -364,132 +364,6 @@ def stage(model_dir: str, prefix: str, lineage: dict) -> str:
     if not files.exists(files.join(target, artifact.METADATA_FILE)):
         artifact.copy_directory(model_dir, target)
     return target
-
-
-def check_registration(name: str, alias: str | None, uri: str | None) -> str:
-    """Before training: the name, the alias and the registry are fit (an hour of training is not lost to a
-    typo or a registry that is down); returns the registry's URI."""
-    if not _NAME.match(name):
-        raise UserError(f"{name!r} cannot name a registered model (no '/', '@' or leading space)")
-    if alias is not None:
-        _check_alias(alias)
-    uri = registry_uri(uri)
-    client = _client(uri)
-    with _answers(uri, "reaching the registry"):
-        client.search_registered_models(max_results=1)
-    return uri
-
-
-def _check_alias(alias: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", alias) or alias.lower() == "latest" or re.fullmatch(r"v\d+", alias):
-        raise UserError(f"{alias!r} cannot be an alias: letters, digits, '_' and '-' only, and not 'latest' or "
-                        "v<number> (MLflow reserves them)")
-
-
-def register(model_dir: str, name: str, alias: str | None, uri: str | None, *, params: dict, metrics: dict,
-             reports: list[str], packaged: Callable[[str, str], None] | None = None) -> dict:
-    """Log a training run (parameters, test metrics, report files, the model directory) and register the
-    directory as a new version of `name`, tagged with its model_version and every file's sha256; `alias` then
-    points at it. `packaged(model_dir, path)` writes the directory as an MLflow Model at `path` (the worker's
-    python_function flavour), which is what is logged and registered when given."""
-    from model import artifact
-
-    uri = check_registration(name, alias, uri)
-    client = _client(uri)
-    _, metadata = artifact.read_metadata(model_dir)
-    with _answers(uri, f"registering {model_dir} as {name}"):
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            EXPERIMENT, artifact_location=_artifact_root(uri))
-        run = client.create_run(experiment_id, run_name=f"train {metadata['model_version']}",
-                                tags={VERSION_TAG: metadata["model_version"], **_source_commit()})
-        run_id = run.info.run_id
-        _log_training_data(client, run_id, metadata, params.get("data"))
-        for key, value in params.items():
-            client.log_param(run_id, key, str(value)[:6000])
-        for key, value in metrics.items():
-            client.log_metric(run_id, key, float(value))
-        with tempfile.TemporaryDirectory() as scratch:
-            logged = os.path.join(scratch, ARTIFACT_PATH) if packaged else model_dir
-            if packaged:
-                packaged(model_dir, logged)
-            client.log_artifacts(run_id, logged, ARTIFACT_PATH)
-        for report in reports:
-            client.log_artifact(run_id, report, "report")
-        client.set_terminated(run_id)
-        with contextlib.suppress(Exception):
-            client.create_registered_model(name)  # exists already: a new version of it
-        tags = {VERSION_TAG: metadata["model_version"],
-                FILES_TAG: json.dumps(file_digests(model_dir), sort_keys=True, separators=(",", ":"))}
-        version = client.create_model_version(name, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
-                                              run_id=run_id, tags=tags)
-        previous = _alias_holder(client, name, alias) if alias else None
-        if alias:
-            client.set_registered_model_alias(name, alias, version.version)
-    return {"registry": shown(uri), "name": name, "version": str(version.version), "alias": alias,
-            "previous": previous, "run_id": run_id, "model_version": metadata["model_version"]}
-
-
-def _source_commit() -> dict[str, str]:
-    """MLflow's `mlflow.source.git.commit` tag, where the project runs from a git checkout (the code that trained
-    the model); nothing where it does not (an installed wheel)."""
-    import subprocess
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"mlflow.source.git.commit": commit} if re.fullmatch(r"[0-9a-f]{40}", commit) else {}
-
-
-def _log_training_data(client, run_id: str, metadata: dict, data: str | None) -> None:
-    """The training data as the run's MLflow dataset input: where it came from, its rows and its content
-    fingerprint (the same `data_fingerprint` as the model's metadata), so the UI shows what a version learnt
-    from."""
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
-    training = metadata.get("training") or {}
-    source = data or ", ".join(training.get("files") or []) or "unknown"
-    dataset = Dataset(name="training data", digest=str(training.get("data_fingerprint", "unknown")),
-                      source_type="local", source=json.dumps({"uri": source}),
-                      profile=json.dumps({"num_rows": training.get("rows"), "split_rows": training.get("split_rows")}))
-    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])])
-
-
-def _artifact_root(uri: str) -> str | None:
-    """Where a new experiment keeps its artifacts: beside a SQLite registry's file (MLflow's default is
-    ./mlruns in whatever folder the command ran in); a server decides for itself."""
-    if uri.startswith("sqlite:///"):
-        database = uri[len("sqlite:///"):]
-        return "file://" + os.path.join(os.path.dirname(os.path.abspath(database)), "mlartifacts")
-    return None
-
-
-def _alias_holder(client, name: str, alias: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except Exception as exc:
-        if getattr(exc, "error_code", None) in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
-            return None
-        raise
-
-
-def promote(name: str, version: str, alias: str, uri: str | None) -> str | None:
-    """Point `alias` at `version` of `name`; returns the version that held it before (None if it was free).
-    Moving it back is the rollback."""
-    _check_alias(alias)
-    uri = registry_uri(uri)
-    client = _client(uri)
-    with _answers(uri, f"{SCHEME}{name}/{version} in {shown(uri)}"):
-        record = client.get_model_version(name, version)
-        if not (record.tags or {}).get(VERSION_TAG):
-            raise UserError(f"{SCHEME}{name}/{version} has no {VERSION_TAG} tag, so no job would serve it: register "
-                            "models with `complaints train --register`")
-        previous = _alias_holder(client, name, alias)
-        client.set_registered_model_alias(name, alias, version)
-    return previous
 
 
 def lineage_json(metadata: dict) -> str | None:

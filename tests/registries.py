@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from model import registry
+from model import registration, registry
 from pipelines.app.pubsub_admin import free_port
 from tests import tool_envs
 
@@ -23,7 +23,7 @@ def register(uri: str, model_dir: str, name: str = "complaints", alias: str | No
     """Register `model_dir` as the next version of `name` the way `train --register` does; its number."""
     from worker import pyfunc
 
-    return registry.register(model_dir, name, alias, uri, params={"test": True}, metrics={}, reports=[],
+    return registration.register(model_dir, name, alias, uri, params={"test": True}, metrics={}, reports=[],
                              packaged=pyfunc.save)["version"]
 
 

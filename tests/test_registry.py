@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from model import artifact, registry
+from model import artifact, registration, registry
 from model.errors import UserError
 from model.sample import generate
 from pipelines.app.cli import cli
@@ -353,9 +353,9 @@ def _follow_through(uri: str, model_dir: str, retrained_model_dir: str):
 
     slot = ModelSlot(registry.resolve(f"models:/{NAME}@champion", uri).model_dir, xla=False)
     assert not slot.follow(f"models:/{NAME}@champion", uri)  # already serving the version it points at
-    registry.promote(NAME, "2", "champion", uri)
+    registration.promote(NAME, "2", "champion", uri)
     assert slot.follow(f"models:/{NAME}@champion", uri) and slot.current.version == version_of(retrained_model_dir)
-    registry.promote(NAME, "1", "champion", uri)
+    registration.promote(NAME, "1", "champion", uri)
     assert slot.follow(f"models:/{NAME}@champion", uri) and slot.current.version == version_of(model_dir)
     return slot
 
@@ -391,7 +391,7 @@ def test_a_real_mlflow_server_resolves_registers_and_is_followed_through_an_outa
         one_error(invoke("predict", "--model", f"models:/{NAME}@champion", "--registry-uri", uri, "x"),
                   "did not answer")
         server.start()  # back, with the same store
-        registry.promote(NAME, "2", "champion", uri)
+        registration.promote(NAME, "2", "champion", uri)
         assert slot.follow(f"models:/{NAME}@champion", uri)
         assert slot.current.version == version_of(retrained_model_dir)
     finally:
@@ -468,7 +468,7 @@ def test_an_alias_moved_during_a_night_leaves_the_night_on_the_version_it_starte
         while not glob.glob(str(output / ".staging-*")):
             assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()
             time.sleep(0.05)
-        registry.promote(NAME, "2", "champion", two_versions)  # while the night works
+        registration.promote(NAME, "2", "champion", two_versions)  # while the night works
         assert process.wait(timeout=300) == 0, process.stdout.read().decode()
     finally:
         if process.poll() is None:

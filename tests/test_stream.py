@@ -432,7 +432,7 @@ def test_the_live_job_follows_a_registry_alias_and_a_rollback_moves_it_back(
     metrics say which registered version serves. (With --explain-all, every answer says why: issue #43.)"""
     import urllib.request
 
-    from model import artifact, registry
+    from model import artifact, registration, registry
     from tests.registries import register, sqlite_uri
 
     monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "resolved"))  # the child inherits it
@@ -466,14 +466,14 @@ def test_the_live_job_follows_a_registry_alias_and_a_rollback_moves_it_back(
         assert set(_versions(outputs, first)) == {loaded.version}
         explained = [outputs.by_message[m][0].get("explanation") for m in first]  # issue #43, on the live job
         assert all(isinstance(e, list) and len(e) <= 2 for e in explained) and any(explained)
-        registry.promote("complaints", "2", "champion", uri)
+        registration.promote("complaints", "2", "champion", uri)
         serves(retrained)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
             metrics = answer.read().decode()
         served = [line for line in metrics.splitlines() if line.startswith("complaints_served_model{")]
         assert len(served) == 1 and f'model_version="{retrained}"' in served[0] and 'version="2"' in served[0]
         assert 'alias="champion"' in served[0] and 'name="complaints"' in served[0]
-        registry.promote("complaints", "1", "champion", uri)  # the rollback
+        registration.promote("complaints", "1", "champion", uri)  # the rollback
         serves(loaded.version)
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -92,7 +92,7 @@ def train(data: str, text_column: str, label_column: str, out_dir: str, max_rows
     if alias and not register_as:
         raise UserError("--alias names an alias of the registered model: give --register NAME too")
     if register_as:
-        from model.registry import check_registration
+        from model.registration import check_registration
 
         registry_uri = check_registration(register_as, alias, registry_uri)  # before the hours of training
     click.echo(train_and_report(data, text_column, label_column, out_dir, network, config, max_rows, corrections))
@@ -353,10 +353,10 @@ def register_command(model_dir: str, name: str, alias: str | None, data: str | N
 def promote(name: str, version: int, alias: str, registry_uri: str | None) -> None:
     """Point ALIAS of the registered model NAME at --version: jobs that load models:/NAME@ALIAS serve it from
     their next start (the live job with --watch-models, within its interval). Moving it back is the rollback."""
-    from model import registry
+    from model import registration
     from model.registry import SCHEME
 
-    previous = registry.promote(name, str(version), alias, registry_uri)
+    previous = registration.promote(name, str(version), alias, registry_uri)
     held = f"it was version {previous}" if previous else "it was free"
     click.echo(f"{SCHEME}{name}@{alias} → version {version} ({held})")
 

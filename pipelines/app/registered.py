@@ -12,7 +12,7 @@ import inspect
 import sys
 from collections.abc import Callable
 
-from model import registry
+from model import registration, registry
 from model.errors import UserError
 
 MODEL_PARAMS = ("model_dir", "models", "shadow")  # --model, once or several times; --shadow
@@ -63,7 +63,7 @@ def register_trained(model_dir: str, name: str, alias: str | None, uri: str, tra
     reports = sorted(glob.glob(os.path.join(model_dir, "report", "*")))
     from worker import pyfunc
 
-    done = registry.register(model_dir, name, alias, uri, params=training, metrics=metrics, reports=reports,
+    done = registration.register(model_dir, name, alias, uri, params=training, metrics=metrics, reports=reports,
                              packaged=pyfunc.save)
     moved = ""
     if alias:
