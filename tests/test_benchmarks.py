@@ -275,3 +275,29 @@ def test_review_loop_benchmark_smoke(tmp_path):
     assert all(0 <= row[s]["mean"] <= 1 for row in report["curve"] for s in ("least certain", "random"))
     assert set(report["reviewed_rows_per_accuracy_point"]) == {"least certain", "random"}
     assert (tmp_path / "loop.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pretrained_benchmark_pairs_every_variant_on_the_same_folds_and_applies_the_rule(tmp_path):
+    """Generated rows in the shared data's layout: every variant, the distilled table and the encoder run, and the
+    decision follows from the table the run wrote (the rule, not a fixed answer)."""
+    from benchmarks.pretrained import decide
+    from model.sample import generate
+
+    for name, seed in (("sikayetvar_belediye_tr", 1), ("cfpb_narratives_en", 2)):
+        (tmp_path / name).mkdir()
+        frame = generate(1500, seed=seed)
+        frame = frame[frame["category"].isin(frame["category"].value_counts().index[:4])].iloc[:300]
+        frame.iloc[:240].to_parquet(tmp_path / name / "train.parquet")  # 4 classes: enough rows for inner folds
+        frame.iloc[240:].to_parquet(tmp_path / name / "test.parquet")
+    out = tmp_path / "pretrained.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.pretrained", "--shared", str(tmp_path), "--repeats", "1",
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    for data in report["datasets"].values():
+        assert data["rows"] == 300 and data["costs"]["static_words"] > 100 and data["costs"]["e5_texts_per_s"] > 0
+        variants = data["variants"]
+        assert set(variants) == {"svm", "svm+static", "svm+e5", "static", "linear"}
+        assert all(v["folds"] == 5 and 0 < v["accuracy"] <= 1 for v in variants.values())
+        assert variants["svm"]["accuracy_vs_svm"] == 0 and variants["svm+e5"]["texts_per_s"] is None
+    assert report["decision"] == decide(report["datasets"]) and "svm" not in report["decision"]
+    assert not report["decision"]["svm+e5"]["kept"]  # encoder-bound: under 1,000 texts/s whatever its accuracy
