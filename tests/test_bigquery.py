@@ -726,11 +726,12 @@ def test_a_warehouse_that_stops_answering_fails_the_night_within_its_deadline(em
 
 
 def test_a_busy_warehouse_keeps_the_labelled_night_for_complaints_commit(emulator, archive, table, tmp_path,
-                                                                          monkeypatch):
+                                                                          monkeypatch, retrained_model_dir):
     """Item 7: the swap aborted for concurrent transactions on the table past --bigquery-busy-wait-secs. Which
     transaction BigQuery aborts is its choice, so the abort is injected here: the job BigQuery answers with
     BigQuery's own conflict message. Both stores stay yesterday's, the error line gives `complaints commit`,
-    and that command commits the night as labelled (no labelling again) once the table is free."""
+    and that command commits the night as labelled (no labelling again) once the table is free, its challenger's
+    verdicts (`--shadow`) with it."""
     output = str(tmp_path / "night")
     assert label(archive, output, table).exit_code == 0
     before, run_before = state(emulator, table), success_run(output)
@@ -744,7 +745,7 @@ def test_a_busy_warehouse_keeps_the_labelled_night_for_complaints_commit(emulato
         return real(client, sql, job_id, *args, **kwargs)
 
     monkeypatch.setattr(bigquery, "run_job", busy)
-    result = label(archive, output, table, "--bigquery-busy-wait-secs", "1")
+    result = label(archive, output, table, "--bigquery-busy-wait-secs", "1", "--shadow", retrained_model_dir)
     assert result.exit_code == 2 and len(tries) >= 2, result.output  # waited its turn, with jitter
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and f"complaints commit --output {output}" in errors[0], result.output
@@ -762,6 +763,9 @@ def test_a_busy_warehouse_keeps_the_labelled_night_for_complaints_commit(emulato
     assert success_run(output) == run_id and sorted(n for n in os.listdir(output) if n.startswith(
         "predictions-")) == labelled
     assert set(rows(emulator, table)["run_id"]) == {run_id}
+    shadow = parquet(output, "shadow-")  # the kept night's challenger rows, committed with it in both stores
+    assert len(shadow) == json.load(open(os.path.join(output, "summary.json")))["shadow"]["rows"] > 0
+    assert set(rows(emulator, table.shadow)["run_id"]) == {run_id} and len(rows(emulator, table.shadow)) == len(shadow)
     assert [n for n in os.listdir(output) if n.startswith(".")] == []
     one_error(invoke("commit", "--output", output), "no night waiting")
 

@@ -73,7 +73,7 @@ def commit_later(output: str, stale_secs: float) -> dict:
     from pipelines.plumbing.hold import OutputLock, new_run_id, staging_alive
     from pipelines.sinks import settlers
     from pipelines.sinks.bigquery_tables import BigQueryTables, Warehouse
-    from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES
+    from pipelines.sinks.parquet_files import NIGHTLY_FILES
 
     waiting = found(output)
     if not waiting:
@@ -95,7 +95,7 @@ def commit_later(output: str, stale_secs: float) -> dict:
                             "labelled the night kept staged: it is moot and was removed")
 
         def steps(transaction: commit.Commit) -> dict:
-            transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES))
+            transaction.publish(NIGHTLY_FILES)
             sink.commit(transaction)
             return transaction.finish(summary, settlers())
 

@@ -46,6 +46,7 @@ from worker.records import DEAD_LETTER_SCHEMA
 PREDICTION_FILES = "predictions-*.parquet"
 DEAD_LETTER_FILES = "dead_letters-*.parquet"
 SHADOW_FILES = "shadow-*.parquet"
+NIGHTLY_FILES = (PREDICTION_FILES, DEAD_LETTER_FILES, SHADOW_FILES)  # what a night publishes, whatever it staged
 OUTPUT_KIND = b"complaints.output"  # footer metadata key: b"predictions" or b"dead_letters"
 REGISTRY_KEY = b"complaints.registry"  # footer metadata key: the registry lineage (JSON), for models:/ models
 LETTER_TABLE_ROWS = 10_000
@@ -147,7 +148,7 @@ class ParquetFiles(Sink):
 
     def commit(self, transaction) -> None:
         if self.window_seconds is None:
-            transaction.publish((PREDICTION_FILES, DEAD_LETTER_FILES, SHADOW_FILES))
+            transaction.publish(NIGHTLY_FILES)
 
 
 def matches(name: str, pattern: str) -> bool:
