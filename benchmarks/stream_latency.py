@@ -179,6 +179,7 @@ def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: 
     import apache_beam as beam
 
     from pipelines.live import job
+    from pipelines.live.facts import LiveFacts
     from pipelines.live.job import build_stream
     from pipelines.options import StreamConfig, stream_options
     from worker import transform
@@ -197,7 +198,7 @@ def _start_pipeline(read: str, model_dir: str, subscription: str, output_topic: 
                           archive_output=archive, window_seconds=3600)
     options, _ = stream_options([], read)
     p = beam.Pipeline(options=options)
-    build_stream(p, config, shadow)
+    build_stream(p, config, LiveFacts(config.read, config.worker, shadow))
     if read == "beam":
         p.run()  # the local streaming runner returns at once
     else:  # the FnApiRunner runs the endless read in this thread until stopped

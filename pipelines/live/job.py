@@ -35,6 +35,7 @@ from model import artifact
 from model.errors import UserError
 from pipelines import remote
 from pipelines.errors import JobFailed, cause
+from pipelines.live.facts import LiveFacts
 from pipelines.live.local_read import AcknowledgeLeased, ReadLeasedMessages
 from pipelines.live.outputs import stream_sinks
 from pipelines.options import LATE_ACK, StreamConfig, create_local_locations, stream_options, template_only
@@ -42,7 +43,6 @@ from pipelines.plumbing import lease
 from pipelines.plumbing.codec import DecodeMessages
 from pipelines.served_model import challenger, served_from
 from pipelines.sinks import DEAD_LETTERS, SHADOW
-from worker.config import WorkerConfig
 from worker.defaults import METRICS_NAMESPACE
 from worker.precision_choice import PrecisionSetting, candidates
 from worker.transform import DEAD_LETTER_PARTS, PREDICTIONS, ClassifyComplaints
@@ -55,14 +55,16 @@ log = logging.getLogger(__name__)
 WHOLE_POLLS = True
 
 
-def build_stream(p: beam.Pipeline, config: StreamConfig, shadow: WorkerConfig | None = None) -> dict:
-    """Wire read → decode → classify → the config's sinks (`pipelines.live.outputs.stream_sinks`), for `config.read`.
+def build_stream(p: beam.Pipeline, config: StreamConfig, facts: LiveFacts | None = None) -> dict:
+    """Wire read → decode → classify → the config's sinks (`pipelines.live.outputs.stream_sinks`), for the read and
+    the models `facts` name (default: the config's own).
 
-    `shadow`: the challenger (`--shadow`), which classifies the same records beside the
+    A challenger (`facts.shadow`, `--shadow`) classifies the same records beside the
     champion; only the Parquet archive keeps its verdicts, and no acknowledgement waits
     for them."""
-    late_ack = config.read == LATE_ACK
-    worker = config.worker
+    facts = facts or LiveFacts.as_typed(config)
+    late_ack = facts.read == LATE_ACK
+    worker, shadow = facts.worker, facts.shadow
     if late_ack:
         messages = p | "ReadMessages" >> ReadLeasedMessages(
             config.subscription, config.lease, worker.min_batch_size, worker.max_batch_size,
@@ -79,7 +81,7 @@ def build_stream(p: beam.Pipeline, config: StreamConfig, shadow: WorkerConfig | 
         shadow = dataclasses.replace(shadow, max_batch_duration_secs=worker.max_batch_duration_secs)
         classified[SHADOW] = (decoded.records | "Shadow" >> ClassifyComplaints(
             shadow, whole_bundles=late_ack and WHOLE_POLLS))[PREDICTIONS]
-    for sink in stream_sinks(config, shadow):
+    for sink in stream_sinks(config, facts):
         answers = classified | type(sink).__name__ >> sink
         if late_ack:  # the source acknowledges what a sink confirmed, each answer in its own (fused) step
             for n, answered in enumerate(answers):
@@ -100,17 +102,17 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
     check_names(config)
     options, read = stream_options(beam_args, config.read)
     create_local_locations(options)
-    config = dataclasses.replace(config, read=read, worker=served_from(config.worker, loaded.metadata, options))
     if config.shadow and not config.archive_output:
         raise UserError("--shadow keeps the challenger's verdicts under --archive-output (never on the output "
                         "topic): give --archive-output too")
     shadow, note = challenger(config.worker, config.shadow, loaded.version, options)
     if note and "not_scored" in note:
         log.warning("--shadow %s is not scored: %s", config.shadow, note["not_scored"])
+    facts = LiveFacts(read, served_from(config.worker, loaded.metadata, options), shadow)
     p = test_pipeline or beam.Pipeline(options=options)
     if read == LATE_ACK:
-        return _run_late_ack(p, config, shadow)
-    build_stream(p, config, shadow)
+        return _run_late_ack(p, config, facts)
+    build_stream(p, config, facts)
     try:
         result = p.run()
         if template_only(options):
@@ -122,9 +124,9 @@ def run(config: StreamConfig, beam_args: list[str] | None = None, test_pipeline:
     return result
 
 
-def _run_late_ack(p: beam.Pipeline, config: StreamConfig, shadow: WorkerConfig | None) -> dict:
+def _run_late_ack(p: beam.Pipeline, config: StreamConfig, facts: LiveFacts) -> dict:
     lease.check_exists(config.subscription, [t for t in (config.output_topic, config.dead_letter_topic) if t])
-    build_stream(p, config, shadow)
+    build_stream(p, config, facts)
     server = None
     if config.metrics_port:
         from pipelines.live.metrics import MetricsServer
