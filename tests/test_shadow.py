@@ -119,6 +119,8 @@ def test_a_challenger_scores_the_night_beside_the_champion_and_never_into_its_pr
     assert not glob.glob(os.path.join(output, "shadow-*.parquet"))  # a night without a challenger has none
     assert "shadow" not in json.load(open(os.path.join(output, "summary.json")))
     one_error(invoke("compare", "--night", output), "no shadow", "--shadow")
+    one_error(invoke("compare", "--model", model_dir, "--model", retrained_model_dir, "--corrections",
+                     tmp_path / "answers.parquet"), "--corrections is read with --night")
 
 
 def test_a_challenger_that_is_the_champion_is_not_scored_twice_and_the_night_goes_on(night, model_dir, tmp_path):

@@ -156,6 +156,9 @@ def compare(models: tuple[str, ...], data: str | None, text_column: str, label_c
             raise UserError("--night compares the night's own champion and challenger: leave out --model and --data")
         click.echo(run_night_compare(night, corrections, report_dir)[1])
         return
+    if corrections:
+        raise UserError("--corrections is read with --night (a shadowed night's reviewed rows); with --model, give "
+                        "the labelled rows as --data")
     if len(models) != 2 or not data:
         raise UserError(f"compare takes exactly two models (--model A --model B) and --data, or --night OUTPUT; got "
                         f"{len(models)} models{'' if data else ' and no --data'}")

@@ -79,7 +79,7 @@ def decide(config: BatchConfig, options) -> RunFacts:
     worker = served_from(config.worker, metadata, options)
     if total_rows is not None and total_rows < config.xla_min_rows:
         worker = replace(worker, xla=False)  # a small archive: the compile would cost more than it saves
-    shadow, shadow_note = challenger(config.worker, config.shadow, metadata["model_version"], options)
+    shadow, shadow_note = challenger(worker, config.shadow, metadata["model_version"], options)  # batched alike
     review, reviewed = _reviews(config.corrections, output)
     return RunFacts(output, date, night_from, metadata, worker, fields, inputs, total_rows, expected, skipped,
                     config.progress and is_local(options), building, review, shadow, shadow_note, reviewed)
