@@ -16,12 +16,11 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks.labelling import label_run
 
 
 def main() -> None:
@@ -40,22 +39,10 @@ def main() -> None:
     rows = []
     for name, flags in (("none", []), ("--explain 3", ["--explain", "3"]),
                         ("--explain 3 --explain-all", ["--explain", "3", "--explain-all"])):
-        output = os.path.join(work, "out-" + name.replace(" ", "").replace("-", ""))
-        started = time.perf_counter()
-        command = [os.path.join(os.path.dirname(sys.executable), "complaints"), "label", "--model", model,
-                   "--input", archive, "--output", output, "--no-progress", *flags]
-        process = subprocess.Popen(command,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        if status != 0:
-            raise SystemExit(f"{name}: label failed:\n{process.stderr.read()[-2000:]}")
-        with open(os.path.join(output, "summary.json")) as f:
-            summary = json.load(f)
-        rows.append({"variant": name, "rows": args.rows, "seconds": round(seconds, 1),
-                     "rows_per_second": round(args.rows / seconds, 1),
-                     "peak_rss_mb": round(usage.ru_maxrss / 1024),
-                     "needs_review_share": round(summary["needs_review_share"], 3)})
+        run = label_run(model, archive, os.path.join(work, "out-" + name.replace(" ", "").replace("-", "")), flags)
+        rows.append({"variant": name, "rows": args.rows, "seconds": round(run["seconds"], 1),
+                     "rows_per_second": round(args.rows / run["seconds"], 1), "peak_rss_mb": run["peak_rss_mb"],
+                     "needs_review_share": round(run["summary"]["needs_review_share"], 3)})
     base = rows[0]["seconds"]
     print(f"{'variant':27} {'rows':>7} {'seconds':>8} {'rows/s':>8} {'× none':>7} {'peak RSS MB':>11} {'review':>7}")
     for r in rows:

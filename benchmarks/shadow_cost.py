@@ -16,12 +16,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks.labelling import label_run
 
 
 def main() -> None:
@@ -51,20 +50,9 @@ def main() -> None:
 
 
 def _label(model: str, archive: str, work: str, flags: list[str], rows: int) -> dict:
-    output = tempfile.mkdtemp(prefix="out-", dir=work)
-    command = [os.path.join(os.path.dirname(sys.executable), "complaints"), "label", "--model", model, "--input",
-               archive, "--output", output, "--no-progress", *flags]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"label {' '.join(flags)} failed:\n{process.stderr.read()[-2000:]}")
-    with open(os.path.join(output, "summary.json")) as f:
-        summary = json.load(f)
-    shadow = summary.get("shadow") or {}
-    return {"seconds": round(seconds, 1), "rows_per_second": round(rows / seconds, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024), "agreement": shadow.get("agreement")}
+    run = label_run(model, archive, tempfile.mkdtemp(prefix="out-", dir=work), flags)
+    return {"seconds": round(run["seconds"], 1), "rows_per_second": round(rows / run["seconds"], 1),
+            "peak_rss_mb": run["peak_rss_mb"], "agreement": (run["summary"].get("shadow") or {}).get("agreement")}
 
 
 def _table(runs: list[dict]) -> dict:
