@@ -78,6 +78,12 @@ def resolved(answers: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def of_night(decided: pd.DataFrame, night: str) -> pd.DataFrame:
+    """The decided category of each reviewed complaint of one night (`resolved`'s rows; `night`: its normalised
+    --output): what a shadowed night's two models are judged against."""
+    return decided.loc[decided["night"] == night, ["id", "category"]]
+
+
 def _decided(group: pd.DataFrame) -> dict:
     newest = group.iloc[-1]  # `kept` leaves them oldest first
     truth = group[group["ground_truth"]]

@@ -64,7 +64,7 @@ def run_compare(model_a: str, model_b: str, data: str, text_column: str, label_c
 def run_night_compare(output: str, corrections: str | None, report_dir: str | None) -> tuple[dict, str]:
     """A committed night's champion against its `--shadow` challenger, from the night's own files
     (`pipelines.nightly.shadow`): with review answers for that night, on the reviewed rows as well."""
-    from model.corrections import resolved
+    from model.corrections import of_night, resolved
     from model.data import read_answers
     from pipelines.nightly import shadow
     from pipelines.plumbing import commit, night
@@ -78,17 +78,10 @@ def run_night_compare(output: str, corrections: str | None, report_dir: str | No
     both, left_out = shadow.paired(output)
     if both.empty:
         raise UserError(f"{output}'s shadow files hold no row the champion labelled too: nothing to compare")
-    a = (both["label_a"].tolist(), both["confidence_a"].to_numpy(float))
-    b = (both["label_b"].tolist(), both["confidence_b"].to_numpy(float))
-    result = compare.unlabelled(a, b)
-    if corrections:
-        decided = resolved(read_answers(corrections))
-        rows = both.merge(decided[decided["night"] == output][["id", "category"]].drop_duplicates("id"), on="id")
-        if not rows.empty:
-            result = {**compare.labelled(rows["category"].tolist(),
-                                         (rows["label_a"].tolist(), rows["confidence_a"].to_numpy(float)),
-                                         (rows["label_b"].tolist(), rows["confidence_b"].to_numpy(float))),
-                      "unlabelled": result}
+    result = compare.unlabelled(*shadow.sides(both))
+    judged = shadow.judged(both, of_night(resolved(read_answers(corrections)), output)) if corrections else None
+    if judged is not None:
+        result = {**judged, "unlabelled": result}
     result.update({"model_a": {"dir": "champion", "version": str(both["model_version_a"].iloc[0])},
                    "model_b": {"dir": scored.get("model_dir", "challenger"),
                                "version": str(both["model_version_b"].iloc[0])},

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from model import artifact
-from model.corrections import resolved
+from model.corrections import of_night, resolved
 from model.data import read_answers
 from model.errors import UserError
 from model.review_figures import figures, section
@@ -91,7 +91,7 @@ def _reviews(corrections: str | None, output: str) -> tuple[dict | None, pd.Data
         return None, None
     answers = read_answers(corrections)
     decided = resolved(answers)
-    return section(figures(answers)), decided[decided["night"] == output][["id", "category"]]
+    return section(figures(answers)), of_night(decided, output)
 
 
 def preflight(config: BatchConfig, output: str) -> tuple[list, dict[str, int], dict, TableSession | None, tuple]:

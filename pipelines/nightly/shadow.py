@@ -48,15 +48,19 @@ def paired(folder: str) -> tuple[pd.DataFrame, dict]:
     return both.reset_index(drop=True), left_out
 
 
+def sides(rows: pd.DataFrame) -> tuple[tuple, tuple]:
+    """(the champion's, the challenger's) (labels, confidences) of paired rows, as `model.compare` takes them."""
+    return ((rows["label_a"].tolist(), rows["confidence_a"].to_numpy(float)),
+            (rows["label_b"].tolist(), rows["confidence_b"].to_numpy(float)))
+
+
 def section(folder: str, truth: pd.DataFrame | None = None) -> dict:
     """The night's `shadow` summary: agreement, the commonest flips, the confidence shift, and with `truth`
     (`id, category` of reviewed rows of this night) each model's accuracy on those rows."""
     both, left_out = paired(folder)
     if both.empty:
         return {"rows": 0, "left_out": left_out}
-    a = (both["label_a"].tolist(), both["confidence_a"].to_numpy(float))
-    b = (both["label_b"].tolist(), both["confidence_b"].to_numpy(float))
-    unlabelled = compare.unlabelled(a, b)
+    unlabelled = compare.unlabelled(*sides(both))
     shifts = both["confidence_b"].to_numpy(float) - both["confidence_a"].to_numpy(float)
     result = {
         "model_version": str(both["model_version_b"].iloc[0]),
@@ -79,16 +83,22 @@ def _flipped_from(both: pd.DataFrame) -> dict:
             for name, n, share in zip(grouped.size().index, grouped.size(), grouped.mean(), strict=True)}
 
 
-def reviewed(both: pd.DataFrame, truth: pd.DataFrame | None) -> dict | None:
-    """Each model's accuracy on the paired rows that people reviewed, with the paired interval and McNemar's test
-    (`model.compare.labelled`); None without reviewed rows."""
+def judged(both: pd.DataFrame, truth: pd.DataFrame | None) -> dict | None:
+    """Champion (a) and challenger (b) against the reviewed category of the paired rows people reviewed
+    (`model.compare.labelled`: both models' figures, the paired intervals, McNemar); None without such rows."""
     if truth is None or truth.empty:
         return None
     rows = both.merge(truth[["id", "category"]].drop_duplicates("id"), on="id")
     if rows.empty:
         return None
-    result = compare.labelled(rows["category"].tolist(), (rows["label_a"].tolist(), rows["confidence_a"].to_numpy()),
-                              (rows["label_b"].tolist(), rows["confidence_b"].to_numpy()))
+    return compare.labelled(rows["category"].tolist(), *sides(rows))
+
+
+def reviewed(both: pd.DataFrame, truth: pd.DataFrame | None) -> dict | None:
+    """Each model's accuracy on the reviewed rows, for the summary (`judged`, in short); None without them."""
+    result = judged(both, truth)
+    if result is None:
+        return None
     return {"rows": result["rows"], "champion_accuracy": result["a"]["accuracy"],
             "challenger_accuracy": result["b"]["accuracy"], "difference": result["difference"]["accuracy"],
             "mcnemar_p": result["mcnemar"]["p_value"]}
