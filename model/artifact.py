@@ -25,7 +25,7 @@ import tensorflow as tf
 
 import model.linear  # registers SublinearTfIdf for loading
 import model.text  # noqa: F401  (registers the standardisation functions for loading)
-from model import files, safety
+from model import files, pretrained, safety  # pretrained: registers E5Embedding for loading
 from model.errors import UserError
 
 FORMAT_VERSION = 1
@@ -70,6 +70,8 @@ def model_version(model: keras.Model, labels: list[str], locale: str) -> str:
     for layer in _walk(model):
         if isinstance(layer, keras.layers.TextVectorization):
             digest.update("\n".join(layer.get_vocabulary()).encode("utf-8"))
+        if isinstance(layer, pretrained.E5Embedding):  # the encoder's weights are not the model's
+            digest.update(layer.encoder.encode("ascii"))
     digest.update(json.dumps(labels, ensure_ascii=False).encode("utf-8"))
     digest.update(locale.encode("utf-8"))
     return digest.hexdigest()[:12]
@@ -177,6 +179,7 @@ def load(directory: str) -> Artifact:
     key = cache_key(directory)
     if key is not None and key in _LOADED:
         return _LOADED[key]
+    pretrained.check(directory, metadata)
     data = safety.checked_model_bytes(join(directory, MODEL_FILE))  # before Keras parses anything in it
     local = files.private_copy(data, suffix=".keras")  # Keras reads a local .keras file: these very bytes
     try:

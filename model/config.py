@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 LOCALES = ("tr", "unicode")
 DEFAULT_LOCALE = "tr"
-ARCHITECTURES = ("bilstm", "linear", "auto")
+ARCHITECTURES = ("bilstm", "linear", "e5-linear", "auto")
+LINEAR_KINDS = ("linear", "e5-linear")  # fitted by `model.linear`
 FINAL_FITS = ("train", "train+validation", "all")
 
 
@@ -63,6 +64,7 @@ class LinearConfig:
     tol: float = 1e-4  # L-BFGS stops when no gradient component exceeds this (scikit-learn's default)
     patience: int = 10  # ... or when the validation loss has not improved for this many iterations
     locale: str = DEFAULT_LOCALE
+    encoder: bool = False  # e5-linear: the pretrained encoder's embedding beside the TF-IDF (model.pretrained)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "char_ngrams": list(self.char_ngrams)}
@@ -84,8 +86,9 @@ class TrainConfig:
     learning_rate: float = field(default=1e-3, metadata={"low": 0, "help": "BiLSTM only."})
     verbose: int = 1
     architecture: str = field(default="bilstm", metadata={
-        "choices": ARCHITECTURES, "help": "bilstm: the reference; linear: TF-IDF word+character n-grams; auto: "
-        "both, the better by validation macro-F1."})
+        "choices": ARCHITECTURES, "help": "bilstm: the reference; linear: TF-IDF word+character n-grams; "
+        "e5-linear: linear plus a pretrained encoder (the pretrained extra; 5-30 texts/s, for small nights); "
+        "auto: bilstm and linear, the better by validation macro-F1."})
     calibrate: bool = field(default=True, metadata={
         "help": "Fit a temperature on the validation split so confidences match accuracy."})
     calibration_folds: int = 5  # linear only: out-of-fold training predictions join the calibration set

@@ -19,6 +19,7 @@ vocabulary, word n-grams scored 0.66 with Keras' `tf_idf` and 0.80 with (1 + log
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -26,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from model import softmax
+from model import pretrained, softmax
 from model.config import LinearConfig
 from model.data import shuffled_classes
 from model.progress import Phases
@@ -91,12 +92,16 @@ def _text_chunks(texts: list[str]) -> tf.data.Dataset:
                                               tf.zeros([0], tf.string)).batch(CHUNK_ROWS)
 
 
-def _features_model(vectorizers, weightings) -> keras.Model:
+def _features_model(vectorizers, weightings, encoder: keras.layers.Layer | None = None) -> keras.Model:
+    """Strings → the TF-IDF rows (sparse), and with `encoder` also the texts' e5 embeddings (dense): two
+    outputs, as a sparse and a dense block do not concatenate into one tensor."""
     inputs = keras.Input(shape=(), dtype="string", name="text")
     # Unit length per block (inside SublinearTfIdf), as scikit-learn's TfidfVectorizer
     # gives: without it long complaints dominate the logits.
     blocks = [weighting(vectorizer(inputs)) for vectorizer, weighting in zip(vectorizers, weightings, strict=True)]
     features = keras.layers.Concatenate(name="tfidf")(blocks)
+    if encoder is not None:
+        return keras.Model(inputs, [features, encoder(inputs)], name="tfidf_e5_features")
     return keras.Model(inputs, features, name="tfidf_features")
 
 
@@ -115,7 +120,7 @@ def build_features(config: LinearConfig, train_texts: list[str], sparse: bool = 
 
 
 def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[str], sparse: bool = True,
-              phases: Phases | None = None):
+              phases: Phases | None = None, embed: Callable[[list[str]], np.ndarray] | None = None):
     """Adapt the features on the training texts → (strings → TF-IDF model, CSR rows of train + other texts).
 
     The matrix is what the model computes, built in one pass of the vectorisers over
@@ -124,6 +129,9 @@ def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[st
     (float32 values, int32 columns) at once, and the TF-IDF weighting is applied in
     place. At 388,000 rows that is ~2 GB where float64 values and TensorFlow's int64
     (row, column) pairs would take ~6 GB.
+
+    With `config.encoder`, each row's e5 embedding (`embed`, the encoder unless a benchmark
+    hands in vectors it computed once) follows its TF-IDF columns, dense.
     """
     phases = phases or Phases(enabled=False)
     vectorizers = _vectorizers(config, sparse)
@@ -139,7 +147,14 @@ def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[st
             weighting.set_document_frequencies(frequency[low:high], len(train_texts))
         idf = np.concatenate([weighting.idf.numpy() for weighting in weightings])
         weigh_in_place(counts, idf, widths[0])
-    return _features_model(vectorizers, weightings), counts
+    if not config.encoder:
+        return _features_model(vectorizers, weightings), counts
+    from scipy import sparse as scipy_sparse
+
+    with phases.phase("encoding with e5 (the pretrained encoder)", f"{len(train_texts) + len(other_texts):,} rows"):
+        vectors = (embed or pretrained.embed)(train_texts + other_texts)
+    rows = scipy_sparse.hstack([counts, scipy_sparse.csr_matrix(vectors)], format="csr", dtype=np.float32)
+    return _features_model(vectorizers, weightings, pretrained.layer()), rows
 
 
 def _blocks(widths: list[int]) -> list[tuple[int, int]]:
@@ -288,9 +303,17 @@ class LinearFit:
 
 def _classifier(features: keras.Model, kernel: np.ndarray, bias: np.ndarray) -> keras.Model:
     logits = keras.layers.Dense(kernel.shape[1], name="logits")
-    outputs = logits(features.output)
-    logits.set_weights([kernel, bias])
-    return keras.Model(features.input, outputs, name="linear_classifier")
+    if len(features.outputs) == 1:
+        outputs = logits(features.output)
+        logits.set_weights([kernel, bias])
+        return keras.Model(features.input, outputs, name="linear_classifier")
+    tfidf, vectors = features.outputs  # the kernel's rows: TF-IDF columns, then the embedding's
+    from_vectors = keras.layers.Dense(kernel.shape[1], use_bias=False, name="e5_logits")
+    outputs = keras.layers.Add(name="summed_logits")([logits(tfidf), from_vectors(vectors)])
+    width = kernel.shape[0] - pretrained.DIMENSIONS
+    logits.set_weights([kernel[:width], bias])
+    from_vectors.set_weights([kernel[width:]])
+    return keras.Model(features.input, outputs, name="e5_linear_classifier")
 
 
 @dataclass(frozen=True)
@@ -304,7 +327,7 @@ class OtherRows:
 
 def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, n_classes: int, seed: int,
                  calibration_folds: int = 0, sparse: bool = True, phases: Phases | None = None,
-                 other: OtherRows | None = None) -> LinearFit:
+                 other: OtherRows | None = None, embed: Callable[[list[str]], np.ndarray] | None = None) -> LinearFit:
     """Fit features and softmax layer on the training texts.
 
     The `other` rows get TF-IDF rows in the same pass, with the training texts'
@@ -316,7 +339,7 @@ def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, 
     phases = phases or Phases(enabled=False)
     other = other or OtherRows([])
     validation_label_ids = other.validation_label_ids
-    features, x = featurise(config, texts, other.texts, sparse, phases)
+    features, x = featurise(config, texts, other.texts, sparse, phases, embed)
     train_x = softmax.row_view(x, 0, len(texts))
     validation = None
     if validation_label_ids is not None and len(validation_label_ids):

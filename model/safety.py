@@ -28,15 +28,17 @@ MAX_METADATA_BYTES = 64 << 20  # the drift baseline lives here
 MAX_CONFIG_BYTES = 16 << 20  # config.json inside model.keras (the vocabulary is stored beside it, as assets)
 
 # (module, class name) of everything the project's architectures put in a config (model/architecture.py,
-# model/linear.py, model/calibration.py): the BiLSTM, the linear TF-IDF model, the temperature.
+# model/linear.py, model/pretrained.py, model/calibration.py): the BiLSTM, the linear TF-IDF model (with or
+# without the e5 encoder), the temperature.
 ALLOWED = {
     *(("keras.layers", name) for name in (
         "InputLayer", "TextVectorization", "Embedding", "Bidirectional", "LSTM", "Dropout", "Dense",
-        "GlobalMaxPooling1D", "Softmax", "Rescaling", "Concatenate")),
+        "GlobalMaxPooling1D", "Softmax", "Rescaling", "Concatenate", "Add")),
     *(("keras.initializers", name) for name in ("GlorotUniform", "Orthogonal", "RandomUniform", "Zeros", "Ones")),
     ("keras", "DTypePolicy"),
     ("keras.src.models.functional", "Functional"),
     ("model.linear", "SublinearTfIdf"),
+    ("model.pretrained", "E5Embedding"),
 }
 PACKAGE = "complaints"  # the project's `keras.saving.register_keras_serializable` package
 ALLOWED_FUNCTIONS = {f"{PACKAGE}>standardize_turkish", f"{PACKAGE}>standardize_unicode"}

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from model import agreement, artifact, evaluate, precision, reference
+from model import agreement, artifact, evaluate, precision, pretrained, reference
 from model.architecture import build, end_to_end, numeric_core
 from model.calibration import (
     ENOUGH_VALIDATION_ROWS,
@@ -25,7 +25,7 @@ from model.calibration import (
     negative_log_likelihood,
     softmax,
 )
-from model.config import ARCHITECTURES, FINAL_FITS, ArchitectureConfig, LinearConfig, TrainConfig
+from model.config import ARCHITECTURES, FINAL_FITS, LINEAR_KINDS, ArchitectureConfig, LinearConfig, TrainConfig
 from model.data import LabelledData, Split, fingerprint, stratified_split
 from model.errors import UserError
 from model.linear import LinearFit, OtherRows, refit_linear, train_linear
@@ -138,7 +138,8 @@ def _fit(kind: str, texts: np.ndarray, label_ids: np.ndarray, split, n_classes: 
     architecture, linear, config, phases = settings.architecture, settings.linear, settings.config, settings.phases
     keras.utils.set_random_seed(config.seed)
     train_texts = texts[split.train]
-    if kind == "linear":
+    if kind in LINEAR_KINDS:
+        linear = replace(linear, encoder=kind == "e5-linear")
         small = needs_out_of_fold(len(split.validation))  # too few validation rows to calibrate or stop on alone
         folds = config.calibration_folds if config.calibrate and small else 0
         other = [texts[part] for part in _refit_parts(split, config.final_fit)[1:]] or [texts[split.validation]]
@@ -146,9 +147,10 @@ def _fit(kind: str, texts: np.ndarray, label_ids: np.ndarray, split, n_classes: 
                            phases=phases, other=OtherRows(np.concatenate(other).tolist(),
                                                           None if small else label_ids[split.validation]))
         if config.verbose:
-            print(f"linear: softmax over {fit.facts['features']:,} TF-IDF features fitted in "
+            print(f"{kind}: softmax over {fit.facts['features']:,} features fitted in "
                   f"{fit.facts['iterations']} L-BFGS iterations{'' if fit.facts['converged'] else ' (not converged)'}")
-        facts = {"name": "linear", **linear.to_dict(), **fit.facts, "vocabulary_size": fit.facts["features"]}
+        facts = {"name": kind, **linear.to_dict(), **fit.facts, "vocabulary_size": fit.facts["features"],
+                 **({"encoder": pretrained.facts()} if linear.encoder else {})}
         return Fitted(fit.model, {}, facts, fit.out_of_fold, fit)
     vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
     validating = refit_epochs is None
@@ -202,7 +204,7 @@ def _refit(kind: str, fitted: Fitted, texts: np.ndarray, label_ids: np.ndarray, 
     if config.verbose:
         print(f"refitting {kind} on {config.final_fit} ({len(rows):,} rows)"
               + (f" for {best_epoch} epoch(s)" if kind == "bilstm" else ""))
-    if kind == "linear":
+    if kind in LINEAR_KINDS:
         refitted, facts = refit_linear(fitted.linear, label_ids[rows], n_classes, settings.linear, config.seed,
                                        settings.phases)
         return refitted, {"fitted_on": config.final_fit, "rows": len(rows), "epochs": None,
@@ -228,6 +230,8 @@ def _label_ids(data: LabelledData, config: TrainConfig) -> tuple[list[str], np.n
     """The sorted categories and each row's id among them; one line for a config or data that cannot train."""
     if config.architecture not in ARCHITECTURES:
         raise UserError(f"unknown architecture {config.architecture!r}: use one of {', '.join(ARCHITECTURES)}")
+    if config.architecture == "e5-linear":
+        pretrained.fingerprint()  # one line now, not after the vocabularies, if the encoder is not installed
     if config.final_fit not in FINAL_FITS:
         raise UserError(f"unknown final fit {config.final_fit!r}: use one of {', '.join(FINAL_FITS)}")
     labels = sorted(set(data.labels.tolist()))

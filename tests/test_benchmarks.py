@@ -296,8 +296,23 @@ def test_pretrained_benchmark_pairs_every_variant_on_the_same_folds_and_applies_
     for data in report["datasets"].values():
         assert data["rows"] == 300 and data["costs"]["static_words"] > 100 and data["costs"]["e5_texts_per_s"] > 0
         variants = data["variants"]
-        assert set(variants) == {"svm", "svm+static", "svm+e5", "static", "linear"}
+        assert set(variants) == {"svm", "svm+static", "svm+e5", "static", "linear", "e5-linear"}
+        assert 0 < variants["e5-linear"]["texts_per_s"]  # measured through the served model, with the encoder
         assert all(v["folds"] == 5 and 0 < v["accuracy"] <= 1 for v in variants.values())
         assert variants["svm"]["accuracy_vs_svm"] == 0 and variants["svm+e5"]["texts_per_s"] is None
     assert report["decision"] == decide(report["datasets"]) and "svm" not in report["decision"]
     assert not report["decision"]["svm+e5"]["kept"]  # encoder-bound: under 1,000 texts/s whatever its accuracy
+
+
+def test_e5_night_benchmark_runs_both_nightly_jobs_and_compares_them(tmp_path):
+    from model.sample import generate
+
+    frame = generate(400, seed=3)
+    frame.iloc[:300].to_parquet(tmp_path / "train.parquet")
+    frame.iloc[300:].to_parquet(tmp_path / "test.parquet")
+    out = tmp_path / "e5_night.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.e5_night", "--dataset", str(tmp_path), "--rows", "150",
+                    "--rounds", "1", "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert set(report["runs"]) == {"linear", "e5-linear"}
+    assert all(len(runs) == 1 and runs[0]["rows_per_s"] > 0 for runs in report["runs"].values())

@@ -86,7 +86,16 @@ def save(model_dir: str, path: str) -> None:
         path, loader_module=__name__, data_path=model_dir,
         code_paths=[os.path.dirname(model.__file__), os.path.dirname(worker.__file__)],
         signature=ModelSignature(inputs=Schema([ColSpec("string", "text")]), outputs=outputs),
-        input_example=pd.DataFrame({"text": EXAMPLE}), pip_requirements=pinned())
+        input_example=pd.DataFrame({"text": EXAMPLE}), pip_requirements=pinned() + encoder_requirement(model_dir))
+
+
+def encoder_requirement(model_dir: str) -> list[str]:
+    """An e5-linear model also needs its pretrained encoder, at the version it was trained with."""
+    from model import artifact
+
+    _, metadata = artifact.read_metadata(model_dir)
+    encoder = (metadata.get("architecture") or {}).get("encoder")
+    return [encoder["requirement"]] if encoder else []
 
 
 def pinned() -> list[str]:
