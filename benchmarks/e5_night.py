@@ -5,7 +5,7 @@ as `complaints train` would), then each labels the same archive (that dataset's
 test.parquet texts, repeated to `--rows`) in a `complaints label` process of its own
 (Beam's DirectRunner, the batched core, the staged commit), alternating for `--rounds`
 rounds so drift in the machine's speed falls on both. The table gives rows per second,
-peak RSS, and the hours a 400,000-row night would take at that rate.
+peak RSS, and the hours a 400,000-row night would take at that rate; training's seconds too.
 
     python -m benchmarks.e5_night --rows 2000 --out benchmarks/results/e5_night.json
 """
@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -42,7 +43,12 @@ def main() -> None:
     from benchmarks.throughput import _cpu_model
 
     work = tempfile.mkdtemp(prefix="e5-night-")
-    models = {name: _trained(args, os.path.join(work, name), name) for name in ARCHITECTURES}
+    training_seconds = {}
+    for name in ARCHITECTURES:
+        started = time.perf_counter()
+        _trained(args, os.path.join(work, name), name)
+        training_seconds[name] = round(time.perf_counter() - started, 1)
+    models = {name: os.path.join(work, name) for name in ARCHITECTURES}
     texts = pd.read_parquet(os.path.join(args.dataset, "test.parquet"), columns=["text"])["text"].tolist()
     archive = os.path.join(work, "archive.parquet")
     repeated = (texts * (args.rows // len(texts) + 1))[: args.rows]
@@ -53,7 +59,7 @@ def main() -> None:
             run = label_run(models[name], archive, os.path.join(work, f"out-{name}-{round_}"), [])
             runs[name].append({"rows_per_s": args.rows / run["seconds"], "peak_rss_mb": run["peak_rss_mb"]})
     report = {"cpu": _cpu_model(), "cores": os.cpu_count(), "rows": args.rows, "rounds": args.rounds,
-              "dataset": os.path.basename(args.dataset.rstrip("/")), "runs": runs,
+              "dataset": os.path.basename(args.dataset.rstrip("/")), "runs": runs, "training_seconds": training_seconds,
               "median_rows_per_s": {n: statistics.median(r["rows_per_s"] for r in runs[n]) for n in ARCHITECTURES}}
     _print(report)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
@@ -85,7 +91,8 @@ def _print(report: dict) -> None:
         each = ", ".join(f"{r['rows_per_s']:,.1f}" for r in report["runs"][name])
         rss = max(r["peak_rss_mb"] for r in report["runs"][name])
         print(f"{name:10} {rates[name]:16,.1f} {each:>22} {rss:12,} {NIGHT / rates[name] / 3600:9.1f}h")
-    print(f"e5-linear / linear: {rates['e5-linear'] / rates['linear']:.3f}×")
+    print(f"e5-linear / linear: {rates['e5-linear'] / rates['linear']:.3f}×; training seconds: "
+          f"{report['training_seconds']}")
 
 
 if __name__ == "__main__":

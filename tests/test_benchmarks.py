@@ -316,3 +316,22 @@ def test_e5_night_benchmark_runs_both_nightly_jobs_and_compares_them(tmp_path):
     report = json.loads(out.read_text())
     assert set(report["runs"]) == {"linear", "e5-linear"}
     assert all(len(runs) == 1 and runs[0]["rows_per_s"] > 0 for runs in report["runs"].values())
+    assert set(report["training_seconds"]) == {"linear", "e5-linear"}
+
+
+def test_bilstm_init_benchmark_pairs_both_starts_on_the_same_folds(tmp_path):
+    from model.sample import generate
+
+    (tmp_path / "sikayetvar_belediye_tr").mkdir()
+    frame = generate(400, seed=4)
+    frame.iloc[:300].to_parquet(tmp_path / "sikayetvar_belediye_tr" / "train.parquet")
+    frame.iloc[300:].to_parquet(tmp_path / "sikayetvar_belediye_tr" / "test.parquet")
+    out = tmp_path / "bilstm_init.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.bilstm_init", "--shared", str(tmp_path), "--datasets",
+                    "sikayetvar_belediye_tr", "--small", "--epochs", "1", "--out", str(out)], check=True,
+                   capture_output=True, timeout=600)
+    data = json.loads(out.read_text())["datasets"]["sikayetvar_belediye_tr"]
+    assert data["rows"] == 400 and data["words"] > 100
+    assert set(data["variants"]) == {"bilstm", "bilstm+e5 init"}
+    assert all(v["folds"] == 5 and 0 <= v["accuracy"] <= 1 for v in data["variants"].values())
+    assert data["variants"]["bilstm"]["accuracy_vs_bilstm"] == 0  # the paired anchor is the plain BiLSTM
