@@ -98,7 +98,7 @@ def save(directory: str, model: keras.Model, labels: list[str], metadata: dict,
         **metadata,
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
-    local_model = directory if "://" not in directory else None
+    local_model = directory if not files.remote(directory) else None
     if local_model is not None:
         model.save(join(directory, MODEL_FILE))
     else:  # Keras writes .keras files locally; copy up to remote filesystems.
@@ -232,7 +232,7 @@ def complete_directories(pattern: str) -> list[str]:
 def _linked(directory: str) -> bool:
     """A local model directory reached through a symbolic link (itself or one of its files) is passed
     over: the watched folder is what the operator vouches for, not wherever a link points."""
-    if "://" in directory:
+    if files.remote(directory):
         return False  # object stores have no links
     links = [p for p in [directory, *(join(directory, n) for n in REQUIRED_FILES)] if os.path.islink(p)]
     if links:

@@ -19,7 +19,6 @@ vocabulary, word n-grams scored 0.66 with Keras' `tf_idf` and 0.80 with (1 + log
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -120,7 +119,7 @@ def build_features(config: LinearConfig, train_texts: list[str], sparse: bool = 
 
 
 def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[str], sparse: bool = True,
-              phases: Phases | None = None, embed: Callable[[list[str]], np.ndarray] | None = None):
+              phases: Phases | None = None):
     """Adapt the features on the training texts → (strings → TF-IDF model, CSR rows of train + other texts).
 
     The matrix is what the model computes, built in one pass of the vectorisers over
@@ -130,8 +129,7 @@ def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[st
     place. At 388,000 rows that is ~2 GB where float64 values and TensorFlow's int64
     (row, column) pairs would take ~6 GB.
 
-    With `config.encoder`, each row's e5 embedding (`embed`, the encoder unless a benchmark
-    hands in vectors it computed once) follows its TF-IDF columns, dense.
+    With `config.encoder`, each row's e5 embedding follows its TF-IDF columns, dense.
     """
     phases = phases or Phases(enabled=False)
     vectorizers = _vectorizers(config, sparse)
@@ -152,7 +150,7 @@ def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[st
     from scipy import sparse as scipy_sparse
 
     with phases.phase("encoding with e5 (the pretrained encoder)", f"{len(train_texts) + len(other_texts):,} rows"):
-        vectors = (embed or pretrained.embed)(train_texts + other_texts)
+        vectors = pretrained.embed(train_texts + other_texts)
     rows = scipy_sparse.hstack([counts, scipy_sparse.csr_matrix(vectors)], format="csr", dtype=np.float32)
     return _features_model(vectorizers, weightings, pretrained.layer()), rows
 
@@ -327,7 +325,7 @@ class OtherRows:
 
 def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, n_classes: int, seed: int,
                  calibration_folds: int = 0, sparse: bool = True, phases: Phases | None = None,
-                 other: OtherRows | None = None, embed: Callable[[list[str]], np.ndarray] | None = None) -> LinearFit:
+                 other: OtherRows | None = None) -> LinearFit:
     """Fit features and softmax layer on the training texts.
 
     The `other` rows get TF-IDF rows in the same pass, with the training texts'
@@ -339,7 +337,7 @@ def train_linear(config: LinearConfig, texts: list[str], label_ids: np.ndarray, 
     phases = phases or Phases(enabled=False)
     other = other or OtherRows([])
     validation_label_ids = other.validation_label_ids
-    features, x = featurise(config, texts, other.texts, sparse, phases, embed)
+    features, x = featurise(config, texts, other.texts, sparse, phases)
     train_x = softmax.row_view(x, 0, len(texts))
     validation = None
     if validation_label_ids is not None and len(validation_label_ids):

@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
+from model import files
 from model.errors import UserError
 from pipelines.config import BEAM_READ, LATE_ACK, BatchConfig, StreamConfig
 
@@ -121,7 +122,7 @@ def create_local_locations(options: PipelineOptions) -> None:
 
     cloud = options.view_as(GoogleCloudOptions)
     for location in (cloud.temp_location, cloud.staging_location):
-        if location and "://" not in location:
+        if location and not files.remote(location):
             os.makedirs(location, exist_ok=True)
 
 

@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from model import registry
+from model import files, registry
 from model.errors import UserError
 from pipelines import remote
 from pipelines.errors import JobFailed, cause
@@ -272,7 +272,7 @@ class Job:
 
 def _remove_if_empty(folder: str) -> None:
     """A failed first run leaves no output folder behind (local paths; object stores have no folders)."""
-    if "://" not in folder:
+    if not files.remote(folder):
         try:
             os.rmdir(folder)
         except OSError:

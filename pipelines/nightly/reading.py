@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
+from model import files
 from model.errors import UserError
 
 
@@ -129,7 +130,7 @@ class InputSpec:
 
 
 def _is_directory(path: str) -> bool:
-    if "://" not in path:
+    if not files.remote(path):
         return os.path.isdir(path)
     try:
         return bool(FileSystems.match([path.rstrip("/") + "/**"], limits=[1])[0].metadata_list)
@@ -138,7 +139,7 @@ def _is_directory(path: str) -> bool:
 
 
 def _under(path: str, folder: str) -> bool:
-    if "://" not in path and "://" not in folder:
+    if not files.remote(path) and not files.remote(folder):
         path, folder = os.path.abspath(path), os.path.abspath(folder)
     return path.rstrip("/").startswith(folder.rstrip("/") + "/")
 

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 from apache_beam.io.filesystems import FileSystems
 
+from model import files
 from model.errors import UserError
 from pipelines.plumbing import journal
 
@@ -143,7 +144,7 @@ def clear_leftovers(output: str, keep: str, alive: Callable[[str], bool] = lambd
     the output has no `_SUCCESS` (it may hold the only copy of a night), nor a night kept
     staged for `complaints commit` (`PENDING`)."""
     prefixes = (".staging-", ".replaced-")
-    if "://" not in output:  # local folders, empty ones too
+    if not files.remote(output):  # local folders, empty ones too
         found = [join(output, name) for name in os.listdir(output) if name.startswith(prefixes)]
     else:  # object stores list objects, not folders
         matches = FileSystems.match([join(output, prefix + "*/**") for prefix in prefixes])

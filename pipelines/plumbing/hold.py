@@ -46,6 +46,7 @@ import time
 import uuid
 from dataclasses import replace
 
+from model import files
 from model.errors import UserError
 from pipelines.plumbing.holder import (
     ALIVE,
@@ -59,7 +60,6 @@ from pipelines.plumbing.holder import (
     holder_at,
     holder_in,
     is_gcs,
-    is_local,
     lost_message,
     now,
     precondition_failed,
@@ -109,7 +109,7 @@ class OutputLock:
 
     def acquire(self) -> OutputLock:
         try:
-            if is_local(self.output):
+            if not files.remote(self.output):
                 self._acquire_local()
             elif is_gcs(self.output):
                 self._acquire_gcs()
@@ -120,7 +120,7 @@ class OutputLock:
         except Exception as exc:  # noqa: BLE001 (filesystems raise their own types)
             raise UserError(f"cannot write to the output location {self.output} ({str(exc).splitlines()[0]}): "
                             "choose a writable --output") from None
-        if not is_local(self.output):
+        if files.remote(self.output):
             self._last_beat = time.monotonic()
             self._beat = threading.Thread(target=self._heartbeat, name="output-lock-heartbeat", daemon=True)
             self._beat.start()
@@ -199,7 +199,7 @@ class OutputLock:
     def claim(self, staging: str) -> None:
         """Mark `staging` as this live run's, so another run's `clear_leftovers` passes it by."""
         path = filesystems().join(staging, ALIVE)
-        if is_local(staging):
+        if not files.remote(staging):
             import fcntl
 
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -339,7 +339,7 @@ def _touch(path: str) -> None:
 def staging_alive(staging: str, stale_secs: float = DEFAULT_STALE_SECS) -> bool:
     """Whether a staging folder belongs to a run that is still alive (see `OutputLock.claim`)."""
     path = filesystems().join(staging, ALIVE)
-    if is_local(staging):
+    if not files.remote(staging):
         import fcntl
 
         try:

@@ -13,6 +13,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from model import files
 from model.errors import UserError
 
 LOCK = "_LOCK"
@@ -29,10 +30,6 @@ def filesystems():
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def is_local(path: str) -> bool:
-    return "://" not in path
 
 
 def is_gcs(path: str) -> bool:
@@ -185,7 +182,7 @@ def refuse_fresh(holder: Holder | None, force: bool, stale_secs: float) -> None:
 
 
 def _remove(output: str, path: str, force: bool, stale_secs: float) -> Holder | None:
-    if is_local(output):
+    if not files.remote(output):
         import fcntl
 
         fd = os.open(path, os.O_RDWR)

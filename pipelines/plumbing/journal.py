@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 
 from apache_beam.io.filesystems import FileSystems
 
+from model import files
 from model.errors import UserError
 
 PREFIX, SUFFIX = ".commit-", ".json"
@@ -57,7 +58,7 @@ def path_of(output: str, run_id: str) -> str:
 
 def found_in(output: str) -> list[str]:
     """The journals of commits that did not finish, oldest run first (run ids begin with their start time)."""
-    if "://" not in output:
+    if not files.remote(output):
         if not os.path.isdir(output):
             return []
         names = [n for n in os.listdir(output) if n.startswith(PREFIX) and n.endswith(SUFFIX)]
@@ -114,7 +115,7 @@ def write_durably(path: str, data: bytes) -> None:
 
 
 def _write_durably(path: str, data: bytes) -> None:
-    if "://" in path:
+    if files.remote(path):
         with FileSystems.create(path) as f:
             f.write(data)
     else:
@@ -138,7 +139,7 @@ def _write_durably(path: str, data: bytes) -> None:
 
 def fsync_folder(folder: str) -> None:
     """A rename is durable once its folder is: without this a power cut may undo moves the journal says ran."""
-    if "://" in folder:
+    if files.remote(folder):
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -166,7 +167,7 @@ def finish_move(source: str, target: str) -> None:
 
 def remove_tree(folder: str) -> None:
     """A set-aside or staging folder and everything in it (object stores: every object under the prefix)."""
-    if "://" in folder:
+    if files.remote(folder):
         found = [m.path for m in FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list]
         if found:
             FileSystems.delete(found)
@@ -176,7 +177,7 @@ def remove_tree(folder: str) -> None:
 
 def remove(journal: Journal) -> None:
     FileSystems.delete([journal.path])
-    if "://" not in journal.output:
+    if not files.remote(journal.output):
         fsync_folder(journal.output)
 
 

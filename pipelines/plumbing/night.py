@@ -16,13 +16,14 @@ import os
 import posixpath
 import re
 
+from model import files
 from model.errors import UserError
 
 _DATE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
 
 
 def normalised(output: str) -> str:
-    if "://" not in output:
+    if not files.remote(output):
         return os.path.abspath(os.path.expanduser(output))
     scheme, rest = output.split("://", 1)
     bucket, _, path = rest.partition("/")

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from model import files
 from model.errors import UserError
 from pipelines.plumbing import bigquery
 from pipelines.plumbing.bigquery import TableRef
@@ -390,11 +391,11 @@ class BigQueryTables(Sink):
         config.parquet_options = options
         wait = {"timeout": self.warehouse.deadline_secs * bigquery.JOB_DEADLINE_FACTOR,
                 "retry": bigquery.retry(self.warehouse.deadline_secs)}
-        remote = [p for p in paths if "://" in p]
+        remote = [p for p in paths if files.remote(p)]
         if remote:
             self.client().load_table_from_uri(remote, str(target), job_config=config,
                                               timeout=self.warehouse.deadline_secs).result(**wait)
-        for path in (p for p in paths if "://" not in p):
+        for path in (p for p in paths if not files.remote(p)):
             with open(path, "rb") as f:
                 self.client().load_table_from_file(f, str(target), job_config=config,
                                                    timeout=self.warehouse.deadline_secs).result(**wait)
