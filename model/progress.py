@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
+import keras
+
 HEARTBEAT_SECS = 5.0
 
 
@@ -59,3 +61,36 @@ class Phases:
             seconds = time.monotonic() - started
             self.timings[name] = self.timings.get(name, 0.0) + seconds
             self._print(f"{name}: done in {seconds:.1f} s")
+
+
+class EpochTimes(keras.callbacks.Callback):
+    """`[train] epoch N: done in S s (losses)`: Keras' bar erases itself; this line stays, and benchmarks read it.
+
+    Each line is printed once Keras has finished that epoch's bar (at the next
+    epoch's start, or the end of training), so it gets a line of its own.
+    """
+
+    def __init__(self, phases: Phases, name: str = "epoch"):
+        super().__init__()
+        self.phases = phases
+        self.name = name
+        self.started = 0.0
+        self.pending = ""
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.phases.say(self.pending)
+            self.pending = ""
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._flush()
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        seconds = time.monotonic() - self.started
+        self.phases.timings[f"{self.name} {epoch + 1}"] = seconds
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k.endswith("loss"))
+        self.pending = f"{self.name} {epoch + 1}: done in {seconds:.1f} s ({losses})"
+
+    def on_train_end(self, logs=None) -> None:
+        self._flush()

@@ -8,7 +8,6 @@ test split is touched once, for the final report.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 
 import keras
@@ -30,7 +29,7 @@ from model.data import LabelledData, Split, fingerprint, stratified_split
 from model.errors import UserError
 from model.linear import LinearFit, OtherRows, refit_linear, train_linear
 from model.predict import DEFAULT_REVIEW_THRESHOLD
-from model.progress import Phases
+from model.progress import EpochTimes, Phases
 from model.serving import ServingModel
 from model.text import make_vectorizer, standardizer
 
@@ -44,39 +43,6 @@ class TrainResult:
     report: dict
     history: dict
     model: keras.Model  # the in-memory end-to-end model that was saved
-
-
-class EpochTimes(keras.callbacks.Callback):
-    """`[train] epoch N: done in S s (losses)`: Keras' bar erases itself; this line stays, and benchmarks read it.
-
-    Each line is printed once Keras has finished that epoch's bar (at the next
-    epoch's start, or the end of training), so it gets a line of its own.
-    """
-
-    def __init__(self, phases: Phases, name: str = "epoch"):
-        super().__init__()
-        self.phases = phases
-        self.name = name
-        self.started = 0.0
-        self.pending = ""
-
-    def _flush(self) -> None:
-        if self.pending:
-            self.phases.say(self.pending)
-            self.pending = ""
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self._flush()
-        self.started = time.monotonic()
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        seconds = time.monotonic() - self.started
-        self.phases.timings[f"{self.name} {epoch + 1}"] = seconds
-        losses = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k.endswith("loss"))
-        self.pending = f"{self.name} {epoch + 1}: done in {seconds:.1f} s ({losses})"
-
-    def on_train_end(self, logs=None) -> None:
-        self._flush()
 
 
 def token_ids(vectorizer: keras.layers.TextVectorization, texts: np.ndarray) -> np.ndarray:
@@ -123,35 +89,38 @@ class _Settings:
     phases: Phases
 
 
+def _fit_linear(kind: str, texts: np.ndarray, label_ids: np.ndarray, split, n_classes: int,
+                settings: _Settings) -> Fitted:
+    """`linear` or `e5-linear` on `split.train`. Its validation split decides by its size
+    (`model.calibration.ENOUGH_VALIDATION_ROWS`): a small one is too noisy to stop on or
+    calibrate on alone, so the solver runs to its tolerance and out-of-fold logits join
+    the calibration set; a large one stops the solver early and is the calibration set.
+    The TF-IDF rows of the refit's rows are computed in the same pass as the training rows'."""
+    config = settings.config
+    linear = replace(settings.linear, encoder=kind == "e5-linear")
+    small = needs_out_of_fold(len(split.validation))  # too few validation rows to calibrate or stop on alone
+    folds = config.calibration_folds if config.calibrate and small else 0
+    other = [texts[part] for part in _refit_parts(split, config.final_fit)[1:]] or [texts[split.validation]]
+    fit = train_linear(linear, texts[split.train].tolist(), label_ids[split.train], n_classes, config.seed, folds,
+                       phases=settings.phases, other=OtherRows(np.concatenate(other).tolist(),
+                                                               None if small else label_ids[split.validation]))
+    if config.verbose:
+        print(f"{kind}: softmax over {fit.facts['features']:,} features fitted in "
+              f"{fit.facts['iterations']} L-BFGS iterations{'' if fit.facts['converged'] else ' (not converged)'}")
+    facts = {"name": kind, **linear.to_dict(), **fit.facts, "vocabulary_size": fit.facts["features"],
+             **({"encoder": pretrained.facts()} if linear.encoder else {})}
+    return Fitted(fit.model, {}, facts, fit.out_of_fold, fit)
+
+
 def _fit(kind: str, texts: np.ndarray, label_ids: np.ndarray, split, n_classes: int, settings: _Settings,
          refit_epochs: int | None = None) -> Fitted:
-    """Fit one architecture on `split.train`.
-
-    For the BiLSTM's refit (`refit_epochs`, its best epoch count), it trains exactly
-    that long with no validation. The linear model's validation split decides by its
-    size (`model.calibration.ENOUGH_VALIDATION_ROWS`): a small one is too noisy to
-    stop on or calibrate on alone, so the solver runs to its tolerance and out-of-fold
-    logits join the calibration set; a large one stops the solver early and is the
-    calibration set. The linear model computes the TF-IDF rows of the refit's rows
-    in the same pass as its training rows.
-    """
-    architecture, linear, config, phases = settings.architecture, settings.linear, settings.config, settings.phases
+    """Fit one architecture on `split.train`; for the BiLSTM's refit (`refit_epochs`, its best epoch count),
+    exactly that long with no validation."""
+    architecture, config, phases = settings.architecture, settings.config, settings.phases
     keras.utils.set_random_seed(config.seed)
-    train_texts = texts[split.train]
     if kind in LINEAR_KINDS:
-        linear = replace(linear, encoder=kind == "e5-linear")
-        small = needs_out_of_fold(len(split.validation))  # too few validation rows to calibrate or stop on alone
-        folds = config.calibration_folds if config.calibrate and small else 0
-        other = [texts[part] for part in _refit_parts(split, config.final_fit)[1:]] or [texts[split.validation]]
-        fit = train_linear(linear, train_texts.tolist(), label_ids[split.train], n_classes, config.seed, folds,
-                           phases=phases, other=OtherRows(np.concatenate(other).tolist(),
-                                                          None if small else label_ids[split.validation]))
-        if config.verbose:
-            print(f"{kind}: softmax over {fit.facts['features']:,} features fitted in "
-                  f"{fit.facts['iterations']} L-BFGS iterations{'' if fit.facts['converged'] else ' (not converged)'}")
-        facts = {"name": kind, **linear.to_dict(), **fit.facts, "vocabulary_size": fit.facts["features"],
-                 **({"encoder": pretrained.facts()} if linear.encoder else {})}
-        return Fitted(fit.model, {}, facts, fit.out_of_fold, fit)
+        return _fit_linear(kind, texts, label_ids, split, n_classes, settings)
+    train_texts = texts[split.train]
     vectorizer = make_vectorizer(architecture.max_tokens, architecture.sequence_length, architecture.locale)
     validating = refit_epochs is None
     stage = "" if validating else "refit: "

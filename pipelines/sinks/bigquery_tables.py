@@ -385,10 +385,8 @@ class BigQueryTables(Sink):
             return
         config = bq.LoadJobConfig(source_format=bq.SourceFormat.PARQUET, labels=dict(self.warehouse.labels),
                                   write_disposition=bq.WriteDisposition.WRITE_APPEND)
-        options = bq.format_options.ParquetOptions()
-        options.enable_list_inference = True
-        options.map_target_type = "ARRAY_OF_STRUCT"
-        config.parquet_options = options
+        config.parquet_options = bq.format_options.ParquetOptions.from_api_repr(
+            {"enableListInference": True, "mapTargetType": "ARRAY_OF_STRUCT"})
         wait = {"timeout": self.warehouse.deadline_secs * bigquery.JOB_DEADLINE_FACTOR,
                 "retry": bigquery.retry(self.warehouse.deadline_secs)}
         remote = [p for p in paths if files.remote(p)]
