@@ -190,6 +190,7 @@ def load(directory: str) -> Artifact:
     finally:
         os.remove(local)
     safety.check_labels(directory, labels, model.outputs[0].shape[-1])
+    pretrained.check_layers(directory, _walk(model))
     actual = model_version(model, labels, str(metadata.get("locale")))
     if actual != metadata.get("model_version"):
         raise UserError(f"{directory}: metadata.json says model {metadata.get('model_version')!r} but its weights, "

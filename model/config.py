@@ -64,7 +64,7 @@ class LinearConfig:
     tol: float = 1e-4  # L-BFGS stops when no gradient component exceeds this (scikit-learn's default)
     patience: int = 10  # ... or when the validation loss has not improved for this many iterations
     locale: str = DEFAULT_LOCALE
-    encoder: bool = False  # e5-linear: the pretrained encoder's embedding beside the TF-IDF (model.pretrained)
+    with_encoder: bool = False  # e5-linear: the pretrained encoder's embedding beside the TF-IDF (model.pretrained)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "char_ngrams": list(self.char_ngrams)}

@@ -129,7 +129,7 @@ def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[st
     place. At 388,000 rows that is ~2 GB where float64 values and TensorFlow's int64
     (row, column) pairs would take ~6 GB.
 
-    With `config.encoder`, each row's e5 embedding follows its TF-IDF columns, dense.
+    With `config.with_encoder`, each row's e5 embedding follows its TF-IDF columns, dense.
     """
     phases = phases or Phases(enabled=False)
     vectorizers = _vectorizers(config, sparse)
@@ -145,7 +145,7 @@ def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[st
             weighting.set_document_frequencies(frequency[low:high], len(train_texts))
         idf = np.concatenate([weighting.idf.numpy() for weighting in weightings])
         weigh_in_place(counts, idf, widths[0])
-    if not config.encoder:
+    if not config.with_encoder:
         return _features_model(vectorizers, weightings), counts
     from scipy import sparse as scipy_sparse
 

