@@ -8,8 +8,8 @@ and the BiLSTM starts from that; everything else is the reference training
 (`model.train`'s: Adam at 1e-3, batches of 128, early stopping on a validation tenth of
 the fold's training rows with the best weights kept, at most `--epochs`). Both variants
 train on the same folds from the same seed, paired as benchmarks/pretrained.py pairs
-(Nadeau and Bengio's corrected standard error); `linear` on the same folds is the
-served model they would have to beat.
+(Nadeau and Bengio's corrected standard error). The served `linear` model they would
+have to beat is not refitted here: its figure on these rows is benchmarks/pretrained.py's.
 
     python -m benchmarks.bilstm_init --out benchmarks/results/bilstm_init.json
 """

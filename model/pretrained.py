@@ -106,22 +106,22 @@ def layer() -> E5Embedding:
 
 
 def check(directory: str, metadata: dict) -> None:
-    """Before Keras reads a model: the encoder its metadata.json records (if any) is well formed, installed, and
-    the one installed. pyfunc reads the same record for the MLflow Model's requirements."""
-    wanted = recorded(metadata)
-    if wanted is None:
-        return
-    if not isinstance(wanted, dict) or not isinstance(wanted.get("sha256"), str):
+    """Before Keras reads a model: the encoder its metadata.json records (if any) is installed, and is the one
+    installed."""
+    wanted = recorded(directory, metadata)
+    if wanted is not None:
+        _compare(directory, wanted["sha256"], str(wanted.get("requirement", REQUIREMENT)))
+
+
+def recorded(directory: str, metadata: dict) -> dict | None:
+    """metadata.json's encoder record, None for a model without the encoder; one line if it is malformed. The
+    load check, the precision choice and the MLflow Model's requirements all read it here."""
+    architecture = metadata.get("architecture")
+    wanted = architecture.get("encoder") if isinstance(architecture, dict) else None
+    if wanted is not None and (not isinstance(wanted, dict) or not isinstance(wanted.get("sha256"), str)):
         raise UserError(f"{directory}/metadata.json: 'architecture.encoder' must be an object with the encoder's "
                         f"sha256, not {wanted!r:.80}: retrain the model")
-    _compare(directory, wanted["sha256"], str(wanted.get("requirement", REQUIREMENT)))
-
-
-def recorded(metadata: dict):
-    """metadata.json's encoder record (None for a model without the encoder), as written: `check` says whether
-    it is well formed."""
-    architecture = metadata.get("architecture")
-    return architecture.get("encoder") if isinstance(architecture, dict) else None
+    return wanted
 
 
 def check_layers(directory: str, layers) -> None:

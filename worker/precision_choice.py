@@ -73,7 +73,7 @@ def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=No
             return [asked.setting], f"asked for, forced although {why}"
         raise UserError(f"model {model_dir} may not be served at --precision {asked.setting}: {why}; use "
                         "--precision auto or fp32, or --force-precision to serve it anyway")
-    if pretrained.recorded(metadata):
+    if pretrained.recorded(model_dir, metadata):
         return [precision.FP32], ("auto: fp32, untimed: the e5 encoder, nearly all of this model's time, computes "
                                   "in its own 4-bit engine, which no precision here changes")
     lower = [p for p in precision.PRECISIONS if p not in SAME_ARITHMETIC]

@@ -94,8 +94,7 @@ def encoder_requirement(model_dir: str) -> list[str]:
     from model import artifact, pretrained
 
     _, metadata = artifact.read_metadata(model_dir)
-    pretrained.check(model_dir, metadata)  # a malformed record is one line, not a KeyError
-    encoder = pretrained.recorded(metadata)
+    encoder = pretrained.recorded(model_dir, metadata)  # registering needs the record, not the encoder itself
     return [str(encoder.get("requirement", pretrained.REQUIREMENT))] if encoder else []
 
 
