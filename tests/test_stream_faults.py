@@ -323,3 +323,63 @@ def test_a_refused_dead_letter_is_sent_minimal(emulator_host):
     assert letter == {"id": "c0", "reason": "publish_rejected", "detail": letter["detail"],
                       "message_id": taken.message.message_id}
     assert "refused" in letter["detail"]
+
+
+class _Unavailable:
+    """The publisher client, failing its first `failures` publish calls with ServiceUnavailable (fault injection);
+    it notes the `retry` each call was given."""
+
+    def __init__(self, real, failures: int):
+        self.real, self.failures, self.retries = real, failures, []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def publish(self, topic, messages, **kwargs):
+        self.retries.append(kwargs.get("retry", "the client's default"))
+        if len(self.retries) <= self.failures:
+            raise exceptions.ServiceUnavailable("injected: the service is unavailable")
+        return self.real.publish(topic=topic, messages=messages, **kwargs)
+
+
+def test_a_transient_publish_error_is_retried_then_handed_back_and_a_stop_cuts_it_short(emulator_host, monkeypatch):
+    """Fault injected into the publisher client: its first calls fail with ServiceUnavailable. The request is
+    published once it goes through, each error counted; one that keeps failing is handed back for redelivery
+    once the retry's time is up; during a stop it is handed back at once."""
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+
+    from pipelines.sinks import pubsub_publish
+    from worker import telemetry
+
+    _, _, out_topic, dead_topic, outputs = _topics("transient")
+    publisher = pubsub_publish.PublishConfirmed(out_topic, dead_topic)
+    publisher.setup()
+    real = publisher._api
+
+    def publish(failures: int, name: str):
+        publisher._api = client = _Unavailable(real, failures)
+        publisher.start_bundle()
+        publisher.process((name, PubsubMessage(json.dumps({"id": name, "message_id": name}).encode(), {})))
+        return [answer.value for answer in publisher.finish_bundle()], client.retries
+
+    counted = telemetry.PUBLISH_RETRIES._value.get()
+    answers, retries = publish(2, "through")
+    assert answers == [(("through",), True)]
+    assert retries == [None] * 3  # three calls, none inside the client's own retry
+    assert telemetry.PUBLISH_RETRIES._value.get() - counted == 2
+
+    monkeypatch.setattr(pubsub_publish, "PUBLISH_RETRY_SECS", 1.0)
+    started = time.monotonic()
+    answers, retries = publish(10**9, "given-back")
+    assert answers == [(("given-back",), False)] and len(retries) > 1
+    assert time.monotonic() - started < 30  # its retry time, not the client's ten minutes
+
+    pubsub_lease.request_stop()
+    try:
+        answers, retries = publish(1, "stopping")
+    finally:
+        pubsub_lease.close_all()  # clears the stop
+    assert answers == [(("stopping",), False)] and len(retries) == 1
+    outputs.wait_for(lambda o: "through" in o.by_message)
+    outputs.pull()
+    assert list(outputs.by_message) == ["through"] and len(outputs.by_message["through"]) == 1

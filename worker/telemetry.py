@@ -18,8 +18,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 ANSWERS = Counter("complaints_answers", "Messages answered: outputs Pub/Sub confirmed (or dead letters with no "
                   "topic, acknowledged as handled), by kind and dead-letter reason", ["kind", "reason"],
                   registry=REGISTRY)
-PUBLISH_RETRIES = Counter("complaints_publish_retries", "Publish requests tried again after a transient error",
-                          registry=REGISTRY)
+PUBLISH_RETRIES = Counter("complaints_publish_retries", "Transient errors of publish requests (each request is tried "
+                          "again while its retry time lasts)", registry=REGISTRY)
 PUBLISH_REJECTED = Counter("complaints_publish_rejected", "Outputs Pub/Sub refused (InvalidArgument), answered with "
                            "a publish_rejected dead letter", registry=REGISTRY)
 ANSWERS_DROPPED = Counter("complaints_answers_dropped", "Refused outputs whose minimal dead letter was refused too",

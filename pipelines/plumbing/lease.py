@@ -11,6 +11,9 @@ acknowledged, and Pub/Sub redelivers it once its deadline passes.
 One `LeasedSubscription` per subscription per process (`open_subscription`): the
 reading DoFn and the publishing DoFn of a local job run in the same process and meet
 here by subscription path. No Apache Beam in this module.
+
+The pull loop retries by hand, on `google.api_core`'s backoff (the publish uses its
+`Retry`): it lasts as long as the job and must notice a stop within half a second.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import threading
 import time
 from typing import Any
 
-from google.api_core import exceptions
+from google.api_core import exceptions, gapic_v1
+from google.api_core.retry import exponential_sleep_generator
 
 from model.errors import UserError
 from pipelines.plumbing.lease_settings import FIRST_SIZE_GUESS, LeaseSettings, pull_room
@@ -41,16 +45,6 @@ IDS_PER_REQUEST = 1000  # ack ids per acknowledge / modify-ack-deadline call (re
 # Errors worth trying again: the service is busy or a call was cut off, not the request itself.
 TRANSIENT = (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded, exceptions.ResourceExhausted,
              exceptions.Aborted, exceptions.InternalServerError)
-
-
-def backoff_delays(first: float = 0.5, cap: float = 30.0):
-    """Capped exponential backoff with full jitter (AWS' recommendation): never a busy loop, never in step."""
-    import random
-
-    delay = first
-    while True:
-        yield random.uniform(delay / 2, delay)
-        delay = min(delay * 2, cap)
 
 
 def _grpc_options() -> list[tuple[str, int]]:
@@ -116,9 +110,11 @@ def publish(api, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> li
     return ids
 
 
-def publish_request(api, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> list[str]:
-    """One publish call (the messages must fit in one request, see publish_requests); returns once stored."""
-    response = api.publish(topic=topic, timeout=120, messages=[
+def publish_request(api, topic: str, messages: list[tuple[bytes, dict[str, str]]],
+                    retry=gapic_v1.method.DEFAULT) -> list[str]:
+    """One publish call (the messages must fit in one request, see publish_requests); returns once stored.
+    `retry`: the client's own by default (up to 10 minutes); None where the caller retries."""
+    response = api.publish(topic=topic, timeout=120, retry=retry, messages=[
         {"data": data, "attributes": attributes} for data, attributes in messages])
     return list(response.message_ids)
 
@@ -277,7 +273,7 @@ class LeasedSubscription:
                          size / count if count else FIRST_SIZE_GUESS)
 
     def _pull_loop(self) -> None:
-        delays = backoff_delays()
+        delays = exponential_sleep_generator(0.5, 30.0)  # capped, with full jitter
         while not self._stop_wanted():
             with self._changed:
                 self._changed.wait_for(lambda: self._room() > 0 or self._stop_wanted(), timeout=0.5)
@@ -303,7 +299,7 @@ class LeasedSubscription:
                 while time.monotonic() < deadline and not self._stop_wanted():
                     self._stopping.wait(min(0.5, deadline - time.monotonic()))
                 continue
-            delays = backoff_delays()
+            delays = exponential_sleep_generator(0.5, 30.0)  # capped, with full jitter
             self.last_pull_ok = time.monotonic()
             received = list(response.received_messages)
             if not received:

@@ -19,6 +19,10 @@ the night), nor inside the pipeline (Beam's FILE_LOADS would load before the boo
    commit's journal; concurrent transactions' aborts waited out (`apply`).
 4. `_SUCCESS`. If that fails, or the run dies first, the swap is undone from the
    journal (`pipelines.sinks.bigquery_swap.Settler`).
+
+The wait for a busy table (`apply`) is a loop of its own, not a retry library's: each
+try's job id must be in the journal before it is submitted (the undo reads them), which
+BigQuery's own `job_retry` (it names its jobs) cannot do.
 """
 
 from __future__ import annotations
@@ -36,18 +40,8 @@ from model import files
 from model.errors import UserError
 from pipelines.plumbing import bigquery
 from pipelines.plumbing.bigquery import TableRef
-from pipelines.sinks import bigquery_schema, parquet_files
+from pipelines.sinks import bigquery_schema, bigquery_swap, parquet_files
 from pipelines.sinks.base import Sink
-from pipelines.sinks.bigquery_swap import (
-    WORK_TABLES_EXPIRE,
-    Settler,
-    literal,
-    night_filter,
-    partitioned_by,
-    swap_job_id,
-    swap_script,
-    work_table,
-)
 from pipelines.sinks.parquet_files import DEAD_LETTER_FILES, PREDICTION_FILES, SHADOW_FILES
 from worker import prediction
 from worker.records import DEAD_LETTER_SCHEMA
@@ -161,7 +155,7 @@ class BigQueryTables(Sink):
         if problem:
             raise UserError(f"BigQuery table {ref} does not match this night's records: {problem}. Label into "
                             "another --bigquery-table, or migrate the table (docs/bigquery.md)")
-        if update and partitioned_by(found) != bigquery_schema.NIGHT:
+        if update and bigquery_swap.partitioned_by(found) != bigquery_schema.NIGHT:
             self.notes.append(f"{ref} is not partitioned by night: each night's swap reads the whole table "
                               "(docs/bigquery.md#migrating-a-table-from-before-partitions)")
         return found
@@ -269,15 +263,15 @@ class BigQueryTables(Sink):
         }
 
     def _runs_of_night(self, ref: TableRef) -> set[str]:
-        where = night_filter(self.night, self._legacy())
+        where = bigquery_swap.night_filter(self.night, self._legacy())
         query = (f"SELECT DISTINCT `{bigquery_schema.RUN_ID}` AS r FROM {ref.sql} WHERE {where} "
-                 f"AND `{bigquery_schema.OUTPUT}` = {literal(self.output)}")
+                 f"AND `{bigquery_schema.OUTPUT}` = {bigquery_swap.literal(self.output)}")
         return {row["r"] for row in self._query(query)}
 
     def _legacy(self) -> bool:
         """A table made before partitions: its rows from then have no `night`, so the night is found by output."""
         found = self.client().get_table(str(self.table), **self._bounded())
-        return partitioned_by(found) != bigquery_schema.NIGHT
+        return bigquery_swap.partitioned_by(found) != bigquery_schema.NIGHT
 
     def _base_record(self) -> dict:
         return {"kind": KIND, "project": self.table.project, "run_id": self.run_id, "scratch": self._scratch,
@@ -293,11 +287,11 @@ class BigQueryTables(Sink):
         job id goes into the journal (`save()`) before it is submitted."""
         record, give_up, attempt = self._record, time.monotonic() + self.warehouse.busy_wait_secs, 0
         while True:
-            job_id = swap_job_id(self.run_id, attempt)
+            job_id = bigquery_swap.swap_job_id(self.run_id, attempt)
             record["jobs"].append(job_id)
             save()
             try:
-                bigquery.run_job(self.client(), swap_script(record), job_id, self.warehouse.deadline_secs,
+                bigquery.run_job(self.client(), bigquery_swap.swap_script(record), job_id, self.warehouse.deadline_secs,
                                  labels=self.warehouse.labels)
                 return
             except bigquery.JobError as exc:
@@ -315,7 +309,7 @@ class BigQueryTables(Sink):
 
     def abort(self, staging: str) -> None:
         """A run that failed and whose commit was settled: its work tables, if it made any."""
-        Settler().forward(self._record or self._base_record())
+        bigquery_swap.Settler().forward(self._record or self._base_record())
 
     # -- BigQuery calls -----------------------------------------------------------------------------------------
 
@@ -367,10 +361,10 @@ class BigQueryTables(Sink):
     def _work_table(self, ref: TableRef, kind: str, fields: list[dict]) -> TableRef:
         from google.cloud.bigquery import Table
 
-        work = work_table(ref, kind, self.run_id, self._scratch)
+        work = bigquery_swap.work_table(ref, kind, self.run_id, self._scratch)
         self.client().delete_table(str(work), not_found_ok=True, **self._bounded())
         table = Table(str(work), schema=bigquery_schema.to_api(fields))
-        table.expires = dt.datetime.now(dt.UTC) + WORK_TABLES_EXPIRE
+        table.expires = dt.datetime.now(dt.UTC) + bigquery_swap.WORK_TABLES_EXPIRE
         table.labels = {**self.warehouse.labels, "complaints-work": kind}
         table.description = f"complaints label: run {self.run_id}'s {kind} table for {ref}"
         self.client().create_table(table, **self._bounded())

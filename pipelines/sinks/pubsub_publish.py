@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.transforms.window import GlobalWindows
-from google.api_core import exceptions
+from google.api_core import exceptions, retry
 
 from pipelines.plumbing import codec, lease
 from worker import telemetry
@@ -26,7 +25,17 @@ from worker.records import PUBLISH_REJECTED
 
 log = logging.getLogger(__name__)
 
-PUBLISH_ATTEMPTS = 6  # tries of one publish request on transient errors (about 15 s with backoff)
+PUBLISH_RETRY_SECS = 15.0  # how long one publish request is tried again on transient errors
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    return isinstance(exc, lease.TRANSIENT) and not lease.stop_requested()
+
+
+def _count_retry(topic: str, exc: Exception) -> None:
+    beam.metrics.Metrics.counter(METRICS_NAMESPACE, "publish_retries").inc()
+    telemetry.PUBLISH_RETRIES.inc()
+    log.warning("publish to %s failed (%s); trying again for up to %.0f s in all", topic, exc, PUBLISH_RETRY_SECS)
 
 
 def _answer(ack_ids: list[str], confirmed: bool):
@@ -45,8 +54,11 @@ class PublishConfirmed(beam.DoFn):
     an attribute it refuses) is split in halves until the rejected messages stand
     alone; each becomes a `publish_rejected` dead letter on `dead_letter_topic` (for a
     dead letter: a minimal letter, id, reason and detail, on the same topic), and every
-    other message is published and acknowledged once. Transient errors are retried with
-    capped exponential backoff and jitter; what still fails goes back to Pub/Sub.
+    other message is published and acknowledged once. Transient errors are retried by
+    Google's own retry (`google.api_core.retry`: capped exponential backoff, full jitter)
+    for `PUBLISH_RETRY_SECS`, and not once a stop is under way; what still fails goes
+    back to Pub/Sub. It is the only retry: the client's default one (up to 10 minutes) is
+    switched off for the call, so a request is never retried inside a retry.
     """
 
     def __init__(self, topic: str | None, dead_letter_topic: str | None = None, dead_letters: bool = False):
@@ -98,20 +110,11 @@ class PublishConfirmed(beam.DoFn):
         yield _answer(ack_ids, True)
 
     def _publish(self, topic: str, messages: list[tuple[bytes, dict[str, str]]]) -> None:
-        """One request, retried on transient errors; raises what is not transient, or the last error."""
-        delays = lease.backoff_delays()
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-            try:
-                lease.publish_request(self._api, topic, messages)
-                return
-            except lease.TRANSIENT as exc:
-                if attempt == PUBLISH_ATTEMPTS or lease.stop_requested():
-                    raise
-                delay = next(delays)
-                beam.metrics.Metrics.counter(METRICS_NAMESPACE, "publish_retries").inc()
-                telemetry.PUBLISH_RETRIES.inc()
-                log.warning("publish to %s failed (%s); retrying in %.1f s", topic, exc, delay)
-                time.sleep(delay)
+        """One request, retried on transient errors; raises what is not transient, or `RetryError` once the
+        retry's time is up."""
+        retrying = retry.Retry(predicate=_worth_retrying, initial=0.5, maximum=30.0, multiplier=2.0,
+                               timeout=PUBLISH_RETRY_SECS, on_error=lambda exc: _count_retry(topic, exc))
+        retrying(lease.publish_request)(self._api, topic, messages, retry=None)
 
     def _reject(self, item: tuple[str, PubsubMessage], exc: BaseException):
         """One message Pub/Sub will not store: answer its input with a dead letter, then have it acknowledged."""
