@@ -6,6 +6,8 @@ its name when it starts and its time when it ends, and a background heartbeat sa
 "still …" every few seconds in between, so a terminal never sits silent and a user
 can tell a slow phase from a hung one. Keras prints its own bars for the BiLSTM's
 epochs. Off (`TrainConfig.verbose=0`, `complaints train --quiet`), it prints nothing.
+Lines, not a progress bar library's redrawn bar (tqdm, rich): a training run's log, on a
+terminal or in a scheduler's file, keeps every line and no control characters.
 """
 
 from __future__ import annotations

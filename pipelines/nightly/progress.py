@@ -1,7 +1,9 @@
 """Progress of a local run on the terminal: rows read and rows per second.
 
 A pass-through step; the count is per worker process (with several DirectRunner
-workers each prints its own line), throttled to one line every few seconds.
+workers each prints its own line), throttled to one line every few seconds. Lines, not
+a progress bar library's redrawn bar (tqdm, rich): a night's log, in cron's mail or a
+scheduler's file, keeps every line and no control characters.
 """
 
 from __future__ import annotations
