@@ -25,7 +25,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.pretrained import DATASETS, SHARED, _cpu, _summarised
+from benchmarks.pretrained import DATASETS, SHARED, summarised
+from model.precision import cpu_model
 
 VARIANTS = ("bilstm", "bilstm+e5 init")
 INIT_SPREAD = 0.05  # Keras' Embedding default: uniform(-0.05, 0.05)
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="a tiny BiLSTM (smoke runs)")
     parser.add_argument("--out", default="benchmarks/results/bilstm_init.json")
     args = parser.parse_args()
-    report = {"cpu": _cpu(), "cores": os.cpu_count(), "repeats": args.repeats, "epochs": args.epochs,
+    report = {"cpu": cpu_model(), "cores": os.cpu_count(), "repeats": args.repeats, "epochs": args.epochs,
               "datasets": {}}
     for name in args.datasets.split(","):
         report["datasets"][name] = _dataset(os.path.join(args.shared, name), args)
@@ -80,7 +81,7 @@ def _dataset(folder: str, args) -> dict:
               flush=True)
     n_test = len(texts) // 5
     return {"rows": len(texts), "classes": len(names), "words": len(table), "encode_seconds": encode_seconds,
-            "variants": {v: _against_bilstm(_summarised(results[v], results["bilstm"], n_test, len(texts) - n_test))
+            "variants": {v: _against_bilstm(summarised(results[v], results["bilstm"], n_test, len(texts) - n_test))
                          for v in VARIANTS}}
 
 

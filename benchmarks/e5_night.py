@@ -22,6 +22,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.labelling import label_run
+from model.precision import cpu_model
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
 ARCHITECTURES = ("linear", "e5-linear")
@@ -40,7 +41,6 @@ def main() -> None:
 
     import pandas as pd
 
-    from benchmarks.throughput import _cpu_model
 
     work = tempfile.mkdtemp(prefix="e5-night-")
     training_seconds = {}
@@ -58,7 +58,7 @@ def main() -> None:
         for name in ARCHITECTURES:
             run = label_run(models[name], archive, os.path.join(work, f"out-{name}-{round_}"), [])
             runs[name].append({"rows_per_s": args.rows / run["seconds"], "peak_rss_mb": run["peak_rss_mb"]})
-    report = {"cpu": _cpu_model(), "cores": os.cpu_count(), "rows": args.rows, "rounds": args.rounds,
+    report = {"cpu": cpu_model(), "cores": os.cpu_count(), "rows": args.rows, "rounds": args.rounds,
               "dataset": os.path.basename(args.dataset.rstrip("/")), "runs": runs, "training_seconds": training_seconds,
               "median_rows_per_s": {n: statistics.median(r["rows_per_s"] for r in runs[n]) for n in ARCHITECTURES}}
     _print(report)

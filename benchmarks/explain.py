@@ -22,6 +22,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from model.precision import cpu_model
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +44,6 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from benchmarks.throughput import _cpu_model
     from model import artifact
     from model.architecture import ArchitectureConfig
     from model.data import load_labelled
@@ -104,7 +105,7 @@ def main() -> None:
               f"{r['rows_explained']:9.1%} {r['distinct_words_per_row']:9.1f}")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"cpu": _cpu_model(), "rows": args.rows, "k": args.k, "rounds": args.rounds,
+        json.dump({"cpu": cpu_model(), "rows": args.rows, "k": args.k, "rounds": args.rounds,
                    "texts": args.texts or "generated", "data": args.data or "generated", "results": rows}, f,
                   indent=2)
 

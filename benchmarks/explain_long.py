@@ -21,6 +21,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.labelling import label_run
+from model.precision import cpu_model
 
 
 def main() -> None:
@@ -31,7 +32,6 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/explain_long.json")
     args = parser.parse_args()
 
-    from benchmarks.throughput import _cpu_model
 
     work = tempfile.mkdtemp(prefix="explain-long-")
     model = args.model or _trained(work)
@@ -51,7 +51,7 @@ def main() -> None:
               f"{r['ratio_to_none']:7.3f} {r['peak_rss_mb']:11,} {r['needs_review_share']:7.1%}")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"cpu": _cpu_model(), "cores": os.cpu_count(), "rows": args.rows, "chars": args.chars,
+        json.dump({"cpu": cpu_model(), "cores": os.cpu_count(), "rows": args.rows, "chars": args.chars,
                    "model": args.model or "reference-size BiLSTM, 1 epoch on 6,000 generated rows",
                    "results": rows}, f, indent=2)
 

@@ -28,7 +28,8 @@ import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.throughput import _cpu_model, bench_label, precision_of, workspace, write_archive
+from benchmarks.throughput import bench_label, precision_of, workspace, write_archive
+from model.precision import cpu_model
 
 
 def main() -> None:
@@ -92,7 +93,7 @@ def main() -> None:
     ratios = {f"{name}/label-fp32": rate / medians["label-fp32"] for name, rate in medians.items()
               if name != "label-fp32"}
     features = isa_features()
-    print(f"\n{args.rows:,} rows, {args.rounds} rounds; {os.cpu_count()} cores, {_cpu_model()} "
+    print(f"\n{args.rows:,} rows, {args.rounds} rounds; {os.cpu_count()} cores, {cpu_model()} "
           f"({', '.join(features) or 'no AMX, AVX-512 BF16/VNNI or AVX-VNNI'})")
     print(f"{'variant':<26} {'median rows/s':>14}  runs")
     for name, rate in medians.items():
@@ -105,7 +106,7 @@ def main() -> None:
         json.dump({"rows": args.rows, "rounds": args.rounds, "source": args.source, "model": model_dir,
                    "auto_served": served["label"], "fp32_served": served["label-fp32"],
                    "runs": runs, "medians": medians, "ratios": ratios,
-                   "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(), "isa_features": features}}, f, indent=2)
+                   "machine": {"cores": os.cpu_count(), "cpu": cpu_model(), "isa_features": features}}, f, indent=2)
 
 
 if __name__ == "__main__":

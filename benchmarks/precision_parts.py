@@ -28,6 +28,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from model.precision import cpu_model
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,7 +46,6 @@ def main() -> None:
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from benchmarks.throughput import _cpu_model
     from model import artifact, compiled, openvino_core, precision
     from model.sample import generate
     from model.serving import ServingModel
@@ -63,7 +64,7 @@ def main() -> None:
 
     served = [precision.FP32, precision.BF16]
     served += [at for at in precision.OPENVINO if precision.unavailable(loaded.model, at) is None]
-    models = {at: ServingModel(loaded, at=at, sizes=(args.batch,)) for at in served}
+    models = {at: ServingModel(loaded, precision=at, sizes=(args.batch,)) for at in served}
     xla_core = compiled.split(loaded.model).core
     cores = {precision.FP32: tf.function(lambda x: xla_core(x, training=False), jit_compile=True)}
     bf16_core = compiled.split(precision.converted(loaded.model, precision.BF16)).core
@@ -95,7 +96,7 @@ def main() -> None:
     features = precision.isa_features()
     mean_chars = sum(map(len, texts[:rows])) / rows
     print(f"{rows:,} texts ({mean_chars:,.0f} characters on average) in batches of {args.batch}, {args.rounds} "
-          f"rounds; {os.cpu_count()} cores, {_cpu_model()} ({', '.join(features) or 'no bf16/VNNI features'})")
+          f"rounds; {os.cpu_count()} cores, {cpu_model()} ({', '.join(features) or 'no bf16/VNNI features'})")
     print(f"{'part':<24} {'µs per row':>11} {'rows/s':>9}")
     for name, value in per_row.items():
         print(f"{name:<24} {value:>11,.1f} {1e6 / value:>9,.0f}")
@@ -107,7 +108,7 @@ def main() -> None:
         json.dump({"model": args.model, "source": args.source, "rows": rows, "mean_chars": mean_chars,
                    "batch": args.batch, "rounds": args.rounds, "us_per_row": per_row, "ceilings": ceilings,
                    "classify_ratios": measured, "openvino": openvino_core.available(),
-                   "machine": {"cores": os.cpu_count(), "cpu": _cpu_model(), "isa_features": features}}, f, indent=2)
+                   "machine": {"cores": os.cpu_count(), "cpu": cpu_model(), "isa_features": features}}, f, indent=2)
 
 
 if __name__ == "__main__":

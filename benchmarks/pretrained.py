@@ -42,6 +42,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from model.precision import cpu_model
+
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
 DATASETS = {"sikayetvar_belediye_tr": "tr", "cfpb_narratives_en": "unicode"}
 VARIANTS = ("svm", "svm+static", "svm+e5", "static", "linear", "e5-linear")
@@ -60,7 +62,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/pretrained.json")
     args = parser.parse_args()
     variants = args.variants.split(",")
-    report = {"cpu": _cpu(), "cores": os.cpu_count(), "repeats": args.repeats, "datasets": {}}
+    report = {"cpu": cpu_model(), "cores": os.cpu_count(), "repeats": args.repeats, "datasets": {}}
     for name in args.datasets.split(","):
         report["datasets"][name] = _dataset(os.path.join(args.shared, name), variants, args.repeats, args.max_rows)
     report["decision"] = decide(report["datasets"])
@@ -103,7 +105,7 @@ def _dataset(folder: str, variants: list[str], repeats: int, max_rows: int) -> d
               flush=True)
     n_test = len(texts) // 5
     return {"rows": len(texts), "classes": len(set(labels)), "costs": costs,
-            "variants": {v: _summarised(results[v], results.get("svm"), n_test, len(texts) - n_test)
+            "variants": {v: summarised(results[v], results.get("svm"), n_test, len(texts) - n_test)
                          for v in variants}}
 
 
@@ -300,7 +302,7 @@ class StaticTable:
         return out
 
 
-def _summarised(rows: list[dict], anchor: list[dict] | None, n_test: int, n_train: int) -> dict:
+def summarised(rows: list[dict], anchor: list[dict] | None, n_test: int, n_train: int) -> dict:
     """Mean of each figure over the folds; against the anchor, the paired accuracy difference with its corrected
     standard error (module docstring)."""
     summary = {k: float(np.mean([r[k] for r in rows])) for k in ("accuracy", "macro_f1", "ece")}
@@ -349,12 +351,6 @@ def _print(report: dict) -> None:
                   f"{v.get('model_mb') or 0:7.2f}")
     for variant, verdict in report["decision"].items():
         print(f"{variant}: {'KEPT' if verdict['kept'] else 'left out'} ({verdict['why']})")
-
-
-def _cpu() -> str:
-    from benchmarks.throughput import _cpu_model
-
-    return _cpu_model()
 
 
 if __name__ == "__main__":

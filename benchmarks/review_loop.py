@@ -27,6 +27,8 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from model.precision import cpu_model
+
 STRATEGIES = ("least certain", "random")
 
 
@@ -43,7 +45,6 @@ def main() -> None:
 
     import pyarrow.parquet as pq
 
-    from benchmarks.throughput import _cpu_model
 
     pool = pq.read_table(args.data, columns=["text", "category"]).to_pandas().dropna()
     test = pq.read_table(args.test, columns=["text", "category"]).to_pandas().dropna()
@@ -59,7 +60,7 @@ def main() -> None:
     print(_table(summary))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"cpu": _cpu_model(), "data": args.data, "test": args.test, "test_rows": len(test),
+        json.dump({"cpu": cpu_model(), "data": args.data, "test": args.test, "test_rows": len(test),
                    "pool_rows": len(pool), **vars(args), **summary}, f, indent=2)
     _plot(summary, os.path.splitext(args.out)[0] + ".png", args.data)
 

@@ -21,6 +21,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.labelling import label_run
+from model.precision import cpu_model
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/shadow_cost.json")
     args = parser.parse_args()
 
-    from benchmarks.throughput import _cpu_model, write_archive
+    from benchmarks.throughput import write_archive
 
     work = tempfile.mkdtemp(prefix="shadow-cost-")
     champion, challenger = (_trained(work, name, seed, args.small) for name, seed in (("a", 1), ("b", 2)))
@@ -44,7 +45,7 @@ def main() -> None:
     table = _table(runs)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"cpu": _cpu_model(), "cores": os.cpu_count(), "rows": args.rows,
+        json.dump({"cpu": cpu_model(), "cores": os.cpu_count(), "rows": args.rows,
                    "model": "tiny" if args.small else "reference-size BiLSTMs, 1 epoch on 6,000 generated rows",
                    "runs": runs, "summary": table}, f, indent=2)
 

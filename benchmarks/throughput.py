@@ -48,6 +48,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+from model.precision import cpu_model
 from model.sample import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,14 +103,14 @@ def timed(fn, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def bench_raw(model_dir: str, texts: list[str], xla: bool, at: str = "fp32",
+def bench_raw(model_dir: str, texts: list[str], xla: bool, precision: str = "fp32",
               sizes: tuple[int, ...] = (64, 256, 512, 1024, 2048)) -> tuple[float, dict]:
     """Steady-state throughput of the worker's serving function: every batch size traced (and, with
     XLA, compiled) before timing, so this is the fastest the model runs here."""
     from model import artifact
     from model.serving import ServingModel
 
-    serving = ServingModel(artifact.load(model_dir), xla=xla, at=at)
+    serving = ServingModel(artifact.load(model_dir), xla=xla, precision=precision)
     by_size = {}
     sample = texts[: min(len(texts), 20_000)]
     for size in sizes:
@@ -126,14 +127,14 @@ def bench_raw(model_dir: str, texts: list[str], xla: bool, at: str = "fp32",
     return timed(run_all, len(texts)), {"best_batch_size": best, "by_batch_size": by_size, "path": serving.path}
 
 
-def bench_openvino(model_dir: str, texts: list[str], at: str) -> tuple[float | None, str]:
+def bench_openvino(model_dir: str, texts: list[str], precision: str) -> tuple[float | None, str]:
     """The serving function at an OpenVINO precision (openvino-bf16, openvino-f32), batch 1,024."""
     from model import artifact, openvino_core
     from model.serving import ServingModel
 
     if not openvino_core.available():
         return None, "OpenVINO is not installed"
-    serving = ServingModel(artifact.load(model_dir), at=at)
+    serving = ServingModel(artifact.load(model_dir), precision=precision)
     serving(texts[:1024])
 
     def run():
@@ -312,7 +313,7 @@ def main() -> None:
         raw_xla, xla_detail = bench_raw(model_dir, texts, xla=True)
         add("raw-xla", raw_xla, peak_rss_mb(), f"{xla_detail['path']}, batch size {xla_detail['best_batch_size']}")
     if want("raw-bf16"):
-        rate, detail = bench_raw(model_dir, texts[:20_000], xla=False, at="bf16", sizes=(1024,))
+        rate, detail = bench_raw(model_dir, texts[:20_000], xla=False, precision="bf16", sizes=(1024,))
         add("raw-bf16", rate, peak_rss_mb(), f"{detail['path']}, batch size 1024, first {min(len(texts), 20_000):,}")
     for name in ("raw-openvino-bf16", "raw-openvino-f32"):
         if want(name):
@@ -438,7 +439,7 @@ def _report(args, results: list[dict], by: dict, targets: dict, fixed: dict, mem
         r["ratio_to_raw"] = r["reviews_per_s"] / raw if r["reviews_per_s"] and raw else None
     from model.precision import isa_features
 
-    machine = {"cores": os.cpu_count(), "cpu": _cpu_model(), "python": platform.python_version(),
+    machine = {"cores": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
                "isa_features": isa_features(), "cpu_class": cpu_class()}
     features = ", ".join(machine["isa_features"]) or "no AMX, AVX-512 BF16/VNNI or AVX-VNNI"
     print(f"\n{args.rows:,} reviews; {machine['cores']} cores, {machine['cpu']} ({features}): {machine['cpu_class']}")
@@ -478,14 +479,6 @@ def cpu_class() -> str:
     if "avx512f" in flags:
         return "AVX-512 without BF16"
     return "AVX2 only" if "avx2" in flags else "without AVX2"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

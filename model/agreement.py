@@ -17,9 +17,9 @@ from model.precision import FP32, PRECISIONS, agreement, unmeasured
 from model.serving import ServingModel
 
 
-def served_probabilities(loaded: Artifact, texts: Sequence[str], at: str = FP32) -> np.ndarray:
-    """`loaded`'s probabilities for `texts` as served at `at`."""
-    return ServingModel(loaded, xla=False, at=at).probabilities(texts)
+def served_probabilities(loaded: Artifact, texts: Sequence[str], precision: str = FP32) -> np.ndarray:
+    """`loaded`'s probabilities for `texts` as served at `precision`."""
+    return ServingModel(loaded, xla=False, precision=precision).probabilities(texts)
 
 
 def measure(loaded: Artifact, texts: Sequence[str], review_threshold: float, rows_of: str) -> dict:
@@ -34,5 +34,5 @@ def measure(loaded: Artifact, texts: Sequence[str], review_threshold: float, row
     """
     texts = list(texts)
     fp32 = served_probabilities(loaded, texts)
-    return {at: {**agreement(fp32, served_probabilities(loaded, texts, at), review_threshold), "rows_of": rows_of}
-            for at in PRECISIONS if at != FP32 and not unmeasured(loaded.model, at)}
+    return {p: {**agreement(fp32, served_probabilities(loaded, texts, p), review_threshold), "rows_of": rows_of}
+            for p in PRECISIONS if p != FP32 and not unmeasured(loaded.model, p)}

@@ -31,6 +31,7 @@ for FP32:
 from __future__ import annotations
 
 import os
+import platform
 
 import keras
 import numpy as np
@@ -192,6 +193,15 @@ def cpu_flags() -> set[str]:
     except OSError:
         return set()
     return set(line.partition(":")[2].split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what the platform says: for logs, benchmarks and auto's kept timings."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.partition(":")[2].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
 
 
 def isa_features() -> list[str]:

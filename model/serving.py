@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from model import artifact, baseline, compiled, precision
+from model import artifact, baseline, compiled
 from model.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, MAX_TEXT_CHARS
+from model.precision import FP32, OPENVINO, converted, numeric_core
 from model.text import standardizer
 
 log = logging.getLogger("complaints.worker")
@@ -39,31 +40,31 @@ class ServingModel:
 
     def __init__(self, loaded: artifact.Artifact, xla: bool = True,
                  sizes: tuple[int, ...] = compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE),
-                 at: str = precision.FP32):
+                 precision: str = FP32):
         self.labels = np.array(loaded.labels, dtype=object)
         self.version = loaded.version
         self.metadata = loaded.metadata
-        self.precision = at
-        self.choice: dict = {"served": at}  # how the precision was chosen (ModelSlot), for logs and summaries
-        keras_model = precision.converted(loaded.model, at)
+        self.precision = precision
+        self.choice: dict = {"served": precision}  # how it was chosen (`worker.precision_choice.choose`)
+        keras_model = converted(loaded.model, precision)
         standardize = standardizer(loaded.locale)
         count_tokens = baseline.TokenCounter(loaded.model, standardize)
         once = False  # the probabilities take standardised texts: each text is standardised once per call
         self._numeric: Callable[[np.ndarray], np.ndarray] | None = None  # the core outside TensorFlow, if it is
-        if at in precision.OPENVINO:
-            vectorizer, self._numeric = precision.numeric_core(loaded.model, at)
+        if precision in OPENVINO:
+            vectorizer, self._numeric = numeric_core(loaded.model, precision)
             probabilities, self.path = vectorizer, f"openvino-{self._numeric.hint}"  # TensorFlow hands over ids
         else:
             if not xla:
                 parts = "XLA is switched off"
-            elif at != precision.FP32:
-                parts = f"at {at} the core runs in graph mode"
+            elif precision != FP32:
+                parts = f"at {precision} the core runs in graph mode"
             else:
                 parts = compiled.split(keras_model)
             if isinstance(parts, compiled.Split):
                 probabilities, self.path, once = compiled.probabilities_fn(parts, sizes), "xla", True
             else:
-                self.path = "graph" if at == precision.FP32 else f"graph-{at}"
+                self.path = "graph" if precision == FP32 else f"graph-{precision}"
                 probabilities = lambda texts: tf.cast(keras_model(texts, training=False), tf.float32)  # noqa: E731
                 log.info("model %s served in graph mode: %s", loaded.version, parts)
 

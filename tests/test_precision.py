@@ -70,7 +70,7 @@ def test_training_records_each_lower_precision_against_fp32_on_its_test_split(tr
 def test_bf16_as_served_meets_the_rule_and_is_what_export_measured(loaded):
     """The served bf16 core (graph mode, split from the converted model) gives the probabilities the export
     measured with, and its verdicts meet the rule against the served FP32 on rows it never saw."""
-    fp32, bf16 = ServingModel(loaded, at=precision.FP32), ServingModel(loaded, at=precision.BF16)
+    fp32, bf16 = ServingModel(loaded, precision=precision.FP32), ServingModel(loaded, precision=precision.BF16)
     served32, served16 = fp32(TEXTS)[0], bf16(TEXTS)[0]
     measured16 = agreement.served_probabilities(loaded, TEXTS, precision.BF16)
     assert bf16.path == "graph-bf16" and bf16.precision == precision.BF16
@@ -98,12 +98,12 @@ def test_the_openvino_graph_computes_what_keras_computes(loaded, temperature):
 
 
 def test_openvino_bf16_as_served_meets_the_rule_and_is_what_export_measured(loaded):
-    served = ServingModel(loaded, at=precision.OPENVINO_BF16)
+    served = ServingModel(loaded, precision=precision.OPENVINO_BF16)
     probabilities, tokens, _ = served(TEXTS)
     assert served.path == f"openvino-{served._numeric.hint}" and served.precision == precision.OPENVINO_BF16
     measured = agreement.served_probabilities(loaded, TEXTS, precision.OPENVINO_BF16)
     assert np.abs(probabilities - measured).max() <= 1e-5
-    fp32, fp32_tokens, _ = ServingModel(loaded, at=precision.FP32)(TEXTS)
+    fp32, fp32_tokens, _ = ServingModel(loaded, precision=precision.FP32)(TEXTS)
     assert (tokens == fp32_tokens).all()  # the same vectoriser, in TensorFlow
     if served._numeric.hint == "bf16":
         assert np.abs(probabilities - fp32).max() > 0  # it really computes at another precision
@@ -119,9 +119,9 @@ def test_openvino_f32_computes_what_tensorflow_computes_and_export_records_it(tr
     record = result.metadata[precision.RECORD_KEY][precision.OPENVINO_F32]
     assert record["changed_rows"] == 0 and record["max_probability_change"] <= precision.SAME_WITHIN, record
     assert precision.computes_the_same(result.metadata, precision.OPENVINO_F32) is None
-    served = ServingModel(loaded, at=precision.OPENVINO_F32)
+    served = ServingModel(loaded, precision=precision.OPENVINO_F32)
     probabilities, tokens, unknown = served(TEXTS)
-    fp32, fp32_tokens, fp32_unknown = ServingModel(loaded, at=precision.FP32)(TEXTS)  # XLA, as jobs serve it
+    fp32, fp32_tokens, fp32_unknown = ServingModel(loaded, precision=precision.FP32)(TEXTS)  # XLA, as jobs serve it
     assert served.path == "openvino-f32" and served._numeric.hint == "f32"
     assert np.abs(probabilities - fp32).max() <= precision.SAME_WITHIN
     assert (probabilities.argmax(axis=1) == fp32.argmax(axis=1)).all()
@@ -343,9 +343,9 @@ def test_auto_keeps_what_it_measured_and_builds_only_the_winner_next_time(model_
 
 
 def _recording(init, built: list):
-    def recorded(self, loaded, xla=True, sizes=None, at=precision.FP32):
-        built.append(at)
-        init(self, loaded, xla, sizes or (32,), at)
+    def recorded(self, loaded, xla=True, sizes=None, served=precision.FP32):
+        built.append(served)
+        init(self, loaded, xla, sizes or (32,), served)
     return recorded
 
 

@@ -66,7 +66,7 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
         self.watch_interval_secs = config.watch_interval_secs
         self.registry_uri = config.registry_uri
         self.xla = config.xla
-        self.at = PrecisionSetting.of(config)
+        self.asked = PrecisionSetting.of(config)
         self.warm_up = warm_up
         self._candidate: str | None = None
         self._slot: ModelSlot | None = None
@@ -80,7 +80,7 @@ class ComplaintModelHandler(ModelHandler[core.Rows, core.Classified, ModelSlot])
         """The process's slot; after `update_model_path`, the same slot offered the new model."""
         if self._slot is None:
             self._slot = ModelSlot(self.model_dir, xla=self.xla, warm_up=self.warm_up,
-                                   sizes=compiled.buckets(self.batch_sizes[0], self.batch_sizes[1]), at=self.at)
+                                   sizes=compiled.buckets(self.batch_sizes[0], self.batch_sizes[1]), asked=self.asked)
         if self._candidate:
             self._slot.offer(self._candidate)
             self._candidate = None

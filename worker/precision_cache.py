@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import platform
 import tempfile
 import time
 
@@ -115,11 +114,7 @@ def _read() -> dict:
 
 
 def _cpu() -> dict:
-    model = ""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.partition(":")[2].strip() for line in f if line.startswith("model name")), "")
-    return {"model": model or platform.processor(), "flags": sorted(precision.cpu_flags()),
+    return {"model": precision.cpu_model(), "flags": sorted(precision.cpu_flags()),
             "cores": os.cpu_count(), "bf16_hardware": precision.native_bf16()}
 
 

@@ -12,6 +12,7 @@ must beat the fastest FP32 by `MIN_GAIN`. Where both bf16s are allowed it consid
 OpenVINO's alone, the runtime built for it (TensorFlow's bf16 is for installations
 without OpenVINO, or models whose record allows only it). So `auto` is never a lower
 precision the record forbids, and on a CPU without AMX or AVX-512 BF16 it is FP32.
+`choose` builds the model at what it picks and returns it, with how it chose.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from model import precision, pretrained
+from model import artifact, precision, pretrained
 from model.errors import UserError
+from model.serving import ServingModel
+from worker import precision_cache
 
 if TYPE_CHECKING:
     from worker.config import WorkerConfig
@@ -48,6 +51,72 @@ class PrecisionSetting:
     @classmethod
     def of(cls, config: WorkerConfig) -> PrecisionSetting:
         return cls(config.precision, config.force_precision, config.review_threshold)
+
+
+def choose(loaded: artifact.Artifact, model_dir: str, asked: PrecisionSetting, xla: bool,
+           sizes: tuple[int, ...]) -> ServingModel:
+    """`loaded` served at the precision chosen for it, with how it was chosen (`ServingModel.choice`, a JSON-ready
+    value that travels with every batch it labels). With several candidates each is compiled and timed here, once,
+    and the fastest kept, unless this machine already measured the same candidates for this model
+    (`worker.precision_cache`): then only that one is built."""
+    considered, why = candidates(asked, loaded.metadata, model_dir, loaded.model)
+    rows, rates = sizes[-1], None
+    entry_key = precision_cache.key(loaded.version, considered, rows, xla) if len(considered) > 1 else None
+    kept = precision_cache.lookup(entry_key) if entry_key else None
+    built, left_out = {}, {}
+    if kept and kept["served"] in considered:
+        served = kept["served"]
+        built, left_out = _build(loaded, [served], considered, xla, sizes,
+                                 None if served == precision.FP32 else probe_texts(1))
+        if built:
+            rates = kept["rows_per_second"]
+            why = (f"{why}; as timed on this machine at "
+                   f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['measured_at']))} "
+                   f"({precision_cache.path()})")
+    if not built:
+        texts = probe_texts(rows) if len(considered) > 1 else None  # each candidate's first call, untimed
+        built, failed = _build(loaded, [p for p in considered if p not in left_out], considered, xla, sizes, texts)
+        left_out.update(failed)
+        if len(built) > 1:
+            served, measured = fastest({p: (lambda m=m: m(texts)) for p, m in built.items()}, rows,
+                                       prefer=SAME_ARITHMETIC, warmed=True)
+            rates = {p: round(r, 1) for p, r in measured.items()}  # as logged, kept and summarised
+            built[served].warmed.add(rows)
+            precision_cache.store(entry_key, served, rates)
+        else:
+            [served] = built
+    if left_out:
+        why += f"; left out, as it failed here: {'; '.join(f'{k}: {v}' for k, v in left_out.items())}"
+    serving = built[served]
+    serving.choice = {"setting": asked.setting, "served": served, "why": why_served(why, served, rates),
+                      "rows_per_second": rates or None, "measured_now": len(built) > 1}
+    return serving
+
+
+def _build(loaded: artifact.Artifact, wanted: list[str], considered: list[str], xla: bool, sizes: tuple[int, ...],
+           probe: Sequence[str] | None) -> tuple[dict, dict]:
+    """({precision: ServingModel} for each of `wanted` that builds and serves `probe`, {precision: why} for
+    those that did not).
+
+    A candidate the job could do without (an OpenVINO runtime beside TensorFlow's FP32) that fails to
+    compile or to serve its first batch is left out with a warning, and the rest are served: a runtime's
+    fault on one CPU must not fail a night that TensorFlow can label. What was asked for alone, and
+    TensorFlow's FP32, still fail.
+    """
+    built, failed = {}, {}
+    for candidate in wanted:
+        try:
+            serving = ServingModel(loaded, xla, sizes, candidate)
+            if probe is not None:
+                serving(probe)
+            built[candidate] = serving
+        except Exception as exc:
+            if len(considered) == 1 or candidate == precision.FP32:
+                raise
+            failed[candidate] = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            log.warning("model %s: could not build %s (%s); choosing among the rest", loaded.version, candidate,
+                        failed[candidate])
+    return built, failed
 
 
 def candidates(asked: PrecisionSetting, metadata: dict, model_dir: str, model=None) -> tuple[list[str], str]:

@@ -1,9 +1,10 @@
 """The model slot: what one worker process serves, swapped in place when a newer model is accepted.
 
 It builds each `ServingModel` once per process (RunInference's shared handle alone
-would drop it) at the precision chosen for it, and keeps how it chose on the model
-(`ServingModel.choice`): each batch it labels carries that choice to the run's figures
-(`worker.transform.SERVED`), so the nightly summary says what was served on any runner.
+would drop it) at the precision `worker.precision_choice.choose` picks, which keeps how
+it chose on the model (`ServingModel.choice`): each batch it labels carries that choice
+to the run's figures (`worker.transform.SERVED`), so the nightly summary says what was
+served on any runner.
 """
 
 from __future__ import annotations
@@ -12,25 +13,16 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Sequence
 
 import apache_beam as beam
 import tensorflow as tf
 
-from model import artifact, compiled, files, precision, registry
+from model import artifact, compiled, files, registry
 from model.errors import UserError
 from model.serving import ServingModel
-from worker import precision_cache, telemetry
+from worker import telemetry
 from worker.defaults import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, METRICS_NAMESPACE
-from worker.precision_choice import (
-    SAME_ARITHMETIC,
-    PrecisionSetting,
-    candidates,
-    described,
-    fastest,
-    probe_texts,
-    why_served,
-)
+from worker.precision_choice import PrecisionSetting, choose, described
 
 log = logging.getLogger("complaints.worker")
 
@@ -59,8 +51,8 @@ class ModelSlot:
 
     def __init__(self, model_dir: str, serving: ServingModel | None = None, xla: bool = True,
                  sizes: tuple[int, ...] | None = None, warm_up: bool = False,
-                 at: PrecisionSetting | None = None):
-        self.xla, self.warm_up, self.at = xla, warm_up, at or PrecisionSetting()
+                 asked: PrecisionSetting | None = None):
+        self.xla, self.warm_up, self.asked = xla, warm_up, asked or PrecisionSetting()
         self.sizes = sizes or compiled.buckets(DEFAULT_MIN_BATCH_SIZE, DEFAULT_MAX_BATCH_SIZE)
         self.current = serving or self._serving(model_dir)
         self.model_dir = model_dir
@@ -199,11 +191,11 @@ class ModelSlot:
         local streaming runner) would so drop the model and load and compile it again
         for every bundle. The last ServingModel is therefore kept here, one entry.
         """
-        key = (artifact.cache_key(model_dir), self.xla, self.sizes, self.at)
+        key = (artifact.cache_key(model_dir), self.xla, self.sizes, self.asked)
         with _KEPT_LOCK:
             serving = _KEPT.get(key) if key[0] is not None else None
             if serving is None:
-                serving = self._at_chosen_precision(artifact.load(model_dir), model_dir)
+                serving = choose(artifact.load(model_dir), model_dir, self.asked, self.xla, self.sizes)
                 _LOADS[model_dir] += 1
                 if key[0] is not None:
                     _KEPT.clear()  # one entry, as artifact.load keeps: a swap frees the old model
@@ -211,68 +203,6 @@ class ModelSlot:
             if self.warm_up and not serving.warm:
                 serving.warm_up()
         return serving
-
-    def _at_chosen_precision(self, loaded: artifact.Artifact, model_dir: str) -> ServingModel:
-        """The model served at the precision `worker.precision_choice` picks; with several candidates, each is
-        compiled and timed here, once, and the fastest kept, unless this machine already measured the same
-        candidates for this model (`worker.precision_cache`): then only that one is built."""
-        options, why = candidates(self.at, loaded.metadata, model_dir, loaded.model)
-        rows, rates = self.sizes[-1], None
-        entry_key = precision_cache.key(loaded.version, options, rows, self.xla) if len(options) > 1 else None
-        kept = precision_cache.lookup(entry_key) if entry_key else None
-        built, left_out = {}, {}
-        if kept and kept["served"] in options:
-            winner = kept["served"]
-            built, left_out = self._build(loaded, [winner], options,
-                                          None if winner == precision.FP32 else probe_texts(1))
-            if built:
-                chosen, rates = winner, kept["rows_per_second"]
-                why = (f"{why}; as timed on this machine at "
-                       f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(kept['measured_at']))} "
-                       f"({precision_cache.path()})")
-        if not built:
-            texts = probe_texts(rows) if len(options) > 1 else None  # each candidate's first call, untimed
-            built, failed = self._build(loaded, [at for at in options if at not in left_out], options, texts)
-            left_out.update(failed)
-            if len(built) > 1:
-                chosen, measured = fastest({at: (lambda m=m: m(texts)) for at, m in built.items()}, rows,
-                                           prefer=SAME_ARITHMETIC, warmed=True)
-                rates = {at: round(r, 1) for at, r in measured.items()}  # as logged, kept and summarised
-                built[chosen].warmed.add(rows)
-                precision_cache.store(entry_key, chosen, rates)
-            else:
-                [chosen] = built
-        if left_out:
-            why += f"; left out, as it failed here: {'; '.join(f'{k}: {v}' for k, v in left_out.items())}"
-        serving = built[chosen]
-        serving.choice = {"setting": self.at.setting, "served": chosen, "why": why_served(why, chosen, rates),
-                          "rows_per_second": rates or None, "measured_now": len(built) > 1}
-        return serving
-
-    def _build(self, loaded: artifact.Artifact, wanted: list[str], options: list[str],
-               probe: Sequence[str] | None) -> tuple[dict, dict]:
-        """({precision: ServingModel} for each of `wanted` that builds and serves `probe`, {precision: why} for
-        those that did not).
-
-        A candidate the job could do without (an OpenVINO runtime beside TensorFlow's FP32) that fails to
-        compile or to serve its first batch is left out with a warning, and the rest are served: a runtime's
-        fault on one CPU must not fail a night that TensorFlow can label. What was asked for alone, and
-        TensorFlow's FP32, still fail.
-        """
-        built, failed = {}, {}
-        for at in wanted:
-            try:
-                serving = ServingModel(loaded, self.xla, self.sizes, at)
-                if probe is not None:
-                    serving(probe)
-                built[at] = serving
-            except Exception as exc:
-                if len(options) == 1 or at == precision.FP32:
-                    raise
-                failed[at] = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-                log.warning("model %s: could not build %s (%s); choosing among the rest", loaded.version, at,
-                            failed[at])
-        return built, failed
 
     def _refuse(self, model_dir: str, why: str) -> bool:
         self._count("model_refused")
