@@ -109,15 +109,6 @@ def _weightings(vectorizers) -> list[SublinearTfIdf]:
             for vectorizer, block in zip(vectorizers, ("word", "char"), strict=True)]
 
 
-def build_features(config: LinearConfig, train_texts: list[str], sparse: bool = True) -> keras.Model:
-    """Adapt both vocabularies and idf weights on the training texts; strings → TF-IDF rows.
-
-    `sparse=False` exists for benchmarks/linear_serving.py, which measures why sparse is the default.
-    """
-    features, _ = featurise(config, train_texts, [], sparse)
-    return features
-
-
 def featurise(config: LinearConfig, train_texts: list[str], other_texts: list[str], sparse: bool = True,
               phases: Phases | None = None):
     """Adapt the features on the training texts → (strings → TF-IDF model, CSR rows of train + other texts).

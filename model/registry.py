@@ -364,8 +364,3 @@ def stage(model_dir: str, prefix: str, lineage: dict) -> str:
     if not files.exists(files.join(target, artifact.METADATA_FILE)):
         artifact.copy_directory(model_dir, target)
     return target
-
-
-def lineage_json(metadata: dict) -> str | None:
-    lineage = lineage_of(metadata)
-    return json.dumps(lineage, sort_keys=True) if lineage else None

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model.linear import LinearConfig, build_features, fit_softmax, fold_ids, train_linear, transform
+from model.linear import LinearConfig, featurise, fit_softmax, fold_ids, train_linear, transform
 from tests.conftest import labelled
 
 # Already standardised (lower case, no punctuation), so scikit-learn sees the same tokens.
@@ -19,7 +19,7 @@ CORPUS = [
 def test_word_features_equal_scikit_learn_sublinear_tfidf():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    features = build_features(LinearConfig(word_ngrams=2, locale="unicode"), CORPUS)
+    features, _ = featurise(LinearConfig(word_ngrams=2, locale="unicode"), CORPUS, [])
     ours = transform(features, CORPUS).toarray()
     words = features.get_layer("word_counts").get_vocabulary()
     reference = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"\S+")
@@ -30,7 +30,7 @@ def test_word_features_equal_scikit_learn_sublinear_tfidf():
 
 
 def test_unseen_ngrams_do_not_dilute_the_row():
-    features = build_features(LinearConfig(word_ngrams=1, locale="unicode"), CORPUS)
+    features, _ = featurise(LinearConfig(word_ngrams=1, locale="unicode"), CORPUS, [])
     words = len(features.get_layer("word_counts").get_vocabulary())
     plain, padded = transform(features, ["bus late", "bus late zzz qqq xyz"]).toarray()[:, :words]
     assert padded[0] == 0.0  # the out-of-vocabulary column
@@ -165,5 +165,5 @@ def test_one_pass_extraction_equals_the_served_features(sparse_counts):
     np.testing.assert_allclose(x.toarray(), served.toarray(), atol=1e-6)
     assert x.nnz == np.count_nonzero(served.toarray())  # the out-of-vocabulary columns (always 0) are not stored
     # the idf comes from the training rows only: the same features adapted on them alone agree
-    alone = build_features(config, texts[:200])
+    alone, _ = featurise(config, texts[:200], [])
     np.testing.assert_allclose(transform(alone, texts[200:]).toarray(), x[200:].toarray(), atol=1e-6)

@@ -33,11 +33,6 @@ def keep(staging: str, table: str, night: str, passthrough: tuple, warehouse: di
     commit.write_text(commit.join(staging, PENDING), json.dumps(record, indent=1) + "\n")
 
 
-def is_pending(folder: str) -> bool:
-    return posixpath.basename(folder.rstrip("/")).startswith(".staging-") and FileSystems.exists(
-        commit.join(folder, PENDING))
-
-
 def found(output: str) -> list[str]:
     """The output's pending staging folders, oldest run first (run ids begin with their start time)."""
     pattern = commit.join(output, f".staging-*/{PENDING}")
