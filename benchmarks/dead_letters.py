@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 
-from benchmarks.throughput import bench_label, build_model, write_archive
+from benchmarks.labelling import bench_label, build_model, write_archive
 
 
 def write_null_archive(path: str, rows: int) -> None:

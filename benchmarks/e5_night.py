@@ -41,7 +41,6 @@ def main() -> None:
 
     import pandas as pd
 
-
     work = tempfile.mkdtemp(prefix="e5-night-")
     training_seconds = {}
     for name in ARCHITECTURES:

@@ -4,8 +4,8 @@ of texts of 50,000 characters (`MAX_TEXT_CHARS`), with and without explanations;
 Long random texts are exactly the uncertain rows that get explained, so this is where an
 explanation that built every variant from the whole text would run out of memory. Each
 variant is one `complaints label` process (the jobs' own path: Parquet in, Beam's
-DirectRunner, the batched core, the staged commit), its peak RSS read from the kernel
-(`wait4`). The variants run in turn on one archive and one model.
+DirectRunner, the batched core, the staged commit), its peak RSS its own
+(`benchmarks.labelling`). The variants run in turn on one archive and one model.
 
     python -m benchmarks.explain_long --rows 10000 --out benchmarks/results/explain_long.json
 """
@@ -31,7 +31,6 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=50_000, help="characters per text")
     parser.add_argument("--out", default="benchmarks/results/explain_long.json")
     args = parser.parse_args()
-
 
     work = tempfile.mkdtemp(prefix="explain-long-")
     model = args.model or _trained(work)

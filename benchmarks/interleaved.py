@@ -28,7 +28,7 @@ import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks.throughput import bench_label, precision_of, workspace, write_archive
+from benchmarks.labelling import bench_label, precision_of, workspace, write_archive
 from model.precision import cpu_model
 
 
@@ -45,8 +45,6 @@ def main() -> None:
                         "start with an empty one in the work folder, so round 1 times)")
     parser.add_argument("--out", default="benchmarks/results/interleaved.json")
     args = parser.parse_args()
-
-    from model.precision import isa_features
 
     work, model_dir = workspace("interleaved-", args.model, args.small)
     archive = os.path.join(work, "archive", "archive.parquet")
@@ -76,16 +74,28 @@ def main() -> None:
                 runs[name].append(rate)
                 note = ""
                 if name in served:  # the settings that choose: what they served, and whether they timed it now
-                    choice = precision_of(out)
-                    rates = choice.get("rows_per_second")
-                    kept = bool(rates) and not choice.get("measured_now", True)
-                    served[name].append(choice["served"] + (" (kept)" if kept else ""))
-                    timing = "nothing timed" if not rates else "as kept from an earlier run" if kept else "timed now"
-                    note = f"  served {choice['served']} ({timing}: {rates})"
+                    chosen, note = _served(out)
+                    served[name].append(chosen)
                 print(f"round {round_ + 1}: {name:<20} {rate:>8,.0f} rows/s{note}", flush=True)
     finally:
         if cluster is not None:
             cluster.close()
+
+    _report(args, model_dir, runs, served)
+
+
+def _served(out: str) -> tuple[str, str]:
+    """(what a run that chooses served, "(kept)" where it took an earlier run's timing; the line's note)."""
+    choice = precision_of(out)
+    rates = choice.get("rows_per_second")
+    kept = bool(rates) and not choice.get("measured_now", True)
+    timing = "nothing timed" if not rates else "as kept from an earlier run" if kept else "timed now"
+    return choice["served"] + (" (kept)" if kept else ""), f"  served {choice['served']} ({timing}: {rates})"
+
+
+def _report(args, model_dir: str, runs: dict[str, list[float]], served: dict[str, list[str]]) -> None:
+    """The medians and their ratios to label-fp32, printed and written to `args.out`."""
+    from model.precision import isa_features
 
     medians = {name: statistics.median(rates) for name, rates in runs.items()}
     if "label-dask" in runs and len(runs["label-dask"]) > 1:

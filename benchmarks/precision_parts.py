@@ -46,7 +46,7 @@ def main() -> None:
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from model import artifact, compiled, openvino_core, precision
+    from model import artifact, compiled, precision
     from model.sample import generate
     from model.serving import ServingModel
     from worker import core, record_columns
@@ -89,12 +89,20 @@ def main() -> None:
             seconds[name].append(time.perf_counter() - started)
     per_row = {name: statistics.median(s) / rows * 1e6 for name, s in seconds.items()}
 
+    _report(args, texts[:rows], served, per_row)
+
+
+def _report(args, texts: list[str], served: list[str], per_row: dict[str, float]) -> None:
+    """Each part's time per row, and what swapping FP32's core for a lower precision's could gain the job."""
+    from model import openvino_core, precision
+
+    rows = len(texts)
     fp32 = precision.FP32
     ceilings = {at: per_row[f"classify {fp32}"] / (per_row[f"classify {fp32}"] - per_row[f"core {fp32}"]
                                                     + per_row[f"core {at}"]) for at in served if at != fp32}
     measured = {at: per_row[f"classify {fp32}"] / per_row[f"classify {at}"] for at in served if at != fp32}
     features = precision.isa_features()
-    mean_chars = sum(map(len, texts[:rows])) / rows
+    mean_chars = sum(map(len, texts)) / rows
     print(f"{rows:,} texts ({mean_chars:,.0f} characters on average) in batches of {args.batch}, {args.rounds} "
           f"rounds; {os.cpu_count()} cores, {cpu_model()} ({', '.join(features) or 'no bf16/VNNI features'})")
     print(f"{'part':<24} {'µs per row':>11} {'rows/s':>9}")

@@ -45,7 +45,6 @@ def main() -> None:
 
     import pyarrow.parquet as pq
 
-
     pool = pq.read_table(args.data, columns=["text", "category"]).to_pandas().dropna()
     test = pq.read_table(args.test, columns=["text", "category"]).to_pandas().dropna()
     curves = {s: [] for s in STRATEGIES}

@@ -2,7 +2,7 @@
 
 Each variant is one `complaints label` process (Parquet in, Beam's DirectRunner, the
 batched core, the staged commit; with `--shadow`, the second model's pass, its files
-and the summary's pairing), its peak RSS read from the kernel (`wait4`). Both models
+and the summary's pairing), its peak RSS its own (`benchmarks.labelling`). Both models
 are reference-sized BiLSTMs trained here from different seeds. The variants alternate
 for `--rounds` rounds on one archive, so drift in the machine's speed falls on both;
 the table gives each round's ratio and the median.
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/shadow_cost.json")
     args = parser.parse_args()
 
-    from benchmarks.throughput import write_archive
+    from benchmarks.labelling import write_archive
 
     work = tempfile.mkdtemp(prefix="shadow-cost-")
     champion, challenger = (_trained(work, name, seed, args.small) for name, seed in (("a", 1), ("b", 2)))

@@ -1,7 +1,8 @@
 """The live job on the local runner: the late-ack read next to Beam's local reader, in one run.
 
 Starts Google's Pub/Sub emulator, then for each read runs the job in a child process
-(so each has its own peak RSS) against its own topics, in two phases:
+(so each has its own peak RSS: its `VmHWM`, since `ru_maxrss` would carry this process's
+peak from training the model into every child) against its own topics, in two phases:
 
     backlog  publish N messages at once, measure how fast the job drains them
     steady   publish at --rate per second for --seconds, measure publish → output latency
@@ -97,7 +98,7 @@ def main() -> None:
 
 def _model(small: bool, extra_rows: int = 0) -> str:
     """A model trained here; `extra_rows` more rows give other weights (the challenger)."""
-    from benchmarks.throughput import build_model
+    from benchmarks.labelling import build_model
 
     out = os.path.join(tempfile.mkdtemp(prefix="latency-"), "model")
     build_model(out, rows=(2000 if small else 20_000) + extra_rows, small=small)
@@ -162,10 +163,10 @@ def _child(args) -> None:
               "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
               "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
               "latency_max_s": round(float(latencies.max()), 3), **_batches()}
-    import resource
+    from benchmarks.labelling import high_water
 
-    figures = {"read": read, "backlog": backlog, "steady": steady,
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    figures = {"read": read, "backlog": backlog, "steady": steady,  # this process's own peak, not ru_maxrss's
+               "peak_rss_mb": round(high_water(os.getpid()) / 2**20)}
     if read == "late-ack-blackhole":
         figures["registry_connections_unanswered"] = len(_HOLES)
     with open(args.child, "w") as f:

@@ -40,240 +40,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
-import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
+from benchmarks.labelling import bench_label, bench_label_dask, precision_of, workspace, write_archive
+from benchmarks.raw import bench_prepare, raw_variants
 from model.precision import cpu_model
-from model.sample import generate
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def build_model(out: str, rows: int, small: bool) -> None:
-    """A reference-sized BiLSTM (or a tiny one for the CI smoke run), trained briefly."""
-    from model.architecture import ArchitectureConfig
-    from model.data import LabelledData
-    from model.train import TrainConfig, train
-
-    frame = generate(rows, seed=1)
-    data = LabelledData(frame["text"].to_numpy(dtype=object), frame["category"].to_numpy(dtype=object), 0, [])
-    architecture = ArchitectureConfig(max_tokens=2000, lstm_units=8) if small else ArchitectureConfig()
-    train(data, out, architecture, TrainConfig(epochs=1, verbose=0))
-
-
-def workspace(prefix: str, model: str | None, small: bool) -> tuple[str, str]:
-    """(a fresh working folder, the model directory): `model`, or one trained into the folder."""
-    work = tempfile.mkdtemp(prefix=prefix)
-    model_dir = model or os.path.join(work, "model")
-    if not model:
-        build_model(model_dir, 3000 if small else 20_000, small)
-    return work, model_dir
-
-
-def write_archive(path: str, rows: int, source: str | None) -> list[str]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if source:
-        table = pq.read_table(source, columns=["id", "text"])
-        repeats = -(-rows // table.num_rows)
-        table = pa.concat_tables([table] * repeats).slice(0, rows)
-        table = table.set_column(0, "id", pa.array([f"r{i}" for i in range(rows)]))
-    else:
-        table = pa.Table.from_pandas(generate(rows, seed=9, labelled=False), preserve_index=False)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    pq.write_table(table, path, compression="zstd", row_group_size=10_000)
-    return table.column("text").to_pylist()
-
-
-def peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def timed(fn, count: int) -> float:
-    started = time.perf_counter()
-    fn()
-    return count / (time.perf_counter() - started)
-
-
-def bench_raw(model_dir: str, texts: list[str], xla: bool, precision: str = "fp32",
-              sizes: tuple[int, ...] = (64, 256, 512, 1024, 2048)) -> tuple[float, dict]:
-    """Steady-state throughput of the worker's serving function: every batch size traced (and, with
-    XLA, compiled) before timing, so this is the fastest the model runs here."""
-    from model import artifact
-    from model.serving import ServingModel
-
-    serving = ServingModel(artifact.load(model_dir), xla=xla, precision=precision)
-    by_size = {}
-    sample = texts[: min(len(texts), 20_000)]
-    for size in sizes:
-        serving(sample[:size])  # trace, and compile this padded size
-        def run(size=size):
-            for i in range(0, len(sample), size):
-                serving(sample[i : i + size])
-        by_size[size] = timed(run, len(sample))
-    best = max(by_size, key=by_size.get)
-
-    def run_all():
-        for i in range(0, len(texts), best):
-            serving(texts[i : i + best])
-    return timed(run_all, len(texts)), {"best_batch_size": best, "by_batch_size": by_size, "path": serving.path}
-
-
-def bench_openvino(model_dir: str, texts: list[str], precision: str) -> tuple[float | None, str]:
-    """The serving function at an OpenVINO precision (openvino-bf16, openvino-f32), batch 1,024."""
-    from model import artifact, openvino_core
-    from model.serving import ServingModel
-
-    if not openvino_core.available():
-        return None, "OpenVINO is not installed"
-    serving = ServingModel(artifact.load(model_dir), precision=precision)
-    serving(texts[:1024])
-
-    def run():
-        for i in range(0, len(texts), 1024):
-            serving(texts[i : i + 1024])
-    return timed(run, len(texts)), f"TF vectoriser + OpenVINO at {serving._numeric.hint}, batch size 1024"
-
-
-def bench_keras_predict(model_dir: str, texts: list[str]) -> float:
-    import tensorflow as tf
-
-    from model import artifact
-
-    model = artifact.load(model_dir).model
-    model.predict(tf.constant(texts[:32]), verbose=0)
-    return timed(lambda: model.predict(tf.constant(texts), verbose=0), len(texts))
-
-
-def bench_per_text(model_dir: str, texts: list[str]) -> float:
-    import tensorflow as tf
-
-    from model import artifact
-
-    model = artifact.load(model_dir).model
-    sample = texts[:500]
-    model.predict(tf.constant(sample[:1]), verbose=0)
-    return timed(lambda: [model.predict(tf.constant([t]), verbose=0) for t in sample], len(sample))
-
-
-def _pkg_resources_shim() -> None:
-    """tensorflow_hub 0.16.1, its last release, imports `pkg_resources` (for one version check), which
-    setuptools no longer ships (since 81): Beam's TensorFlow handler imports tensorflow_hub, so without
-    this the stock handler cannot even be imported. The shim gives it `parse_version`, nothing else."""
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        import types
-
-        from packaging.version import parse
-
-        sys.modules["pkg_resources"] = types.SimpleNamespace(parse_version=parse)
-
-
-def bench_stock_runinference(model_dir: str, texts: list[str]) -> tuple[float | None, str]:
-    """Beam's own TFModelHandlerTensor on the artifact (`pip install -e '.[bench]'`): what a Beam user would
-    try first. It gets one string tensor per element and stacks them into batches of Beam's choosing."""
-    _pkg_resources_shim()
-    try:
-        import apache_beam as beam
-        import tensorflow as tf
-        from apache_beam.ml.inference.base import RunInference
-        from apache_beam.ml.inference.tensorflow_inference import TFModelHandlerTensor
-    except ImportError as exc:
-        return None, f"cannot import Beam's TensorFlow handler: {exc}"
-    import model.text  # noqa: F401 (registers the standardisation for Keras loading)
-
-    handler = TFModelHandlerTensor(model_uri=os.path.join(model_dir, "model.keras"))
-    started = time.perf_counter()
-    try:
-        with beam.Pipeline(runner="FnApiRunner") as p:
-            _ = (p | beam.Create(texts) | beam.Map(lambda t: tf.constant(t))
-                 | RunInference(handler) | beam.combiners.Count.Globally())
-    except Exception as exc:  # noqa: BLE001 (report why the stock handler cannot serve it)
-        return None, f"failed: {str(exc).strip().splitlines()[-1][:200]}"
-    return len(texts) / (time.perf_counter() - started), "ok"
-
-
-def bench_label(model_dir: str, archive: str, out: str, extra: list[str],
-                env: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """Rows/s measured by the job itself (summary.json) and the peak RSS of it and its workers.
-
-    RSS is sampled with psutil: a child's ru_maxrss on Linux carries the parent's
-    high-water mark across fork and exec, so it would report this benchmark's memory.
-    """
-    import psutil
-
-    command = [sys.executable, "-m", "pipelines", "label", "--model", model_dir, "--input", archive,
-               "--output", out, "--no-progress", *extra]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, **(env or {})})
-    watched = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        try:
-            tree = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    stderr = process.stderr.read().decode(errors="replace")
-    if process.returncode != 0:
-        raise RuntimeError(f"label failed: {stderr[-2000:]}")
-    summary = json.load(open(os.path.join(out, "summary.json")))
-    return summary["rows_per_second"], peak / 2**20, summary["seconds"]
-
-
-def precision_of(out: str) -> dict:
-    """How a finished `label` run into `out` chose its precision: its summary.json's `precision` section."""
-    with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
-        return json.load(f)["precision"]
-
-
-def bench_label_dask(model_dir: str, archive: str, out: str, runs: int = 1) -> list[tuple[float | None, str]]:
-    """`label --runner DaskRunner` on a LocalCluster of 2 worker processes × 1 thread started here, `runs` times
-    on the same cluster: the first on fresh workers, the later ones on workers that have imported TensorFlow
-    and hold the compiled model already (a long-lived cluster)."""
-    try:
-        from distributed import LocalCluster
-    except ImportError:
-        return [(None, "dask not installed (pip install -e '.[dask]')")] * runs
-    found = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as cluster:
-        for run in range(runs):
-            rate, _, seconds = bench_label(model_dir, archive, f"{out}-{run}", [
-                "--runner", "DaskRunner", "--dask_client_address", cluster.scheduler_address])
-            found.append((rate, f"LocalCluster(2 processes x 1 thread), {'warm' if run else 'fresh'} workers, "
-                                f"{seconds:.1f} s"))
-    return found
-
-
-PREPARE = """
-import json, sys, time
-from model import artifact
-from model.serving import ServingModel
-started = time.perf_counter()
-serving = ServingModel(artifact.load(sys.argv[1]), xla=sys.argv[2] == "on", sizes=(int(sys.argv[3]),))
-serving.warm_up()
-print(json.dumps({"seconds": time.perf_counter() - started, "path": serving.path}))
-"""
-
-
-def bench_prepare(model_dir: str, xla: bool) -> float:
-    """Seconds from loading the artifact to a served batch size compiled, in a fresh process, imports excluded."""
-    from worker.defaults import DEFAULT_NIGHTLY_BATCH_SIZE
-
-    command = [sys.executable, "-c", PREPARE, model_dir, "on" if xla else "off", str(DEFAULT_NIGHTLY_BATCH_SIZE)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def main() -> None:
@@ -305,27 +77,53 @@ def main() -> None:
     def want(name: str) -> bool:
         return wanted is None or name in wanted
 
-    raw_detail = xla_detail = {}
-    if want("raw"):
-        raw, raw_detail = bench_raw(model_dir, texts, xla=False)
-        add("raw", raw, peak_rss_mb(), f"graph mode, batch size {raw_detail['best_batch_size']}")
-    if want("raw-xla"):
-        raw_xla, xla_detail = bench_raw(model_dir, texts, xla=True)
-        add("raw-xla", raw_xla, peak_rss_mb(), f"{xla_detail['path']}, batch size {xla_detail['best_batch_size']}")
-    if want("raw-bf16"):
-        rate, detail = bench_raw(model_dir, texts[:20_000], xla=False, precision="bf16", sizes=(1024,))
-        add("raw-bf16", rate, peak_rss_mb(), f"{detail['path']}, batch size 1024, first {min(len(texts), 20_000):,}")
-    for name in ("raw-openvino-bf16", "raw-openvino-f32"):
-        if want(name):
-            rate, detail = bench_openvino(model_dir, texts, name.removeprefix("raw-"))
-            add(name, rate, peak_rss_mb(), detail)
-    if want("keras-predict"):
-        add("keras-predict", bench_keras_predict(model_dir, texts), peak_rss_mb(), "batch size 32 (Keras default)")
-    if want("per-text"):
-        add("per-text", bench_per_text(model_dir, texts), peak_rss_mb(), "sample of 500")
-    if want("stock-runinference"):
-        rate, note = bench_stock_runinference(model_dir, texts[:2000])
-        add("stock-runinference", rate, None, note)
+    raw_detail, xla_detail = raw_variants(model_dir, texts, want, add)
+    rss, label_seconds = _label_variants(model_dir, archive, work, want, add)
+    memory = {"rows": args.rows, "label_peak_rss_mb": rss}
+    if not args.skip_4n and rss:
+        archive4 = os.path.join(work, "n4", "archive.parquet")
+        write_archive(archive4, 4 * args.rows, args.source)
+        _, rss4, _ = bench_label(model_dir, archive4, os.path.join(work, "out4"), [])
+        memory.update({"rows_4n": 4 * args.rows, "label_peak_rss_mb_4n": rss4, "ratio": rss4 / rss})
+    by = {r["variant"]: r["reviews_per_s"] for r in results}
+    if wanted is not None:  # a partial run: the variants side by side, and label's ceiling if raw-xla ran
+        fixed = _ceiling(model_dir, args.rows, by["raw-xla"], label_seconds) if by.get("raw-xla") else {}
+        _report(args, results, by, {**_ratios(by), **_ceiling_ratios(by, fixed)}, fixed, memory, {}, xla_detail)
+        return
+    targets, fixed = _targets(args, model_dir, work, by, label_seconds, memory.get("ratio"))
+    _report(args, results, by, targets, fixed, memory, raw_detail, xla_detail)
+
+
+def _targets(args, model_dir: str, work: str, by: dict, label_seconds: float | None,
+             rss_ratio: float | None) -> tuple[dict, dict]:
+    """A full run's ratios and the fixed costs they leave out (`prepare`, label on 10 rows): (targets, fixed)."""
+    raw, raw_xla, label = by["raw"], by["raw-xla"], by["label"]
+    xla_rate, graph_rate = by["label-xla"], by["label-graph"]
+
+    tiny = os.path.join(work, "tiny", "archive.parquet")
+    write_archive(tiny, 10, args.source)
+    fixed = {**_ceiling(model_dir, args.rows, raw_xla, label_seconds),
+             "prepare_graph_s": bench_prepare(model_dir, xla=False),
+             "label_10_rows_xla_s": bench_label(model_dir, tiny, os.path.join(work, "out-tiny"), ["--xla", "on"])[2]}
+    fixed["label/raw ceiling"] = (args.rows / raw) / (args.rows / raw_xla + fixed["prepare_xla_s"])
+
+    targets = {
+        "label/raw-xla": label / raw_xla,
+        "label/raw": label / raw,
+        "best label/raw-xla": max(label, xla_rate, graph_rate) / raw_xla,
+        "raw-xla/raw": raw_xla / raw,
+        "label/keras-predict": label / by["keras-predict"],
+        "label/per-text": label / by["per-text"],
+        "rss(4N)/rss(N)": rss_ratio,
+        "label/raw-xla ceiling": fixed["label/raw-xla ceiling"],
+        "label/raw ceiling": fixed["label/raw ceiling"],
+        **_ratios(by),
+    }
+    return targets, fixed
+
+
+def _label_variants(model_dir: str, archive: str, work: str, want, add) -> tuple[float | None, float | None]:
+    """`complaints label` with each setting, in a process of its own; (label's peak RSS, label's seconds)."""
     rss = label_seconds = None
     if want("label"):
         out = os.path.join(work, "out1")
@@ -359,40 +157,7 @@ def main() -> None:
                                      else 1)
         for name, (rate, note) in zip(("label-dask", "label-dask-warm"), dask_runs, strict=False):
             add(name, rate, None, note)
-    memory = {"rows": args.rows, "label_peak_rss_mb": rss}
-    if not args.skip_4n and rss:
-        archive4 = os.path.join(work, "n4", "archive.parquet")
-        write_archive(archive4, 4 * args.rows, args.source)
-        _, rss4, _ = bench_label(model_dir, archive4, os.path.join(work, "out4"), [])
-        memory.update({"rows_4n": 4 * args.rows, "label_peak_rss_mb_4n": rss4, "ratio": rss4 / rss})
-    by = {r["variant"]: r["reviews_per_s"] for r in results}
-    if wanted is not None:  # a partial run: the variants side by side, and label's ceiling if raw-xla ran
-        fixed = _ceiling(model_dir, args.rows, by["raw-xla"], label_seconds) if by.get("raw-xla") else {}
-        _report(args, results, by, {**_ratios(by), **_ceiling_ratios(by, fixed)}, fixed, memory, {}, xla_detail)
-        return
-    raw, raw_xla, label = by["raw"], by["raw-xla"], by["label"]
-    xla_rate, graph_rate = by["label-xla"], by["label-graph"]
-
-    tiny = os.path.join(work, "tiny", "archive.parquet")
-    write_archive(tiny, 10, args.source)
-    fixed = {**_ceiling(model_dir, args.rows, raw_xla, label_seconds),
-             "prepare_graph_s": bench_prepare(model_dir, xla=False),
-             "label_10_rows_xla_s": bench_label(model_dir, tiny, os.path.join(work, "out-tiny"), ["--xla", "on"])[2]}
-    fixed["label/raw ceiling"] = (args.rows / raw) / (args.rows / raw_xla + fixed["prepare_xla_s"])
-
-    targets = {
-        "label/raw-xla": label / raw_xla,
-        "label/raw": label / raw,
-        "best label/raw-xla": max(label, xla_rate, graph_rate) / raw_xla,
-        "raw-xla/raw": raw_xla / raw,
-        "label/keras-predict": label / by["keras-predict"],
-        "label/per-text": label / by["per-text"],
-        "rss(4N)/rss(N)": memory.get("ratio"),
-        "label/raw-xla ceiling": fixed["label/raw-xla ceiling"],
-        "label/raw ceiling": fixed["label/raw ceiling"],
-        **_ratios(by),
-    }
-    _report(args, results, by, targets, fixed, memory, raw_detail, xla_detail)
+    return rss, label_seconds
 
 
 def _ceiling(model_dir: str, rows: int, raw_xla: float, label_seconds: float | None) -> dict:

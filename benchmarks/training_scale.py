@@ -2,7 +2,7 @@
 
 Each (rows, architecture) is one `complaints train` run in its own process, on an
 archive of generated complaints (cached in --cache), so its peak resident memory is
-its own (`os.wait4`). The phases and epochs are read from training's own progress
+its own (`benchmarks.labelling.peak_while_running`). The phases and epochs are read from training's own progress
 lines (`[train] NAME: done in S s`); accuracy and ECE from the artifact's metadata.
 
     python -m benchmarks.training_scale --rows 10000,100000,431306 --out benchmarks/results/training_scale.json
@@ -23,6 +23,8 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks.labelling import peak_while_running
 
 DONE = re.compile(r"\[train\] (.+?): done in ([0-9.]+) s")
 
@@ -45,8 +47,7 @@ def run(data: str, architecture: str, epochs: int, out: str) -> dict:
     started = time.monotonic()
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory, not the largest so far
-        process.returncode = os.waitstatus_to_exitcode(status)
+        peak = peak_while_running(process)  # its own, where wait4's ru_maxrss would carry this process's
         log.seek(0)
         output = log.read()
     wall = time.monotonic() - started
@@ -63,7 +64,7 @@ def run(data: str, architecture: str, epochs: int, out: str) -> dict:
     refit_epoch_seconds = [seconds for name, seconds in phases.items() if name.startswith("refit epoch ")]
     return {
         "wall_seconds": round(wall, 1),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "peak_rss_mb": round(peak / 2**20),
         "phases": {name: round(seconds, 1) for name, seconds in phases.items()},
         "seconds_per_epoch": round(sum(epoch_seconds) / len(epoch_seconds), 1) if epoch_seconds else None,
         "seconds_per_refit_epoch": round(sum(refit_epoch_seconds) / len(refit_epoch_seconds), 1)

@@ -335,3 +335,19 @@ def test_bilstm_init_benchmark_pairs_both_starts_on_the_same_folds(tmp_path):
     assert set(data["variants"]) == {"bilstm", "bilstm+e5 init"}
     assert all(v["folds"] == 5 and 0 <= v["accuracy"] <= 1 for v in data["variants"].values())
     assert data["variants"]["bilstm"]["accuracy_vs_bilstm"] == 0  # the paired anchor is the plain BiLSTM
+
+
+def test_a_childs_peak_memory_is_its_own_not_the_benchmarks():
+    """Linux carries a parent's peak into a child's `ru_maxrss` across fork and exec; the benchmarks' measure
+    (`benchmarks.labelling.peak_while_running`) must give the child's own: here a small child of a parent that
+    holds 400 MB, then a child that holds 200 MB itself."""
+    from benchmarks.labelling import peak_while_running
+
+    held = bytearray(400 * 2**20)
+    held[::4096] = b"\1" * len(held[::4096])  # touched, so it is resident
+    small = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    assert peak_while_running(small) < 100 * 2**20
+    large = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200 * 2**20); b[::4096] = "
+                              "b'\\1' * len(b[::4096]); time.sleep(1)"])
+    assert 200 * 2**20 <= peak_while_running(large) < 300 * 2**20
+    assert len(held) == 400 * 2**20
