@@ -71,7 +71,7 @@ def main() -> None:
     cores[precision.BF16] = tf.function(lambda x: bf16_core(x, training=False))
     for at in precision.OPENVINO:
         if at in models:
-            cores[at] = lambda x, ov=models[at]._numeric: ov(x.numpy())
+            cores[at] = lambda x, ov=models[at].openvino: ov(x.numpy())
 
     parts = {}
     for at in served:

@@ -62,7 +62,7 @@ def bench_openvino(model_dir: str, texts: list[str], precision: str) -> tuple[fl
     def run():
         for i in range(0, len(texts), 1024):
             serving(texts[i : i + 1024])
-    return timed(run, len(texts)), f"TF vectoriser + OpenVINO at {serving._numeric.hint}, batch size 1024"
+    return timed(run, len(texts)), f"TF vectoriser + OpenVINO at {serving.openvino.hint}, batch size 1024"
 
 
 def bench_keras_predict(model_dir: str, texts: list[str]) -> float:

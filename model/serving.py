@@ -11,13 +11,14 @@ room so that training, which cannot import the worker, serves through it too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from model import artifact, baseline, compiled
 from model.config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MIN_BATCH_SIZE, MAX_TEXT_CHARS
+from model.openvino_core import OpenVinoCore
 from model.precision import FP32, OPENVINO, converted, numeric_core
 from model.text import standardizer
 
@@ -50,10 +51,10 @@ class ServingModel:
         standardize = standardizer(loaded.locale)
         count_tokens = baseline.TokenCounter(loaded.model, standardize)
         once = False  # the probabilities take standardised texts: each text is standardised once per call
-        self._numeric: Callable[[np.ndarray], np.ndarray] | None = None  # the core outside TensorFlow, if it is
+        self.openvino: OpenVinoCore | None = None  # the numeric core, where OpenVINO computes it (ids → probabilities)
         if precision in OPENVINO:
-            vectorizer, self._numeric = numeric_core(loaded.model, precision)
-            probabilities, self.path = vectorizer, f"openvino-{self._numeric.hint}"  # TensorFlow hands over ids
+            vectorizer, self.openvino = numeric_core(loaded.model, precision)
+            probabilities, self.path = vectorizer, f"openvino-{self.openvino.hint}"  # TensorFlow hands over ids
         else:
             if not xla:
                 parts = "XLA is switched off"
@@ -102,7 +103,7 @@ class ServingModel:
     def warm_up(self) -> None:
         """Trace the serving function and compile every padded size now, at load, not on the first batches:
         a first batch that takes seconds would also teach RunInference's batcher to keep batches small."""
-        for size in self.sizes if self.path == "xla" or self._numeric else self.sizes[:1]:
+        for size in self.sizes if self.path == "xla" or self.openvino else self.sizes[:1]:
             if size not in self.warmed:
                 self(["warm up"] * size)
         self.warm = True
@@ -140,7 +141,7 @@ class ServingModel:
 
     def _numbers(self, outputs: Sequence[tf.Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         probabilities, tokens, oov = outputs
-        probabilities = probabilities.numpy() if self._numeric is None else self._numeric(probabilities.numpy())
+        probabilities = probabilities.numpy() if self.openvino is None else self.openvino(probabilities.numpy())
         return probabilities, tokens.numpy(), oov.numpy()
 
 

@@ -100,12 +100,12 @@ def test_the_openvino_graph_computes_what_keras_computes(loaded, temperature):
 def test_openvino_bf16_as_served_meets_the_rule_and_is_what_export_measured(loaded):
     served = ServingModel(loaded, precision=precision.OPENVINO_BF16)
     probabilities, tokens, _ = served(TEXTS)
-    assert served.path == f"openvino-{served._numeric.hint}" and served.precision == precision.OPENVINO_BF16
+    assert served.path == f"openvino-{served.openvino.hint}" and served.precision == precision.OPENVINO_BF16
     measured = agreement.served_probabilities(loaded, TEXTS, precision.OPENVINO_BF16)
     assert np.abs(probabilities - measured).max() <= 1e-5
     fp32, fp32_tokens, _ = ServingModel(loaded, precision=precision.FP32)(TEXTS)
     assert (tokens == fp32_tokens).all()  # the same vectoriser, in TensorFlow
-    if served._numeric.hint == "bf16":
+    if served.openvino.hint == "bf16":
         assert np.abs(probabilities - fp32).max() > 0  # it really computes at another precision
     record = precision.agreement(fp32, probabilities, 0.5)
     metadata = {precision.RECORD_KEY: {precision.OPENVINO_BF16: record}}
@@ -122,7 +122,7 @@ def test_openvino_f32_computes_what_tensorflow_computes_and_export_records_it(tr
     served = ServingModel(loaded, precision=precision.OPENVINO_F32)
     probabilities, tokens, unknown = served(TEXTS)
     fp32, fp32_tokens, fp32_unknown = ServingModel(loaded, precision=precision.FP32)(TEXTS)  # XLA, as jobs serve it
-    assert served.path == "openvino-f32" and served._numeric.hint == "f32"
+    assert served.path == "openvino-f32" and served.openvino.hint == "f32"
     assert np.abs(probabilities - fp32).max() <= precision.SAME_WITHIN
     assert (probabilities.argmax(axis=1) == fp32.argmax(axis=1)).all()
     assert (tokens == fp32_tokens).all() and (unknown == fp32_unknown).all()
