@@ -27,7 +27,6 @@ def label_run(model: str, archive: str, output: str, flags: list[str], env: dict
     """`complaints label --model MODEL --input ARCHIVE --output OUTPUT --no-progress FLAGS…` (with `env` added to
     the environment): its seconds, peak RSS in MB and summary.json; SystemExit with the end of its stderr if it
     fails."""
-
     command = [sys.executable, "-m", "pipelines", "label", "--model", model, "--input", archive, "--output", output,
                "--no-progress", *flags]
     with tempfile.TemporaryFile() as errors:
@@ -71,8 +70,7 @@ def high_water(pid: int) -> int:
 
 def bench_label(model_dir: str, archive: str, out: str, extra: list[str],
                 env: dict[str, str] | None = None) -> tuple[float, float, float]:
-    """Rows/s measured by the job itself (summary.json), the peak RSS of it and its workers (`benchmarks.labelling`)
-    and its seconds."""
+    """`label_run` as the throughput table reads it: (rows/s by the job's own timer, peak RSS in MB, seconds)."""
     run = label_run(model_dir, archive, out, extra, env)
     return run["summary"]["rows_per_second"], run["peak_rss_mb"], run["summary"]["seconds"]
 
